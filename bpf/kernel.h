@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The few kernel types socktrace reads, declared for CO-RE.
+ *
+ * Only the fields used are listed. preserve_access_index makes clang record
+ * every access as a relocation by field name, so the loader fixes offsets up
+ * against the running kernel's BTF: the layout here does not need to match
+ * any kernel. Fields that live in anonymous unions or structs in the kernel
+ * are declared flat; CO-RE finds them by name inside anonymous members.
+ */
+#ifndef SOCKTRACE_KERNEL_H
+#define SOCKTRACE_KERNEL_H
+
+#include <linux/types.h>
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s64 s64;
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct ns_common {
+	unsigned int inum;
+};
+
+struct net {
+	struct ns_common ns;
+};
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
+typedef struct {
+	s64 counter;
+} atomic64_t;
+
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+		__be32 u6_addr32[4];
+	} in6_u;
+};
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+	atomic64_t skc_cookie;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	int sk_err;
+	kuid_t sk_uid;
+	u16 sk_protocol;
+};
+
+/* The classic tracepoint's context (include/trace/events/sock.h). */
+struct trace_entry {
+	unsigned short type;
+	unsigned char flags;
+	unsigned char preempt_count;
+	int pid;
+};
+
+struct trace_event_raw_inet_sock_set_state {
+	struct trace_entry ent;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+};
+
+#pragma clang attribute pop
+
+#endif /* SOCKTRACE_KERNEL_H */

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * socktrace: every TCP state transition, from the inet_sock_set_state
+ * tracepoint to user space through a ring buffer.
+ *
+ * Four programs hold the same logic and differ only in how they attach and
+ * how they get the socket cookie; user space loads the first that the kernel
+ * accepts:
+ *   tp_btf with bpf_get_socket_cookie()  (5.12+)
+ *   tp_btf reading sk->skc_cookie         (5.5+)
+ *   raw_tracepoint                        (4.17+, no BTF-typed arguments)
+ *   classic tracepoint                    (needs tracefs)
+ * Everything else about the socket is read with CO-RE.
+ */
+#include <linux/bpf.h>
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+
+#include "socktrace.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_SYN_SENT,
+	TCP_SYN_RECV,
+	TCP_FIN_WAIT1,
+	TCP_FIN_WAIT2,
+	TCP_TIME_WAIT,
+	TCP_CLOSE,
+	TCP_CLOSE_WAIT,
+	TCP_LAST_ACK,
+	TCP_LISTEN,
+	TCP_CLOSING,
+	TCP_NEW_SYN_RECV,
+};
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const volatile struct config cfg = {
+	.state_mask = 0xffffffff,
+	.want_inet = 1,
+	.want_inet6 = 1,
+};
+
+/* Keep the shared types in BTF so bpf2go emits Go declarations for them. */
+const struct event *unused_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* user space may resize before load */
+} events SEC(".maps");
+
+/* Transitions that matched the filter but found the ring buffer full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+struct owner {
+	__u32 pid;
+	__u32 tid;
+	char comm[TASK_COMM_LEN];
+};
+
+/* What socktrace remembers about a live socket, keyed by its address. */
+struct sock_info {
+	__u64 ts_ns; /* time of its last transition */
+	struct owner owner;
+	__u16 sport; /* the kernel clears the local port before ->close */
+	__u8 owner_known;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct sock_info);
+} socks SEC(".maps");
+
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+
+/* Who listens on a port, so accepted sockets (born in softirq) get an owner. */
+struct listener {
+	struct owner owner;
+	__u32 count;     /* listening sockets on this port */
+	__u8 ambiguous;  /* they belong to different processes */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listener_key);
+	__type(value, struct listener);
+} listeners SEC(".maps");
+
+static __always_inline void current_owner(struct owner *o)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	o->pid = id >> 32;
+	o->tid = (__u32)id;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline int port_match(__u16 port, const volatile struct port_range *r, __u8 n)
+{
+	if (n == 0)
+		return 1;
+#pragma unroll
+	for (int i = 0; i < MAX_PORT_RANGES; i++) {
+		if (i < n && port >= r[i].lo && port <= r[i].hi)
+			return 1;
+	}
+	return 0;
+}
+
+/* Transitions that always run in the process that owns the socket. */
+static __always_inline int in_owner_context(int oldstate, int newstate)
+{
+	return (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) ||
+	       (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1) ||
+	       (oldstate == TCP_CLOSE_WAIT && newstate == TCP_LAST_ACK) ||
+	       (oldstate == TCP_LISTEN && newstate == TCP_CLOSE);
+}
+
+static __always_inline void track_listener(__u32 netns, __u16 port, int oldstate, int newstate,
+					   const struct owner *o)
+{
+	struct listener_key key = { .netns = netns, .port = port };
+	struct listener *l;
+
+	l = bpf_map_lookup_elem(&listeners, &key);
+	if (newstate == TCP_LISTEN) {
+		if (l) {
+			l->count++;
+			if (l->owner.pid != o->pid)
+				l->ambiguous = 1;
+			return;
+		}
+		struct listener n = { .count = 1 };
+		n.owner = *o;
+		bpf_map_update_elem(&listeners, &key, &n, BPF_ANY);
+	} else if (oldstate == TCP_LISTEN && l) {
+		if (l->count <= 1)
+			bpf_map_delete_elem(&listeners, &key);
+		else
+			l->count--;
+	}
+}
+
+static __always_inline int handle(struct sock *sk, int oldstate, int newstate, int cookie_helper)
+{
+	__u64 skaddr = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct sock_info *info, next = {};
+	struct owner cur;
+	__u64 prev_ns = 0;
+	__u8 flags = 0;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		if (!cfg.want_inet)
+			return 0;
+	} else if (family == AF_INET6) {
+		if (!cfg.want_inet6)
+			return 0;
+	} else {
+		return 0;
+	}
+
+	__u32 netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (cfg.netns && netns != cfg.netns)
+		return 0;
+
+	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+
+	/* Remember when the socket changed state and who owns it, whether or
+	 * not this transition passes the filter: a later one may. */
+	current_owner(&cur);
+	info = bpf_map_lookup_elem(&socks, &skaddr);
+	if (info) {
+		prev_ns = now - info->ts_ns;
+		flags |= EVENT_PREV_KNOWN;
+		next = *info;
+	}
+	if (sport)
+		next.sport = sport;
+	else
+		sport = next.sport;
+	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
+		next.owner = cur;
+		next.owner_known = 1;
+	} else if (!next.owner_known && in_owner_context(oldstate, newstate)) {
+		next.owner = cur;
+		next.owner_known = 1;
+	} else if (!next.owner_known && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		/* A child of a listener: its owner is the listener's. */
+		struct listener_key key = { .netns = netns, .port = sport };
+		struct listener *l = bpf_map_lookup_elem(&listeners, &key);
+
+		if (l && !l->ambiguous) {
+			next.owner = l->owner;
+			next.owner_known = 1;
+		}
+	}
+	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN)
+		track_listener(netns, sport, oldstate, newstate, &next.owner);
+	if (newstate == TCP_CLOSE) {
+		if (info)
+			bpf_map_delete_elem(&socks, &skaddr);
+	} else {
+		next.ts_ns = now;
+		bpf_map_update_elem(&socks, &skaddr, &next, BPF_ANY);
+	}
+
+	if (!(cfg.state_mask & (1U << (newstate & 31))))
+		return 0;
+	if (!port_match(sport, cfg.sport, cfg.nr_sport) || !port_match(dport, cfg.dport, cfg.nr_dport))
+		return 0;
+
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+
+		if (n)
+			*n += 1; /* per-CPU slot: no other writer */
+		return 0;
+	}
+
+	if (cookie_helper) {
+		e->cookie = bpf_get_socket_cookie(sk);
+		flags |= EVENT_COOKIE_HELPER;
+	} else {
+		e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	}
+	if (next.owner_known)
+		flags |= EVENT_OWNER_KNOWN;
+
+	e->ts_ns = now;
+	e->skaddr = skaddr;
+	e->prev_ns = prev_ns;
+	e->netns = netns;
+	e->pid = cur.pid;
+	e->tid = cur.tid;
+	e->owner_pid = next.owner.pid;
+	e->owner_tid = next.owner.tid;
+	e->uid = BPF_CORE_READ(sk, sk_uid.val);
+	e->family = family;
+	e->sport = sport;
+	e->dport = dport;
+	e->sk_err = (__u16)BPF_CORE_READ(sk, sk_err);
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	e->flags = flags;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if (family == AF_INET) {
+		BPF_CORE_READ_INTO((__be32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__be32 *)e->daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	__builtin_memcpy(e->comm, cur.comm, sizeof(e->comm));
+	__builtin_memcpy(e->owner_comm, next.owner.comm, sizeof(e->owner_comm));
+
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_cookie, struct sock *sk, int oldstate, int newstate)
+{
+	return handle(sk, oldstate, newstate, 1);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_core, struct sock *sk, int oldstate, int newstate)
+{
+	return handle(sk, oldstate, newstate, 0);
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int raw_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	return handle((struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], 0);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return handle((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0);
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types shared by the BPF program and Go. bpf2go turns them into Go types
+ * (socktraceEvent, socktraceConfig), so this file is the one definition of
+ * the wire format: change it here and run `make generate`.
+ */
+#ifndef SOCKTRACE_H
+#define SOCKTRACE_H
+
+#define TASK_COMM_LEN 16
+#define MAX_PORT_RANGES 16
+
+/* event.flags */
+#define EVENT_OWNER_KNOWN (1 << 0)  /* owner_* name the process that owns the socket */
+#define EVENT_PREV_KNOWN (1 << 1)   /* prev_ns is the time spent in oldstate */
+#define EVENT_COOKIE_HELPER (1 << 2) /* cookie came from bpf_get_socket_cookie() */
+
+/* One TCP state transition, as written to the ring buffer. 136 bytes. */
+struct event {
+	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cookie;  /* socket cookie, the id sock_diag reports; 0 if unknown */
+	__u64 skaddr;  /* kernel address of the socket */
+	__u64 prev_ns; /* time spent in oldstate, valid with EVENT_PREV_KNOWN */
+	__u32 netns;   /* network namespace inode */
+	__u32 pid;     /* task on CPU: tgid (0 in softirq on an idle CPU) */
+	__u32 tid;
+	__u32 owner_pid; /* owning process, valid with EVENT_OWNER_KNOWN */
+	__u32 owner_tid;
+	__u32 uid;       /* socket owner uid (sk_uid) */
+	__u16 family;    /* AF_INET or AF_INET6 */
+	__u16 sport;     /* local port, host order */
+	__u16 dport;     /* remote port, host order */
+	__u16 sk_err;    /* sk->sk_err: why a socket closed (ECONNREFUSED, ETIMEDOUT...) */
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 flags;
+	__u8 pad[5];
+	__u8 saddr[16]; /* local address: IPv4 in the first 4 bytes */
+	__u8 daddr[16]; /* remote address */
+	char comm[TASK_COMM_LEN];       /* task on CPU */
+	char owner_comm[TASK_COMM_LEN]; /* owning process */
+};
+
+struct port_range {
+	__u16 lo;
+	__u16 hi;
+};
+
+/* Filter set by user space before load (read-only data, so the verifier
+ * prunes what is not used). A transition is sent when all parts match. */
+struct config {
+	__u32 state_mask; /* bit (1 << newstate) */
+	__u32 netns;      /* 0: every namespace */
+	__u8 want_inet;
+	__u8 want_inet6;
+	__u8 nr_sport; /* 0: any local port */
+	__u8 nr_dport; /* 0: any remote port */
+	struct port_range sport[MAX_PORT_RANGES];
+	struct port_range dport[MAX_PORT_RANGES];
+};
+
+#endif /* SOCKTRACE_H */

@@ -1,0 +1,143 @@
+package events
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// Errors Open returns for what the user must fix; test with errors.Is.
+var (
+	ErrPrivileges   = errors.New("not enough privileges")
+	ErrNoBTF        = errors.New("kernel has no BTF")
+	ErrKernelTooOld = errors.New("kernel too old")
+	ErrAttach       = errors.New("cannot attach to inet_sock_set_state")
+)
+
+// Capability numbers (linux/capability.h).
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// checkPrivileges reads the effective capabilities: loading the program
+// needs CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
+func checkPrivileges() error {
+	caps, err := effectiveCaps()
+	if err != nil {
+		return nil // cannot tell: let the kernel decide
+	}
+	has := func(c uint) bool { return caps&(1<<c) != 0 }
+	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+		return nil
+	}
+	return privilegeError(nil)
+}
+
+func privilegeError(cause error) error {
+	msg := "socktrace loads a BPF program into the kernel, which needs root, or the capabilities CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8): run it with sudo"
+	if cause != nil {
+		return fmt.Errorf("%w: %s (%v)", ErrPrivileges, msg, cause)
+	}
+	return fmt.Errorf("%w: %s", ErrPrivileges, msg)
+}
+
+func effectiveCaps() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// kernelBTF returns the BTF to relocate against: the file given, or nil
+// for the kernel's own, which it checks is there.
+func kernelBTF(path string) (*btf.Spec, error) {
+	if path != "" {
+		spec, err := btf.LoadSpec(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read --kernel-btf %s: %v", ErrNoBTF, path, err)
+		}
+		return spec, nil
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, fmt.Errorf("%w: kernel %s has no /sys/kernel/btf/vmlinux, and socktrace's CO-RE programs need the kernel's type information. "+
+			"Use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+ and most distributions since 2020 are), "+
+			"or pass --kernel-btf FILE with a BTF file for this exact kernel (e.g. from BTFHub)", ErrNoBTF, kernelRelease())
+	}
+	return nil, nil
+}
+
+func checkRingBuf() error {
+	err := features.HaveMapType(ebpf.RingBuf)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("%w: kernel %s has no BPF ring buffer; socktrace needs Linux 5.8 or later", ErrKernelTooOld, kernelRelease())
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return privilegeError(err)
+	}
+	return nil // other errors: let loading tell
+}
+
+// verifierTail is how many lines of the verifier's log errors show.
+const verifierTail = 12
+
+// summarize shortens an error for the list of failed attach methods: a
+// verifier rejection becomes its last log lines.
+func summarize(err error) string {
+	var ve *ebpf.VerifierError
+	if !errors.As(err, &ve) {
+		return err.Error()
+	}
+	return fmt.Sprintf("the kernel's verifier rejected the program (%v)", ve.Cause)
+}
+
+func attachError(failures []string, verifier error) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v on kernel %s; tried:", ErrAttach, kernelRelease())
+	for _, f := range failures {
+		b.WriteString("\n  ")
+		b.WriteString(f)
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(verifier, &ve) {
+		b.WriteString("\nlast lines of the verifier's log:")
+		log := ve.Log
+		if len(log) > verifierTail {
+			log = log[len(log)-verifierTail:]
+		}
+		for _, l := range log {
+			b.WriteString("\n  ")
+			b.WriteString(l)
+		}
+		b.WriteString("\nThis is a bug in socktrace or a kernel it does not support yet: please report it with the output of `uname -r` and the lines above.")
+	} else {
+		b.WriteString("\nsocktrace needs a kernel with BPF tracing (Linux 5.8 or later with CONFIG_BPF_SYSCALL and BTF); " +
+			"to force a method, use --attach (the tracepoint one needs tracefs: mount -t tracefs nodev /sys/kernel/tracing)")
+	}
+	return errors.New(b.String())
+}

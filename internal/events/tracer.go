@@ -1,0 +1,408 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+)
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// KernelFilter is the part of the filter the BPF program applies, so that
+// unwanted transitions never reach user space.
+type KernelFilter struct {
+	States tcpstate.Mask // new states to keep; 0 keeps all
+	Netns  uint32        // network namespace inode; 0 keeps all
+	IPv4   bool          // with IPv6: the families to keep; neither keeps both
+	IPv6   bool
+	SPorts []PortRange // local ports; empty keeps all
+	DPorts []PortRange // remote ports; empty keeps all
+}
+
+// MaxPortRanges is how many port ranges the BPF program can test. A filter
+// with more ranges is left to user space.
+const MaxPortRanges = 16
+
+// Attach methods, in the order Open tries them.
+const (
+	AttachAuto       = "auto"
+	AttachTpBtf      = "tp_btf"
+	AttachRawTp      = "raw_tp"
+	AttachTracepoint = "tracepoint"
+)
+
+// AttachMethods lists the values Options.Attach accepts.
+var AttachMethods = []string{AttachAuto, AttachTpBtf, AttachRawTp, AttachTracepoint}
+
+// Options configure Open.
+type Options struct {
+	Filter KernelFilter
+	// RingSize is the ring buffer's size in bytes: a power of two and a
+	// multiple of the page size. 0 means DefaultRingSize.
+	RingSize int
+	// Attach picks how to attach (AttachAuto: the best the kernel has).
+	Attach string
+	// KernelBTF is a BTF file for the running kernel, for kernels that do
+	// not expose /sys/kernel/btf/vmlinux. Empty: the kernel's own.
+	KernelBTF string
+}
+
+// DefaultRingSize holds about 58,000 transitions.
+const DefaultRingSize = 8 << 20
+
+// Record is what Read returns: a transition, or a count of lost ones.
+type Record struct {
+	// Lost, when not zero, says this many transitions that passed the
+	// kernel filter were dropped because the ring buffer was full; they
+	// happened before the next transition read. Transition is unset.
+	Lost uint64
+	Transition
+}
+
+// Tracer reads TCP state transitions from the kernel.
+type Tracer struct {
+	method string
+	prog   *ebpf.Program
+	maps   tracerMaps
+	link   link.Link
+	rd     *ringbuf.Reader
+	dec    *Decoder
+	clock  *Clock
+
+	raw       ringbuf.Record
+	lostVals  []uint64
+	lostSeen  uint64
+	nextCheck time.Time
+	nextSync  time.Time
+	sinceChk  int
+	stopOnce  sync.Once
+	stopErr   error
+	done      bool
+}
+
+type tracerMaps struct {
+	Events    *ebpf.Map `ebpf:"events"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Socks     *ebpf.Map `ebpf:"socks"`
+	Listeners *ebpf.Map `ebpf:"listeners"`
+}
+
+type tracerObjects struct {
+	Prog *ebpf.Program `ebpf:"prog"`
+	tracerMaps
+}
+
+// candidate is one way to attach: a program and its attach function.
+type candidate struct {
+	method string // as shown to users
+	mode   string // the Attach option that selects it
+	prog   string
+	attach func(*ebpf.Program) (link.Link, error)
+}
+
+var candidates = []candidate{
+	{"tp_btf (socket cookie from bpf_get_socket_cookie)", AttachTpBtf, "tp_btf_cookie", attachTracing},
+	{"tp_btf (socket cookie read from the socket)", AttachTpBtf, "tp_btf_core", attachTracing},
+	{"raw_tracepoint", AttachRawTp, "raw_tp", func(p *ebpf.Program) (link.Link, error) {
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: p})
+	}},
+	{"tracepoint sock:inet_sock_set_state", AttachTracepoint, "tracepoint", func(p *ebpf.Program) (link.Link, error) {
+		return link.Tracepoint("sock", "inet_sock_set_state", p, nil)
+	}},
+}
+
+func attachTracing(p *ebpf.Program) (link.Link, error) {
+	return link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
+}
+
+// Open checks that the kernel and the privileges allow tracing, loads the
+// BPF program and attaches it. The returned Tracer must be closed.
+func Open(opts Options) (*Tracer, error) {
+	if opts.Attach == "" {
+		opts.Attach = AttachAuto
+	}
+	if !validAttach(opts.Attach) {
+		return nil, fmt.Errorf("unknown attach method %q: use one of %s", opts.Attach, strings.Join(AttachMethods, ", "))
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise the locked-memory limit for BPF maps: %w", err)
+	}
+	kernelTypes, err := kernelBTF(opts.KernelBTF)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRingBuf(); err != nil {
+		return nil, err
+	}
+
+	spec, err := loadSocktrace()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	ringSize := opts.RingSize
+	if ringSize == 0 {
+		ringSize = DefaultRingSize
+	}
+	if err := checkRingSize(ringSize); err != nil {
+		return nil, err
+	}
+	spec.Maps["events"].MaxEntries = uint32(ringSize)
+	if err := spec.Variables["cfg"].Set(kernelConfig(opts.Filter)); err != nil {
+		return nil, fmt.Errorf("set BPF filter: %w", err)
+	}
+
+	var failures []string
+	var firstHard error
+	for _, c := range candidates {
+		if opts.Attach != AttachAuto && opts.Attach != c.mode {
+			continue
+		}
+		t, err := tryCandidate(spec, c, kernelTypes)
+		if err == nil {
+			return t, nil
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, privilegeError(err)
+		}
+		if firstHard == nil {
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				firstHard = err
+			}
+		}
+		failures = append(failures, fmt.Sprintf("%s: %v", c.method, summarize(err)))
+	}
+	return nil, attachError(failures, firstHard)
+}
+
+func validAttach(a string) bool {
+	for _, m := range AttachMethods {
+		if a == m {
+			return true
+		}
+	}
+	return false
+}
+
+func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec) (*Tracer, error) {
+	s := spec.Copy()
+	s.Programs = map[string]*ebpf.ProgramSpec{"prog": spec.Programs[c.prog].Copy()}
+	var objs tracerObjects
+	err := s.LoadAndAssign(&objs, &ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes, LogSizeStart: 1 << 20},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	l, err := c.attach(objs.Prog)
+	if err != nil {
+		objs.Prog.Close()
+		closeMaps(objs.tracerMaps)
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		l.Close()
+		objs.Prog.Close()
+		closeMaps(objs.tracerMaps)
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	now := time.Now()
+	return &Tracer{
+		method:    c.method,
+		prog:      objs.Prog,
+		maps:      objs.tracerMaps,
+		link:      l,
+		rd:        rd,
+		dec:       NewDecoder(),
+		clock:     NewClock(),
+		lostVals:  make([]uint64, mustPossibleCPUs()),
+		nextCheck: now.Add(lostCheckInterval),
+		nextSync:  now.Add(clockSyncInterval),
+	}, nil
+}
+
+func closeMaps(m tracerMaps) {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners} {
+		if x != nil {
+			x.Close()
+		}
+	}
+}
+
+func mustPossibleCPUs() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+func kernelConfig(f KernelFilter) socktraceConfig {
+	var c socktraceConfig
+	c.StateMask = uint32(f.States)
+	if f.States == 0 {
+		c.StateMask = ^uint32(0)
+	}
+	c.Netns = f.Netns
+	c.WantInet, c.WantInet6 = 1, 1
+	if f.IPv4 != f.IPv6 {
+		c.WantInet, c.WantInet6 = b2u(f.IPv4), b2u(f.IPv6)
+	}
+	if len(f.SPorts) <= MaxPortRanges {
+		c.NrSport = uint8(len(f.SPorts))
+		for i, r := range f.SPorts {
+			c.Sport[i].Lo, c.Sport[i].Hi = r.Lo, r.Hi
+		}
+	}
+	if len(f.DPorts) <= MaxPortRanges {
+		c.NrDport = uint8(len(f.DPorts))
+		for i, r := range f.DPorts {
+			c.Dport[i].Lo, c.Dport[i].Hi = r.Lo, r.Hi
+		}
+	}
+	return c
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func checkRingSize(n int) error {
+	page := os.Getpagesize()
+	if n < page || n&(n-1) != 0 {
+		return fmt.Errorf("ring buffer size %d: must be a power of two and at least the page size (%d)", n, page)
+	}
+	return nil
+}
+
+// Method says how the program is attached, e.g. "tp_btf (...)".
+func (t *Tracer) Method() string { return t.method }
+
+// Clock is the tracer's monotonic-to-wall clock converter.
+func (t *Tracer) Clock() *Clock { return t.clock }
+
+const (
+	lostCheckInterval = 200 * time.Millisecond
+	lostCheckEvery    = 4096
+	clockSyncInterval = 10 * time.Second
+)
+
+// Read waits for the next transition, or for news of lost ones, and
+// fills r. After Stop, it returns what is still in the ring buffer, then
+// a final count of lost transitions if any, then io.EOF.
+func (t *Tracer) Read(r *Record) error {
+	for {
+		if t.done {
+			return io.EOF
+		}
+		now := time.Now()
+		if t.sinceChk >= lostCheckEvery || !now.Before(t.nextCheck) {
+			t.sinceChk = 0
+			t.nextCheck = now.Add(lostCheckInterval)
+			if !now.Before(t.nextSync) {
+				t.clock.Sync()
+				t.nextSync = now.Add(clockSyncInterval)
+			}
+			if n, err := t.newlyLost(); err != nil {
+				return err
+			} else if n > 0 {
+				*r = Record{Lost: n}
+				r.Time = now
+				return nil
+			}
+		}
+		t.rd.SetDeadline(t.nextCheck)
+		err := t.rd.ReadInto(&t.raw)
+		switch {
+		case err == nil:
+			t.sinceChk++
+			*r = Record{}
+			if err := t.dec.Decode(t.raw.RawSample, &r.Transition); err != nil {
+				return err
+			}
+			r.Time = t.clock.Wall(r.Ktime)
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
+			// Stopped and drained: one last look at the loss counter.
+			t.done = true
+			n, lerr := t.newlyLost()
+			if lerr != nil || n == 0 {
+				return io.EOF
+			}
+			*r = Record{Lost: n}
+			r.Time = time.Now()
+			return nil
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+	}
+}
+
+// newlyLost returns how many transitions were lost since it last looked.
+func (t *Tracer) newlyLost() (uint64, error) {
+	total, err := t.LostTotal()
+	if err != nil {
+		return 0, err
+	}
+	n := total - t.lostSeen
+	t.lostSeen = total
+	return n, nil
+}
+
+// LostTotal returns how many transitions were lost since Open.
+func (t *Tracer) LostTotal() (uint64, error) {
+	if err := t.maps.Lost.Lookup(uint32(0), &t.lostVals); err != nil {
+		return 0, fmt.Errorf("read lost-event counter: %w", err)
+	}
+	var total uint64
+	for _, v := range t.lostVals {
+		total += v
+	}
+	return total, nil
+}
+
+// Stop detaches the program, so no new transitions arrive, and makes
+// Read return what is left, then io.EOF. It may be called from any
+// goroutine, more than once.
+func (t *Tracer) Stop() error {
+	t.stopOnce.Do(func() {
+		if err := t.link.Close(); err != nil {
+			t.stopErr = fmt.Errorf("detach: %w", err)
+		}
+		if err := t.rd.Flush(); err != nil && t.stopErr == nil {
+			t.stopErr = fmt.Errorf("flush ring buffer: %w", err)
+		}
+	})
+	return t.stopErr
+}
+
+// Close stops the tracer and frees its kernel objects. Read must not be
+// running.
+func (t *Tracer) Close() error {
+	err := t.Stop()
+	t.rd.Close()
+	t.prog.Close()
+	closeMaps(t.maps)
+	return err
+}

@@ -1,0 +1,144 @@
+// Package events loads socktrace's BPF programs, attaches them to the
+// inet_sock_set_state tracepoint, and reads and decodes the TCP state
+// transitions they send through the ring buffer.
+package events
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"golang.org/x/sys/unix"
+)
+
+// Transition is one TCP state change of one socket.
+type Transition struct {
+	Time   time.Time // wall clock, converted from KtimeNs
+	Ktime  uint64    // CLOCK_MONOTONIC nanoseconds, as the kernel stamped it
+	Cookie uint64    // socket cookie: the id sock_diag reports
+	SkAddr uint64    // kernel address of the socket
+	Netns  uint32    // network namespace inode
+
+	Family uint16 // unix.AF_INET or unix.AF_INET6 (the socket's family)
+	Src    netip.Addr
+	Dst    netip.Addr // v4-mapped IPv6 addresses are given as IPv4
+	SPort  uint16
+	DPort  uint16
+
+	Old, New tcpstate.State
+	// InOld is the time the socket spent in Old; valid if InOldKnown
+	// (it is not for the first transition socktrace sees of a socket).
+	InOld      time.Duration
+	InOldKnown bool
+
+	// The task on the CPU when the transition happened. In softirq
+	// context (most transitions driven by packets) it is unrelated to
+	// the socket; see Owner.
+	TaskPID, TaskTID uint32
+	TaskComm         string
+
+	// The process that owns the socket, learned at connect(), listen(),
+	// close() or from the listener an accepted socket came from.
+	OwnerKnown         bool
+	OwnerPID, OwnerTID uint32
+	OwnerComm          string
+
+	UID   uint32
+	SkErr uint16 // sk_err: why a socket closed (unix.ECONNREFUSED...)
+
+	CookieFromHelper bool // false: read from sk_cookie, 0 until someone asked for it
+}
+
+// Error returns the socket error, if any, as an errno.
+func (t *Transition) Error() unix.Errno { return unix.Errno(t.SkErr) }
+
+// Event flags, as set by the BPF program (bpf/socktrace.h).
+const (
+	flagOwnerKnown   = 1 << 0
+	flagPrevKnown    = 1 << 1
+	flagCookieHelper = 1 << 2
+)
+
+// EventSize is the size of one record in the ring buffer.
+const EventSize = int(unsafe.Sizeof(socktraceEvent{}))
+
+// ErrShortRecord is returned by Decode for a record of the wrong size.
+var ErrShortRecord = errors.New("ring buffer record has the wrong size")
+
+// Decoder turns raw ring buffer records into Transitions. It reuses its
+// strings, so decoding allocates nothing once the comm names are known.
+type Decoder struct {
+	comms map[[16]byte]string
+}
+
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder {
+	return &Decoder{comms: make(map[[16]byte]string)}
+}
+
+func (d *Decoder) comm(c [16]int8) string {
+	b := *(*[16]byte)(unsafe.Pointer(&c))
+	if s, ok := d.comms[b]; ok {
+		return s
+	}
+	n := bytes.IndexByte(b[:], 0)
+	if n < 0 {
+		n = len(b)
+	}
+	s := string(b[:n])
+	if len(d.comms) < 65536 {
+		d.comms[b] = s
+	}
+	return s
+}
+
+// Decode fills t from raw, one record as the BPF program wrote it. The
+// wall-clock time is left for the caller (see Clock).
+func (d *Decoder) Decode(raw []byte, t *Transition) error {
+	if len(raw) != EventSize {
+		return fmt.Errorf("%w: %d bytes, want %d", ErrShortRecord, len(raw), EventSize)
+	}
+	var e socktraceEvent
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), EventSize), raw)
+
+	*t = Transition{
+		Ktime:            e.TsNs,
+		Cookie:           e.Cookie,
+		SkAddr:           e.Skaddr,
+		Netns:            e.Netns,
+		Family:           e.Family,
+		SPort:            e.Sport,
+		DPort:            e.Dport,
+		Old:              tcpstate.State(e.Oldstate),
+		New:              tcpstate.State(e.Newstate),
+		InOld:            time.Duration(e.PrevNs),
+		InOldKnown:       e.Flags&flagPrevKnown != 0,
+		TaskPID:          e.Pid,
+		TaskTID:          e.Tid,
+		TaskComm:         d.comm(e.Comm),
+		OwnerKnown:       e.Flags&flagOwnerKnown != 0,
+		UID:              e.Uid,
+		SkErr:            e.SkErr,
+		CookieFromHelper: e.Flags&flagCookieHelper != 0,
+	}
+	if t.OwnerKnown {
+		t.OwnerPID = e.OwnerPid
+		t.OwnerTID = e.OwnerTid
+		t.OwnerComm = d.comm(e.OwnerComm)
+	}
+	switch e.Family {
+	case unix.AF_INET:
+		t.Src = netip.AddrFrom4([4]byte(e.Saddr[:4]))
+		t.Dst = netip.AddrFrom4([4]byte(e.Daddr[:4]))
+	case unix.AF_INET6:
+		t.Src = netip.AddrFrom16(e.Saddr).Unmap()
+		t.Dst = netip.AddrFrom16(e.Daddr).Unmap()
+	default:
+		return fmt.Errorf("ring buffer record with unknown address family %d", e.Family)
+	}
+	return nil
+}

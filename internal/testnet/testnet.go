@@ -1,0 +1,124 @@
+// Package testnet gives tests a network namespace of their own, with
+// loopback up, so that the TCP traffic they make is theirs alone and can be
+// told apart by its namespace inode.
+package testnet
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// NS is a network namespace made for a test.
+type NS struct {
+	fd    int
+	Inode uint32
+}
+
+// RequireRoot skips the test unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it loads BPF programs and creates network namespaces (run `make test` as root)")
+	}
+}
+
+// New creates a network namespace with lo up; it is removed when the test ends.
+func New(t testing.TB) *NS {
+	t.Helper()
+	RequireRoot(t)
+	ns, err := create()
+	if err != nil {
+		t.Fatalf("create network namespace: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(ns.fd) })
+	return ns
+}
+
+func create() (*NS, error) {
+	type result struct {
+		ns  *NS
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread changes namespace and is never unlocked, so the Go
+		// runtime ends it with the goroutine rather than reuse it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		if err := loUp(); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			ch <- result{err: err}
+			return
+		}
+		ch <- result{ns: &NS{fd: fd, Inode: uint32(st.Ino)}}
+	}()
+	r := <-ch
+	return r.ns, r.err
+}
+
+func loUp() error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
+}
+
+// Path is a path to the namespace that other processes can open
+// (for example `nsenter --net=PATH` or setns), valid while the test runs.
+func (ns *NS) Path() string {
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), ns.fd)
+}
+
+// Do runs fn on an OS thread inside the namespace: sockets fn creates
+// belong to it. Goroutines fn starts do not run in the namespace, but the
+// sockets it made stay there whichever thread uses them.
+func (ns *NS) Do(fn func() error) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with us
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			ch <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		ch <- fn()
+	}()
+	return <-ch
+}
+
+// Run is Do that fails the test on error.
+func (ns *NS) Run(t testing.TB, fn func() error) {
+	t.Helper()
+	if err := ns.Do(fn); err != nil {
+		t.Fatal(err)
+	}
+}
