@@ -406,3 +406,7 @@ func (t *Tracer) Close() error {
 	closeMaps(t.maps)
 	return err
 }
+
+// Buffered returns how many bytes wait in the ring buffer: when it is 0,
+// the next Read will block, so it is time to flush output.
+func (t *Tracer) Buffered() int { return t.rd.AvailableBytes() }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+)
+
+// flags holds the command line as typed.
+type flags struct {
+	states    []string
+	sports    []string
+	dports    []string
+	srcs      []string
+	dsts      []string
+	pids      []string
+	comms     []string
+	ipv4      bool
+	ipv6      bool
+	output    string
+	numeric   bool
+	resolve   bool
+	duration  time.Duration
+	readyFile string
+	ringSize  string
+	attach    string
+	kernelBTF string
+}
+
+// options is the command line checked and parsed.
+type options struct {
+	filter    filter.Filter
+	output    string
+	table     output.TableOptions
+	duration  time.Duration
+	readyFile string
+	tracer    events.Options
+}
+
+// parse checks every flag value; each error names the flag, the bad value
+// and what is accepted.
+func (f *flags) parse() (*options, error) {
+	o := &options{output: f.output, duration: f.duration, readyFile: f.readyFile}
+	var err error
+	for _, s := range f.states {
+		m, err := tcpstate.ParseList(s)
+		if err != nil {
+			return nil, fmt.Errorf("bad --state value %q: %w", s, err)
+		}
+		o.filter.States |= m
+	}
+	if o.filter.SPorts, err = parseEach("--sport", f.sports, filter.ParsePorts); err != nil {
+		return nil, err
+	}
+	if o.filter.DPorts, err = parseEach("--dport", f.dports, filter.ParsePorts); err != nil {
+		return nil, err
+	}
+	if o.filter.Src, err = parseEach("--src", f.srcs, filter.ParsePrefixes); err != nil {
+		return nil, err
+	}
+	if o.filter.Dst, err = parseEach("--dst", f.dsts, filter.ParsePrefixes); err != nil {
+		return nil, err
+	}
+	if o.filter.PIDs, err = parseEach("--pid", f.pids, filter.ParsePIDs); err != nil {
+		return nil, err
+	}
+	if o.filter.Comms, err = parseEach("--comm", f.comms, filter.ParseComms); err != nil {
+		return nil, err
+	}
+	o.filter.IPv4, o.filter.IPv6 = f.ipv4, f.ipv6
+
+	switch f.output {
+	case "table", "json":
+	default:
+		return nil, fmt.Errorf("bad --output value %q: use one of %s", f.output, strings.Join(output.Formats, ", "))
+	}
+	o.table = output.TableOptions{Numeric: f.numeric, Resolve: f.resolve}
+	if f.duration < 0 {
+		return nil, fmt.Errorf("bad --duration value %s: want a positive duration such as 30s or 5m", f.duration)
+	}
+
+	ring, err := parseSize(f.ringSize)
+	if err != nil {
+		return nil, fmt.Errorf("bad --ring-size value %q: %w", f.ringSize, err)
+	}
+	o.tracer = events.Options{
+		Filter:    o.filter.Kernel(),
+		RingSize:  ring,
+		Attach:    f.attach,
+		KernelBTF: f.kernelBTF,
+	}
+	if !contains(events.AttachMethods, f.attach) {
+		return nil, fmt.Errorf("bad --attach value %q: use one of %s", f.attach, strings.Join(events.AttachMethods, ", "))
+	}
+	return o, nil
+}
+
+func parseEach[T any](flag string, values []string, parse func(string) ([]T, error)) ([]T, error) {
+	var out []T
+	for _, v := range values {
+		items, err := parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("bad %s value %q: %w", flag, v, err)
+		}
+		out = append(out, items...)
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix (powers
+// of 1024): a power of two of at least 4K.
+func parseSize(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := 1
+	num := strings.TrimSpace(s)
+	switch strings.ToUpper(num[len(num)-1:]) {
+	case "K":
+		mult, num = 1<<10, num[:len(num)-1]
+	case "M":
+		mult, num = 1<<20, num[:len(num)-1]
+	case "G":
+		mult, num = 1<<30, num[:len(num)-1]
+	}
+	n, err := strconv.ParseUint(num, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("want a size such as 4096, 64K or 8M")
+	}
+	size := int(n) * mult
+	if size < 4096 || size > 1<<30 || size&(size-1) != 0 {
+		return 0, fmt.Errorf("the ring buffer size must be a power of two from 4K to 1G, such as 64K or 8M")
+	}
+	return size, nil
+}

@@ -1,0 +1,141 @@
+// Package names turns ports into service names (/etc/services, as ss does
+// without -n) and addresses into host names (ss -r), without ever making
+// the caller wait: a name not yet known is looked up in the background and
+// the address is shown meanwhile.
+package names
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Services maps TCP ports to service names.
+type Services map[uint16]string
+
+// LoadServices reads /etc/services; a missing file gives an empty map.
+func LoadServices() Services {
+	f, err := os.Open("/etc/services")
+	if err != nil {
+		return Services{}
+	}
+	defer f.Close()
+	return ParseServices(f)
+}
+
+// ParseServices reads services(5) lines, keeping the first name of each
+// TCP port.
+func ParseServices(r io.Reader) Services {
+	s := Services{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		num, proto, ok := strings.Cut(fields[1], "/")
+		if !ok || proto != "tcp" {
+			continue
+		}
+		p, err := strconv.ParseUint(num, 10, 16)
+		if err != nil {
+			continue
+		}
+		if _, dup := s[uint16(p)]; !dup {
+			s[uint16(p)] = fields[0]
+		}
+	}
+	return s
+}
+
+// Port returns the service name of p, or its number.
+func (s Services) Port(p uint16) string {
+	if n, ok := s[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+// LookupFunc resolves an address to names, like net.Resolver.LookupAddr.
+type LookupFunc func(ctx context.Context, addr string) ([]string, error)
+
+// Hosts resolves addresses to host names in the background and caches
+// the answers, failures included.
+type Hosts struct {
+	lookup  LookupFunc
+	timeout time.Duration
+	queue   chan netip.Addr
+
+	mu    sync.Mutex
+	cache map[netip.Addr]string // "" while pending or when there is no name
+}
+
+// maxCached bounds the cache; past it, it starts over.
+const maxCached = 65536
+
+// NewHosts starts workers that resolve with lookup (nil: the system
+// resolver).
+func NewHosts(lookup LookupFunc) *Hosts {
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupAddr
+	}
+	h := &Hosts{
+		lookup:  lookup,
+		timeout: 3 * time.Second,
+		queue:   make(chan netip.Addr, 1024),
+		cache:   make(map[netip.Addr]string),
+	}
+	for i := 0; i < 4; i++ {
+		go h.work()
+	}
+	return h
+}
+
+func (h *Hosts) work() {
+	for a := range h.queue {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		names, err := h.lookup(ctx, a.String())
+		cancel()
+		if err != nil || len(names) == 0 {
+			continue // stays "": shown as the address
+		}
+		h.mu.Lock()
+		h.cache[a] = strings.TrimSuffix(names[0], ".")
+		h.mu.Unlock()
+	}
+}
+
+// Name returns the host name of a if known, else a's text form, and
+// starts a lookup the first time it sees a. It never blocks.
+func (h *Hosts) Name(a netip.Addr) string {
+	h.mu.Lock()
+	name, seen := h.cache[a]
+	if !seen {
+		if len(h.cache) >= maxCached {
+			h.cache = make(map[netip.Addr]string)
+		}
+		h.cache[a] = ""
+	}
+	h.mu.Unlock()
+	if !seen {
+		select {
+		case h.queue <- a:
+		default: // busy: show the address, try again another time
+			h.mu.Lock()
+			delete(h.cache, a)
+			h.mu.Unlock()
+		}
+	}
+	if name == "" {
+		return a.String()
+	}
+	return name
+}

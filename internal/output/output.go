@@ -1,0 +1,283 @@
+// Package output writes transitions for people (an aligned table) and for
+// programs (newline-delimited JSON, one object per line).
+package output
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/names"
+	"golang.org/x/sys/unix"
+)
+
+// Writer writes records to an underlying stream. Callers flush it when
+// they are about to wait for more input.
+type Writer interface {
+	Transition(t *events.Transition) error
+	// Lost reports n transitions lost at time at, total since start.
+	Lost(n, total uint64, at time.Time) error
+	Flush() error
+}
+
+// Formats are the values of --output.
+var Formats = []string{"table", "json"}
+
+// flusher is the part of bufio.Writer the writers need.
+type flusher interface {
+	io.Writer
+	Flush() error
+}
+
+// JSON writes one JSON object per line.
+type JSON struct {
+	w   flusher
+	buf []byte
+}
+
+// NewJSON returns a JSON writer on w.
+func NewJSON(w flusher) *JSON { return &JSON{w: w, buf: make([]byte, 0, 1024)} }
+
+// Flush flushes the underlying writer.
+func (j *JSON) Flush() error { return j.w.Flush() }
+
+// TimeLayout is RFC 3339 with nanoseconds, always nine digits.
+const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// Transition writes a {"type":"transition",...} record.
+func (j *JSON) Transition(t *events.Transition) error {
+	b := j.buf[:0]
+	b = append(b, `{"type":"transition","time":"`...)
+	b = t.Time.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","ktime_ns":`...)
+	b = strconv.AppendUint(b, t.Ktime, 10)
+	b = append(b, `,"cookie":`...)
+	b = strconv.AppendUint(b, t.Cookie, 10)
+	b = append(b, `,"netns":`...)
+	b = strconv.AppendUint(b, uint64(t.Netns), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, familyName(t.Family)...)
+	b = append(b, `","saddr":"`...)
+	b = t.Src.AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(t.SPort), 10)
+	b = append(b, `,"daddr":"`...)
+	b = t.Dst.AppendTo(b)
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(t.DPort), 10)
+	b = append(b, `,"old_state":"`...)
+	b = append(b, t.Old.String()...)
+	b = append(b, `","new_state":"`...)
+	b = append(b, t.New.String()...)
+	b = append(b, `","old_state_duration_ns":`...)
+	if t.InOldKnown {
+		b = strconv.AppendInt(b, int64(t.InOld), 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	if t.OwnerKnown {
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendUint(b, uint64(t.OwnerPID), 10)
+		b = append(b, `,"tid":`...)
+		b = strconv.AppendUint(b, uint64(t.OwnerTID), 10)
+		b = append(b, `,"comm":`...)
+		b = AppendString(b, t.OwnerComm)
+	} else {
+		b = append(b, `,"pid":null,"tid":null,"comm":null`...)
+	}
+	b = append(b, `,"task_pid":`...)
+	b = strconv.AppendUint(b, uint64(t.TaskPID), 10)
+	b = append(b, `,"task_tid":`...)
+	b = strconv.AppendUint(b, uint64(t.TaskTID), 10)
+	b = append(b, `,"task_comm":`...)
+	b = AppendString(b, t.TaskComm)
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendUint(b, uint64(t.UID), 10)
+	b = append(b, `,"error":`...)
+	if t.SkErr != 0 {
+		b = AppendString(b, errnoName(t.SkErr))
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, "}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+// Lost writes a {"type":"lost",...} record.
+func (j *JSON) Lost(n, total uint64, at time.Time) error {
+	b := j.buf[:0]
+	b = append(b, `{"type":"lost","time":"`...)
+	b = at.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","count":`...)
+	b = strconv.AppendUint(b, n, 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendUint(b, total, 10)
+	b = append(b, "}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+func familyName(f uint16) string {
+	if f == unix.AF_INET6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+func errnoName(e uint16) string {
+	if n := unix.ErrnoName(unix.Errno(e)); n != "" {
+		return n
+	}
+	return "errno " + strconv.Itoa(int(e))
+}
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// Table writes aligned columns for people, with a header line.
+type Table struct {
+	w        flusher
+	errw     io.Writer // where loss notices go
+	services names.Services
+	hosts    *names.Hosts
+	header   bool
+	buf      []byte
+}
+
+// TableOptions choose how the table shows ports and addresses.
+type TableOptions struct {
+	Numeric bool // -n: port numbers, not service names
+	Resolve bool // -r: host names, looked up in the background
+}
+
+// NewTable returns a table writer on w; notices of loss go to errw.
+func NewTable(w flusher, errw io.Writer, o TableOptions) *Table {
+	t := &Table{w: w, errw: errw, buf: make([]byte, 0, 256)}
+	if !o.Numeric {
+		t.services = names.LoadServices()
+	}
+	if o.Resolve {
+		t.hosts = names.NewHosts(nil)
+	}
+	return t
+}
+
+// Flush flushes the underlying writer.
+func (t *Table) Flush() error { return t.w.Flush() }
+
+const tableHeader = "TIME            COOKIE     PID     COMM            LOCAL                        PEER                         TRANSITION                    MS        ERROR\n"
+
+// Transition writes one line.
+func (t *Table) Transition(tr *events.Transition) error {
+	b := t.buf[:0]
+	if !t.header {
+		b = append(b, tableHeader...)
+		t.header = true
+	}
+	b = tr.Time.Local().AppendFormat(b, "15:04:05.000000")
+	b = append(b, ' ')
+	b = appendCol(b, strconv.FormatUint(tr.Cookie, 10), 11)
+	if tr.OwnerKnown {
+		b = appendCol(b, strconv.FormatUint(uint64(tr.OwnerPID), 10), 8)
+		b = appendCol(b, tr.OwnerComm, 16)
+	} else {
+		b = appendCol(b, "-", 8)
+		b = appendCol(b, "-", 16)
+	}
+	b = appendCol(b, t.endpoint(tr.Src, tr.SPort), 29)
+	b = appendCol(b, t.endpoint(tr.Dst, tr.DPort), 29)
+	b = appendCol(b, tr.Old.String()+" -> "+tr.New.String(), 30)
+	if tr.InOldKnown {
+		b = appendCol(b, strconv.FormatFloat(float64(tr.InOld)/float64(time.Millisecond), 'f', 3, 64), 10)
+	} else {
+		b = appendCol(b, "-", 10)
+	}
+	if tr.SkErr != 0 {
+		b = append(b, errnoName(tr.SkErr)...)
+	}
+	for len(b) > 0 && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
+	b = append(b, '\n')
+	t.buf = b
+	_, err := t.w.Write(b)
+	return err
+}
+
+// Lost tells the user on errw; the table itself stays clean.
+func (t *Table) Lost(n, total uint64, at time.Time) error {
+	_, err := fmt.Fprintf(t.errw, "socktrace: %s: lost %d transitions, ring buffer full (%d lost so far): enlarge it with --ring-size or narrow the filter\n",
+		at.Local().Format("15:04:05.000000"), n, total)
+	return err
+}
+
+// endpoint formats an address and port the way ss does: 10.0.0.1:443,
+// [fd00::1]:https, with * for port 0.
+func (t *Table) endpoint(a netip.Addr, port uint16) string {
+	host := a.String()
+	if t.hosts != nil && !a.IsUnspecified() {
+		host = t.hosts.Name(a)
+	}
+	if a.Is6() && host == a.String() {
+		host = "[" + host + "]"
+	}
+	p := "*"
+	if port != 0 {
+		if t.services != nil {
+			p = t.services.Port(port)
+		} else {
+			p = strconv.Itoa(int(port))
+		}
+	}
+	return host + ":" + p
+}
+
+// appendCol appends s and pads it to width, always leaving one space.
+func appendCol(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	n := utf8.RuneCountInString(s)
+	for i := n; i < width-1; i++ {
+		b = append(b, ' ')
+	}
+	return append(b, ' ')
+}
