@@ -118,7 +118,7 @@ func summarize(err error) string {
 
 func attachError(failures []string, verifier error) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%v on kernel %s; tried:", ErrAttach, kernelRelease())
+	fmt.Fprintf(&b, " on kernel %s; tried:", kernelRelease())
 	for _, f := range failures {
 		b.WriteString("\n  ")
 		b.WriteString(f)
@@ -139,5 +139,5 @@ func attachError(failures []string, verifier error) error {
 		b.WriteString("\nsocktrace needs a kernel with BPF tracing (Linux 5.8 or later with CONFIG_BPF_SYSCALL and BTF); " +
 			"to force a method, use --attach (the tracepoint one needs tracefs: mount -t tracefs nodev /sys/kernel/tracing)")
 	}
-	return errors.New(b.String())
+	return fmt.Errorf("%w%s", ErrAttach, b.String())
 }
