@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/socktrace/socktrace/internal/events"
@@ -37,25 +38,28 @@ The local port of a connecting socket is not known yet at syn-sent, so
 			return runTrace(cmd.Context(), o)
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w\nRun 'socktrace --help' for usage.", err)
+	})
 	fl := cmd.Flags()
 	fl.SortFlags = false
-	fl.StringArrayVar(&f.states, "state", nil, "only transitions into these states: ss names or groups, comma separated")
-	fl.StringArrayVar(&f.sports, "sport", nil, "local ports: 80,443,8000-8100 or service names")
-	fl.StringArrayVar(&f.dports, "dport", nil, "peer ports: 80,443,8000-8100 or service names")
-	fl.StringArrayVar(&f.srcs, "src", nil, "local addresses or CIDR prefixes, comma separated")
-	fl.StringArrayVar(&f.dsts, "dst", nil, "peer addresses or CIDR prefixes, comma separated")
-	fl.StringArrayVar(&f.pids, "pid", nil, "owning process ids, comma separated")
-	fl.StringArrayVar(&f.comms, "comm", nil, "owning process names, comma separated")
+	fl.StringArrayVar(&f.states, "state", nil, "only transitions into these `STATES`: ss names or groups, comma separated")
+	fl.StringArrayVar(&f.sports, "sport", nil, "local `PORTS`: 80,443,8000-8100 or service names")
+	fl.StringArrayVar(&f.dports, "dport", nil, "peer `PORTS`: 80,443,8000-8100 or service names")
+	fl.StringArrayVar(&f.srcs, "src", nil, "local `ADDRS`: addresses or CIDR prefixes, comma separated")
+	fl.StringArrayVar(&f.dsts, "dst", nil, "peer `ADDRS`: addresses or CIDR prefixes, comma separated")
+	fl.StringArrayVar(&f.pids, "pid", nil, "owning process `PIDS`, comma separated")
+	fl.StringArrayVar(&f.comms, "comm", nil, "owning process `NAMES`, comma separated")
 	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
 	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
-	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
+	fl.StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table or json (one object per line)")
 	fl.BoolVarP(&f.numeric, "numeric", "n", false, "show port numbers, not service names")
 	fl.BoolVarP(&f.resolve, "resolve", "r", false, "show host names (looked up in the background, never delaying output)")
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s, 5m); 0: until Ctrl-C")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write this file once tracing has started, for scripts")
-	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer size (power of two, e.g. 64K, 8M); larger loses less under bursts")
-	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach: "+strings.Join(events.AttachMethods, ", "))
-	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for the running kernel, if it has no /sys/kernel/btf/vmlinux")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long, e.g. 30s or 5m (default: until Ctrl-C)")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
+	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M); larger loses less under bursts")
+	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
+	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
 	return cmd
 }
 

@@ -237,7 +237,7 @@ func withTracefs(t *testing.T) {
 		return
 	}
 	if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		t.Skipf("classic tracepoint needs tracefs, and mounting it failed: %v", err)
+		testnet.Skip(t, fmt.Sprintf("classic tracepoint needs tracefs, and mounting it failed: %v", err))
 	}
 	t.Cleanup(func() { unix.Unmount("/sys/kernel/tracing", 0) })
 }

@@ -22,8 +22,19 @@ type NS struct {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: it loads BPF programs and creates network namespaces (run `make test` as root)")
+		Skip(t, "needs root: it loads BPF programs and creates network namespaces (run `make test` as root)")
 	}
+}
+
+// Skip skips the test with reason, or fails it when SOCKTRACE_REQUIRE_ROOT
+// is set (as `make test` and CI do), so privileged tests cannot pass by
+// not running.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("SOCKTRACE_REQUIRE_ROOT") != "" {
+		t.Fatalf("cannot run, and SOCKTRACE_REQUIRE_ROOT is set: %s", reason)
+	}
+	t.Skip(reason)
 }
 
 // New creates a network namespace with lo up; it is removed when the test ends.

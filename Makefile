@@ -1,0 +1,59 @@
+# socktrace: everything is driven from here; see README.md.
+#   make run ARGS='--state syn-sent --dport 9092'   install what is missing, build, run
+#   make test                                       install what is missing, check, run all tests (as root)
+
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin/socktrace
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# Debian packages: the BPF toolchain (only to regenerate the object), and
+# the network tools the tests and users rely on.
+APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables
+
+GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o
+BPF_SOURCES := gen.go $(wildcard bpf/*.c bpf/*.h)
+
+.PHONY: all deps build run generate check-generated lint test clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (sudo) to install:" $$missing >&2; exit 1; fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "make: Go is not installed (want Go 1.24+ on PATH or in /usr/local/go)" >&2; exit 1; }
+	$(GO) mod download
+
+build: deps
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/socktrace
+
+run: build
+	./$(BIN) $(ARGS)
+
+generate: deps
+	$(GO) generate ./...
+
+# The committed BPF object and Go bindings must be what the sources make.
+check-generated: generate
+	@if ! git diff --quiet -- $(GENERATED); then \
+		echo "generated BPF files are stale: run 'make generate' and commit them" >&2; \
+		git diff --stat -- $(GENERATED) >&2; exit 1; \
+	fi
+	@echo "generated BPF files are fresh"
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:" $$out >&2; exit 1; fi
+	$(GO) vet ./...
+
+# Privileged tests fail rather than skip here: they are the point.
+test: check-generated lint
+	SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 10m ./...
+
+clean:
+	rm -rf bin
