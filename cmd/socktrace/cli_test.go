@@ -144,7 +144,7 @@ func (p *proc) stop(t *testing.T) []string {
 // record is a decoded JSON line.
 type record map[string]any
 
-func (r record) str(k string) string { s, _ := r[k].(string); return s }
+func (r record) str(k string) string  { s, _ := r[k].(string); return s }
 func (r record) num(k string) float64 { n, _ := r[k].(float64); return n }
 
 // parseJSON decodes every line, failing on any that is not a JSON object.
