@@ -1,0 +1,179 @@
+package snapshot
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"golang.org/x/sys/unix"
+)
+
+// Options choose what Dump lists.
+type Options struct {
+	States tcpstate.Mask // 0: every state
+	IPv4   bool          // with IPv6: families to list; neither: both
+	IPv6   bool
+	// Netns is the path of a network namespace (/proc/PID/ns/net,
+	// /run/netns/NAME); "" is socktrace's own.
+	Netns string
+}
+
+// Dump lists the TCP sockets of one network namespace. A dump the kernel
+// flags as interrupted (the tables changed under it) is retried; after
+// three, Dump gives up with ErrInterrupted.
+func Dump(o Options) ([]Socket, error) {
+	fd, netns, err := openDiag(o.Netns)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	states := o.States
+	if states == 0 {
+		states = tcpstate.All
+	}
+	var out []Socket
+	for _, fam := range families(o) {
+		var socks []Socket
+		var err error
+		for attempt := 1; ; attempt++ {
+			socks, err = dumpFamily(fd, fam, states, uint32(attempt))
+			if err != ErrInterrupted || attempt == maxDumpAttempts {
+				break
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s sockets: %w", famName(fam), err)
+		}
+		for i := range socks {
+			socks[i].Netns = netns
+		}
+		out = append(out, socks...)
+	}
+	return out, nil
+}
+
+func families(o Options) []uint8 {
+	if o.IPv4 == o.IPv6 {
+		return []uint8{unix.AF_INET, unix.AF_INET6}
+	}
+	if o.IPv4 {
+		return []uint8{unix.AF_INET}
+	}
+	return []uint8{unix.AF_INET6}
+}
+
+func famName(f uint8) string {
+	if f == unix.AF_INET6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// dumpFamily runs one dump request to completion.
+func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32) ([]Socket, error) {
+	req := encodeRequest(family, states, seq)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("send sock_diag request: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	var socks []Socket
+	interrupted := false
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read sock_diag reply: %w", err)
+		}
+		done, intr, err := parseReplies(buf[:n], seq, func(s *Socket) error {
+			socks = append(socks, *s)
+			return nil
+		})
+		interrupted = interrupted || intr
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			break
+		}
+	}
+	if interrupted {
+		return nil, ErrInterrupted
+	}
+	return socks, nil
+}
+
+// openDiag opens a NETLINK_SOCK_DIAG socket in the namespace at path
+// ("" for ours) and returns it with the namespace's inode.
+func openDiag(path string) (fd int, netns uint32, err error) {
+	if path == "" {
+		path = "/proc/self/ns/net"
+		fd, err := newDiagSocket()
+		if err != nil {
+			return -1, 0, err
+		}
+		ino, err := nsInode(path)
+		if err != nil {
+			unix.Close(fd)
+			return -1, 0, err
+		}
+		return fd, ino, nil
+	}
+	ino, err := nsInode(path)
+	if err != nil {
+		return -1, 0, err
+	}
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread enters the namespace and is never unlocked, so the
+		// runtime ends it with this goroutine instead of reusing it.
+		runtime.LockOSThread()
+		nsfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{-1, fmt.Errorf("open network namespace %s: %w", path, err)}
+			return
+		}
+		defer unix.Close(nsfd)
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{-1, fmt.Errorf("enter network namespace %s: %w", path, err)}
+			return
+		}
+		fd, err := newDiagSocket()
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	return r.fd, ino, r.err
+}
+
+func newDiagSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return -1, fmt.Errorf("open sock_diag netlink socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind sock_diag netlink socket: %w", err)
+	}
+	return fd, nil
+}
+
+// NetnsInode returns the inode that identifies the network namespace at
+// path, as BPF reports it in events.
+func NetnsInode(path string) (uint32, error) { return nsInode(path) }
+
+func nsInode(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		if os.IsNotExist(err) {
+			return 0, fmt.Errorf("network namespace %s does not exist", path)
+		}
+		return 0, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	return uint32(st.Ino), nil
+}
