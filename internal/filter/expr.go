@@ -1,0 +1,586 @@
+package filter
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
+)
+
+// Expr is a parsed ss-style filter expression, such as
+//
+//	dport = :9092 and ( state syn-sent or state syn-recv )
+//
+// It is matched in Go against transitions and snapshot rows alike.
+type Expr interface {
+	Match(s *Subject) bool
+	// String renders the expression in a canonical form that ParseExpr
+	// reads back to the same meaning.
+	String() string
+}
+
+// SyntaxError tells where an expression went wrong.
+type SyntaxError struct {
+	Input string // the expression as given (arguments joined by spaces)
+	Pos   int    // byte offset of the offending token in Input
+	Token string // the offending token; "" at the end of the input
+	Msg   string
+}
+
+func (e *SyntaxError) Error() string {
+	width := len(e.Token)
+	if width == 0 {
+		width = 1
+	}
+	return fmt.Sprintf("bad filter expression: %s\n  %s\n  %s%s",
+		e.Msg, e.Input, strings.Repeat(" ", e.Pos), strings.Repeat("^", width))
+}
+
+// ParseExpr parses the expression made of args joined by spaces, the way
+// ss reads its arguments. No arguments give a nil Expr (match all).
+//
+// Grammar, loosest first:
+//
+//	expr    = and { ("or" | "||" | "|") and }
+//	and     = unary { ["and" | "&&" | "&"] unary }   (juxtaposition is and)
+//	unary   = ("not" | "!") unary | "(" expr ")" | test
+//	test    = ("sport" | "dport") [op] PORT          PORT: 9092, :9092, :https, *
+//	        | ("src" | "dst") [eq | ne] HOST         HOST: ADDR[/LEN][:PORT], [V6][:PORT], *:PORT
+//	        | "state" [eq | ne] STATES | "exclude" STATES
+//	        | "pid" [op] N | "comm" [eq | ne] NAME
+//	op      = "=" | "==" | "eq" | "!=" | "ne" | ">" | "gt" | "<" | "lt" | ">=" | "ge" | "<=" | "le"
+func ParseExpr(args []string) (Expr, error) {
+	input := strings.Join(args, " ")
+	toks := tokenize(input)
+	if len(toks) == 0 {
+		return nil, nil
+	}
+	p := &parser{input: input, toks: toks}
+	e, err := p.or()
+	if err != nil {
+		return nil, err
+	}
+	if t := p.peek(); t != nil {
+		if t.text == ")" {
+			return nil, p.errAt(t, "unbalanced ')': no '(' opens it")
+		}
+		return nil, p.errAt(t, fmt.Sprintf("unexpected %q", t.text))
+	}
+	return e, nil
+}
+
+type token struct {
+	text string
+	pos  int
+}
+
+// tokenize splits at spaces, around parentheses and around the
+// comparison operators, so "dport>=1024" reads like "dport >= 1024".
+func tokenize(s string) []token {
+	var out []token
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			i++
+		case c == '(' || c == ')':
+			out = append(out, token{string(c), i})
+			i++
+		case c == '&' || c == '|':
+			j := i + 1
+			if j < len(s) && s[j] == c {
+				j++
+			}
+			out = append(out, token{s[i:j], i})
+			i = j
+		case c == '=' || c == '!' || c == '<' || c == '>':
+			j := i + 1
+			if j < len(s) && s[j] == '=' {
+				j++
+			}
+			out = append(out, token{s[i:j], i})
+			i = j
+		default:
+			j := i
+			for j < len(s) && !strings.ContainsRune(" \t\n()&|=!<>", rune(s[j])) {
+				j++
+			}
+			out = append(out, token{s[i:j], i})
+			i = j
+		}
+	}
+	return out
+}
+
+type parser struct {
+	input string
+	toks  []token
+	i     int
+}
+
+func (p *parser) peek() *token {
+	if p.i < len(p.toks) {
+		return &p.toks[p.i]
+	}
+	return nil
+}
+
+func (p *parser) next() *token {
+	t := p.peek()
+	if t != nil {
+		p.i++
+	}
+	return t
+}
+
+func (p *parser) errAt(t *token, msg string) error {
+	if t == nil {
+		return &SyntaxError{Input: p.input, Pos: len(p.input), Msg: msg}
+	}
+	return &SyntaxError{Input: p.input, Pos: t.pos, Token: t.text, Msg: msg}
+}
+
+func isOr(s string) bool  { return s == "or" || s == "||" || s == "|" }
+func isAnd(s string) bool { return s == "and" || s == "&&" || s == "&" }
+
+func (p *parser) or() (Expr, error) {
+	l, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	for t := p.peek(); t != nil && isOr(t.text); t = p.peek() {
+		p.next()
+		r, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		l = orExpr{l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) and() (Expr, error) {
+	l, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	for t := p.peek(); t != nil && !isOr(t.text) && t.text != ")"; t = p.peek() {
+		if isAnd(t.text) {
+			p.next()
+		}
+		r, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		l = andExpr{l, r}
+	}
+	return l, nil
+}
+
+const keywords = "sport, dport, src, dst, state, exclude, pid, comm, with and, or, not and ( )"
+
+func (p *parser) unary() (Expr, error) {
+	t := p.next()
+	if t == nil {
+		return nil, p.errAt(nil, "the expression ends where a test was expected ("+keywords+")")
+	}
+	switch strings.ToLower(t.text) {
+	case "not", "!":
+		e, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		return notExpr{e}, nil
+	case "(":
+		e, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		c := p.next()
+		if c == nil || c.text != ")" {
+			if c == nil {
+				return nil, p.errAt(t, "unbalanced '(': no ')' closes it")
+			}
+			return nil, p.errAt(c, fmt.Sprintf("want ')' to close the '(' at column %d, got %q", t.pos+1, c.text))
+		}
+		return e, nil
+	case ")":
+		return nil, p.errAt(t, "unexpected ')': a test was expected here")
+	case "sport", "dport":
+		return p.port(strings.ToLower(t.text))
+	case "src", "dst":
+		return p.host(strings.ToLower(t.text))
+	case "state", "exclude":
+		return p.state(strings.ToLower(t.text))
+	case "pid":
+		return p.pid()
+	case "comm":
+		return p.comm()
+	case "and", "&&", "&", "or", "||", "|":
+		return nil, p.errAt(t, fmt.Sprintf("%q needs a test on its left", t.text))
+	}
+	return nil, p.errAt(t, fmt.Sprintf("unknown keyword %q: use %s", t.text, keywords))
+}
+
+// cmpOp is a comparison operator.
+type cmpOp uint8
+
+const (
+	opEq cmpOp = iota
+	opNe
+	opGt
+	opLt
+	opGe
+	opLe
+)
+
+var opNames = [...]string{"=", "!=", ">", "<", ">=", "<="}
+
+func (o cmpOp) String() string { return opNames[o] }
+
+func (o cmpOp) cmp(a, b uint32) bool {
+	switch o {
+	case opEq:
+		return a == b
+	case opNe:
+		return a != b
+	case opGt:
+		return a > b
+	case opLt:
+		return a < b
+	case opGe:
+		return a >= b
+	default:
+		return a <= b
+	}
+}
+
+func parseOp(s string) (cmpOp, bool) {
+	switch strings.ToLower(s) {
+	case "=", "==", "eq":
+		return opEq, true
+	case "!=", "ne", "neq":
+		return opNe, true
+	case ">", "gt":
+		return opGt, true
+	case "<", "lt":
+		return opLt, true
+	case ">=", "ge", "geq":
+		return opGe, true
+	case "<=", "le", "leq":
+		return opLe, true
+	}
+	return 0, false
+}
+
+// op reads an optional operator; without one the test is equality.
+// onlyEq limits it to = and != (for addresses, states, names).
+func (p *parser) op(key string, onlyEq bool) (cmpOp, error) {
+	t := p.peek()
+	if t == nil {
+		return 0, p.errAt(nil, fmt.Sprintf("%q needs a value", key))
+	}
+	o, ok := parseOp(t.text)
+	if !ok {
+		if t.text == "!" {
+			return 0, p.errAt(t, "'!' alone is not a comparison: write != or ne")
+		}
+		return opEq, nil
+	}
+	if onlyEq && o != opEq && o != opNe {
+		return 0, p.errAt(t, fmt.Sprintf("%q compares with = or != only, not %s", key, t.text))
+	}
+	p.next()
+	return o, nil
+}
+
+func (p *parser) value(key, what string) (*token, error) {
+	t := p.next()
+	if t == nil {
+		return nil, p.errAt(nil, fmt.Sprintf("%q needs %s", key, what))
+	}
+	if t.text == "(" || t.text == ")" || isAnd(t.text) || isOr(t.text) {
+		return nil, p.errAt(t, fmt.Sprintf("%q needs %s, not %q", key, what, t.text))
+	}
+	if _, isOp := parseOp(t.text); isOp && strings.ContainsAny(t.text, "=<>!") {
+		return nil, p.errAt(t, fmt.Sprintf("%q needs %s, not a second operator %q", key, what, t.text))
+	}
+	return t, nil
+}
+
+func (p *parser) port(key string) (Expr, error) {
+	o, err := p.op(key, false)
+	if err != nil {
+		return nil, err
+	}
+	t, err := p.value(key, "a port such as :9092, 9092, :https or *")
+	if err != nil {
+		return nil, err
+	}
+	v := strings.TrimPrefix(t.text, ":")
+	if v == "*" {
+		if o != opEq {
+			return nil, p.errAt(t, "'*' (any port) only goes with =")
+		}
+		return trueExpr{key + " = *"}, nil
+	}
+	n, err := parsePort(v)
+	if err != nil {
+		return nil, p.errAt(t, err.Error())
+	}
+	return portExpr{dst: key == "dport", op: o, port: n}, nil
+}
+
+func (p *parser) host(key string) (Expr, error) {
+	o, err := p.op(key, true)
+	if err != nil {
+		return nil, err
+	}
+	t, err := p.value(key, "an address, a CIDR prefix or ADDR:PORT")
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseHost(t.text)
+	if err != nil {
+		return nil, p.errAt(t, err.Error())
+	}
+	h.dst = key == "dst"
+	var e Expr = h
+	if o == opNe {
+		e = notExpr{e}
+	}
+	return e, nil
+}
+
+// parseHost reads ss's host forms: 10.0.0.1, 10.0.0.0/8, 10.0.0.1:80,
+// [::1]:80, ::1, fd00::/8, [fd00::]/8, *:80, :80, *.
+func parseHost(s string) (hostExpr, error) {
+	bad := fmt.Errorf("bad address %q: want ADDR, ADDR/LEN, ADDR:PORT, [IPV6]:PORT or *:PORT", s)
+	h := hostExpr{}
+	addr := s
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return h, bad
+		}
+		addr = s[1:end]
+		rest := s[end+1:]
+		switch {
+		case rest == "":
+		case strings.HasPrefix(rest, "/"):
+			addr += rest
+		case strings.HasPrefix(rest, ":"):
+			if err := h.setPort(rest[1:]); err != nil {
+				return h, err
+			}
+		default:
+			return h, bad
+		}
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 && strings.Count(s, ":") == 1 {
+		// One colon: ADDR:PORT (IPv6 has at least two).
+		addr = s[:i]
+		if err := h.setPort(s[i+1:]); err != nil {
+			return h, err
+		}
+	}
+	if addr == "" || addr == "*" {
+		h.any = true
+		if !h.hasPort {
+			h.str = "*"
+		}
+		return h.finish(s), nil
+	}
+	ps, err := ParsePrefixes(addr)
+	if err != nil || len(ps) != 1 {
+		return h, bad
+	}
+	h.prefix = ps[0]
+	return h.finish(s), nil
+}
+
+func (h *hostExpr) setPort(s string) error {
+	if s == "*" {
+		return nil
+	}
+	n, err := parsePort(s)
+	if err != nil {
+		return err
+	}
+	h.hasPort, h.port = true, n
+	return nil
+}
+
+func (h hostExpr) finish(string) hostExpr {
+	var b strings.Builder
+	if h.any {
+		b.WriteString("*")
+	} else if h.prefix.Bits() == h.prefix.Addr().BitLen() {
+		if h.prefix.Addr().Is6() && h.hasPort {
+			b.WriteString("[" + h.prefix.Addr().String() + "]")
+		} else {
+			b.WriteString(h.prefix.Addr().String())
+		}
+	} else {
+		b.WriteString(h.prefix.String())
+	}
+	if h.hasPort {
+		b.WriteString(":" + strconv.Itoa(int(h.port)))
+	}
+	h.str = b.String()
+	return h
+}
+
+func (p *parser) state(key string) (Expr, error) {
+	o := opEq
+	if key == "state" {
+		var err error
+		if o, err = p.op(key, true); err != nil {
+			return nil, err
+		}
+	}
+	t, err := p.value(key, "a state name or group such as syn-sent or connected")
+	if err != nil {
+		return nil, err
+	}
+	m, err := tcpstate.ParseList(t.text)
+	if err != nil {
+		return nil, p.errAt(t, err.Error())
+	}
+	var e Expr = stateExpr{m}
+	if o == opNe || key == "exclude" {
+		e = notExpr{e}
+	}
+	return e, nil
+}
+
+func (p *parser) pid() (Expr, error) {
+	o, err := p.op("pid", false)
+	if err != nil {
+		return nil, err
+	}
+	t, err := p.value("pid", "a process id")
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.ParseUint(t.text, 10, 32)
+	if err != nil {
+		return nil, p.errAt(t, fmt.Sprintf("bad process id %q: want a number", t.text))
+	}
+	return pidExpr{op: o, pid: uint32(n)}, nil
+}
+
+func (p *parser) comm() (Expr, error) {
+	o, err := p.op("comm", true)
+	if err != nil {
+		return nil, err
+	}
+	t, err := p.value("comm", "a process name")
+	if err != nil {
+		return nil, err
+	}
+	name := t.text
+	if len(name) > commLen {
+		name = name[:commLen]
+	}
+	return commExpr{name: name, ne: o == opNe}, nil
+}
+
+type (
+	orExpr    struct{ l, r Expr }
+	andExpr   struct{ l, r Expr }
+	notExpr   struct{ e Expr }
+	trueExpr  struct{ s string }
+	stateExpr struct{ m tcpstate.Mask }
+	commExpr  struct {
+		name string
+		ne   bool
+	}
+	portExpr struct {
+		dst  bool
+		op   cmpOp
+		port uint16
+	}
+	pidExpr struct {
+		op  cmpOp
+		pid uint32
+	}
+	hostExpr struct {
+		dst     bool
+		any     bool
+		prefix  netip.Prefix
+		hasPort bool
+		port    uint16
+		str     string
+	}
+)
+
+func (e orExpr) Match(s *Subject) bool  { return e.l.Match(s) || e.r.Match(s) }
+func (e orExpr) String() string         { return "( " + e.l.String() + " or " + e.r.String() + " )" }
+func (e andExpr) Match(s *Subject) bool { return e.l.Match(s) && e.r.Match(s) }
+func (e andExpr) String() string        { return e.l.String() + " and " + e.r.String() }
+func (e notExpr) Match(s *Subject) bool { return !e.e.Match(s) }
+func (e notExpr) String() string        { return "not " + paren(e.e) }
+func (trueExpr) Match(*Subject) bool    { return true }
+func (e trueExpr) String() string       { return e.s }
+
+func paren(e Expr) string {
+	if _, ok := e.(andExpr); ok {
+		return "( " + e.String() + " )"
+	}
+	return e.String()
+}
+
+func (e stateExpr) Match(s *Subject) bool { return e.m.Has(s.State) }
+func (e stateExpr) String() string        { return "state " + e.m.String() }
+
+func (e portExpr) Match(s *Subject) bool {
+	p := s.SPort
+	if e.dst {
+		p = s.DPort
+	}
+	return e.op.cmp(uint32(p), uint32(e.port))
+}
+
+func (e portExpr) String() string {
+	k := "sport"
+	if e.dst {
+		k = "dport"
+	}
+	return fmt.Sprintf("%s %s :%d", k, e.op, e.port)
+}
+
+func (e hostExpr) Match(s *Subject) bool {
+	a, p := s.Src, s.SPort
+	if e.dst {
+		a, p = s.Dst, s.DPort
+	}
+	if e.hasPort && p != e.port {
+		return false
+	}
+	return e.any || e.prefix.Contains(a)
+}
+
+func (e hostExpr) String() string {
+	k := "src"
+	if e.dst {
+		k = "dst"
+	}
+	return k + " " + e.str
+}
+
+func (e pidExpr) Match(s *Subject) bool { return s.OwnerKnown && e.op.cmp(s.PID, e.pid) }
+func (e pidExpr) String() string        { return fmt.Sprintf("pid %s %d", e.op, e.pid) }
+
+// An owner test never matches a socket whose owner is unknown, whatever
+// its operator: "comm != java" does not claim an unknown owner is not java.
+func (e commExpr) Match(s *Subject) bool { return s.OwnerKnown && (s.Comm == e.name) != e.ne }
+
+func (e commExpr) String() string {
+	if e.ne {
+		return "comm != " + e.name
+	}
+	return "comm = " + e.name
+}
