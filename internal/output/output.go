@@ -176,12 +176,13 @@ func AppendString(b []byte, s string) []byte {
 
 // Table writes aligned columns for people, with a header line.
 type Table struct {
-	w        flusher
-	errw     io.Writer // where loss notices go
-	services names.Services
-	hosts    *names.Hosts
-	header   bool
-	buf      []byte
+	w          flusher
+	errw       io.Writer // where loss notices go
+	services   names.Services
+	hosts      *names.Hosts
+	header     bool // transition header written
+	sockHeader bool // socket header written
+	buf        []byte
 }
 
 // TableOptions choose how the table shows ports and addresses.

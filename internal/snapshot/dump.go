@@ -177,3 +177,39 @@ func nsInode(path string) (uint32, error) {
 	}
 	return uint32(st.Ino), nil
 }
+
+// Namespaces lists one path for each network namespace in use on the
+// host: those of all processes, and those named under /run/netns.
+func Namespaces() ([]string, error) {
+	seen := map[uint32]bool{}
+	var out []string
+	add := func(path string) {
+		ino, err := nsInode(path)
+		if err != nil || seen[ino] {
+			return
+		}
+		seen[ino] = true
+		out = append(out, path)
+	}
+	add("/proc/self/ns/net")
+	if names, err := os.ReadDir("/run/netns"); err == nil {
+		for _, n := range names {
+			add("/run/netns/" + n.Name())
+		}
+	}
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	for _, n := range names {
+		if n[0] >= '0' && n[0] <= '9' {
+			add("/proc/" + n + "/ns/net")
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,178 @@
+package output
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/timeline"
+)
+
+// Socket writes a {"type":"socket",...} record: a socket that exists,
+// with the same field names as transitions where they overlap.
+func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
+	b := j.buf[:0]
+	b = append(b, `{"type":"socket","time":"`...)
+	b = at.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","cookie":`...)
+	b = strconv.AppendUint(b, r.Cookie, 10)
+	b = append(b, `,"netns":`...)
+	b = strconv.AppendUint(b, uint64(r.Netns), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, familyName(r.Family)...)
+	b = append(b, `","saddr":"`...)
+	b = r.Src.AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(r.SPort), 10)
+	b = append(b, `,"daddr":"`...)
+	b = r.Dst.AppendTo(b)
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(r.DPort), 10)
+	b = append(b, `,"state":"`...)
+	b = append(b, r.State.String()...)
+	b = append(b, '"')
+	if r.OwnerKnown {
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendUint(b, uint64(r.OwnerPID), 10)
+		b = append(b, `,"comm":`...)
+		b = AppendString(b, r.OwnerComm)
+	} else {
+		b = append(b, `,"pid":null,"comm":null`...)
+	}
+	b = append(b, `,"users":[`...)
+	for i, u := range r.Users {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"pid":`...)
+		b = strconv.AppendUint(b, uint64(u.PID), 10)
+		b = append(b, `,"comm":`...)
+		b = AppendString(b, u.Comm)
+		b = append(b, `,"fd":`...)
+		b = strconv.AppendInt(b, int64(u.FD), 10)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	d := r.Diag
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendUint(b, uint64(d.UID), 10)
+	b = append(b, `,"inode":`...)
+	b = strconv.AppendUint(b, uint64(d.Inode), 10)
+	b = append(b, `,"recv_q":`...)
+	b = strconv.AppendUint(b, uint64(d.RecvQ), 10)
+	b = append(b, `,"send_q":`...)
+	b = strconv.AppendUint(b, uint64(d.SendQ), 10)
+	b = append(b, `,"timer":`...)
+	if d.Timer != snapshot.TimerNone {
+		b = AppendString(b, d.Timer.String())
+		b = append(b, `,"timer_expires_ms":`...)
+		b = strconv.AppendInt(b, d.Expires.Milliseconds(), 10)
+	} else {
+		b = append(b, `null,"timer_expires_ms":null`...)
+	}
+	b = append(b, `,"retrans":`...)
+	b = strconv.AppendUint(b, uint64(d.Retrans), 10)
+	b = append(b, `,"preexisting":`...)
+	b = strconv.AppendBool(b, r.Preexisting)
+	b = append(b, "}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+// ssState is how ss's State column spells each state.
+var ssState = map[tcpstate.State]string{
+	tcpstate.Established: "ESTAB",
+	tcpstate.SynSent:     "SYN-SENT",
+	tcpstate.SynRecv:     "SYN-RECV",
+	tcpstate.FinWait1:    "FIN-WAIT-1",
+	tcpstate.FinWait2:    "FIN-WAIT-2",
+	tcpstate.TimeWait:    "TIME-WAIT",
+	tcpstate.Close:       "UNCONN",
+	tcpstate.CloseWait:   "CLOSE-WAIT",
+	tcpstate.LastAck:     "LAST-ACK",
+	tcpstate.Listen:      "LISTEN",
+	tcpstate.Closing:     "CLOSING",
+	tcpstate.NewSynRecv:  "SYN-RECV",
+}
+
+const socketHeader = "State      Recv-Q Send-Q Local Address:Port           Peer Address:Port            Process\n"
+
+// Socket writes one ss -tanpoe style line: state, queues, endpoints, then
+// users:((...)), timer:(...), the cookie and namespace.
+func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
+	b := t.buf[:0]
+	if !t.sockHeader {
+		b = append(b, socketHeader...)
+		t.sockHeader = true
+	}
+	b = appendCol(b, ssState[r.State], 11)
+	b = appendCol(b, strconv.FormatUint(uint64(r.Diag.RecvQ), 10), 7)
+	b = appendCol(b, strconv.FormatUint(uint64(r.Diag.SendQ), 10), 7)
+	b = appendCol(b, t.endpoint(r.Src, r.SPort), 30)
+	b = appendCol(b, t.endpoint(r.Dst, r.DPort), 30)
+	var extra []string
+	if len(r.Users) > 0 {
+		extra = append(extra, procs.Users(r.Users))
+	} else if r.OwnerKnown {
+		extra = append(extra, procs.Users([]procs.Owner{{PID: r.OwnerPID, Comm: r.OwnerComm, FD: -1}}))
+	}
+	if r.Diag.Timer != snapshot.TimerNone {
+		extra = append(extra, "timer:("+r.Diag.Timer.String()+","+FormatTimer(r.Diag.Expires)+","+strconv.Itoa(int(r.Diag.Retrans))+")")
+	}
+	if r.Diag.UID != 0 {
+		extra = append(extra, "uid:"+strconv.FormatUint(uint64(r.Diag.UID), 10))
+	}
+	if r.Diag.Inode != 0 {
+		extra = append(extra, "ino:"+strconv.FormatUint(uint64(r.Diag.Inode), 10))
+	}
+	extra = append(extra, "cookie:"+strconv.FormatUint(r.Cookie, 10))
+	b = append(b, strings.Join(extra, " ")...)
+	b = append(b, '\n')
+	t.buf = b
+	_, err := t.w.Write(b)
+	return err
+}
+
+// FormatTimer writes a timer's remaining time the way ss -o does, so
+// that it reads the same: minutes, then seconds, then milliseconds, the
+// smaller units dropped as the larger grow: 208ms, 1.500ms (1.5 s, in
+// ss's own spelling), 59sec, 2min30sec, 119min.
+func FormatTimer(d time.Duration) string {
+	ms := d.Milliseconds()
+	if ms < 0 {
+		ms = 0
+	}
+	minutes := ms / 60000
+	secs := (ms / 1000) % 60
+	msecs := ms % 1000
+	var b strings.Builder
+	if minutes > 0 {
+		msecs = 0
+		b.WriteString(strconv.FormatInt(minutes, 10) + "min")
+		if minutes > 9 {
+			secs = 0
+		}
+	}
+	if secs > 0 {
+		if secs > 9 {
+			msecs = 0
+		}
+		b.WriteString(strconv.FormatInt(secs, 10))
+		if msecs > 0 {
+			b.WriteString(".")
+		} else {
+			b.WriteString("sec")
+		}
+	}
+	if msecs > 0 {
+		b.WriteString(strconv.FormatInt(msecs+1000, 10)[1:] + "ms")
+	}
+	if b.Len() == 0 {
+		return "0ms"
+	}
+	return b.String()
+}

@@ -1,0 +1,179 @@
+// Package timeline joins the sockets that existed when socktrace started
+// (a sock_diag snapshot) with the transitions traced since, socket by
+// socket, keyed by the socket cookie: one row per socket with its current
+// state, its owner and the transitions seen.
+package timeline
+
+import (
+	"net/netip"
+
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+)
+
+// Step is one transition in a socket's history.
+type Step struct {
+	Ktime    uint64
+	Old, New tcpstate.State
+}
+
+// Row is one socket.
+type Row struct {
+	Cookie   uint64
+	Netns    uint32
+	Family   uint16
+	Src, Dst netip.Addr
+	SPort    uint16
+	DPort    uint16
+	State    tcpstate.State
+
+	// Preexisting: the socket existed before the trace began (it was in
+	// the snapshot, or its first transition seen was not its birth).
+	Preexisting bool
+	InSnapshot  bool
+	Diag        snapshot.Socket // as the snapshot saw it, if InSnapshot
+
+	// Owner: the process that owns the socket. From BPF (learned at
+	// connect, listen or close) or from /proc for pre-existing sockets.
+	OwnerKnown bool
+	OwnerPID   uint32
+	OwnerTID   uint32
+	OwnerComm  string
+	Users      []procs.Owner // every holder found in /proc (ss -p)
+
+	History []Step
+}
+
+// Table holds the rows of live sockets.
+type Table struct {
+	rows map[key]*Row
+	// The snapshot was taken between these CLOCK_MONOTONIC times.
+	snapStart, snapEnd uint64
+	// Listening sockets by namespace and port, to give accepted sockets
+	// the owner of their listener when BPF could not.
+	listeners map[listenKey]*Row
+}
+
+// key identifies a socket: its cookie, or its kernel address where the
+// kernel could not give a cookie.
+type key struct {
+	cookie uint64
+	skaddr uint64
+}
+
+type listenKey struct {
+	netns uint32
+	port  uint16
+}
+
+// New returns an empty table.
+func New() *Table {
+	return &Table{rows: map[key]*Row{}, listeners: map[listenKey]*Row{}}
+}
+
+// Len is the number of live sockets.
+func (t *Table) Len() int { return len(t.rows) }
+
+// AddSnapshot adds the sockets of a snapshot taken between the monotonic
+// times start and end, with their owners from /proc.
+func (t *Table) AddSnapshot(socks []snapshot.Socket, owners procs.Table, start, end uint64) []*Row {
+	if t.snapStart == 0 || start < t.snapStart {
+		t.snapStart = start
+	}
+	if end > t.snapEnd {
+		t.snapEnd = end
+	}
+	out := make([]*Row, 0, len(socks))
+	for _, s := range socks {
+		r := &Row{
+			Cookie: s.Cookie, Netns: s.Netns, Family: s.Family,
+			Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort,
+			State: s.State, Preexisting: true, InSnapshot: true, Diag: s,
+		}
+		if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
+			r.Users = us
+			r.OwnerKnown, r.OwnerPID, r.OwnerComm = true, us[0].PID, us[0].Comm
+		}
+		t.rows[key{cookie: s.Cookie}] = r
+		if r.State == tcpstate.Listen {
+			t.listeners[listenKey{r.Netns, r.SPort}] = r
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// born reports whether a transition is the first of a new socket.
+func born(tr *events.Transition) bool {
+	return (tr.Old == tcpstate.Close && (tr.New == tcpstate.SynSent || tr.New == tcpstate.Listen)) ||
+		(tr.Old == tcpstate.Listen && tr.New == tcpstate.SynRecv)
+}
+
+func keyOf(tr *events.Transition) key {
+	if tr.Cookie != 0 {
+		return key{cookie: tr.Cookie}
+	}
+	return key{skaddr: tr.SkAddr}
+}
+
+// Apply merges a transition into its socket's row, creating the row if
+// needed, and fills in the transition's owner from the row when BPF did
+// not know it (a socket older than the trace, or accepted from a listener
+// older than the trace). It returns the row.
+func (t *Table) Apply(tr *events.Transition) *Row {
+	k := keyOf(tr)
+	r := t.rows[k]
+	if r == nil || born(tr) {
+		r = &Row{Cookie: tr.Cookie, Netns: tr.Netns, Family: tr.Family, State: tr.Old,
+			Preexisting: !born(tr)}
+		t.rows[k] = r
+	}
+	r.History = append(r.History, Step{Ktime: tr.Ktime, Old: tr.Old, New: tr.New})
+
+	// Endpoints: the latest known (ports are 0 at some transitions).
+	r.Src, r.Dst = tr.Src, tr.Dst
+	if tr.SPort != 0 {
+		r.SPort = tr.SPort
+	}
+	if tr.DPort != 0 {
+		r.DPort = tr.DPort
+	}
+
+	// State: a snapshot row already reflects what happened before it was
+	// taken; during it, it may or may not.
+	switch {
+	case !r.InSnapshot || tr.Ktime > t.snapEnd:
+		r.State = tr.New
+	case tr.Ktime < t.snapStart:
+		// already in the snapshot's state
+	case r.State == tr.Old:
+		r.State = tr.New
+	}
+
+	// Owner.
+	if tr.OwnerKnown {
+		r.OwnerKnown, r.OwnerPID, r.OwnerTID, r.OwnerComm = true, tr.OwnerPID, tr.OwnerTID, tr.OwnerComm
+	} else {
+		if !r.OwnerKnown && tr.Old == tcpstate.Listen && tr.New == tcpstate.SynRecv {
+			if l := t.listeners[listenKey{tr.Netns, tr.SPort}]; l != nil && l.OwnerKnown {
+				r.OwnerKnown, r.OwnerPID, r.OwnerTID, r.OwnerComm = true, l.OwnerPID, l.OwnerTID, l.OwnerComm
+			}
+		}
+		if r.OwnerKnown {
+			tr.OwnerKnown, tr.OwnerPID, tr.OwnerTID, tr.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm
+		}
+	}
+
+	lk := listenKey{r.Netns, r.SPort}
+	if tr.New == tcpstate.Listen {
+		t.listeners[lk] = r
+	} else if tr.Old == tcpstate.Listen && tr.New == tcpstate.Close && t.listeners[lk] == r {
+		delete(t.listeners, lk)
+	}
+	if tr.New == tcpstate.Close && r.State == tcpstate.Close {
+		delete(t.rows, k)
+	}
+	return r
+}
