@@ -306,7 +306,7 @@ func TestStateDport(t *testing.T) {
 func TestUserSpaceFilters(t *testing.T) {
 	ns := testnet.New(t)
 	self := fmt.Sprint(os.Getpid())
-	keep := start(t, "-o", "json", "--dst", "127.0.0.3/32", "--pid", self, "--comm", "cli.test,socktrace.test")
+	keep := start(t, "-o", "json", "--dst", "127.0.0.3/32", "--pid", self, "--comm", selfComm())
 	none := start(t, "-o", "json", "--dst", "127.0.0.0/8", "--comm", "no-such-comm")
 	exchange(t, ns, "127.0.0.2:0")
 	exchange(t, ns, "127.0.0.3:0")

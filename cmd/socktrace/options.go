@@ -9,28 +9,32 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // flags holds the command line as typed.
 type flags struct {
-	states    []string
-	sports    []string
-	dports    []string
-	srcs      []string
-	dsts      []string
-	pids      []string
-	comms     []string
-	ipv4      bool
-	ipv6      bool
-	output    string
-	numeric   bool
-	resolve   bool
-	duration  time.Duration
-	readyFile string
-	ringSize  string
-	attach    string
-	kernelBTF string
+	states     []string
+	sports     []string
+	dports     []string
+	srcs       []string
+	dsts       []string
+	pids       []string
+	comms      []string
+	ipv4       bool
+	ipv6       bool
+	output     string
+	numeric    bool
+	resolve    bool
+	duration   time.Duration
+	readyFile  string
+	ringSize   string
+	attach     string
+	kernelBTF  string
+	once       bool
+	noSnapshot bool
+	netns      string
 }
 
 // options is the command line checked and parsed.
@@ -41,13 +45,32 @@ type options struct {
 	duration  time.Duration
 	readyFile string
 	tracer    events.Options
+	expr      filter.Expr // from the positional arguments; nil: none
+	once      bool        // snapshot only
+	snapshot  bool        // list existing sockets first
+	netns     string      // "": our namespace; a path; or "all"
+}
+
+// match applies the flags and the expression.
+func (o *options) match(s *filter.Subject) bool {
+	return o.filter.Match(s) && (o.expr == nil || o.expr.Match(s))
 }
 
 // parse checks every flag value; each error names the flag, the bad value
 // and what is accepted.
-func (f *flags) parse() (*options, error) {
-	o := &options{output: f.output, duration: f.duration, readyFile: f.readyFile}
+func (f *flags) parse(args []string) (*options, error) {
+	o := &options{output: f.output, duration: f.duration, readyFile: f.readyFile,
+		once: f.once, snapshot: !f.noSnapshot, netns: f.netns}
 	var err error
+	if f.once && f.noSnapshot {
+		return nil, fmt.Errorf("--once and --no-snapshot contradict each other: --once lists the sockets that exist and exits")
+	}
+	if f.once && (f.duration != 0 || f.readyFile != "") {
+		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --duration and --ready-file do not apply")
+	}
+	if o.expr, err = filter.ParseExpr(args); err != nil {
+		return nil, err
+	}
 	for _, s := range f.states {
 		m, err := tcpstate.ParseList(s)
 		if err != nil {
@@ -88,6 +111,13 @@ func (f *flags) parse() (*options, error) {
 	ring, err := parseSize(f.ringSize)
 	if err != nil {
 		return nil, fmt.Errorf("bad --ring-size value %q: %w", f.ringSize, err)
+	}
+	if f.netns != "" && f.netns != "all" {
+		ino, err := snapshot.NetnsInode(f.netns)
+		if err != nil {
+			return nil, fmt.Errorf("bad --netns value %q: %w (want a path such as /run/netns/NAME or /proc/PID/ns/net, or all)", f.netns, err)
+		}
+		o.filter.Netns = ino
 	}
 	o.tracer = events.Options{
 		Filter:    o.filter.Kernel(),

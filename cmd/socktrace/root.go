@@ -12,7 +12,7 @@ import (
 func newRootCmd() *cobra.Command {
 	f := &flags{}
 	cmd := &cobra.Command{
-		Use:   "socktrace [flags]",
+		Use:   "socktrace [flags] [FILTER]",
 		Short: "Watch every TCP socket change state, live",
 		Long: `socktrace shows TCP state transitions as the kernel makes them
 (close -> syn-sent -> established -> ...), with the process that owns each
@@ -22,18 +22,31 @@ Filters work like ss's: --state takes ss state names (` + strings.Join(stateName
 and groups (` + strings.Join(tcpstate.GroupNames(), ", ") + `); a transition matches
 when its new state does. --sport is the local port and --dport the peer's.
 The local port of a connecting socket is not known yet at syn-sent, so
---sport does not match close -> syn-sent.`,
+--sport does not match close -> syn-sent.
+
+FILTER is an ss filter expression, e.g. 'dport = :9092 and ( state syn-sent
+or state syn-recv )', with = == eq != ne > gt < lt >= ge <= le, and, or,
+not, parentheses, src/dst with addresses or CIDRs, state, pid and comm.
+
+Before streaming, socktrace lists the sockets that exist (as ss does), so
+that each transition has a socket to belong to; --once lists and exits,
+--no-snapshot skips the list.`,
 		Example: `  socktrace --state syn-sent --dport 9092     # connect attempts to Kafka
+  socktrace --once                             # like ss -tanpo
+  socktrace 'dport = :9092 and ( state syn-sent or state syn-recv )'
   socktrace --state close-wait -o json         # sockets the app is not closing
   socktrace -o json | jq 'select(.error != null)'`,
-		Args:          cobra.NoArgs,
+		Args:          cobra.ArbitraryArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := f.parse()
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.parse(args)
 			if err != nil {
 				return err
+			}
+			if o.once {
+				return runOnce(o)
 			}
 			return runTrace(cmd.Context(), o)
 		},
@@ -59,6 +72,9 @@ The local port of a connecting socket is not known yet at syn-sent, so
 	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
 	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M); larger loses less under bursts")
 	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
+	fl.BoolVar(&f.once, "once", false, "list the TCP sockets that exist (like ss -tanpo) and exit")
+	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "do not list existing sockets first: only stream transitions")
+	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net) or all (default: socktrace's own for the listing, every namespace for transitions)")
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/timeline"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,12 +33,34 @@ func runTrace(ctx context.Context, o *options) error {
 	defer tr.Close()
 
 	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
-	var w output.Writer
-	if o.output == "json" {
-		w = output.NewJSON(stdout)
-	} else {
-		w = output.NewTable(stdout, os.Stderr, o.table)
+	w := newWriter(o, stdout)
+	if o.output == "table" {
 		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", tr.Method())
+	}
+
+	// The program is attached before the snapshot is taken, so nothing
+	// that happens meanwhile is missed; the table sorts out overlaps.
+	table := timeline.New()
+	if o.snapshot {
+		rows, err := takeSnapshot(o, table)
+		if err != nil {
+			return err
+		}
+		if err := writeRows(w, rows); err != nil {
+			if isBrokenPipe(err) {
+				return nil
+			}
+			return fmt.Errorf("write output: %w", err)
+		}
+		if len(rows) > 0 && o.output == "table" {
+			stdout.WriteString("\n")
+		}
+		if err := w.Flush(); err != nil {
+			if isBrokenPipe(err) {
+				return nil
+			}
+			return fmt.Errorf("write output: %w", err)
+		}
 	}
 
 	if o.readyFile != "" {
@@ -85,8 +108,9 @@ func runTrace(ctx context.Context, o *options) error {
 			lostTotal += rec.Lost
 			werr = w.Lost(rec.Lost, lostTotal, rec.Time)
 		} else {
+			table.Apply(&rec.Transition)
 			subj = filter.OfTransition(&rec.Transition)
-			if o.filter.Match(&subj) {
+			if o.match(&subj) {
 				shown++
 				werr = w.Transition(&rec.Transition)
 			}
@@ -108,6 +132,19 @@ func runTrace(ctx context.Context, o *options) error {
 		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost\n", shown, lostTotal)
 	}
 	return nil
+}
+
+// writer writes both transitions and socket rows.
+type writer interface {
+	output.Writer
+	socketWriter
+}
+
+func newWriter(o *options, stdout *bufio.Writer) writer {
+	if o.output == "json" {
+		return output.NewJSON(stdout)
+	}
+	return output.NewTable(stdout, os.Stderr, o.table)
 }
 
 func ctxDone(ctx context.Context) <-chan struct{} {
