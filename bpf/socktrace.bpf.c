@@ -229,7 +229,9 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		bpf_map_update_elem(&socks, &skaddr, &next, BPF_ANY);
 	}
 
-	if (!(cfg.state_mask & (1U << (newstate & 31))))
+	/* A socket entering or leaving a wanted state: leaving it is how a
+	 * connect attempt ends, and user space needs that for its history. */
+	if (!(cfg.state_mask & ((1U << (newstate & 31)) | (1U << (oldstate & 31)))))
 		return 0;
 	if (!port_match(sport, cfg.sport, cfg.nr_sport) || !port_match(dport, cfg.dport, cfg.nr_dport))
 		return 0;

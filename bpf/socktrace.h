@@ -49,7 +49,7 @@ struct port_range {
 /* Filter set by user space before load (read-only data, so the verifier
  * prunes what is not used). A transition is sent when all parts match. */
 struct config {
-	__u32 state_mask; /* bit (1 << newstate) */
+	__u32 state_mask; /* bit (1 << state): keep transitions into or out of it */
 	__u32 netns;      /* 0: every namespace */
 	__u8 want_inet;
 	__u8 want_inet6;

@@ -23,7 +23,7 @@ type PortRange struct{ Lo, Hi uint16 }
 // KernelFilter is the part of the filter the BPF program applies, so that
 // unwanted transitions never reach user space.
 type KernelFilter struct {
-	States tcpstate.Mask // new states to keep; 0 keeps all
+	States tcpstate.Mask // keep transitions into or out of these states; 0 keeps all
 	Netns  uint32        // network namespace inode; 0 keeps all
 	IPv4   bool          // with IPv6: the families to keep; neither keeps both
 	IPv6   bool

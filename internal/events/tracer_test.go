@@ -368,7 +368,7 @@ func TestRefused(t *testing.T) {
 // kernelMatch is the reference meaning of a KernelFilter, written
 // independently of the BPF program.
 func kernelMatch(f events.KernelFilter, r events.Transition) bool {
-	if f.States != 0 && !f.States.Has(r.New) {
+	if f.States != 0 && !f.States.Has(r.New) && !f.States.Has(r.Old) {
 		return false
 	}
 	if f.IPv4 != f.IPv6 && (r.Family == unix.AF_INET) != f.IPv4 {
