@@ -43,12 +43,26 @@ type Row struct {
 	OwnerComm  string
 	Users      []procs.Owner // every holder found in /proc (ss -p)
 
+	// Since: CLOCK_MONOTONIC time the socket entered State; 0 when not
+	// known (a pre-existing socket that has not moved since the snapshot).
+	Since uint64
+	// History: the transitions seen, oldest first.
 	History []Step
 }
 
-// Table holds the rows of live sockets.
+// DefaultClosedCap is how many closed sockets a Table remembers by default.
+const DefaultClosedCap = 10000
+
+// Table holds the rows of live sockets, and of the most recently closed
+// ones up to a cap: memory stays bounded however fast sockets churn.
 type Table struct {
 	rows map[key]*Row
+	// closed is a ring of the last closedCap rows that closed; next is
+	// where the next one goes; evicted counts those pushed out.
+	closed    []*Row
+	closedCap int
+	next      int
+	evicted   uint64
 	// The snapshot was taken between these CLOCK_MONOTONIC times.
 	snapStart, snapEnd uint64
 	// Listening sockets by namespace and port, to give accepted sockets
@@ -68,13 +82,62 @@ type listenKey struct {
 	port  uint16
 }
 
-// New returns an empty table.
-func New() *Table {
-	return &Table{rows: map[key]*Row{}, listeners: map[listenKey]*Row{}}
+// New returns an empty table that remembers DefaultClosedCap closed sockets.
+func New() *Table { return NewCap(DefaultClosedCap) }
+
+// NewCap returns an empty table that remembers up to closedCap closed
+// sockets (0: none).
+func NewCap(closedCap int) *Table {
+	return &Table{rows: map[key]*Row{}, listeners: map[listenKey]*Row{}, closedCap: closedCap}
 }
 
 // Len is the number of live sockets.
 func (t *Table) Len() int { return len(t.rows) }
+
+// Stats tells how many sockets the table holds: live, closed (kept), and
+// closed ones evicted to keep within the cap.
+type Stats struct {
+	Live, Closed, ClosedCap int
+	Evicted                 uint64
+}
+
+// Stats returns the table's counts.
+func (t *Table) Stats() Stats {
+	return Stats{Live: len(t.rows), Closed: len(t.closed), ClosedCap: t.closedCap, Evicted: t.evicted}
+}
+
+// Live calls fn for each live socket, in no particular order.
+func (t *Table) Live(fn func(*Row)) {
+	for _, r := range t.rows {
+		fn(r)
+	}
+}
+
+// Closed calls fn for each remembered closed socket, oldest first.
+func (t *Table) Closed(fn func(*Row)) {
+	n := len(t.closed)
+	for i := 0; i < n; i++ {
+		fn(t.closed[(t.next+i)%n])
+	}
+}
+
+// Lookup returns the live socket with this cookie, or nil.
+func (t *Table) Lookup(cookie uint64) *Row { return t.rows[key{cookie: cookie}] }
+
+func (t *Table) retire(r *Row) {
+	if t.closedCap <= 0 {
+		t.evicted++
+		return
+	}
+	if len(t.closed) < t.closedCap {
+		t.closed = append(t.closed, r)
+		t.next = len(t.closed) % t.closedCap
+		return
+	}
+	t.closed[t.next] = r
+	t.next = (t.next + 1) % t.closedCap
+	t.evicted++
+}
 
 // AddSnapshot adds the sockets of a snapshot taken between the monotonic
 // times start and end, with their owners from /proc.
@@ -145,11 +208,11 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 	// taken; during it, it may or may not.
 	switch {
 	case !r.InSnapshot || tr.Ktime > t.snapEnd:
-		r.State = tr.New
+		r.State, r.Since = tr.New, tr.Ktime
 	case tr.Ktime < t.snapStart:
 		// already in the snapshot's state
 	case r.State == tr.Old:
-		r.State = tr.New
+		r.State, r.Since = tr.New, tr.Ktime
 	}
 
 	// Owner.
@@ -174,6 +237,7 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 	}
 	if tr.New == tcpstate.Close && r.State == tcpstate.Close {
 		delete(t.rows, k)
+		t.retire(r)
 	}
 	return r
 }

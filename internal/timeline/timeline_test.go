@@ -113,3 +113,55 @@ func TestRawTracepointWithoutCookie(t *testing.T) {
 		t.Errorf("sockets without cookies are joined by address: history %v pre-existing %v", r.History, r.Preexisting)
 	}
 }
+
+// TestClosedCap: closed sockets are remembered up to the cap, the oldest
+// evicted first, and every eviction counted.
+func TestClosedCap(t *testing.T) {
+	tests := []struct{ cap, sockets, wantKept int }{
+		{0, 5, 0},
+		{3, 2, 2},
+		{3, 3, 3},
+		{3, 10, 3},
+		{100, 1000, 100},
+	}
+	for _, tt := range tests {
+		tb := NewCap(tt.cap)
+		for c := 1; c <= tt.sockets; c++ {
+			k := uint64(c * 10)
+			tb.Apply(tr(k, uint64(c), tcpstate.Close, tcpstate.SynSent))
+			tb.Apply(tr(k+1, uint64(c), tcpstate.SynSent, tcpstate.Established))
+			tb.Apply(tr(k+2, uint64(c), tcpstate.Established, tcpstate.Close))
+		}
+		st := tb.Stats()
+		if st.Live != 0 || st.Closed != tt.wantKept || st.Evicted != uint64(tt.sockets-tt.wantKept) {
+			t.Errorf("cap %d, %d sockets: %+v, want 0 live, %d kept, %d evicted", tt.cap, tt.sockets, st, tt.wantKept, tt.sockets-tt.wantKept)
+		}
+		// The newest are kept, oldest first, each with its whole history.
+		var got []uint64
+		tb.Closed(func(r *Row) {
+			got = append(got, r.Cookie)
+			if len(r.History) != 3 || r.State != tcpstate.Close {
+				t.Errorf("cap %d: closed row %d: state %s, %d steps", tt.cap, r.Cookie, r.State, len(r.History))
+			}
+		})
+		for i, c := range got {
+			if want := uint64(tt.sockets - tt.wantKept + i + 1); c != want {
+				t.Errorf("cap %d, %d sockets: kept %v, want the last %d in order", tt.cap, tt.sockets, got, tt.wantKept)
+				break
+			}
+		}
+	}
+}
+
+// TestSince: a row knows when it entered its state.
+func TestSince(t *testing.T) {
+	tb := New()
+	tb.AddSnapshot([]snapshot.Socket{{Cookie: 1, State: tcpstate.Established, Netns: 1, Family: unix.AF_INET, Src: lo, Dst: peer}}, nil, 100, 200)
+	if r := tb.Lookup(1); r == nil || r.Since != 0 {
+		t.Fatalf("snapshot row: %+v, want Since unknown (0)", r)
+	}
+	tb.Apply(tr(300, 1, tcpstate.Established, tcpstate.CloseWait))
+	if r := tb.Lookup(1); r == nil || r.Since != 300 || r.State != tcpstate.CloseWait {
+		t.Fatalf("after a transition: %+v, want close-wait since 300", r)
+	}
+}

@@ -1,0 +1,323 @@
+// Package analysis turns per-socket timelines into answers: how each
+// connect attempt ended and why, which destinations are failing and since
+// when, and which processes leak sockets in CLOSE_WAIT.
+package analysis
+
+import (
+	"container/list"
+	"net/netip"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/timeline"
+	"golang.org/x/sys/unix"
+)
+
+// Outcome is how a connect attempt (an active open) ended.
+type Outcome uint8
+
+const (
+	Established Outcome = iota // the handshake completed
+	Refused                    // the peer answered with RST (ECONNREFUSED)
+	Timeout                    // no answer to the SYNs (ETIMEDOUT)
+	Unreachable                // an ICMP error or no route (EHOSTUNREACH, ENETUNREACH)
+	Aborted                    // closed before an answer: by the application, or another error
+	nOutcomes
+)
+
+var outcomeNames = [nOutcomes]string{"established", "refused", "timeout", "unreachable", "aborted"}
+
+func (o Outcome) String() string {
+	if o < nOutcomes {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Failures lists the failed outcomes, in the order tables show them.
+var Failures = []Outcome{Refused, Timeout, Unreachable, Aborted}
+
+// OutcomeOf classifies the end of a connect attempt from the socket error
+// at syn-sent -> close.
+func OutcomeOf(skErr uint16) Outcome {
+	switch unix.Errno(skErr) {
+	case unix.ECONNREFUSED:
+		return Refused
+	case unix.ETIMEDOUT:
+		return Timeout
+	case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN:
+		return Unreachable
+	}
+	return Aborted
+}
+
+// DestKey identifies a destination: peer address and port, in a network
+// namespace.
+type DestKey struct {
+	Netns uint32
+	Addr  netip.Addr
+	Port  uint16
+}
+
+// Dest is what happened to the connect attempts to one destination.
+type Dest struct {
+	DestKey
+	Attempts  uint64
+	Successes uint64
+	Failures  [nOutcomes]uint64 // by outcome; Failures[Established] is unused
+	// Streak: consecutive failed attempts, up to the last one that ended.
+	Streak uint64
+	// InFlight: attempts still in syn-sent.
+	InFlight int
+	// LastOutcome of the last attempt that ended.
+	LastOutcome Outcome
+	// LastConnect: how long the last successful handshake took (0 unknown).
+	LastConnect                            time.Duration
+	FirstAttempt, LastAttempt, LastSuccess time.Time
+	// FailingSince: when the first attempt of the current streak began.
+	FailingSince time.Time
+	Failing      bool // Streak reached the threshold; cleared by a success
+
+	// The process that made the last attempt.
+	OwnerKnown bool
+	PID        uint32
+	Comm       string
+}
+
+// Failed is the number of attempts that failed.
+func (d *Dest) Failed() uint64 {
+	var n uint64
+	for _, o := range Failures {
+		n += d.Failures[o]
+	}
+	return n
+}
+
+// AlertKind says what an alert is about.
+type AlertKind uint8
+
+const (
+	TurnedFailing AlertKind = iota + 1 // the failure streak reached the threshold
+	Recovered                          // a failing destination accepted a connection
+)
+
+func (k AlertKind) String() string {
+	switch k {
+	case TurnedFailing:
+		return "failing"
+	case Recovered:
+		return "recovered"
+	}
+	return "unknown"
+}
+
+// Alert is raised when a destination turns failing or recovers.
+type Alert struct {
+	Kind AlertKind
+	Time time.Time
+	Dest Dest // a copy, as it was when the alert was raised
+	// Failed: for Recovered, the failures of the streak that ended, and
+	// how long it lasted.
+	Failed    uint64
+	FailedFor time.Duration
+}
+
+// Options are the analysis thresholds.
+type Options struct {
+	// FailAfter consecutive failed attempts make a destination failing.
+	FailAfter int
+	// MaxDests bounds the destinations remembered; the least recently
+	// attempted is forgotten first (failing ones last).
+	MaxDests int
+}
+
+// Defaults for Options.
+const (
+	DefaultFailAfter = 3
+	DefaultMaxDests  = 4096
+)
+
+// Connects follows connect attempts, destination by destination.
+type Connects struct {
+	opt     Options
+	dests   map[DestKey]*list.Element // of *Dest, most recent at the front
+	lru     *list.List
+	evicted uint64
+	// attempts in flight, by socket; a socket counts once.
+	inflight map[*timeline.Row]*Dest
+}
+
+// NewConnects returns an empty tracker.
+func NewConnects(o Options) *Connects {
+	if o.FailAfter <= 0 {
+		o.FailAfter = DefaultFailAfter
+	}
+	if o.MaxDests <= 0 {
+		o.MaxDests = DefaultMaxDests
+	}
+	return &Connects{opt: o, dests: map[DestKey]*list.Element{}, lru: list.New(), inflight: map[*timeline.Row]*Dest{}}
+}
+
+func (c *Connects) dest(k DestKey) *Dest {
+	if e, ok := c.dests[k]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*Dest)
+	}
+	for len(c.dests) >= c.opt.MaxDests {
+		c.evictOne()
+	}
+	d := &Dest{DestKey: k}
+	c.dests[k] = c.lru.PushFront(d)
+	return d
+}
+
+// evictOne forgets the least recently attempted destination that is not
+// failing and has nothing in flight, or else the least recent of all.
+func (c *Connects) evictOne() {
+	victim := c.lru.Back()
+	for e := c.lru.Back(); e != nil; e = e.Prev() {
+		if d := e.Value.(*Dest); !d.Failing && d.InFlight == 0 {
+			victim = e
+			break
+		}
+	}
+	d := victim.Value.(*Dest)
+	for r, x := range c.inflight {
+		if x == d {
+			delete(c.inflight, r)
+		}
+	}
+	delete(c.dests, d.DestKey)
+	c.lru.Remove(victim)
+	c.evicted++
+}
+
+// Pending adds a socket found in syn-sent by the snapshot: an attempt
+// already in flight when the trace began.
+func (c *Connects) Pending(r *timeline.Row, at time.Time) {
+	if r.State != tcpstate.SynSent || c.inflight[r] != nil {
+		return
+	}
+	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, r.OwnerKnown, r.OwnerPID, r.OwnerComm)
+}
+
+func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, pid uint32, comm string) *Dest {
+	d := c.dest(k)
+	d.Attempts++
+	d.InFlight++
+	if d.FirstAttempt.IsZero() {
+		d.FirstAttempt = at
+	}
+	d.LastAttempt = at
+	if known {
+		d.OwnerKnown, d.PID, d.Comm = true, pid, comm
+	}
+	c.inflight[r] = d
+	return d
+}
+
+// Observe follows one transition of the socket r (the row timeline.Apply
+// returned for it; the transition's owner already filled in). It returns
+// an alert when the transition turned its destination failing or
+// recovered it, else nil.
+func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
+	if tr.Old == tcpstate.Close && tr.New == tcpstate.SynSent {
+		if old := c.inflight[r]; old != nil { // a reused row: should not happen
+			old.InFlight--
+			delete(c.inflight, r)
+		}
+		c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, tr.Time, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
+		return nil
+	}
+	if tr.Old != tcpstate.SynSent {
+		if tr.New == tcpstate.Close {
+			c.Forget(r) // its syn-sent -> ... was lost
+		}
+		return nil
+	}
+	d := c.inflight[r]
+	began := tr.Time
+	if tr.InOldKnown {
+		began = tr.Time.Add(-tr.InOld)
+	}
+	if d == nil {
+		// The attempt began before the trace and the snapshot did not
+		// list it (--no-snapshot, or a filtered snapshot): count it now.
+		d = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
+	} else if e, ok := c.dests[d.DestKey]; ok {
+		c.lru.MoveToFront(e)
+	}
+	delete(c.inflight, r)
+	d.InFlight--
+	if tr.OwnerKnown {
+		d.OwnerKnown, d.PID, d.Comm = true, tr.OwnerPID, tr.OwnerComm
+	}
+
+	if tr.New != tcpstate.Close {
+		// syn-sent -> established (or, rarely, syn-recv on a
+		// simultaneous open): the handshake went through.
+		d.Successes++
+		d.LastOutcome = Established
+		d.LastSuccess = tr.Time
+		d.LastConnect = 0
+		if tr.InOldKnown {
+			d.LastConnect = tr.InOld
+		}
+		var a *Alert
+		if d.Failing {
+			a = &Alert{Kind: Recovered, Time: tr.Time, Failed: d.Streak, FailedFor: tr.Time.Sub(d.FailingSince)}
+			d.Failing = false
+		}
+		d.Streak = 0
+		d.FailingSince = time.Time{}
+		if a != nil {
+			a.Dest = *d
+		}
+		return a
+	}
+
+	o := OutcomeOf(tr.SkErr)
+	d.Failures[o]++
+	d.LastOutcome = o
+	if d.Streak == 0 {
+		d.FailingSince = began
+	}
+	d.Streak++
+	if !d.Failing && d.Streak >= uint64(c.opt.FailAfter) {
+		d.Failing = true
+		return &Alert{Kind: TurnedFailing, Time: tr.Time, Dest: *d}
+	}
+	return nil
+}
+
+// Forget drops a socket that closed without the tracker seeing how its
+// attempt ended (events lost): it is no longer in flight.
+func (c *Connects) Forget(r *timeline.Row) {
+	if d := c.inflight[r]; d != nil {
+		d.InFlight--
+		delete(c.inflight, r)
+	}
+}
+
+// Dests returns copies of the destinations, failing ones first (longest
+// streak first), then by attempts.
+func (c *Connects) Dests() []Dest {
+	out := make([]Dest, 0, len(c.dests))
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		out = append(out, *e.Value.(*Dest))
+	}
+	sortDests(out)
+	return out
+}
+
+// Evicted is how many destinations were forgotten to stay within MaxDests.
+func (c *Connects) Evicted() uint64 { return c.evicted }
+
+// Lookup returns a copy of one destination.
+func (c *Connects) Lookup(k DestKey) (Dest, bool) {
+	if e, ok := c.dests[k]; ok {
+		return *e.Value.(*Dest), true
+	}
+	return Dest{}, false
+}

@@ -1,0 +1,226 @@
+package analysis
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/timeline"
+)
+
+// PressureStates are the states a pressure check lists with sock_diag.
+var PressureStates = tcpstate.MaskOf(tcpstate.CloseWait, tcpstate.TimeWait, tcpstate.Listen, tcpstate.SynRecv)
+
+// CloseWaitLeak is one process's sockets stuck in CLOSE_WAIT: the peer
+// closed, the application did not.
+type CloseWaitLeak struct {
+	OwnerKnown bool
+	PID        uint32
+	Comm       string
+	Count      int
+	// Oldest: the longest any of them has been in CLOSE_WAIT. When
+	// OldestAtLeast, it is a lower bound: the socket was already in
+	// CLOSE_WAIT when the trace began.
+	Oldest        time.Duration
+	OldestAtLeast bool
+	Peers         []Count // peers with the most such sockets, up to 3
+}
+
+// Count is a number of sockets for one endpoint.
+type Count struct {
+	Netns uint32
+	Addr  netip.Addr
+	Port  uint16
+	N     int
+}
+
+// Listener is a listening socket under pressure: accept queue full, or
+// handshakes piling up.
+type Listener struct {
+	Netns      uint32
+	Addr       netip.Addr
+	Port       uint16
+	OwnerKnown bool
+	PID        uint32
+	Comm       string
+	AcceptQ    uint32 // connections waiting for accept() (ss Recv-Q)
+	Backlog    uint32 // the accept queue's limit (ss Send-Q)
+	SynRecv    int    // handshakes in progress (SYN_RECV)
+	Full       bool   // AcceptQ reached Backlog: new connections are dropped
+}
+
+// Pressure is the leak and pressure picture at one moment.
+type Pressure struct {
+	CloseWaitAfter time.Duration
+	CloseWait      []CloseWaitLeak // by process, most sockets first
+	TimeWait       []Count         // by destination, most first
+	Listeners      []Listener      // full or with SYN_RECV build-up
+}
+
+// PressureInput is what Measure needs.
+type PressureInput struct {
+	Sockets []snapshot.Socket // a fresh dump of PressureStates
+	Owners  procs.Table       // their owners by inode
+	Table   *timeline.Table   // for how long each has been in its state
+	Now     uint64            // CLOCK_MONOTONIC now
+	Start   uint64            // CLOCK_MONOTONIC when the trace began
+	// CloseWaitAfter: sockets in CLOSE_WAIT at least this long count.
+	CloseWaitAfter time.Duration
+	// Keep: the user's filter; nil keeps all.
+	Keep func(*snapshot.Socket) bool
+	// TopN bounds the time-wait list (0: 10).
+	TopN int
+}
+
+// Measure computes the pressure picture.
+func Measure(in PressureInput) Pressure {
+	p := Pressure{CloseWaitAfter: in.CloseWaitAfter}
+	top := in.TopN
+	if top <= 0 {
+		top = 10
+	}
+	type procKey struct {
+		known bool
+		pid   uint32
+		comm  string
+	}
+	leaks := map[procKey]*CloseWaitLeak{}
+	leakPeers := map[procKey]map[Count]int{}
+	timeWait := map[Count]int{}
+	type lk struct {
+		netns uint32
+		port  uint16
+	}
+	listeners := map[lk]*Listener{}
+	synRecv := map[lk]int{}
+
+	for i := range in.Sockets {
+		s := &in.Sockets[i]
+		if in.Keep != nil && !in.Keep(s) {
+			continue
+		}
+		switch s.State {
+		case tcpstate.CloseWait:
+			age, atLeast := time.Duration(0), false
+			if r := in.Table.Lookup(s.Cookie); r != nil && r.Since != 0 && r.State == tcpstate.CloseWait {
+				age = time.Duration(in.Now - r.Since)
+			} else {
+				age, atLeast = time.Duration(in.Now-in.Start), true
+			}
+			if age < in.CloseWaitAfter {
+				continue
+			}
+			k := procKey{}
+			if us := in.Owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
+				k = procKey{true, us[0].PID, us[0].Comm}
+			} else if r := in.Table.Lookup(s.Cookie); r != nil && r.OwnerKnown {
+				k = procKey{true, r.OwnerPID, r.OwnerComm}
+			}
+			l := leaks[k]
+			if l == nil {
+				l = &CloseWaitLeak{OwnerKnown: k.known, PID: k.pid, Comm: k.comm}
+				leaks[k] = l
+				leakPeers[k] = map[Count]int{}
+			}
+			l.Count++
+			if age > l.Oldest || (age == l.Oldest && atLeast) {
+				l.Oldest, l.OldestAtLeast = age, atLeast
+			}
+			leakPeers[k][Count{Netns: s.Netns, Addr: s.Dst, Port: s.DPort}]++
+		case tcpstate.TimeWait:
+			timeWait[Count{Netns: s.Netns, Addr: s.Dst, Port: s.DPort}]++
+		case tcpstate.Listen:
+			l := &Listener{Netns: s.Netns, Addr: s.Src, Port: s.SPort, AcceptQ: s.RecvQ, Backlog: s.SendQ}
+			l.Full = l.AcceptQ > 0 && l.AcceptQ >= l.Backlog
+			if us := in.Owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
+				l.OwnerKnown, l.PID, l.Comm = true, us[0].PID, us[0].Comm
+			}
+			listeners[lk{s.Netns, s.SPort}] = l
+		case tcpstate.SynRecv, tcpstate.NewSynRecv:
+			synRecv[lk{s.Netns, s.SPort}]++
+		}
+	}
+	for k, l := range leaks {
+		l.Peers = topCounts(leakPeers[k], 3)
+		p.CloseWait = append(p.CloseWait, *l)
+	}
+	sort.Slice(p.CloseWait, func(i, j int) bool {
+		a, b := p.CloseWait[i], p.CloseWait[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		return a.PID < b.PID
+	})
+	p.TimeWait = topCounts(timeWait, top)
+	for k, l := range listeners {
+		l.SynRecv = synRecv[k]
+		if l.Full || l.SynRecv > 0 {
+			p.Listeners = append(p.Listeners, *l)
+		}
+	}
+	sort.Slice(p.Listeners, func(i, j int) bool {
+		a, b := p.Listeners[i], p.Listeners[j]
+		if a.Full != b.Full {
+			return a.Full
+		}
+		if a.SynRecv != b.SynRecv {
+			return a.SynRecv > b.SynRecv
+		}
+		return a.Port < b.Port
+	})
+	return p
+}
+
+func topCounts(m map[Count]int, n int) []Count {
+	out := make([]Count, 0, len(m))
+	for c, k := range m {
+		c.N = k
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].N != out[j].N {
+			return out[i].N > out[j].N
+		}
+		if c := out[i].Addr.Compare(out[j].Addr); c != 0 {
+			return c < 0
+		}
+		return out[i].Port < out[j].Port
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+func sortDests(ds []Dest) {
+	sort.SliceStable(ds, func(i, j int) bool {
+		a, b := &ds[i], &ds[j]
+		if a.Failing != b.Failing {
+			return a.Failing
+		}
+		if a.Streak != b.Streak {
+			return a.Streak > b.Streak
+		}
+		if a.Attempts != b.Attempts {
+			return a.Attempts > b.Attempts
+		}
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c < 0
+		}
+		return a.Port < b.Port
+	})
+}
+
+// Summary is everything the summary tables show.
+type Summary struct {
+	Time         time.Time // when it was made
+	Since        time.Time // when the trace began
+	Dests        []Dest
+	DestsEvicted uint64
+	Pressure
+	History timeline.Stats
+	Lost    uint64 // transitions lost so far: the figures may be short
+}
