@@ -107,7 +107,12 @@ func start(t *testing.T, args ...string) *proc {
 // waitFor polls the output lines until cond holds.
 func (p *proc) waitFor(t *testing.T, what string, cond func(lines []string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	p.waitForIn(t, 5*time.Second, what, cond)
+}
+
+func (p *proc) waitForIn(t *testing.T, d time.Duration, what string, cond func(lines []string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		p.mu.Lock()
 		ok := cond(p.lines)

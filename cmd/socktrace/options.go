@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
@@ -35,6 +36,12 @@ type flags struct {
 	once       bool
 	noSnapshot bool
 	netns      string
+
+	summary        bool
+	interval       time.Duration
+	failAfter      int
+	closeWaitAfter time.Duration
+	history        int
 }
 
 // options is the command line checked and parsed.
@@ -49,6 +56,12 @@ type options struct {
 	once      bool        // snapshot only
 	snapshot  bool        // list existing sockets first
 	netns     string      // "": our namespace; a path; or "all"
+
+	summary        bool          // summary at the end
+	interval       time.Duration // summary every interval; 0: never
+	analysis       analysis.Options
+	closeWaitAfter time.Duration
+	history        int // closed sockets remembered
 }
 
 // match applies the flags and the expression.
@@ -67,6 +80,23 @@ func (f *flags) parse(args []string) (*options, error) {
 	}
 	if f.once && (f.duration != 0 || f.readyFile != "") {
 		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --duration and --ready-file do not apply")
+	}
+	o.summary, o.interval, o.closeWaitAfter, o.history = f.summary || f.interval > 0, f.interval, f.closeWaitAfter, f.history
+	o.analysis = analysis.Options{FailAfter: f.failAfter}
+	if f.failAfter < 1 {
+		return nil, fmt.Errorf("bad --fail-after value %d: want 1 or more connects in a row", f.failAfter)
+	}
+	if f.interval < 0 {
+		return nil, fmt.Errorf("bad --interval value %s: want a positive duration such as 30s or 5m", f.interval)
+	}
+	if f.closeWaitAfter < 0 {
+		return nil, fmt.Errorf("bad --close-wait-after value %s: want 0 or a positive duration such as 30s", f.closeWaitAfter)
+	}
+	if f.history < 0 {
+		return nil, fmt.Errorf("bad --history value %d: want 0 or more closed sockets", f.history)
+	}
+	if f.once && (f.summary || f.interval > 0) {
+		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --summary and --interval need a trace")
 	}
 	if o.expr, err = filter.ParseExpr(args); err != nil {
 		return nil, err

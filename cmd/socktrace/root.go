@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/timeline"
 	"github.com/spf13/cobra"
 )
 
@@ -75,6 +78,11 @@ that each transition has a socket to belong to; --once lists and exits,
 	fl.BoolVar(&f.once, "once", false, "list the TCP sockets that exist (like ss -tanpo) and exit")
 	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "do not list existing sockets first: only stream transitions")
 	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net) or all (default: socktrace's own for the listing, every namespace for transitions)")
+	fl.BoolVar(&f.summary, "summary", false, "at the end, print connect attempts by destination, CLOSE-WAIT leaks by process, TIME-WAIT and listener pressure (also on SIGUSR1)")
+	fl.DurationVar(&f.interval, "interval", 0, "print the summary every `INTERVAL`, e.g. 1m (implies --summary)")
+	fl.IntVar(&f.failAfter, "fail-after", analysis.DefaultFailAfter, "a destination is failing after `N` connects in a row fail (alert records and lines)")
+	fl.DurationVar(&f.closeWaitAfter, "close-wait-after", 30*time.Second, "sockets in CLOSE-WAIT this long or longer are counted as leaks in the summary")
+	fl.IntVar(&f.history, "history", timeline.DefaultClosedCap, "closed sockets to remember, with their history (memory stays bounded)")
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
 	return cmd
 }

@@ -10,12 +10,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 	"golang.org/x/sys/unix"
 )
@@ -40,11 +43,16 @@ func runTrace(ctx context.Context, o *options) error {
 
 	// The program is attached before the snapshot is taken, so nothing
 	// that happens meanwhile is missed; the table sorts out overlaps.
-	table := timeline.New()
+	table := timeline.NewCap(o.history)
+	conns := analysis.NewConnects(o.analysis)
+	started, startedK := time.Now(), events.Monotonic()
 	if o.snapshot {
 		rows, err := takeSnapshot(o, table)
 		if err != nil {
 			return err
+		}
+		for _, r := range rows {
+			conns.Pending(r, started)
 		}
 		if err := writeRows(w, rows); err != nil {
 			if isBrokenPipe(err) {
@@ -74,6 +82,29 @@ func runTrace(ctx context.Context, o *options) error {
 	defer signal.Stop(sigs)
 	stopped := make(chan struct{})
 	defer close(stopped)
+	// SIGUSR1 and --interval ask for a summary; the reading loop makes it.
+	var wantSummary atomic.Bool
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		var tick <-chan time.Time
+		if o.interval > 0 {
+			t := time.NewTicker(o.interval)
+			defer t.Stop()
+			tick = t.C
+		}
+		for {
+			select {
+			case <-usr1:
+			case <-tick:
+			case <-stopped:
+				return
+			}
+			wantSummary.Store(true)
+			tr.Wake()
+		}
+	}()
 	go func() {
 		select {
 		case <-sigs:
@@ -95,6 +126,13 @@ func runTrace(ctx context.Context, o *options) error {
 		shown     uint64
 		lostTotal uint64
 	)
+	summarize := func() error {
+		sum, err := summary(o, table, conns, started, startedK, lostTotal)
+		if err != nil {
+			return err
+		}
+		return w.Summary(sum)
+	}
 	for {
 		err := tr.Read(&rec)
 		if err == io.EOF {
@@ -104,13 +142,29 @@ func runTrace(ctx context.Context, o *options) error {
 			return err
 		}
 		var werr error
-		if rec.Lost > 0 {
+		switch {
+		case rec.Woken:
+			if wantSummary.Swap(false) {
+				werr = summarize()
+			}
+		case rec.Lost > 0:
 			lostTotal += rec.Lost
 			werr = w.Lost(rec.Lost, lostTotal, rec.Time)
-		} else {
-			table.Apply(&rec.Transition)
+		default:
+			row := table.Apply(&rec.Transition)
 			subj = filter.OfTransition(&rec.Transition)
-			if o.match(&subj) {
+			show := o.match(&subj)
+			// The history follows sockets into and out of the states
+			// asked for: leaving syn-sent is how an attempt ends.
+			subj.State = rec.Old
+			if show || o.match(&subj) {
+				if a := conns.Observe(&rec.Transition, row); a != nil {
+					werr = w.Alert(a)
+				}
+			} else if rec.New == tcpstate.Close {
+				conns.Forget(row)
+			}
+			if show && werr == nil {
 				shown++
 				werr = w.Transition(&rec.Transition)
 			}
@@ -125,6 +179,14 @@ func runTrace(ctx context.Context, o *options) error {
 			return fmt.Errorf("write output: %w", werr)
 		}
 	}
+	if o.summary {
+		if err := summarize(); err != nil {
+			if isBrokenPipe(err) {
+				return nil
+			}
+			return err
+		}
+	}
 	if err := w.Flush(); err != nil && !isBrokenPipe(err) {
 		return fmt.Errorf("write output: %w", err)
 	}
@@ -134,10 +196,12 @@ func runTrace(ctx context.Context, o *options) error {
 	return nil
 }
 
-// writer writes both transitions and socket rows.
+// writer writes transitions, socket rows, alerts and summaries.
 type writer interface {
 	output.Writer
 	socketWriter
+	Alert(*analysis.Alert) error
+	Summary(*analysis.Summary) error
 }
 
 func newWriter(o *options, stdout *bufio.Writer) writer {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -68,6 +69,8 @@ type Record struct {
 	// kernel filter were dropped because the ring buffer was full; they
 	// happened before the next transition read. Transition is unset.
 	Lost uint64
+	// Woken: Wake was called; neither Lost nor Transition is set.
+	Woken bool
 	Transition
 }
 
@@ -90,6 +93,7 @@ type Tracer struct {
 	stopOnce  sync.Once
 	stopErr   error
 	done      bool
+	wake      atomic.Bool // set by Wake
 }
 
 type tracerMaps struct {
@@ -315,6 +319,11 @@ func (t *Tracer) Read(r *Record) error {
 			return io.EOF
 		}
 		now := time.Now()
+		if t.wake.Swap(false) {
+			*r = Record{Woken: true}
+			r.Time = now
+			return nil
+		}
 		if t.sinceChk >= lostCheckEvery || !now.Before(t.nextCheck) {
 			t.sinceChk = 0
 			t.nextCheck = now.Add(lostCheckInterval)
@@ -381,6 +390,11 @@ func (t *Tracer) LostTotal() (uint64, error) {
 	}
 	return total, nil
 }
+
+// Wake makes Read return a Woken record within lostCheckInterval, so
+// that the reading goroutine can do other work (print a summary). It may
+// be called from any goroutine.
+func (t *Tracer) Wake() { t.wake.Store(true) }
 
 // Stop detaches the program, so no new transitions arrive, and makes
 // Read return what is left, then io.EOF. It may be called from any

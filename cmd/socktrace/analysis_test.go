@@ -1,0 +1,440 @@
+package main
+
+// The stories socktrace exists for, reproduced in a namespace: a client
+// retrying a destination whose packets are dropped, a server that never
+// closes, and heavy churn.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/testnet"
+	"golang.org/x/sys/unix"
+)
+
+// clientEnv makes the test binary a connect client (see TestMain): it
+// connects to each address in the list, comma separated, every 150ms,
+// until killed, sending at most one SYN retransmit (TCP_SYNCNT 1: a
+// dropped SYN times out after about 3 s).
+const clientEnv = "SOCKTRACE_TEST_CLIENT"
+
+func TestMain(m *testing.M) {
+	if targets := os.Getenv(clientEnv); targets != "" {
+		connectLoop(strings.Split(targets, ","))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func connectLoop(targets []string) {
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	for {
+		for _, a := range targets {
+			go func() {
+				if c, err := d.Dial("tcp", a); err == nil {
+					c.Close()
+				}
+			}()
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+// startClient runs the connect client in the namespace.
+func startClient(t *testing.T, ns *testnet.NS, targets ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("nsenter", "--net="+ns.Path(), self, "-test.run=^$")
+	c.Env = append(os.Environ(), clientEnv+"="+strings.Join(targets, ","))
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	return c
+}
+
+// nft runs an nftables script in the namespace.
+func nft(t *testing.T, ns *testnet.NS, script string) {
+	t.Helper()
+	c := exec.Command("nsenter", "--net="+ns.Path(), "nft", "-f", "-")
+	c.Stdin = strings.NewReader(script)
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+}
+
+// acceptAndClose serves connections on a new listener in ns until the
+// test ends and returns its port.
+func acceptAndClose(t *testing.T, ns *testnet.NS) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { ln.Close() })
+		port = ln.Addr().(*net.TCPAddr).Port
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		return nil
+	})
+	return port
+}
+
+// storyScene: 127.0.0.1:9092 drops every SYN (an nftables rule), the
+// healthy port accepts, the closed port refuses.
+type storyScene struct {
+	ns                  *testnet.NS
+	healthy, closed     int
+	dropped, good, shut string
+}
+
+func newStory(t *testing.T) *storyScene {
+	ns := testnet.New(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		testnet.Skip(t, "nft (nftables) is not installed: apt-get install nftables")
+	}
+	nft(t, ns, "table inet blackhole {\n chain in {\n  type filter hook input priority 0;\n  tcp dport 9092 drop\n }\n}\n")
+	s := &storyScene{ns: ns, healthy: acceptAndClose(t, ns)}
+	// A port nobody listens on: take one and let it go.
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		s.closed = ln.Addr().(*net.TCPAddr).Port
+		return ln.Close()
+	})
+	s.dropped = "127.0.0.1:9092"
+	s.good = fmt.Sprintf("127.0.0.1:%d", s.healthy)
+	s.shut = fmt.Sprintf("127.0.0.1:%d", s.closed)
+	return s
+}
+
+func alertFor(kind string, port int) func([]string) bool {
+	return func(lines []string) bool {
+		for _, l := range lines {
+			if strings.Contains(l, `"type":"alert"`) && strings.Contains(l, `"alert":"`+kind+`"`) && strings.Contains(l, fmt.Sprintf(`"dport":%d,`, port)) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// lastSummary returns the last summary record.
+func lastSummary(t *testing.T, recs []record) record {
+	t.Helper()
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].str("type") == "summary" {
+			return recs[i]
+		}
+	}
+	t.Fatalf("no summary record")
+	return nil
+}
+
+func destOf(sum record, port int) record {
+	ds, _ := sum["destinations"].([]any)
+	for _, d := range ds {
+		if r := record(d.(map[string]any)); int(r.num("dport")) == port {
+			return r
+		}
+	}
+	return nil
+}
+
+func failures(d record) record { m, _ := d["failures"].(map[string]any); return record(m) }
+
+// checkStory checks the summary's verdict on each destination.
+func checkStory(t *testing.T, s *storyScene, recs []record, client int) {
+	t.Helper()
+	sum := lastSummary(t, recs)
+	dropped, good, shut := destOf(sum, 9092), destOf(sum, s.healthy), destOf(sum, s.closed)
+	if dropped == nil || good == nil || shut == nil {
+		t.Fatalf("summary lacks a destination: %v", sum["destinations"])
+	}
+	for _, c := range []struct {
+		name   string
+		d      record
+		status string
+		cause  string
+	}{
+		{"dropped", dropped, "failing", "timeout"},
+		{"closed", shut, "failing", "refused"},
+		{"healthy", good, "ok", ""},
+	} {
+		d := c.d
+		if d.str("status") != c.status || int(d.num("pid")) != client || d.str("comm") != selfComm() {
+			t.Errorf("%s destination: status %q pid %v comm %v, want %q, client pid %d", c.name, d.str("status"), d["pid"], d["comm"], c.status, client)
+		}
+		f := failures(d)
+		if c.cause == "" {
+			if d.num("failed") != 0 || d.num("successes") < 3 || d.num("streak") != 0 || d["last_success"] == nil {
+				t.Errorf("%s destination: %v, want only successes", c.name, d)
+			}
+			continue
+		}
+		if f.num(c.cause) < 3 || f.num(c.cause) != d.num("failed") || d.num("successes") != 0 || d.num("streak") != d.num("failed") || d["last_success"] != nil || d["failing_since"] == nil || d.str("last_outcome") != c.cause {
+			t.Errorf("%s destination: %v, want 3 or more failures, all %s, none succeeded", c.name, d, c.cause)
+		}
+	}
+	if dropped.num("in_flight") < 1 {
+		t.Errorf("dropped destination: %v attempts in flight, want the ones still retrying", dropped["in_flight"])
+	}
+	// The alerts say the same, once per destination.
+	n := map[int]int{}
+	for _, r := range recs {
+		if r.str("type") == "alert" {
+			if r.str("alert") != "failing" || int(r.num("pid")) != client {
+				t.Errorf("unexpected alert %v", r)
+			}
+			n[int(r.num("dport"))]++
+		}
+	}
+	if n[9092] != 1 || n[s.closed] != 1 || len(n) != 2 {
+		t.Errorf("failing alerts by port: %v, want one for 9092 and one for %d", n, s.closed)
+	}
+}
+
+// TestStoryStartedBefore: socktrace runs first; the client starts
+// retrying; both broken destinations turn failing with their cause.
+func TestStoryStartedBefore(t *testing.T) {
+	s := newStory(t)
+	p := start(t, "-o", "json", "--netns", s.ns.Path(), "--summary", "--no-snapshot")
+	client := startClient(t, s.ns, s.dropped, s.good, s.shut)
+	p.waitForIn(t, 15*time.Second, "the dropped destination to turn failing", alertFor("failing", 9092))
+	// Stop socktrace first: killing the client aborts its attempts.
+	checkStory(t, s, parseJSON(t, p.stop(t)), client.Process.Pid)
+}
+
+// TestStoryStartedAfter: the client has been retrying for a while when
+// socktrace starts: its pending SYN_SENT sockets come from the snapshot,
+// with the client as their owner, and the verdict is the same.
+func TestStoryStartedAfter(t *testing.T) {
+	s := newStory(t)
+	client := startClient(t, s.ns, s.dropped, s.good, s.shut)
+	time.Sleep(1500 * time.Millisecond)
+	p := start(t, "-o", "json", "--netns", s.ns.Path(), "--summary")
+	p.waitForIn(t, 15*time.Second, "the dropped destination to turn failing", alertFor("failing", 9092))
+	recs := parseJSON(t, p.stop(t))
+	pending := 0
+	for _, r := range recs {
+		if r.str("type") == "socket" && r.str("state") == "syn-sent" {
+			if int(r.num("dport")) != 9092 || int(r.num("pid")) != client.Process.Pid {
+				t.Errorf("snapshot syn-sent socket %v, want the client's, to 9092", r)
+			}
+			pending++
+		}
+	}
+	if pending < 3 {
+		t.Errorf("snapshot listed %d sockets in syn-sent, want the client's attempts in flight (about 10)", pending)
+	}
+	checkStory(t, s, recs, client.Process.Pid)
+	// The table view says it at a glance.
+	out, err := exec.Command(socktraceBin(t), "--netns", s.ns.Path(), "--duration", "10ms", "--summary", "-n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "CONNECT ATTEMPTS BY DESTINATION") {
+		t.Errorf("table summary:\n%s", out)
+	}
+}
+
+// TestStoryTable: the table view of a failing destination, alert line
+// and summary, read as a person would.
+func TestStoryTable(t *testing.T) {
+	s := newStory(t)
+	p := start(t, "-n", "--netns", s.ns.Path(), "--summary", "--state", "syn-sent", "--dport", strconv.Itoa(s.closed))
+	client := startClient(t, s.ns, s.shut)
+	p.waitFor(t, "the alert line", func(lines []string) bool {
+		return strings.Contains(strings.Join(lines, "\n"), "FAILING")
+	})
+	client.Process.Kill()
+	client.Wait()
+	out := strings.Join(p.stop(t), "\n")
+	alert := fmt.Sprintf("!! FAILING %s (%s/%d): 3 connects failed in a row (3 refused), failing since ", s.shut, selfComm(), client.Process.Pid)
+	if !strings.Contains(out, alert) {
+		t.Errorf("no alert line %q in:\n%s", alert, out)
+	}
+	row := fmt.Sprintf("FAILING   %-28s %-20s", s.shut, fmt.Sprintf("%s/%d", selfComm(), client.Process.Pid))
+	if !strings.Contains(out, row) || !strings.Contains(out, "never connected") {
+		t.Errorf("no summary row %q in:\n%s", row, out)
+	}
+	// Only transitions into syn-sent are shown; the failures are counted.
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "syn-sent -> close") {
+			t.Errorf("--state syn-sent showed %q", l)
+		}
+	}
+}
+
+// neverCloses makes n connections to a server in the test process that
+// never closes them after the peer's FIN: they sit in CLOSE_WAIT.
+func neverCloses(t *testing.T, ns *testnet.NS, n int) int {
+	t.Helper()
+	var port int
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { ln.Close() })
+		port = ln.Addr().(*net.TCPAddr).Port
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				return err
+			}
+			s, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			held = append(held, s)
+			mu.Unlock()
+			c.Close()
+		}
+		return nil
+	})
+	return port
+}
+
+func closeWaitOf(t *testing.T, sum record) []record {
+	t.Helper()
+	var out []record
+	cw, _ := sum["close_wait"].([]any)
+	for _, x := range cw {
+		out = append(out, record(x.(map[string]any)))
+	}
+	return out
+}
+
+// TestCloseWaitLeak: sockets the application never closes are counted
+// per process, whether they were in CLOSE_WAIT before socktrace started
+// or went there during the trace; SIGUSR1 asks for a summary mid-trace.
+func TestCloseWaitLeak(t *testing.T) {
+	ns := testnet.New(t)
+	neverCloses(t, ns, 5) // before socktrace
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--close-wait-after", "300ms")
+	neverCloses(t, ns, 3) // during the trace
+	time.Sleep(500 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGUSR1)
+	p.waitFor(t, "the summary asked for with SIGUSR1", func(lines []string) bool {
+		return strings.Contains(strings.Join(lines, "\n"), `"type":"summary"`)
+	})
+	sum := lastSummary(t, parseJSON(t, p.stop(t)))
+	cw := closeWaitOf(t, sum)
+	if len(cw) != 1 {
+		t.Fatalf("close_wait %v, want one process", cw)
+	}
+	l := cw[0]
+	if int(l.num("pid")) != os.Getpid() || l.str("comm") != selfComm() || l.num("sockets") != 8 || l["oldest_at_least"] != true {
+		t.Errorf("close_wait %v, want this process (%d) with 8 sockets, the oldest from before the trace", l, os.Getpid())
+	}
+	peers, _ := l["peers"].([]any)
+	if len(peers) != 3 {
+		t.Errorf("peers %v, want the 3 most common (one socket each)", peers)
+	}
+
+	// Started after, with a threshold longer than the trace: none count.
+	out, err := exec.Command(socktraceBin(t), "-o", "json", "--netns", ns.Path(), "--summary", "--duration", "200ms", "--close-wait-after", "1h").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cw := closeWaitOf(t, lastSummary(t, parseJSON(t, strings.Split(strings.TrimSpace(string(out)), "\n")))); len(cw) != 0 {
+		t.Errorf("with --close-wait-after 1h: %v, want none", cw)
+	}
+	// The table.
+	out, err = exec.Command(socktraceBin(t), "-n", "--netns", ns.Path(), "--summary", "--duration", "300ms", "--close-wait-after", "100ms").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%-24s %7d", fmt.Sprintf("%s/%d", selfComm(), os.Getpid()), 8)
+	if !strings.Contains(string(out), want) {
+		t.Errorf("table lacks %q:\n%s", want, out)
+	}
+}
+
+// TestChurnBounded: many short connections; the history keeps the cap
+// and counts exactly what it evicted, and socktrace's memory stays small.
+func TestChurnBounded(t *testing.T) {
+	ns := testnet.New(t)
+	const conns, cap = 2000, 100
+	port := acceptAndClose(t, ns) // listed by the snapshot; live throughout
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--summary", "--history", strconv.Itoa(cap))
+	ns.Run(t, func() error {
+		for i := 0; i < conns; i++ {
+			c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
+	})
+	// Each connection is two sockets, and each ends with -> close.
+	p.waitForIn(t, 30*time.Second, "every socket to close", func(lines []string) bool {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, `"new_state":"close"`) {
+				n++
+			}
+		}
+		return n >= 2*conns
+	})
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := parseJSON(t, p.stop(t))
+	h, _ := lastSummary(t, recs)["history"].(map[string]any)
+	hist := record(h)
+	if hist.num("live") != 1 || hist.num("closed") != cap || hist.num("closed_cap") != cap || hist.num("evicted") != 2*conns-cap {
+		t.Errorf("history %v, want 1 live (the listener), %d closed kept, %d evicted", hist, cap, 2*conns-cap)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, _ := strconv.Atoi(f[1])
+			t.Logf("socktrace peak resident memory after %d connections: %d KiB", conns, kb)
+			if kb > 64<<10 {
+				t.Errorf("peak resident memory %d KiB, want under 64 MiB", kb)
+			}
+		}
+	}
+}

@@ -1,0 +1,354 @@
+package output
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/analysis"
+)
+
+// Alerts and summaries are rare, so they go through encoding/json; the
+// struct field order is the order of the keys, "type" first.
+
+type jsonFailures struct {
+	Refused     uint64 `json:"refused"`
+	Timeout     uint64 `json:"timeout"`
+	Unreachable uint64 `json:"unreachable"`
+	Aborted     uint64 `json:"aborted"`
+}
+
+type jsonDest struct {
+	Netns        uint32       `json:"netns"`
+	Daddr        string       `json:"daddr"`
+	Dport        uint16       `json:"dport"`
+	PID          *uint32      `json:"pid"`
+	Comm         *string      `json:"comm"`
+	Status       string       `json:"status"`
+	Attempts     uint64       `json:"attempts"`
+	Successes    uint64       `json:"successes"`
+	Failed       uint64       `json:"failed"`
+	Failures     jsonFailures `json:"failures"`
+	Streak       uint64       `json:"streak"`
+	InFlight     int          `json:"in_flight"`
+	LastOutcome  *string      `json:"last_outcome"`
+	LastConnect  *int64       `json:"last_connect_ns"`
+	FirstAttempt *string      `json:"first_attempt"`
+	LastAttempt  *string      `json:"last_attempt"`
+	LastSuccess  *string      `json:"last_success"`
+	FailingSince *string      `json:"failing_since"`
+}
+
+func timePtr(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(TimeLayout)
+	return &s
+}
+
+func destJSON(d *analysis.Dest) jsonDest {
+	j := jsonDest{
+		Netns: d.Netns, Daddr: d.Addr.String(), Dport: d.Port, Status: "ok",
+		Attempts: d.Attempts, Successes: d.Successes, Failed: d.Failed(),
+		Failures: jsonFailures{d.Failures[analysis.Refused], d.Failures[analysis.Timeout],
+			d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted]},
+		Streak: d.Streak, InFlight: d.InFlight,
+		FirstAttempt: timePtr(d.FirstAttempt), LastAttempt: timePtr(d.LastAttempt),
+		LastSuccess: timePtr(d.LastSuccess), FailingSince: timePtr(d.FailingSince),
+	}
+	if d.Failing {
+		j.Status = "failing"
+	}
+	if d.OwnerKnown {
+		pid, comm := d.PID, d.Comm
+		j.PID, j.Comm = &pid, &comm
+	}
+	if d.Successes+d.Failed() > 0 {
+		o := d.LastOutcome.String()
+		j.LastOutcome = &o
+	}
+	if d.LastConnect > 0 {
+		n := d.LastConnect.Nanoseconds()
+		j.LastConnect = &n
+	}
+	return j
+}
+
+type jsonAlert struct {
+	Type  string `json:"type"`
+	Time  string `json:"time"`
+	Alert string `json:"alert"`
+	jsonDest
+	// Recovered: the failures of the streak that ended and how long it
+	// lasted.
+	StreakFailed   *uint64 `json:"streak_failed,omitempty"`
+	StreakDuration *int64  `json:"streak_duration_ns,omitempty"`
+}
+
+// Alert writes a {"type":"alert",...} record.
+func (j *JSON) Alert(a *analysis.Alert) error {
+	rec := jsonAlert{Type: "alert", Time: a.Time.UTC().Format(TimeLayout), Alert: a.Kind.String(), jsonDest: destJSON(&a.Dest)}
+	if a.Kind == analysis.Recovered {
+		n, d := a.Failed, a.FailedFor.Nanoseconds()
+		rec.StreakFailed, rec.StreakDuration = &n, &d
+	}
+	return j.encode(rec)
+}
+
+type jsonCount struct {
+	Netns   uint32 `json:"netns"`
+	Daddr   string `json:"daddr"`
+	Dport   uint16 `json:"dport"`
+	Sockets int    `json:"sockets"`
+}
+
+type jsonLeak struct {
+	PID           *uint32     `json:"pid"`
+	Comm          *string     `json:"comm"`
+	Sockets       int         `json:"sockets"`
+	OldestNs      int64       `json:"oldest_ns"`
+	OldestAtLeast bool        `json:"oldest_at_least"`
+	Peers         []jsonCount `json:"peers"`
+}
+
+type jsonListener struct {
+	Netns   uint32  `json:"netns"`
+	Saddr   string  `json:"saddr"`
+	Sport   uint16  `json:"sport"`
+	PID     *uint32 `json:"pid"`
+	Comm    *string `json:"comm"`
+	AcceptQ uint32  `json:"accept_q"`
+	Backlog uint32  `json:"backlog"`
+	SynRecv int     `json:"syn_recv"`
+	Full    bool    `json:"full"`
+}
+
+type jsonHistory struct {
+	Live      int    `json:"live"`
+	Closed    int    `json:"closed"`
+	ClosedCap int    `json:"closed_cap"`
+	Evicted   uint64 `json:"evicted"`
+}
+
+type jsonSummary struct {
+	Type                string         `json:"type"`
+	Time                string         `json:"time"`
+	Since               string         `json:"since"`
+	Destinations        []jsonDest     `json:"destinations"`
+	DestinationsEvicted uint64         `json:"destinations_evicted"`
+	CloseWaitAfterNs    int64          `json:"close_wait_after_ns"`
+	CloseWait           []jsonLeak     `json:"close_wait"`
+	TimeWait            []jsonCount    `json:"time_wait"`
+	Listeners           []jsonListener `json:"listeners"`
+	History             jsonHistory    `json:"history"`
+	Lost                uint64         `json:"lost"`
+}
+
+func counts(cs []analysis.Count) []jsonCount {
+	out := make([]jsonCount, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, jsonCount{c.Netns, c.Addr.String(), c.Port, c.N})
+	}
+	return out
+}
+
+func owner(known bool, pid uint32, comm string) (*uint32, *string) {
+	if !known {
+		return nil, nil
+	}
+	return &pid, &comm
+}
+
+// Summary writes a {"type":"summary",...} record.
+func (j *JSON) Summary(s *analysis.Summary) error {
+	rec := jsonSummary{
+		Type: "summary", Time: s.Time.UTC().Format(TimeLayout), Since: s.Since.UTC().Format(TimeLayout),
+		Destinations: make([]jsonDest, 0, len(s.Dests)), DestinationsEvicted: s.DestsEvicted,
+		CloseWaitAfterNs: s.CloseWaitAfter.Nanoseconds(),
+		CloseWait:        make([]jsonLeak, 0, len(s.CloseWait)),
+		TimeWait:         counts(s.TimeWait),
+		Listeners:        make([]jsonListener, 0, len(s.Listeners)),
+		History:          jsonHistory{s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted},
+		Lost:             s.Lost,
+	}
+	for i := range s.Dests {
+		rec.Destinations = append(rec.Destinations, destJSON(&s.Dests[i]))
+	}
+	for _, l := range s.CloseWait {
+		jl := jsonLeak{Sockets: l.Count, OldestNs: l.Oldest.Nanoseconds(), OldestAtLeast: l.OldestAtLeast, Peers: counts(l.Peers)}
+		jl.PID, jl.Comm = owner(l.OwnerKnown, l.PID, l.Comm)
+		rec.CloseWait = append(rec.CloseWait, jl)
+	}
+	for _, l := range s.Listeners {
+		jl := jsonListener{Netns: l.Netns, Saddr: l.Addr.String(), Sport: l.Port, AcceptQ: l.AcceptQ, Backlog: l.Backlog, SynRecv: l.SynRecv, Full: l.Full}
+		jl.PID, jl.Comm = owner(l.OwnerKnown, l.PID, l.Comm)
+		rec.Listeners = append(rec.Listeners, jl)
+	}
+	return j.encode(rec)
+}
+
+func (j *JSON) encode(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = j.w.Write(b)
+	return err
+}
+
+// process formats an owner as comm/pid, or "-".
+func process(known bool, pid uint32, comm string) string {
+	if !known {
+		return "-"
+	}
+	return comm + "/" + strconv.FormatUint(uint64(pid), 10)
+}
+
+// failureList is "2 timeout, 1 refused": the causes, most first.
+func failureList(d *analysis.Dest) string {
+	var parts []string
+	for _, o := range analysis.Failures {
+		if n := d.Failures[o]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Age formats a duration for people: 850ms, 4.2s, 3m12s, 2h5m.
+func Age(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < time.Minute && d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	case d < time.Hour:
+		return d.Truncate(time.Second).String()
+	default:
+		return d.Truncate(time.Minute).String()
+	}
+}
+
+func clock(t time.Time) string { return t.Local().Format("15:04:05") }
+
+func (t *Table) write(b []byte) error {
+	_, err := t.w.Write(b)
+	return err
+}
+
+// Alert writes a line into the stream that stands out.
+func (t *Table) Alert(a *analysis.Alert) error {
+	d := &a.Dest
+	b := a.Time.Local().AppendFormat(t.buf[:0], "15:04:05.000000")
+	dest := t.endpoint(d.Addr, d.Port)
+	switch a.Kind {
+	case analysis.TurnedFailing:
+		last := "never"
+		if !d.LastSuccess.IsZero() {
+			last = clock(d.LastSuccess) + " (" + Age(a.Time.Sub(d.LastSuccess)) + " ago)"
+		}
+		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s (%s); last success %s\n",
+			dest, process(d.OwnerKnown, d.PID, d.Comm), d.Streak, failureList(d), clock(d.FailingSince), Age(a.Time.Sub(d.FailingSince)), last)
+	case analysis.Recovered:
+		b = fmt.Appendf(b, " ok RECOVERED %s (%s): connected in %s after %d failed connects over %s\n",
+			dest, process(d.OwnerKnown, d.PID, d.Comm), Age(d.LastConnect), a.Failed, Age(a.FailedFor))
+	}
+	t.buf = b
+	return t.write(b)
+}
+
+// Summary writes the destination, CLOSE_WAIT, TIME_WAIT and listener
+// tables.
+func (t *Table) Summary(s *analysis.Summary) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n=== socktrace summary at %s: traced %s since %s ===\n", clock(s.Time), Age(s.Time.Sub(s.Since)), clock(s.Since))
+
+	fmt.Fprintf(&b, "\nCONNECT ATTEMPTS BY DESTINATION\n")
+	if len(s.Dests) == 0 {
+		b.WriteString("  (no connect attempts seen)\n")
+	} else {
+		fmt.Fprintf(&b, "%-9s %-28s %-20s %8s %6s %6s %7s %7s %7s %7s %7s  %s\n",
+			"STATUS", "DESTINATION", "PROCESS", "ATTEMPTS", "OK", "FAILED", "REFUSED", "TIMEOUT", "UNREACH", "ABORTED", "PENDING", "SINCE")
+		for i := range s.Dests {
+			d := &s.Dests[i]
+			status, since := "ok", ""
+			switch {
+			case d.Failing:
+				status = "FAILING"
+				since = fmt.Sprintf("failing since %s (%s, %d in a row)", clock(d.FailingSince), Age(s.Time.Sub(d.FailingSince)), d.Streak)
+			case d.Streak > 0:
+				status = "flaky"
+				since = fmt.Sprintf("%d failed in a row since %s", d.Streak, clock(d.FailingSince))
+			}
+			if d.LastSuccess.IsZero() {
+				since = strings.TrimPrefix(since+"; never connected", "; ")
+			} else {
+				since = strings.TrimPrefix(since+"; last success "+clock(d.LastSuccess)+" ("+Age(s.Time.Sub(d.LastSuccess))+" ago)", "; ")
+			}
+			fmt.Fprintf(&b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
+				status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm), d.Attempts, d.Successes, d.Failed(),
+				d.Failures[analysis.Refused], d.Failures[analysis.Timeout], d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted],
+				d.InFlight, since)
+		}
+	}
+	if s.DestsEvicted > 0 {
+		fmt.Fprintf(&b, "  (%d quiet destinations forgotten to bound memory)\n", s.DestsEvicted)
+	}
+
+	fmt.Fprintf(&b, "\nCLOSE-WAIT FOR %s OR LONGER (the peer closed; the application has not)\n", Age(s.CloseWaitAfter))
+	if len(s.CloseWait) == 0 {
+		b.WriteString("  (none)\n")
+	} else {
+		fmt.Fprintf(&b, "%-24s %7s %9s  %s\n", "PROCESS", "SOCKETS", "OLDEST", "PEERS")
+		for _, l := range s.CloseWait {
+			oldest := Age(l.Oldest)
+			if l.OldestAtLeast {
+				oldest = ">" + oldest
+			}
+			var peers []string
+			for _, p := range l.Peers {
+				peers = append(peers, fmt.Sprintf("%s (%d)", t.endpoint(p.Addr, p.Port), p.N))
+			}
+			fmt.Fprintf(&b, "%-24s %7d %9s  %s\n", process(l.OwnerKnown, l.PID, l.Comm), l.Count, oldest, strings.Join(peers, ", "))
+		}
+	}
+
+	fmt.Fprintf(&b, "\nTIME-WAIT BY DESTINATION\n")
+	if len(s.TimeWait) == 0 {
+		b.WriteString("  (none)\n")
+	} else {
+		fmt.Fprintf(&b, "%-28s %7s\n", "DESTINATION", "SOCKETS")
+		for _, c := range s.TimeWait {
+			fmt.Fprintf(&b, "%-28s %7d\n", t.endpoint(c.Addr, c.Port), c.N)
+		}
+	}
+
+	fmt.Fprintf(&b, "\nLISTENERS UNDER PRESSURE\n")
+	if len(s.Listeners) == 0 {
+		b.WriteString("  (none: no full accept queue, no handshakes pending)\n")
+	} else {
+		fmt.Fprintf(&b, "%-28s %-20s %8s %7s %8s  %s\n", "LOCAL", "PROCESS", "ACCEPT-Q", "BACKLOG", "SYN-RECV", "")
+		for _, l := range s.Listeners {
+			note := ""
+			if l.Full {
+				note = "FULL: new connections are dropped; the application is not accepting fast enough"
+			}
+			fmt.Fprintf(&b, "%-28s %-20s %8d %7d %8d  %s\n", t.endpoint(l.Addr, l.Port), process(l.OwnerKnown, l.PID, l.Comm), l.AcceptQ, l.Backlog, l.SynRecv, note)
+		}
+	}
+	fmt.Fprintf(&b, "\nhistory: %d live sockets, %d closed kept (cap %d), %d evicted", s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted)
+	if s.Lost > 0 {
+		fmt.Fprintf(&b, "; %d transitions LOST: the figures above may be short", s.Lost)
+	}
+	b.WriteString("\n")
+	return t.write([]byte(b.String()))
+}
