@@ -75,9 +75,12 @@ type Dest struct {
 	// LastConnect: how long the last successful handshake took (0 unknown).
 	LastConnect                            time.Duration
 	FirstAttempt, LastAttempt, LastSuccess time.Time
-	// FailingSince: when the first attempt of the current streak began.
-	FailingSince time.Time
-	Failing      bool // Streak reached the threshold; cleared by a success
+	// FailingSince: when the first attempt of the current streak began;
+	// when FailingSinceAtLeast, that attempt was already under way when
+	// the trace began, so it began before.
+	FailingSince        time.Time
+	FailingSinceAtLeast bool
+	Failing             bool // Streak reached the threshold; cleared by a success
 
 	// The process that made the last attempt.
 	OwnerKnown bool
@@ -145,7 +148,13 @@ type Connects struct {
 	lru     *list.List
 	evicted uint64
 	// attempts in flight, by socket; a socket counts once.
-	inflight map[*timeline.Row]*Dest
+	inflight map[*timeline.Row]*attempt
+}
+
+type attempt struct {
+	dest    *Dest
+	began   time.Time
+	atLeast bool // began before the trace: began is when the trace did
 }
 
 // NewConnects returns an empty tracker.
@@ -156,7 +165,7 @@ func NewConnects(o Options) *Connects {
 	if o.MaxDests <= 0 {
 		o.MaxDests = DefaultMaxDests
 	}
-	return &Connects{opt: o, dests: map[DestKey]*list.Element{}, lru: list.New(), inflight: map[*timeline.Row]*Dest{}}
+	return &Connects{opt: o, dests: map[DestKey]*list.Element{}, lru: list.New(), inflight: map[*timeline.Row]*attempt{}}
 }
 
 func (c *Connects) dest(k DestKey) *Dest {
@@ -184,7 +193,7 @@ func (c *Connects) evictOne() {
 	}
 	d := victim.Value.(*Dest)
 	for r, x := range c.inflight {
-		if x == d {
+		if x.dest == d {
 			delete(c.inflight, r)
 		}
 	}
@@ -199,10 +208,10 @@ func (c *Connects) Pending(r *timeline.Row, at time.Time) {
 	if r.State != tcpstate.SynSent || c.inflight[r] != nil {
 		return
 	}
-	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, r.OwnerKnown, r.OwnerPID, r.OwnerComm)
+	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, r.OwnerKnown, r.OwnerPID, r.OwnerComm).atLeast = true
 }
 
-func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, pid uint32, comm string) *Dest {
+func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, pid uint32, comm string) *attempt {
 	d := c.dest(k)
 	d.Attempts++
 	d.InFlight++
@@ -213,8 +222,9 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, p
 	if known {
 		d.OwnerKnown, d.PID, d.Comm = true, pid, comm
 	}
-	c.inflight[r] = d
-	return d
+	a := &attempt{dest: d, began: at}
+	c.inflight[r] = a
+	return a
 }
 
 // Observe follows one transition of the socket r (the row timeline.Apply
@@ -224,7 +234,7 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, p
 func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	if tr.Old == tcpstate.Close && tr.New == tcpstate.SynSent {
 		if old := c.inflight[r]; old != nil { // a reused row: should not happen
-			old.InFlight--
+			old.dest.InFlight--
 			delete(c.inflight, r)
 		}
 		c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, tr.Time, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
@@ -236,18 +246,20 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 		}
 		return nil
 	}
-	d := c.inflight[r]
-	began := tr.Time
-	if tr.InOldKnown {
-		began = tr.Time.Add(-tr.InOld)
-	}
-	if d == nil {
+	at := c.inflight[r]
+	if at == nil {
 		// The attempt began before the trace and the snapshot did not
 		// list it (--no-snapshot, or a filtered snapshot): count it now.
-		d = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
-	} else if e, ok := c.dests[d.DestKey]; ok {
+		began := tr.Time
+		if tr.InOldKnown {
+			began = tr.Time.Add(-tr.InOld)
+		}
+		at = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
+		at.atLeast = !tr.InOldKnown
+	} else if e, ok := c.dests[at.dest.DestKey]; ok {
 		c.lru.MoveToFront(e)
 	}
+	d := at.dest
 	delete(c.inflight, r)
 	d.InFlight--
 	if tr.OwnerKnown {
@@ -270,7 +282,7 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 			d.Failing = false
 		}
 		d.Streak = 0
-		d.FailingSince = time.Time{}
+		d.FailingSince, d.FailingSinceAtLeast = time.Time{}, false
 		if a != nil {
 			a.Dest = *d
 		}
@@ -281,7 +293,7 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	d.Failures[o]++
 	d.LastOutcome = o
 	if d.Streak == 0 {
-		d.FailingSince = began
+		d.FailingSince, d.FailingSinceAtLeast = at.began, at.atLeast
 	}
 	d.Streak++
 	if !d.Failing && d.Streak >= uint64(c.opt.FailAfter) {
@@ -294,8 +306,8 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 // Forget drops a socket that closed without the tracker seeing how its
 // attempt ended (events lost): it is no longer in flight.
 func (c *Connects) Forget(r *timeline.Row) {
-	if d := c.inflight[r]; d != nil {
-		d.InFlight--
+	if a := c.inflight[r]; a != nil {
+		a.dest.InFlight--
 		delete(c.inflight, r)
 	}
 }

@@ -40,9 +40,9 @@ func TestOutcomeOf(t *testing.T) {
 	}
 }
 
-// attempt drives one connect through a timeline and the tracker:
+// try drives one connect through a timeline and the tracker:
 // close -> syn-sent at start, and syn-sent -> end after took.
-type attempt struct {
+type try struct {
 	port  uint16
 	start time.Duration // from t0
 	took  time.Duration
@@ -66,7 +66,7 @@ func (g *rig) apply(tr *events.Transition) {
 	}
 }
 
-func (g *rig) run(a attempt) {
+func (g *rig) run(a try) {
 	g.cookie++
 	mk := func(at time.Duration, old, new tcpstate.State) *events.Transition {
 		return &events.Transition{Time: t0.Add(at), Ktime: uint64(at) + 1, Cookie: g.cookie, Netns: 1,
@@ -83,13 +83,13 @@ func (g *rig) run(a attempt) {
 func TestConnectsStreakAndAlerts(t *testing.T) {
 	g := newRig(Options{FailAfter: 3})
 	s := time.Second
-	g.run(attempt{9092, 0, 2 * time.Millisecond, tcpstate.Established, 0})
-	g.run(attempt{9092, 10 * s, 3 * s, tcpstate.Close, unix.ETIMEDOUT})
-	g.run(attempt{9092, 14 * s, 3 * s, tcpstate.Close, unix.ETIMEDOUT})
+	g.run(try{9092, 0, 2 * time.Millisecond, tcpstate.Established, 0})
+	g.run(try{9092, 10 * s, 3 * s, tcpstate.Close, unix.ETIMEDOUT})
+	g.run(try{9092, 14 * s, 3 * s, tcpstate.Close, unix.ETIMEDOUT})
 	if len(g.alerts) != 0 {
 		t.Fatalf("alert after 2 failures: %+v", g.alerts[0])
 	}
-	g.run(attempt{9092, 18 * s, 1 * time.Millisecond, tcpstate.Close, unix.ECONNREFUSED})
+	g.run(try{9092, 18 * s, 1 * time.Millisecond, tcpstate.Close, unix.ECONNREFUSED})
 	if len(g.alerts) != 1 || g.alerts[0].Kind != TurnedFailing {
 		t.Fatalf("after 3 failures: alerts %+v, want one 'failing'", g.alerts)
 	}
@@ -105,8 +105,8 @@ func TestConnectsStreakAndAlerts(t *testing.T) {
 		t.Errorf("owner/outcome %+v", d)
 	}
 	// More failures raise no more alerts; a success recovers.
-	g.run(attempt{9092, 20 * s, 3 * s, tcpstate.Close, unix.ETIMEDOUT})
-	g.run(attempt{9092, 30 * s, 5 * time.Millisecond, tcpstate.Established, 0})
+	g.run(try{9092, 20 * s, 3 * s, tcpstate.Close, unix.ETIMEDOUT})
+	g.run(try{9092, 30 * s, 5 * time.Millisecond, tcpstate.Established, 0})
 	if len(g.alerts) != 2 || g.alerts[1].Kind != Recovered {
 		t.Fatalf("alerts %+v, want failing then recovered", g.alerts)
 	}
@@ -115,19 +115,19 @@ func TestConnectsStreakAndAlerts(t *testing.T) {
 		t.Errorf("recovered alert %+v", r)
 	}
 	// Another destination is unaffected.
-	g.run(attempt{9093, 40 * s, time.Millisecond, tcpstate.Established, 0})
+	g.run(try{9093, 40 * s, time.Millisecond, tcpstate.Established, 0})
 	ds := g.c.Dests()
 	if len(ds) != 2 || ds[0].Port != 9092 || ds[0].Attempts != 6 || ds[1].Port != 9093 || ds[1].Attempts != 1 || ds[1].Failed() != 0 {
 		t.Errorf("dests %+v", ds)
 	}
 	for _, d := range ds {
 		if d.InFlight != 0 {
-			t.Errorf("%d in flight after every attempt ended: %+v", d.InFlight, d)
+			t.Errorf("%d in flight after every try ended: %+v", d.InFlight, d)
 		}
 	}
 }
 
-// A socket the snapshot found in syn-sent is an attempt in flight; its
+// A socket the snapshot found in syn-sent is an try in flight; its
 // end counts once.
 func TestConnectsPending(t *testing.T) {
 	g := newRig(Options{FailAfter: 1})
@@ -144,12 +144,15 @@ func TestConnectsPending(t *testing.T) {
 		Src: local, Dst: broker, SPort: 40000, DPort: 9092, Old: tcpstate.SynSent, New: tcpstate.Close, SkErr: uint16(unix.ETIMEDOUT)}
 	g.apply(end)
 	d, _ = g.c.Lookup(DestKey{1, broker, 9092})
+	if !d.FailingSince.Equal(t0) || !d.FailingSinceAtLeast {
+		t.Errorf("failing since %v (at least: %v), want before the trace began at %v", d.FailingSince, d.FailingSinceAtLeast, t0)
+	}
 	if d.Attempts != 1 || d.InFlight != 0 || d.Failures[Timeout] != 1 || !d.Failing || len(g.alerts) != 1 || g.alerts[0].Dest.PID != 42 {
 		t.Errorf("after it timed out: %+v, alerts %+v", d, g.alerts)
 	}
 }
 
-// Without a snapshot, an attempt seen only at its end still counts, once.
+// Without a snapshot, an try seen only at its end still counts, once.
 func TestConnectsEndOnly(t *testing.T) {
 	g := newRig(Options{})
 	g.apply(&events.Transition{Time: t0, Ktime: 100, Cookie: 9, Netns: 1, Family: unix.AF_INET,
@@ -162,9 +165,9 @@ func TestConnectsEndOnly(t *testing.T) {
 
 func TestConnectsEviction(t *testing.T) {
 	g := newRig(Options{FailAfter: 1, MaxDests: 3})
-	g.run(attempt{1, 0, time.Millisecond, tcpstate.Close, unix.ECONNREFUSED}) // failing: kept
+	g.run(try{1, 0, time.Millisecond, tcpstate.Close, unix.ECONNREFUSED}) // failing: kept
 	for p := uint16(2); p <= 6; p++ {
-		g.run(attempt{p, time.Duration(p) * time.Second, time.Millisecond, tcpstate.Established, 0})
+		g.run(try{p, time.Duration(p) * time.Second, time.Millisecond, tcpstate.Established, 0})
 	}
 	ds := g.c.Dests()
 	var ports []uint16

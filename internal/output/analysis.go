@@ -39,6 +39,9 @@ type jsonDest struct {
 	LastAttempt  *string      `json:"last_attempt"`
 	LastSuccess  *string      `json:"last_success"`
 	FailingSince *string      `json:"failing_since"`
+	// FailingSinceAtLeast: the streak's first attempt began before the
+	// trace, so before failing_since.
+	FailingBefore bool `json:"failing_since_is_trace_start"`
 }
 
 func timePtr(t time.Time) *string {
@@ -58,6 +61,7 @@ func destJSON(d *analysis.Dest) jsonDest {
 		Streak: d.Streak, InFlight: d.InFlight,
 		FirstAttempt: timePtr(d.FirstAttempt), LastAttempt: timePtr(d.LastAttempt),
 		LastSuccess: timePtr(d.LastSuccess), FailingSince: timePtr(d.FailingSince),
+		FailingBefore: d.FailingSinceAtLeast,
 	}
 	if d.Failing {
 		j.Status = "failing"
@@ -238,6 +242,15 @@ func Age(d time.Duration) string {
 	}
 }
 
+// failingSince is "03:12:01 (2m5s)", or "before 03:12:01 (over 2m5s)"
+// when the first failed attempt began before the trace.
+func failingSince(d *analysis.Dest, now time.Time) string {
+	if d.FailingSinceAtLeast {
+		return "before " + clock(d.FailingSince) + " (over " + Age(now.Sub(d.FailingSince)) + ")"
+	}
+	return clock(d.FailingSince) + " (" + Age(now.Sub(d.FailingSince)) + ")"
+}
+
 func clock(t time.Time) string { return t.Local().Format("15:04:05") }
 
 func (t *Table) write(b []byte) error {
@@ -256,8 +269,8 @@ func (t *Table) Alert(a *analysis.Alert) error {
 		if !d.LastSuccess.IsZero() {
 			last = clock(d.LastSuccess) + " (" + Age(a.Time.Sub(d.LastSuccess)) + " ago)"
 		}
-		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s (%s); last success %s\n",
-			dest, process(d.OwnerKnown, d.PID, d.Comm), d.Streak, failureList(d), clock(d.FailingSince), Age(a.Time.Sub(d.FailingSince)), last)
+		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s\n",
+			dest, process(d.OwnerKnown, d.PID, d.Comm), d.Streak, failureList(d), failingSince(d, a.Time), last)
 	case analysis.Recovered:
 		b = fmt.Appendf(b, " ok RECOVERED %s (%s): connected in %s after %d failed connects over %s\n",
 			dest, process(d.OwnerKnown, d.PID, d.Comm), Age(d.LastConnect), a.Failed, Age(a.FailedFor))
@@ -284,7 +297,7 @@ func (t *Table) Summary(s *analysis.Summary) error {
 			switch {
 			case d.Failing:
 				status = "FAILING"
-				since = fmt.Sprintf("failing since %s (%s, %d in a row)", clock(d.FailingSince), Age(s.Time.Sub(d.FailingSince)), d.Streak)
+				since = fmt.Sprintf("failing since %s, %d in a row", failingSince(d, s.Time), d.Streak)
 			case d.Streak > 0:
 				status = "flaky"
 				since = fmt.Sprintf("%d failed in a row since %s", d.Streak, clock(d.FailingSince))
