@@ -358,4 +358,19 @@ func TestFullAcceptQueue(t *testing.T) {
 	if l.num("recv_q") != backlog+1 || l.num("send_q") != backlog {
 		t.Errorf("listener recv_q %v send_q %v, want a full queue: %d of backlog %d", l["recv_q"], l["send_q"], backlog+1, backlog)
 	}
+
+	// The summary names it as a listener under pressure.
+	out, err = exec.Command(socktraceBin(t), "-o", "json", "--netns", ns.Path(), "--summary", "--duration", "50ms").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := lastSummary(t, parseJSON(t, strings.Split(strings.TrimSpace(string(out)), "\n")))
+	ls, _ := sum["listeners"].([]any)
+	if len(ls) != 1 {
+		t.Fatalf("summary listeners %v, want the full one", sum["listeners"])
+	}
+	sl := record(ls[0].(map[string]any))
+	if int(sl.num("sport")) != port || sl["full"] != true || sl.num("accept_q") != backlog+1 || sl.num("backlog") != backlog || int(sl.num("pid")) != os.Getpid() {
+		t.Errorf("summary listener %v, want port %d full, owned by %d", sl, port, os.Getpid())
+	}
 }
