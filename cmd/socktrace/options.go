@@ -190,6 +190,9 @@ func parseSize(s string) (int, error) {
 	}
 	mult := 1
 	num := strings.TrimSpace(s)
+	if num == "" {
+		return 0, fmt.Errorf("want a size such as 4096, 64K or 8M")
+	}
 	switch strings.ToUpper(num[len(num)-1:]) {
 	case "K":
 		mult, num = 1<<10, num[:len(num)-1]

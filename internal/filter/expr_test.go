@@ -61,7 +61,8 @@ func TestExprMatch(t *testing.T) {
 		{"state syn-sent", []*Subject{&kafkaSyn}},
 		{"state SYN_SENT", []*Subject{&kafkaSyn}},
 		{"state = established,time-wait", []*Subject{&webEstab, &orphanWait}},
-		{"state connected", []*Subject{&kafkaSyn, &webEstab}},
+		{"state connected", all}, // ss: every state but listening and close
+		{"state synchronized", []*Subject{&webEstab, &orphanWait}},
 		{"state != syn-sent", []*Subject{&webEstab, &orphanWait}},
 		{"exclude time-wait", []*Subject{&kafkaSyn, &webEstab}},
 		{"pid = 42", []*Subject{&kafkaSyn}},

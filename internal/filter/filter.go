@@ -205,7 +205,11 @@ func ParsePrefixes(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, item := range strings.Split(list, ",") {
 		item = strings.TrimSpace(item)
-		item = strings.TrimSuffix(strings.TrimPrefix(item, "["), "]")
+		if strings.HasPrefix(item, "[") { // [fd00::1], [fd00::]/8
+			if end := strings.IndexByte(item, ']'); end > 0 {
+				item = item[1:end] + item[end+1:]
+			}
+		}
 		if item == "" {
 			return nil, fmt.Errorf("empty address in %q", list)
 		}

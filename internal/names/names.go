@@ -21,13 +21,45 @@ import (
 type Services map[uint16]string
 
 // LoadServices reads /etc/services; a missing file gives an empty map.
+// Like ss, it leaves out the ephemeral ports (ip_local_port_range): a
+// client's local port 57000 is not "dircproxy".
 func LoadServices() Services {
 	f, err := os.Open("/etc/services")
 	if err != nil {
 		return Services{}
 	}
 	defer f.Close()
-	return ParseServices(f)
+	s := ParseServices(f)
+	if lo, hi, ok := ephemeralRange(); ok {
+		s.Drop(lo, hi)
+	}
+	return s
+}
+
+// Drop forgets the names of the ports from lo to hi.
+func (s Services) Drop(lo, hi uint16) {
+	for p := range s {
+		if p >= lo && p <= hi {
+			delete(s, p)
+		}
+	}
+}
+
+func ephemeralRange() (lo, hi uint16, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	l, err1 := strconv.ParseUint(f[0], 10, 16)
+	h, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil || l > h {
+		return 0, 0, false
+	}
+	return uint16(l), uint16(h), true
 }
 
 // ParseServices reads services(5) lines, keeping the first name of each

@@ -102,13 +102,13 @@ func (m Mask) String() string {
 	return strings.Join(parts, ",")
 }
 
-// Groups are ss's state groups, with the same members as in ss's source:
-// "connected" leaves out listening and close, and also time-wait and
-// syn-recv (the states kept in minisockets, ss's "bucket").
+// Groups are ss's state groups, with the members ss gives them (ss(8),
+// scan_state in iproute2's ss.c): "connected" is every state but
+// listening and close; "synchronized" is connected but syn-sent.
 var Groups = map[string]Mask{
 	"all":          All,
-	"connected":    All &^ MaskOf(Listen, Close, TimeWait, SynRecv),
-	"synchronized": All &^ MaskOf(Listen, Close, TimeWait, SynRecv, SynSent),
+	"connected":    All &^ MaskOf(Listen, Close),
+	"synchronized": All &^ MaskOf(Listen, Close, SynSent),
 	"bucket":       MaskOf(SynRecv, TimeWait),
 	"big":          All &^ MaskOf(SynRecv, TimeWait),
 }
