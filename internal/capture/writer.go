@@ -1,0 +1,275 @@
+package capture
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+)
+
+// Options control how a recording is written.
+type Options struct {
+	Force       bool  // overwrite existing files
+	RotateSize  int64 // start a new file once one reaches this size; 0: never
+	RotateCount int   // keep only the newest this many files; 0: all
+}
+
+// Writer records to a file, or to a series of files when rotating: FILE,
+// FILE.1, FILE.2, ... Files are created with mode 0600: they hold
+// addresses and process names.
+type Writer struct {
+	base   string
+	opt    Options
+	hdr    Header
+	f      *os.File
+	bw     *bufio.Writer
+	size   int64 // bytes in the current file
+	total  int64 // bytes in all files
+	events uint64
+	buf    []byte
+	body   []byte
+	// Transition times are stored as deltas from the previous
+	// transition's, starting again from zero in each file.
+	prevWall, prevK int64
+}
+
+// FileName is the name of file seq of a recording to base.
+func FileName(base string, seq int) string {
+	if seq == 0 {
+		return base
+	}
+	return base + "." + strconv.Itoa(seq)
+}
+
+// Create starts a recording to path with header h (its Format and Seq
+// are filled in).
+func Create(path string, h Header, o Options) (*Writer, error) {
+	w := &Writer{base: path, opt: o, hdr: h, buf: make([]byte, 0, 512), body: make([]byte, 0, 512)}
+	w.hdr.Format = Version
+	if err := w.open(0); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Writer) open(seq int) error {
+	name := FileName(w.base, seq)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if w.opt.Force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(name, flags, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("capture file %s already exists: choose another name, or add --force to overwrite it", name)
+		}
+		return fmt.Errorf("create capture file: %w", err)
+	}
+	if w.opt.Force {
+		f.Chmod(0o600) // an existing file keeps its mode otherwise
+	}
+	w.f, w.size = f, 0
+	if w.bw == nil {
+		w.bw = bufio.NewWriterSize(f, 256<<10)
+	} else {
+		w.bw.Reset(f)
+	}
+	w.prevWall, w.prevK = 0, 0
+	w.hdr.Seq = seq
+	hb, err := json.Marshal(&w.hdr)
+	if err != nil {
+		return err
+	}
+	if _, err := w.bw.WriteString(Magic); err != nil {
+		return fmt.Errorf("write capture file: %w", err)
+	}
+	w.size += int64(len(Magic))
+	w.total += int64(len(Magic))
+	return w.frame(append([]byte{recHeader}, hb...))
+}
+
+// frame writes one record and rotates when the file is full.
+func (w *Writer) frame(body []byte) error {
+	w.buf = appendFrame(w.buf[:0], body)
+	if _, err := w.bw.Write(w.buf); err != nil {
+		return fmt.Errorf("write capture file: %w", err)
+	}
+	w.size += int64(len(w.buf))
+	w.total += int64(len(w.buf))
+	if w.opt.RotateSize > 0 && w.size >= w.opt.RotateSize && body[0] != recHeader {
+		return w.rotate()
+	}
+	return nil
+}
+
+func (w *Writer) rotate() error {
+	if err := w.closeFile(); err != nil {
+		return err
+	}
+	seq := w.hdr.Seq + 1
+	if err := w.open(seq); err != nil {
+		return err
+	}
+	if n := w.opt.RotateCount; n > 0 && seq >= n {
+		if err := os.Remove(FileName(w.base, seq-n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("rotate capture files: %w", err)
+		}
+	}
+	return nil
+}
+
+func (w *Writer) closeFile() error {
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write capture file: %w", err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync capture file: %w", err)
+	}
+	return w.f.Close()
+}
+
+// SnapshotStart begins the snapshot: the sockets that follow were listed
+// at wall time at, between the monotonic times start and end.
+func (w *Writer) SnapshotStart(at time.Time, start, end uint64) error {
+	b := append(w.body[:0], recSnapshotStart)
+	b = binary.AppendVarint(b, at.UnixNano())
+	b = binary.AppendUvarint(b, start)
+	b = binary.AppendUvarint(b, end)
+	w.body = b
+	return w.frame(b)
+}
+
+// Socket records one socket of the snapshot and the processes holding it.
+func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner) error {
+	b := append(w.body[:0], recSocket, byte(s.State), byte(s.Timer), s.Retrans)
+	b = binary.AppendUvarint(b, uint64(s.Family))
+	b = appendAddr(b, s.Src)
+	b = appendAddr(b, s.Dst)
+	b = binary.AppendUvarint(b, uint64(s.SPort))
+	b = binary.AppendUvarint(b, uint64(s.DPort))
+	b = binary.AppendUvarint(b, uint64(s.IfIndex))
+	b = binary.AppendUvarint(b, s.Cookie)
+	b = binary.AppendVarint(b, int64(s.Expires))
+	b = binary.AppendUvarint(b, uint64(s.RecvQ))
+	b = binary.AppendUvarint(b, uint64(s.SendQ))
+	b = binary.AppendUvarint(b, uint64(s.UID))
+	b = binary.AppendUvarint(b, uint64(s.Inode))
+	b = binary.AppendUvarint(b, uint64(s.Netns))
+	b = binary.AppendUvarint(b, uint64(len(users)))
+	for _, u := range users {
+		b = binary.AppendUvarint(b, uint64(u.PID))
+		b = binary.AppendVarint(b, int64(u.FD))
+		b = appendString(b, u.Comm)
+	}
+	w.body = b
+	return w.frame(b)
+}
+
+// SnapshotEnd closes the snapshot: count sockets were recorded.
+func (w *Writer) SnapshotEnd(count int) error {
+	b := append(w.body[:0], recSnapshotEnd)
+	b = binary.AppendUvarint(b, uint64(count))
+	w.body = b
+	return w.frame(b)
+}
+
+// Transition flags.
+const (
+	tfInOld = 1 << iota
+	tfOwner
+	tfCookieHelper
+)
+
+// Transition records one transition.
+func (w *Writer) Transition(t *events.Transition) error {
+	wall, k := t.Time.UnixNano(), int64(t.Ktime)
+	var flags byte
+	if t.InOldKnown {
+		flags |= tfInOld
+	}
+	if t.OwnerKnown {
+		flags |= tfOwner
+	}
+	if t.CookieFromHelper {
+		flags |= tfCookieHelper
+	}
+	b := append(w.body[:0], recTransition, byte(t.Old), byte(t.New), flags)
+	b = binary.AppendVarint(b, wall-w.prevWall)
+	b = binary.AppendVarint(b, k-w.prevK)
+	w.prevWall, w.prevK = wall, k
+	b = binary.AppendUvarint(b, t.Cookie)
+	b = binary.AppendUvarint(b, t.SkAddr)
+	b = binary.AppendUvarint(b, uint64(t.Netns))
+	b = binary.AppendUvarint(b, uint64(t.Family))
+	b = appendAddr(b, t.Src)
+	b = appendAddr(b, t.Dst)
+	b = binary.AppendUvarint(b, uint64(t.SPort))
+	b = binary.AppendUvarint(b, uint64(t.DPort))
+	if t.InOldKnown {
+		b = binary.AppendVarint(b, int64(t.InOld))
+	}
+	b = binary.AppendUvarint(b, uint64(t.TaskPID))
+	b = binary.AppendUvarint(b, uint64(t.TaskTID))
+	b = appendString(b, t.TaskComm)
+	if t.OwnerKnown {
+		b = binary.AppendUvarint(b, uint64(t.OwnerPID))
+		b = binary.AppendUvarint(b, uint64(t.OwnerTID))
+		b = appendString(b, t.OwnerComm)
+	}
+	b = binary.AppendUvarint(b, uint64(t.UID))
+	b = binary.AppendUvarint(b, uint64(t.SkErr))
+	w.body = b
+	w.events++
+	return w.frame(b)
+}
+
+// Lost records that n transitions were lost (total so far) at wall time at.
+func (w *Writer) Lost(n, total uint64, at time.Time) error {
+	b := append(w.body[:0], recLost)
+	b = binary.AppendVarint(b, at.UnixNano())
+	b = binary.AppendUvarint(b, n)
+	b = binary.AppendUvarint(b, total)
+	w.body = b
+	return w.frame(b)
+}
+
+// Flush hands what is buffered to the kernel: a killed recorder loses
+// nothing flushed.
+func (w *Writer) Flush() error {
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write capture file: %w", err)
+	}
+	return nil
+}
+
+// Sync flushes and asks the kernel to put the file on disk: a power loss
+// loses nothing synced.
+func (w *Writer) Sync() error {
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync capture file: %w", err)
+	}
+	return nil
+}
+
+// Close flushes, syncs and closes the current file.
+func (w *Writer) Close() error { return w.closeFile() }
+
+// Bytes is how much has been written, in all files.
+func (w *Writer) Bytes() int64 { return w.total }
+
+// Transitions is how many transitions have been written.
+func (w *Writer) Transitions() uint64 { return w.events }
+
+// Files is how many files the recording has used.
+func (w *Writer) Files() int { return w.hdr.Seq + 1 }
