@@ -15,7 +15,7 @@ APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables
 GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o
 BPF_SOURCES := gen.go $(wildcard bpf/*.c bpf/*.h)
 
-.PHONY: all deps build run generate check-generated lint test clean
+.PHONY: all deps build run generate check-generated lint test fuzz clean
 
 all: build
 
@@ -54,6 +54,14 @@ lint: deps
 # Privileged tests fail rather than skip here: they are the point.
 test: check-generated lint
 	SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 10m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Short fuzz runs of the parsers that take outside input.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/capture/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseExpr$$' -fuzztime $(FUZZTIME) ./internal/filter/
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/output/
 
 clean:
 	rm -rf bin

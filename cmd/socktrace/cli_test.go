@@ -82,16 +82,7 @@ func start(t *testing.T, args ...string) *proc {
 			p.cmd.Wait()
 		}
 	})
-	go func() {
-		sc := bufio.NewScanner(p.stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-		close(p.eof)
-	}()
+	go p.scan()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(ready); err == nil {
@@ -102,6 +93,18 @@ func start(t *testing.T, args ...string) *proc {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// scan collects stdout's lines until it closes.
+func (p *proc) scan() {
+	sc := bufio.NewScanner(p.stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		p.mu.Unlock()
+	}
+	close(p.eof)
 }
 
 // waitFor polls the output lines until cond holds.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
@@ -42,6 +43,13 @@ type flags struct {
 	failAfter      int
 	closeWaitAfter time.Duration
 	history        int
+
+	write       string
+	force       bool
+	rotateSize  string
+	rotateCount int
+	quiet       bool
+	follow      bool
 }
 
 // options is the command line checked and parsed.
@@ -62,6 +70,64 @@ type options struct {
 	analysis       analysis.Options
 	closeWaitAfter time.Duration
 	history        int // closed sockets remembered
+
+	write   string          // -w: record to this file
+	capture capture.Options // how
+	quiet   bool            // -q: record only, no live output
+	follow  bool            // read --follow
+	args    []string        // the filter expression as given
+}
+
+// describe renders the filters in effect, for capture headers.
+func (o *options) describe() string {
+	var parts []string
+	f := &o.filter
+	if f.States != 0 {
+		parts = append(parts, "--state "+f.States.String())
+	}
+	ports := func(flag string, rs []events.PortRange) {
+		var items []string
+		for _, r := range rs {
+			if r.Lo == r.Hi {
+				items = append(items, strconv.Itoa(int(r.Lo)))
+			} else {
+				items = append(items, fmt.Sprintf("%d-%d", r.Lo, r.Hi))
+			}
+		}
+		if len(items) > 0 {
+			parts = append(parts, flag+" "+strings.Join(items, ","))
+		}
+	}
+	ports("--sport", f.SPorts)
+	ports("--dport", f.DPorts)
+	for _, p := range f.Src {
+		parts = append(parts, "--src "+p.String())
+	}
+	for _, p := range f.Dst {
+		parts = append(parts, "--dst "+p.String())
+	}
+	for _, p := range f.PIDs {
+		parts = append(parts, "--pid "+strconv.Itoa(int(p)))
+	}
+	for _, c := range f.Comms {
+		parts = append(parts, "--comm "+c)
+	}
+	if f.IPv4 && !f.IPv6 {
+		parts = append(parts, "-4")
+	}
+	if f.IPv6 && !f.IPv4 {
+		parts = append(parts, "-6")
+	}
+	if o.netns != "" {
+		parts = append(parts, "--netns "+o.netns)
+	}
+	if o.expr != nil {
+		parts = append(parts, "'"+o.expr.String()+"'")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
 }
 
 // match applies the flags and the expression.
@@ -97,6 +163,27 @@ func (f *flags) parse(args []string) (*options, error) {
 	}
 	if f.once && (f.summary || f.interval > 0) {
 		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --summary and --interval need a trace")
+	}
+	o.write, o.quiet, o.follow, o.args = f.write, f.quiet, f.follow, args
+	o.capture = capture.Options{Force: f.force, RotateCount: f.rotateCount}
+	if f.rotateSize != "" {
+		n, err := parseBytes(f.rotateSize)
+		if err != nil {
+			return nil, fmt.Errorf("bad --rotate-size value %q: %w", f.rotateSize, err)
+		}
+		o.capture.RotateSize = n
+	}
+	if f.rotateCount < 0 {
+		return nil, fmt.Errorf("bad --rotate-count value %d: want 0 (keep all files) or more", f.rotateCount)
+	}
+	if f.write == "" && (f.rotateSize != "" || f.rotateCount != 0 || f.force || f.quiet) {
+		return nil, fmt.Errorf("--rotate-size, --rotate-count, --force and --quiet go with --write FILE")
+	}
+	if f.rotateCount > 0 && f.rotateSize == "" {
+		return nil, fmt.Errorf("--rotate-count needs --rotate-size: files are rotated by size")
+	}
+	if f.write != "" && f.once {
+		return nil, fmt.Errorf("--once lists the sockets that exist and exits: it does not record; use --write without --once")
 	}
 	if o.expr, err = filter.ParseExpr(args); err != nil {
 		return nil, err
@@ -180,6 +267,28 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// parseBytes reads a byte count with an optional K, M or G suffix
+// (powers of 1024), of at least 4K.
+func parseBytes(s string) (int64, error) {
+	num := strings.TrimSpace(s)
+	mult := int64(1)
+	if num != "" {
+		switch strings.ToUpper(num[len(num)-1:]) {
+		case "K":
+			mult, num = 1<<10, num[:len(num)-1]
+		case "M":
+			mult, num = 1<<20, num[:len(num)-1]
+		case "G":
+			mult, num = 1<<30, num[:len(num)-1]
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 40)
+	if err != nil || int64(n)*mult < 4096 {
+		return 0, fmt.Errorf("want a size of at least 4K, such as 100M or 1G")
+	}
+	return int64(n) * mult, nil
 }
 
 // parseSize reads a byte count with an optional K, M or G suffix (powers

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,12 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/filter"
-	"github.com/socktrace/socktrace/internal/output"
-	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/timeline"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,39 +32,33 @@ func runTrace(ctx context.Context, o *options) error {
 	}
 	defer tr.Close()
 
-	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
-	w := newWriter(o, stdout)
-	if o.output == "table" {
+	p := newPipeline(o, time.Now(), events.Monotonic())
+	p.quiet = o.quiet
+	if o.write != "" {
+		if p.rec, err = capture.Create(o.write, captureHeader(o, tr.Method(), p.started, p.startK), o.capture); err != nil {
+			return err
+		}
+		defer p.rec.Close()
+	}
+	if o.output == "table" && !o.quiet {
 		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", tr.Method())
 	}
 
 	// The program is attached before the snapshot is taken, so nothing
-	// that happens meanwhile is missed; the table sorts out overlaps.
-	table := timeline.NewCap(o.history)
-	conns := analysis.NewConnects(o.analysis)
-	started, startedK := time.Now(), events.Monotonic()
+	// that happens meanwhile is missed; the timeline sorts out overlaps.
 	if o.snapshot {
-		rows, err := takeSnapshot(o, table)
+		s, err := takeSnap(o)
 		if err != nil {
 			return err
 		}
-		for _, r := range rows {
-			conns.Pending(r, started)
+		if err := p.snapshot(s); err == nil {
+			err = p.flush()
 		}
-		if err := writeRows(w, rows); err != nil {
+		if err != nil {
 			if isBrokenPipe(err) {
 				return nil
 			}
-			return fmt.Errorf("write output: %w", err)
-		}
-		if len(rows) > 0 && o.output == "table" {
-			stdout.WriteString("\n")
-		}
-		if err := w.Flush(); err != nil {
-			if isBrokenPipe(err) {
-				return nil
-			}
-			return fmt.Errorf("write output: %w", err)
+			return err
 		}
 	}
 
@@ -118,21 +109,21 @@ func runTrace(ctx context.Context, o *options) error {
 		t := time.AfterFunc(o.duration, func() { tr.Stop() })
 		defer t.Stop()
 	}
-	go watchClosed(os.Stdout, stopped, func() { tr.Stop() })
+	if !o.quiet {
+		go watchClosed(os.Stdout, stopped, func() { tr.Stop() })
+	}
 
-	var (
-		rec       events.Record
-		subj      filter.Subject
-		shown     uint64
-		lostTotal uint64
-	)
 	summarize := func() error {
-		sum, err := summary(o, table, conns, started, startedK, lostTotal)
+		pr, err := p.livePressure()
 		if err != nil {
 			return err
 		}
-		return w.Summary(sum)
+		return p.summary(time.Now(), pr)
 	}
+	var (
+		rec      events.Record
+		nextSync = time.Now().Add(syncInterval)
+	)
 	for {
 		err := tr.Read(&rec)
 		if err == io.EOF {
@@ -141,45 +132,28 @@ func runTrace(ctx context.Context, o *options) error {
 		if err != nil {
 			return err
 		}
-		var werr error
-		switch {
-		case rec.Woken:
-			if wantSummary.Swap(false) {
-				werr = summarize()
+		if rec.Woken {
+			if wantSummary.Swap(false) && !o.quiet {
+				err = summarize()
 			}
-		case rec.Lost > 0:
-			lostTotal += rec.Lost
-			werr = w.Lost(rec.Lost, lostTotal, rec.Time)
-		default:
-			row := table.Apply(&rec.Transition)
-			subj = filter.OfTransition(&rec.Transition)
-			show := o.match(&subj)
-			// The history follows sockets into and out of the states
-			// asked for: leaving syn-sent is how an attempt ends.
-			subj.State = rec.Old
-			if show || o.match(&subj) {
-				if a := conns.Observe(&rec.Transition, row); a != nil {
-					werr = w.Alert(a)
-				}
-			} else if rec.New == tcpstate.Close {
-				conns.Forget(row)
-			}
-			if show && werr == nil {
-				shown++
-				werr = w.Transition(&rec.Transition)
+		} else {
+			err = p.event(&rec)
+		}
+		if err == nil && tr.Buffered() == 0 {
+			err = p.flush()
+			if err == nil && p.rec != nil && time.Now().After(nextSync) {
+				err = p.rec.Sync()
+				nextSync = time.Now().Add(syncInterval)
 			}
 		}
-		if werr == nil && tr.Buffered() == 0 {
-			werr = w.Flush()
-		}
-		if werr != nil {
-			if isBrokenPipe(werr) {
+		if err != nil {
+			if isBrokenPipe(err) {
 				return nil
 			}
-			return fmt.Errorf("write output: %w", werr)
+			return err
 		}
 	}
-	if o.summary {
+	if o.summary && !o.quiet {
 		if err := summarize(); err != nil {
 			if isBrokenPipe(err) {
 				return nil
@@ -187,28 +161,41 @@ func runTrace(ctx context.Context, o *options) error {
 			return err
 		}
 	}
-	if err := w.Flush(); err != nil && !isBrokenPipe(err) {
-		return fmt.Errorf("write output: %w", err)
+	if err := p.flush(); err != nil && !isBrokenPipe(err) {
+		return err
 	}
-	if o.output == "table" {
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost\n", shown, lostTotal)
+	if p.rec != nil {
+		if err := p.rec.Close(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case p.rec != nil:
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost\n",
+			p.rec.Transitions(), o.write, p.rec.Bytes(), p.rec.Files(), p.lost)
+	case o.output == "table":
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost\n", p.shown, p.lost)
 	}
 	return nil
 }
 
-// writer writes transitions, socket rows, alerts and summaries.
-type writer interface {
-	output.Writer
-	socketWriter
-	Alert(*analysis.Alert) error
-	Summary(*analysis.Summary) error
-}
+// syncInterval: how often a recording is synced to disk, so that a power
+// loss costs at most about this much of it.
+const syncInterval = 2 * time.Second
 
-func newWriter(o *options, stdout *bufio.Writer) writer {
-	if o.output == "json" {
-		return output.NewJSON(stdout)
+// captureHeader describes a recording.
+func captureHeader(o *options, method string, started time.Time, startK uint64) capture.Header {
+	host, _ := os.Hostname()
+	var u unix.Utsname
+	unix.Uname(&u)
+	var id [8]byte
+	rand.Read(id[:])
+	return capture.Header{
+		Socktrace: version, Host: host, Kernel: unix.ByteSliceToString(u.Release[:]),
+		BootTime: started.Add(-time.Duration(startK)), Started: started,
+		Args: os.Args[1:], Filter: o.describe(), Attach: method,
+		Session: binary.LittleEndian.Uint64(id[:]), Netns: o.netns,
 	}
-	return output.NewTable(stdout, os.Stderr, o.table)
 }
 
 func ctxDone(ctx context.Context) <-chan struct{} {

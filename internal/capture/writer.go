@@ -93,7 +93,10 @@ func (w *Writer) open(seq int) error {
 	}
 	w.size += int64(len(Magic))
 	w.total += int64(len(Magic))
-	return w.frame(append([]byte{recHeader}, hb...))
+	if err := w.frame(append([]byte{recHeader}, hb...)); err != nil {
+		return err
+	}
+	return w.Flush() // a reader can open the file from now on
 }
 
 // frame writes one record and rotates when the file is full.
