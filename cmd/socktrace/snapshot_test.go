@@ -374,3 +374,31 @@ func TestFullAcceptQueue(t *testing.T) {
 		t.Errorf("summary listener %v, want port %d full, owned by %d", sl, port, os.Getpid())
 	}
 }
+
+// TestOnceAllNamespaces: --netns all lists the sockets of every
+// namespace, each with its namespace's inode.
+func TestOnceAllNamespaces(t *testing.T) {
+	var nss []*testnet.NS
+	ports := map[uint32]int{}
+	for i := 0; i < 2; i++ {
+		ns := testnet.New(t)
+		nss = append(nss, ns)
+		ports[ns.Inode] = acceptAndClose(t, ns)
+	}
+	out, err := exec.Command(socktraceBin(t), "--once", "--netns", "all", "-o", "json", "state listening").Output()
+	if err != nil {
+		t.Fatalf("socktrace --once --netns all: %v", err)
+	}
+	found := map[uint32]bool{}
+	for _, r := range parseJSON(t, strings.Split(strings.TrimSpace(string(out)), "\n")) {
+		ino := uint32(r.num("netns"))
+		if p, ok := ports[ino]; ok && int(r.num("sport")) == p && int(r.num("pid")) == os.Getpid() {
+			found[ino] = true
+		}
+	}
+	for _, ns := range nss {
+		if !found[ns.Inode] {
+			t.Errorf("the listener in namespace %d (port %d) is not listed", ns.Inode, ports[ns.Inode])
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
@@ -207,8 +208,28 @@ func Namespaces() ([]string, error) {
 		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
 	for _, n := range names {
-		if n[0] >= '0' && n[0] <= '9' {
-			add("/proc/" + n + "/ns/net")
+		if n[0] < '0' || n[0] > '9' {
+			continue
+		}
+		add("/proc/" + n + "/ns/net")
+		// A namespace may be held open by a file descriptor only (a
+		// container runtime's, or a thread that unshared and exited).
+		if fds, err := os.ReadDir("/proc/" + n + "/fd"); err == nil {
+			for _, fd := range fds {
+				path := "/proc/" + n + "/fd/" + fd.Name()
+				if l, err := os.Readlink(path); err == nil && strings.HasPrefix(l, "net:[") {
+					add(path)
+				}
+			}
+		}
+		// A thread may have a namespace of its own (unshare in one
+		// thread, as Go programs and tests do).
+		if tids, err := os.ReadDir("/proc/" + n + "/task"); err == nil && len(tids) > 1 {
+			for _, tid := range tids {
+				if tid.Name() != n {
+					add("/proc/" + n + "/task/" + tid.Name() + "/ns/net")
+				}
+			}
 		}
 	}
 	return out, nil
