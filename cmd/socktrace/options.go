@@ -272,6 +272,15 @@ func contains(list []string, s string) bool {
 // parseBytes reads a byte count with an optional K, M or G suffix
 // (powers of 1024), of at least 4K.
 func parseBytes(s string) (int64, error) {
+	n, ok := bytesOf(s)
+	if !ok || n < 4096 {
+		return 0, fmt.Errorf("want a size of at least 4K, such as 100M or 1G")
+	}
+	return n, nil
+}
+
+// bytesOf reads a number with an optional K, M or G suffix.
+func bytesOf(s string) (int64, bool) {
 	num := strings.TrimSpace(s)
 	mult := int64(1)
 	if num != "" {
@@ -285,10 +294,10 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseUint(num, 10, 40)
-	if err != nil || int64(n)*mult < 4096 {
-		return 0, fmt.Errorf("want a size of at least 4K, such as 100M or 1G")
+	if err != nil {
+		return 0, false
 	}
-	return int64(n) * mult, nil
+	return int64(n) * mult, true
 }
 
 // parseSize reads a byte count with an optional K, M or G suffix (powers
@@ -297,26 +306,12 @@ func parseSize(s string) (int, error) {
 	if s == "" {
 		return 0, nil
 	}
-	mult := 1
-	num := strings.TrimSpace(s)
-	if num == "" {
+	size, ok := bytesOf(s)
+	if !ok {
 		return 0, fmt.Errorf("want a size such as 4096, 64K or 8M")
 	}
-	switch strings.ToUpper(num[len(num)-1:]) {
-	case "K":
-		mult, num = 1<<10, num[:len(num)-1]
-	case "M":
-		mult, num = 1<<20, num[:len(num)-1]
-	case "G":
-		mult, num = 1<<30, num[:len(num)-1]
-	}
-	n, err := strconv.ParseUint(num, 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("want a size such as 4096, 64K or 8M")
-	}
-	size := int(n) * mult
 	if size < 4096 || size > 1<<30 || size&(size-1) != 0 {
 		return 0, fmt.Errorf("the ring buffer size must be a power of two from 4K to 1G, such as 64K or 8M")
 	}
-	return size, nil
+	return int(size), nil
 }

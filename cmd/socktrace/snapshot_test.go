@@ -229,25 +229,7 @@ func TestSnapshotJoinsTransitions(t *testing.T) {
 // established, which the kernel runs when the SYN-ACK arrives.
 func TestOwnerOfOtherProcess(t *testing.T) {
 	ns := testnet.New(t)
-	var port int
-	ns.Run(t, func() error {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { ln.Close() })
-		port = ln.Addr().(*net.TCPAddr).Port
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		return nil
-	})
+	port := acceptAndClose(t, ns)
 	p := start(t, "-o", "json", "--no-snapshot", "--netns", ns.Path(), "--dport", fmt.Sprint(port))
 	child := exec.Command("nsenter", "--net="+ns.Path(), "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; sleep 0.2", port))
 	if out, err := child.CombinedOutput(); err != nil {
