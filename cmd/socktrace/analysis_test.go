@@ -271,7 +271,9 @@ func TestStoryStartedAfter(t *testing.T) {
 // and summary, read as a person would.
 func TestStoryTable(t *testing.T) {
 	s := newStory(t)
-	p := start(t, "-n", "--netns", s.ns.Path(), "--summary", "--state", "syn-sent", "--dport", strconv.Itoa(s.closed))
+	// Without --summary, the table still ends with the failing
+	// destinations.
+	p := start(t, "-n", "--netns", s.ns.Path(), "--state", "syn-sent", "--dport", strconv.Itoa(s.closed))
 	client := startClient(t, s.ns, s.shut)
 	p.waitFor(t, "the alert line", func(lines []string) bool {
 		return strings.Contains(strings.Join(lines, "\n"), "FAILING")
@@ -284,7 +286,7 @@ func TestStoryTable(t *testing.T) {
 		t.Errorf("no alert line %q in:\n%s", alert, out)
 	}
 	row := fmt.Sprintf("FAILING   %-28s %-20s", s.shut, fmt.Sprintf("%s/%d", selfComm(), client.Process.Pid))
-	if !strings.Contains(out, row) || !strings.Contains(out, "never connected") {
+	if !strings.Contains(out, "CONNECT FAILURES BY DESTINATION") || !strings.Contains(out, row) || !strings.Contains(out, "never connected") {
 		t.Errorf("no summary row %q in:\n%s", row, out)
 	}
 	// Only transitions into syn-sent are shown; the failures are counted.

@@ -177,6 +177,25 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 	})
 }
 
+// finish ends a trace or a replay: the summary if asked for; else, in
+// the table, the destinations whose connects failed.
+func (p *pipeline) finish(now time.Time, pressure func() (analysis.Pressure, error)) error {
+	if p.quiet {
+		return nil
+	}
+	if p.o.summary {
+		pr, err := pressure()
+		if err != nil {
+			return err
+		}
+		return p.summary(now, pr)
+	}
+	if t, ok := p.w.(*output.Table); ok {
+		return t.Failures(p.conns.Dests(), now)
+	}
+	return nil
+}
+
 // keepSocket applies the filter to a socket of a pressure dump.
 func (o *options) keepSocket(owners procs.Table) func(*snapshot.Socket) bool {
 	return func(s *snapshot.Socket) bool {

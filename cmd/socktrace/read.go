@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/procs"
@@ -153,10 +154,9 @@ func runRead(o *options, files []string) error {
 	if err := endSnapshot(); err != nil && !isBrokenPipe(err) {
 		return err
 	}
-	if o.summary {
-		if err := p.summary(p.lastWall, p.replayPressure()); err != nil && !isBrokenPipe(err) {
-			return err
-		}
+	replayed := func() (analysis.Pressure, error) { return p.replayPressure(), nil }
+	if err := p.finish(p.lastWall, replayed); err != nil && !isBrokenPipe(err) {
+		return err
 	}
 	if err := p.flush(); err != nil && !isBrokenPipe(err) {
 		return err

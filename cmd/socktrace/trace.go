@@ -153,13 +153,11 @@ func runTrace(ctx context.Context, o *options) error {
 			return err
 		}
 	}
-	if o.summary && !o.quiet {
-		if err := summarize(); err != nil {
-			if isBrokenPipe(err) {
-				return nil
-			}
-			return err
+	if err := p.finish(time.Now(), p.livePressure); err != nil {
+		if isBrokenPipe(err) {
+			return nil
 		}
+		return err
 	}
 	if err := p.flush(); err != nil && !isBrokenPipe(err) {
 		return err

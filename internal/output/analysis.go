@@ -279,6 +279,52 @@ func (t *Table) Alert(a *analysis.Alert) error {
 	return t.write(b)
 }
 
+// destRows writes the destination table.
+func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) {
+	fmt.Fprintf(b, "%-9s %-28s %-20s %8s %6s %6s %7s %7s %7s %7s %7s  %s\n",
+		"STATUS", "DESTINATION", "PROCESS", "ATTEMPTS", "OK", "FAILED", "REFUSED", "TIMEOUT", "UNREACH", "ABORTED", "PENDING", "SINCE")
+	for i := range ds {
+		d := &ds[i]
+		status, since := "ok", ""
+		switch {
+		case d.Failing:
+			status = "FAILING"
+			since = fmt.Sprintf("failing since %s, %d in a row", failingSince(d, now), d.Streak)
+		case d.Streak > 0:
+			status = "flaky"
+			since = fmt.Sprintf("%d failed in a row since %s", d.Streak, clock(d.FailingSince))
+		}
+		if d.LastSuccess.IsZero() {
+			since = strings.TrimPrefix(since+"; never connected", "; ")
+		} else {
+			since = strings.TrimPrefix(since+"; last success "+clock(d.LastSuccess)+" ("+Age(now.Sub(d.LastSuccess))+" ago)", "; ")
+		}
+		fmt.Fprintf(b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
+			status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm), d.Attempts, d.Successes, d.Failed(),
+			d.Failures[analysis.Refused], d.Failures[analysis.Timeout], d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted],
+			d.InFlight, since)
+	}
+}
+
+// Failures writes, at the end of a trace without --summary, the
+// destinations whose connects failed, so that a failing one is never
+// missed. It writes nothing when every connect went through.
+func (t *Table) Failures(ds []analysis.Dest, now time.Time) error {
+	var bad []analysis.Dest
+	for _, d := range ds {
+		if d.Failed() > 0 {
+			bad = append(bad, d)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("\nCONNECT FAILURES BY DESTINATION (--summary for the whole picture)\n")
+	t.destRows(&b, bad, now)
+	return t.write([]byte(b.String()))
+}
+
 // Summary writes the destination, CLOSE_WAIT, TIME_WAIT and listener
 // tables.
 func (t *Table) Summary(s *analysis.Summary) error {
@@ -289,29 +335,7 @@ func (t *Table) Summary(s *analysis.Summary) error {
 	if len(s.Dests) == 0 {
 		b.WriteString("  (no connect attempts seen)\n")
 	} else {
-		fmt.Fprintf(&b, "%-9s %-28s %-20s %8s %6s %6s %7s %7s %7s %7s %7s  %s\n",
-			"STATUS", "DESTINATION", "PROCESS", "ATTEMPTS", "OK", "FAILED", "REFUSED", "TIMEOUT", "UNREACH", "ABORTED", "PENDING", "SINCE")
-		for i := range s.Dests {
-			d := &s.Dests[i]
-			status, since := "ok", ""
-			switch {
-			case d.Failing:
-				status = "FAILING"
-				since = fmt.Sprintf("failing since %s, %d in a row", failingSince(d, s.Time), d.Streak)
-			case d.Streak > 0:
-				status = "flaky"
-				since = fmt.Sprintf("%d failed in a row since %s", d.Streak, clock(d.FailingSince))
-			}
-			if d.LastSuccess.IsZero() {
-				since = strings.TrimPrefix(since+"; never connected", "; ")
-			} else {
-				since = strings.TrimPrefix(since+"; last success "+clock(d.LastSuccess)+" ("+Age(s.Time.Sub(d.LastSuccess))+" ago)", "; ")
-			}
-			fmt.Fprintf(&b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
-				status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm), d.Attempts, d.Successes, d.Failed(),
-				d.Failures[analysis.Refused], d.Failures[analysis.Timeout], d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted],
-				d.InFlight, since)
-		}
+		t.destRows(&b, s.Dests, s.Time)
 	}
 	if s.DestsEvicted > 0 {
 		fmt.Fprintf(&b, "  (%d quiet destinations forgotten to bound memory)\n", s.DestsEvicted)
