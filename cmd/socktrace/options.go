@@ -50,6 +50,8 @@ type flags struct {
 	rotateCount int
 	quiet       bool
 	follow      bool
+
+	cpuProfile, memProfile string // hidden, for developers
 }
 
 // options is the command line checked and parsed.

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -49,6 +52,11 @@ that each transition has a socket to belong to; --once lists and exits,
 			if err != nil {
 				return err
 			}
+			stop, err := startProfiles(f.cpuProfile, f.memProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			if o.once {
 				return runOnce(o)
 			}
@@ -75,6 +83,10 @@ that each transition has a socket to belong to; --once lists and exits,
 	fl.StringVar(&f.rotateSize, "rotate-size", "", "with --write: start a new file (FILE.1, FILE.2, ...) once one reaches `SIZE`, e.g. 100M (like tcpdump -C)")
 	fl.IntVar(&f.rotateCount, "rotate-count", 0, "with --rotate-size: keep only the newest `N` files (like tcpdump -W)")
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to `FILE` (for developers)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit (for developers)")
+	fl.MarkHidden("cpuprofile")
+	fl.MarkHidden("memprofile")
 	cmd.AddCommand(newReadCmd())
 	return cmd
 }
@@ -106,4 +118,31 @@ func addViewFlags(fl *pflag.FlagSet, f *flags) {
 	fl.IntVar(&f.failAfter, "fail-after", analysis.DefaultFailAfter, "a destination is failing after `N` connects in a row fail (alert records and lines)")
 	fl.DurationVar(&f.closeWaitAfter, "close-wait-after", 30*time.Second, "sockets in CLOSE-WAIT this long or longer are counted as leaks in the summary")
 	fl.IntVar(&f.history, "history", timeline.DefaultClosedCap, "closed sockets to remember, with their history (memory stays bounded)")
+}
+
+// startProfiles starts the developer profiles asked for; stop writes them.
+func startProfiles(cpu, mem string) (stop func(), err error) {
+	stop = func() {}
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stop = func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	if mem != "" {
+		cpuStop := stop
+		stop = func() {
+			cpuStop()
+			if f, err := os.Create(mem); err == nil {
+				runtime.GC()
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	}
+	return stop, nil
 }
