@@ -292,6 +292,18 @@ func TestStateDport(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "TIME ") {
 		t.Errorf("first line is not the header: %q", lines[0])
 	}
+	// The stream, then (after a blank line) the failed destinations.
+	var footer []string
+	for i, l := range lines {
+		if l == "" {
+			lines, footer = lines[:i], lines[i+1:]
+			break
+		}
+	}
+	if len(footer) < 3 || !strings.HasPrefix(footer[0], "CONNECT FAILURES BY DESTINATION") ||
+		!strings.Contains(strings.Join(footer, "\n"), "127.0.0.1:9092") {
+		t.Errorf("no failed destination 127.0.0.1:9092 at the end: %q", footer)
+	}
 	found := false
 	for _, l := range lines[1:] {
 		if !strings.Contains(l, ":9092") || !strings.Contains(l, "-> syn-sent") {
