@@ -75,6 +75,9 @@ type Reader struct {
 	comms map[string]string
 
 	prevWall, prevK int64
+	// drained: in Follow mode, the next file exists and the current one
+	// was read to its end once more since.
+	drained bool
 }
 
 // Open opens the files (names or glob patterns), checks their headers
@@ -296,6 +299,7 @@ func (r *Reader) Next(rec *Record) error {
 		frameStart := r.off
 		body, eof, damage := readFrame(r.br, r.body[:0])
 		if body != nil {
+			r.drained = false
 			r.body = body[:0]
 			r.off += int64(frameHeaderLen + len(body))
 			ok, err := r.decode(body, rec)
@@ -318,10 +322,22 @@ func (r *Reader) Next(rec *Record) error {
 			}
 			if eof {
 				if next, ok := r.nextRotated(); ok {
-					r.files = append(r.files, next)
-					if err := r.openFile(r.i + 1); err != nil {
-						return err
+					// The writer finishes a file before it creates the
+					// next: read what it added since we hit the end.
+					if r.drained {
+						r.drained = false
+						r.files = append(r.files, next)
+						if err := r.openFile(r.i + 1); err != nil {
+							return err
+						}
+						continue
 					}
+					r.drained = true
+					if _, err := r.f.Seek(frameStart, io.SeekStart); err != nil {
+						return fmt.Errorf("follow %s: %w", r.files[r.i].path, err)
+					}
+					r.br.Reset(r.f)
+					r.off = frameStart
 					continue
 				}
 			}
