@@ -105,6 +105,29 @@ struct {
 	__type(value, struct listener);
 } listeners SEC(".maps");
 
+/*
+ * Linux announces a new child socket (listening -> syn-recv) from
+ * inet_csk_clone_lock() before it has copied the peer's address and port,
+ * and the request's cookie, into the clone: on the kernels Debian 11, 12
+ * and 13 ship (5.10, 6.1, 6.12) the transition shows the listener's
+ * wildcard peer, and a cookie that is replaced right after. Such a
+ * transition is held here until the socket's next one (out of syn-recv,
+ * normally in the same softirq), and sent just before it, with the
+ * socket's final addresses and cookie. Kernels that fill the clone in
+ * first are recognised by its peer port and send it at once.
+ */
+struct held {
+	__u64 ts_ns;
+	struct owner task; /* on the CPU at the transition */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct held);
+} held SEC(".maps");
+
 static __always_inline void current_owner(struct owner *o)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -158,6 +181,80 @@ static __always_inline void track_listener(__u32 netns, __u16 port, int oldstate
 		else
 			l->count--;
 	}
+}
+
+/* What differs between a transition sent now and one held back. */
+struct meta {
+	__u64 ts_ns;
+	__u64 prev_ns;
+	const struct owner *task;
+	int oldstate;
+	int newstate;
+	__u8 flags;
+};
+
+/* Sends one transition, if it passes the filter. */
+static __always_inline void emit(struct sock *sk, const struct meta *m, const struct sock_info *next,
+				 __u32 netns, __u16 family, __u16 sport, __u16 dport, int cookie_helper)
+{
+	__u8 flags = m->flags;
+
+	/* A socket entering or leaving a wanted state: leaving it is how a
+	 * connect attempt ends, and user space needs that for its history. */
+	if (!(cfg.state_mask & ((1U << (m->newstate & 31)) | (1U << (m->oldstate & 31)))))
+		return;
+	if (!port_match(sport, cfg.sport, cfg.nr_sport) || !port_match(dport, cfg.dport, cfg.nr_dport))
+		return;
+
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+
+		if (n)
+			*n += 1; /* per-CPU slot: no other writer */
+		return;
+	}
+
+	if (cookie_helper) {
+		e->cookie = bpf_get_socket_cookie(sk);
+		flags |= EVENT_COOKIE_HELPER;
+	} else {
+		e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	}
+	if (next->owner_known)
+		flags |= EVENT_OWNER_KNOWN;
+
+	e->ts_ns = m->ts_ns;
+	e->skaddr = (__u64)sk;
+	e->prev_ns = m->prev_ns;
+	e->netns = netns;
+	e->pid = m->task->pid;
+	e->tid = m->task->tid;
+	e->owner_pid = next->owner.pid;
+	e->owner_tid = next->owner.tid;
+	e->uid = BPF_CORE_READ(sk, sk_uid.val);
+	e->family = family;
+	e->sport = sport;
+	e->dport = dport;
+	e->sk_err = (__u16)BPF_CORE_READ(sk, sk_err);
+	e->oldstate = m->oldstate;
+	e->newstate = m->newstate;
+	e->flags = flags;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if (family == AF_INET) {
+		BPF_CORE_READ_INTO((__be32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__be32 *)e->daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	__builtin_memcpy(e->comm, m->task->comm, sizeof(e->comm));
+	__builtin_memcpy(e->owner_comm, next->owner.comm, sizeof(e->owner_comm));
+
+	bpf_ringbuf_submit(e, 0);
 }
 
 static __always_inline int handle(struct sock *sk, int oldstate, int newstate, int cookie_helper)
@@ -229,62 +326,40 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		bpf_map_update_elem(&socks, &skaddr, &next, BPF_ANY);
 	}
 
-	/* A socket entering or leaving a wanted state: leaving it is how a
-	 * connect attempt ends, and user space needs that for its history. */
-	if (!(cfg.state_mask & ((1U << (newstate & 31)) | (1U << (oldstate & 31)))))
-		return 0;
-	if (!port_match(sport, cfg.sport, cfg.nr_sport) || !port_match(dport, cfg.dport, cfg.nr_dport))
-		return 0;
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV && dport == 0) {
+		/* A clone not filled in yet: see struct held. */
+		struct held h = { .ts_ns = now };
 
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
-
-		if (n)
-			*n += 1; /* per-CPU slot: no other writer */
+		h.task = cur;
+		bpf_map_update_elem(&held, &skaddr, &h, BPF_ANY);
 		return 0;
 	}
+	if (oldstate == TCP_SYN_RECV) {
+		struct held *h = bpf_map_lookup_elem(&held, &skaddr);
 
-	if (cookie_helper) {
-		e->cookie = bpf_get_socket_cookie(sk);
-		flags |= EVENT_COOKIE_HELPER;
-	} else {
-		e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		if (h) {
+			struct owner task = h->task;
+			struct meta hm = {
+				.ts_ns = h->ts_ns,
+				.task = &task,
+				.oldstate = TCP_LISTEN,
+				.newstate = TCP_SYN_RECV,
+			};
+
+			bpf_map_delete_elem(&held, &skaddr);
+			emit(sk, &hm, &next, netns, family, sport, dport, cookie_helper);
+		}
 	}
-	if (next.owner_known)
-		flags |= EVENT_OWNER_KNOWN;
 
-	e->ts_ns = now;
-	e->skaddr = skaddr;
-	e->prev_ns = prev_ns;
-	e->netns = netns;
-	e->pid = cur.pid;
-	e->tid = cur.tid;
-	e->owner_pid = next.owner.pid;
-	e->owner_tid = next.owner.tid;
-	e->uid = BPF_CORE_READ(sk, sk_uid.val);
-	e->family = family;
-	e->sport = sport;
-	e->dport = dport;
-	e->sk_err = (__u16)BPF_CORE_READ(sk, sk_err);
-	e->oldstate = oldstate;
-	e->newstate = newstate;
-	e->flags = flags;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-	if (family == AF_INET) {
-		BPF_CORE_READ_INTO((__be32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__be32 *)e->daddr, sk, __sk_common.skc_daddr);
-	} else {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	}
-	__builtin_memcpy(e->comm, cur.comm, sizeof(e->comm));
-	__builtin_memcpy(e->owner_comm, next.owner.comm, sizeof(e->owner_comm));
-
-	bpf_ringbuf_submit(e, 0);
+	struct meta m = {
+		.ts_ns = now,
+		.prev_ns = prev_ns,
+		.task = &cur,
+		.oldstate = oldstate,
+		.newstate = newstate,
+		.flags = flags,
+	};
+	emit(sk, &m, &next, netns, family, sport, dport, cookie_helper);
 	return 0;
 }
 

@@ -7,8 +7,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
@@ -101,6 +103,52 @@ func checkRingBuf() error {
 		return privilegeError(err)
 	}
 	return nil // other errors: let loading tell
+}
+
+// HaveCookieHelper says whether the kernel lets tracing programs call
+// bpf_get_socket_cookie() (Linux 5.12 and later), by loading a tiny tp_btf
+// program on inet_sock_set_state that calls it: nil if it does, an error
+// wrapping ebpf.ErrNotSupported if it does not, another error if it
+// cannot tell. kernelTypes is the kernel's BTF, nil for its own.
+func HaveCookieHelper(kernelTypes *btf.Spec) error {
+	cookieProbe.once.Do(func() {
+		cookieProbe.err = probeCookieHelper(kernelTypes)
+	})
+	return cookieProbe.err
+}
+
+var cookieProbe struct {
+	once sync.Once
+	err  error
+}
+
+func probeCookieHelper(kernelTypes *btf.Spec) error {
+	spec := &ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   "inet_sock_set_state",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R1, asm.R1, 0, asm.DWord), // the struct sock *
+			asm.FnGetSocketCookie.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	}
+	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{KernelTypes: kernelTypes})
+	if err == nil {
+		prog.Close()
+		return nil
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) && errors.Is(err, unix.EINVAL) {
+		for _, l := range ve.Log {
+			if strings.Contains(l, "unknown func") || strings.Contains(l, "cannot use helper") {
+				return fmt.Errorf("%w: kernel %s does not let tracing programs call bpf_get_socket_cookie (Linux 5.12+)", ebpf.ErrNotSupported, kernelRelease())
+			}
+		}
+	}
+	return fmt.Errorf("probe for bpf_get_socket_cookie in tracing programs: %w", err)
 }
 
 // verifierTail is how many lines of the verifier's log errors show.

@@ -59,6 +59,17 @@ type socktraceEvent struct {
 	OwnerComm [16]int8
 }
 
+type socktraceHeld struct {
+	_    structs.HostLayout
+	TsNs uint64
+	Task struct {
+		_    structs.HostLayout
+		Pid  uint32
+		Tid  uint32
+		Comm [16]int8
+	}
+}
+
 type socktraceListener struct {
 	_     structs.HostLayout
 	Owner struct {
@@ -98,6 +109,7 @@ type socktraceSockInfo struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socktraceMapEvents       = "events"
+	socktraceMapHeld         = "held"
 	socktraceMapListeners    = "listeners"
 	socktraceMapLost         = "lost"
 	socktraceMapSocks        = "socks"
@@ -162,6 +174,7 @@ type socktraceProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
+	Held      *ebpf.MapSpec `ebpf:"held"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
 	Socks     *ebpf.MapSpec `ebpf:"socks"`
@@ -196,6 +209,7 @@ func (o *socktraceObjects) Close() error {
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
+	Held      *ebpf.Map `ebpf:"held"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Lost      *ebpf.Map `ebpf:"lost"`
 	Socks     *ebpf.Map `ebpf:"socks"`
@@ -204,6 +218,7 @@ type socktraceMaps struct {
 func (m *socktraceMaps) Close() error {
 	return _SocktraceClose(
 		m.Events,
+		m.Held,
 		m.Listeners,
 		m.Lost,
 		m.Socks,

@@ -101,6 +101,7 @@ type tracerMaps struct {
 	Lost      *ebpf.Map `ebpf:"lost"`
 	Socks     *ebpf.Map `ebpf:"socks"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
+	Held      *ebpf.Map `ebpf:"held"`
 }
 
 type tracerObjects struct {
@@ -172,8 +173,14 @@ func Open(opts Options) (*Tracer, error) {
 
 	var failures []string
 	var firstHard error
+	helperErr := HaveCookieHelper(kernelTypes)
 	for _, c := range candidates {
 		if opts.Attach != AttachAuto && opts.Attach != c.mode {
+			continue
+		}
+		if c.prog == "tp_btf_cookie" && errors.Is(helperErr, ebpf.ErrNotSupported) {
+			// Known not to load: say why rather than show a verifier log.
+			failures = append(failures, fmt.Sprintf("%s: %v", c.method, helperErr))
 			continue
 		}
 		t, err := tryCandidate(spec, c, kernelTypes)
@@ -242,7 +249,7 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 }
 
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held} {
 		if x != nil {
 			x.Close()
 		}

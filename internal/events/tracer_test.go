@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/testnet"
@@ -320,8 +321,15 @@ func checkLifecycle(t *testing.T, mode string, recs []events.Transition, ep endp
 			if i > 0 && r.InOld != time.Duration(r.Ktime-life[i-1].Ktime) {
 				t.Errorf("%s: time in old state %v, want %v", where, r.InOld, time.Duration(r.Ktime-life[i-1].Ktime))
 			}
-			if mode == events.AttachTpBtf && (r.Cookie == 0 || r.Cookie != life[0].Cookie) {
+			// With bpf_get_socket_cookie (TestCookieHelper checks it is
+			// used where the kernel has it), every transition carries the
+			// socket's cookie; without, the cookie read from the socket is
+			// 0 until something asks for one, but it never changes.
+			if mode == events.AttachTpBtf && r.CookieFromHelper && (r.Cookie == 0 || r.Cookie != life[0].Cookie) {
 				t.Errorf("%s: cookie %d, want the same non-zero cookie on every transition (first %d)", where, r.Cookie, life[0].Cookie)
+			}
+			if r.Cookie != life[0].Cookie {
+				t.Errorf("%s: cookie %d, want the same on every transition (first %d)", where, r.Cookie, life[0].Cookie)
 			}
 			if d := time.Since(r.Time); d < 0 || d > time.Minute {
 				t.Errorf("%s: wall time %v is not close to now", where, r.Time)
@@ -330,6 +338,42 @@ func checkLifecycle(t *testing.T, mode string, recs []events.Transition, ep endp
 	}
 	if !sawClient || !sawServer || !sawListener {
 		t.Fatalf("missing a socket: client %v server %v listener %v", sawClient, sawServer, sawListener)
+	}
+}
+
+// TestCookieHelper checks that socktrace takes socket cookies from
+// bpf_get_socket_cookie wherever the kernel lets tracing programs call it
+// (5.12+), and that a kernel without it (5.10) falls back to tp_btf reading
+// the cookie from the socket.
+func TestCookieHelper(t *testing.T) {
+	ns := testnet.New(t)
+	herr := events.HaveCookieHelper(nil)
+	if herr != nil && !errors.Is(herr, ebpf.ErrNotSupported) {
+		t.Fatalf("cannot tell whether the kernel has the helper: %v", herr)
+	}
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	method := c.tr.Method()
+	exchange(t, ns, "tcp4", "127.0.0.1:0")
+	c.waitFor(t, "three sockets closed", closedCount(3))
+	recs := c.stop(t)
+	if herr != nil {
+		if !strings.HasPrefix(method, "tp_btf") || strings.Contains(method, "bpf_get_socket_cookie") {
+			t.Errorf("attached with %q, want tp_btf reading the cookie from the socket", method)
+		}
+		for _, r := range recs {
+			if r.CookieFromHelper {
+				t.Fatalf("a transition says its cookie came from the helper, which the kernel lacks:\n%s", dump(recs))
+			}
+		}
+		t.Skipf("%v: cookies are read from the socket (attached with %s)", herr, method)
+	}
+	if !strings.Contains(method, "bpf_get_socket_cookie") {
+		t.Errorf("attached with %q, want tp_btf with bpf_get_socket_cookie", method)
+	}
+	for _, r := range recs {
+		if !r.CookieFromHelper || r.Cookie == 0 {
+			t.Fatalf("want every cookie from the helper and non-zero:\n%s", dump(recs))
+		}
 	}
 }
 
