@@ -1,6 +1,7 @@
 # socktrace: everything is driven from here; see README.md.
 #   make run ARGS='--state syn-sent --dport 9092'   install what is missing, build, run
 #   make test                                       install what is missing, check, run all tests (as root)
+#   make vmtest [KERNELS=6.1]                       run the privileged tests in qemu VMs on Debian's 5.10, 6.1, 6.12 kernels
 
 SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
@@ -12,21 +13,32 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # the network tools the tests and users rely on.
 APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables
 
+# What make vmtest needs besides the above: qemu, and xz for compressed
+# kernel modules (apt-get and dpkg-deb come with Debian).
+VMTEST_PACKAGES := qemu-system-x86 xz-utils
+# Kernel series for make vmtest: all (5.10 6.1 6.12) unless given.
+KERNELS ?=
+
 GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o
 BPF_SOURCES := gen.go $(wildcard bpf/*.c bpf/*.h)
 
-.PHONY: all deps build run generate check-generated lint test fuzz clean
+.PHONY: all deps vmtest-deps build run generate check-generated lint test fuzz vmtest clean
 
 all: build
 
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# $(call apt-install,PACKAGES): install those of the Debian packages that are missing.
+define apt-install
+@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (sudo) to install:" $$missing >&2; exit 1; fi; \
+		if [ "$$(id -u)" != 0 ]; then echo "make $@: run as root (sudo) to install:" $$missing >&2; exit 1; fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call apt-install,$(APT_PACKAGES))
 	@command -v $(GO) >/dev/null || { echo "make: Go is not installed (want Go 1.24+ on PATH or in /usr/local/go)" >&2; exit 1; }
 	$(GO) mod download
 
@@ -62,6 +74,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/capture/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseExpr$$' -fuzztime $(FUZZTIME) ./internal/filter/
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/output/
+
+vmtest-deps:
+	$(call apt-install,$(VMTEST_PACKAGES))
+
+# The privileged tests of internal/... and a smoke test of the binary, in
+# qemu VMs booting Debian's own kernels (see vmtest/main.go). Kernels are
+# downloaded once into ~/.cache/socktrace-vmtest (VMTEST_CACHE); console
+# logs go to bin/vmtest. Not part of make test.
+vmtest: deps vmtest-deps
+	$(GO) build -o bin/vmtest/vmtest ./vmtest
+	KERNELS='$(KERNELS)' ./bin/vmtest/vmtest
 
 clean:
 	rm -rf bin
