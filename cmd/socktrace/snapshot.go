@@ -77,11 +77,11 @@ func dumpNamespaces(o *options, states tcpstate.Mask) ([]snapshot.Socket, error)
 		}
 	}
 	var socks []snapshot.Socket
-	for _, p := range paths {
+	for i, p := range paths {
 		s, err := snapshot.Dump(snapshot.Options{States: states, IPv4: o.filter.IPv4, IPv6: o.filter.IPv6, Netns: p})
 		if err != nil {
-			if o.netns == "all" && os.IsNotExist(err) {
-				continue // the process went away
+			if o.netns == "all" && i > 0 {
+				continue // its process or thread went away meanwhile
 			}
 			return nil, err
 		}
