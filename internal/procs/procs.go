@@ -5,8 +5,11 @@ package procs
 
 import (
 	"os"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,47 +31,92 @@ func Scan(want map[uint32]bool) Table {
 }
 
 func scan(root string, want map[uint32]bool) Table {
-	t := Table{}
 	d, err := os.Open(root)
 	if err != nil {
-		return t
+		return Table{}
 	}
 	names, _ := d.Readdirnames(-1)
 	d.Close()
-	buf := make([]byte, 64)
-	for _, name := range names {
-		pid, err := strconv.ParseUint(name, 10, 32)
-		if err != nil {
-			continue
+	pids := names[:0]
+	for _, n := range names {
+		if n != "" && n[0] >= '1' && n[0] <= '9' {
+			pids = append(pids, n)
 		}
-		fdDir := root + "/" + name + "/fd"
-		fd, err := os.Open(fdDir)
-		if err != nil {
-			continue
+	}
+	// Reading the links is most of the work of ss -p; spread it over the
+	// CPUs, each worker with its own table, merged at the end.
+	workers := runtime.GOMAXPROCS(0)
+	if workers > len(pids)/64+1 {
+		workers = len(pids)/64 + 1
+	}
+	parts := make([]Table, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			t := Table{}
+			buf := make([]byte, 64)
+			for i := w; i < len(pids); i += workers {
+				scanPID(t, root, pids[i], want, buf)
+			}
+			parts[w] = t
+		}(w)
+	}
+	wg.Wait()
+	t := parts[0]
+	for _, p := range parts[1:] {
+		for ino, owners := range p {
+			t[ino] = append(t[ino], owners...)
 		}
-		fds, _ := fd.Readdirnames(-1)
-		fd.Close()
-		comm := ""
-		for _, f := range fds {
-			n, err := unix.Readlink(fdDir+"/"+f, buf)
-			if err != nil {
-				continue
-			}
-			ino, ok := socketInode(buf[:n])
-			if !ok || (want != nil && !want[ino]) {
-				continue
-			}
-			num, err := strconv.Atoi(f)
-			if err != nil {
-				continue
-			}
-			if comm == "" {
-				comm = readComm(root + "/" + name + "/comm")
-			}
-			t[ino] = append(t[ino], Owner{PID: uint32(pid), Comm: comm, FD: num})
+	}
+	for _, owners := range t {
+		if len(owners) > 1 {
+			sort.Slice(owners, func(i, j int) bool {
+				if owners[i].PID != owners[j].PID {
+					return owners[i].PID < owners[j].PID
+				}
+				return owners[i].FD < owners[j].FD
+			})
 		}
 	}
 	return t
+}
+
+// scanPID adds the sockets process name holds to t.
+func scanPID(t Table, root, name string, want map[uint32]bool, buf []byte) {
+	pid, err := strconv.ParseUint(name, 10, 32)
+	if err != nil {
+		return
+	}
+	dir := root + "/" + name + "/fd"
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	dfd := int(f.Fd())
+	fds, _ := f.Readdirnames(-1)
+	comm := ""
+	for _, fd := range fds {
+		// Relative to the directory: no walk from / for every link.
+		n, err := unix.Readlinkat(dfd, fd, buf)
+		if err != nil {
+			continue
+		}
+		ino, ok := socketInode(buf[:n])
+		if !ok || (want != nil && !want[ino]) {
+			continue
+		}
+		num, err := strconv.Atoi(fd)
+		if err != nil {
+			continue
+		}
+		if comm == "" {
+			comm = readComm(root + "/" + name + "/comm")
+		}
+		t[ino] = append(t[ino], Owner{PID: uint32(pid), Comm: comm, FD: num})
+	}
 }
 
 // socketInode parses "socket:[12345]".
