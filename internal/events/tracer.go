@@ -316,7 +316,7 @@ func (t *Tracer) Clock() *Clock { return t.clock }
 const (
 	// A batch of at least batchMin records read back to back means a
 	// busy tracer: it pauses batchPause before waiting for more.
-	batchMin   = 32
+	batchMin   = 2
 	batchPause = time.Millisecond
 
 	lostCheckInterval = 200 * time.Millisecond
