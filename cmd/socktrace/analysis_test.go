@@ -410,11 +410,12 @@ func TestChurnBounded(t *testing.T) {
 		}
 		return nil
 	})
-	// Each connection is two sockets, and each ends with -> close.
+	// Each connection is two sockets, and each ends with -> close
+	// (unless the kernel skipped it: then it is counted as skipped).
 	p.waitForIn(t, 30*time.Second, "every socket to close", func(lines []string) bool {
 		n := 0
 		for _, l := range lines {
-			if strings.Contains(l, `"new_state":"close"`) {
+			if strings.Contains(l, `"new_state":"close"`) || strings.Contains(l, `"type":"skipped"`) {
 				n++
 			}
 		}
@@ -425,10 +426,14 @@ func TestChurnBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := parseJSON(t, p.stop(t))
-	h, _ := lastSummary(t, recs)["history"].(map[string]any)
+	sum := lastSummary(t, recs)
+	h, _ := sum["history"].(map[string]any)
 	hist := record(h)
-	if hist.num("live") != 1 || hist.num("closed") != cap || hist.num("closed_cap") != cap || hist.num("evicted") != 2*conns-cap {
-		t.Errorf("history %v, want 1 live (the listener), %d closed kept, %d evicted", hist, cap, 2*conns-cap)
+	// A close the kernel skipped leaves its socket live: allow for it.
+	skipped := sum.num("skipped")
+	if hist.num("live") < 1 || hist.num("live") > 1+skipped || hist.num("closed") != cap || hist.num("closed_cap") != cap ||
+		hist.num("evicted") > 2*conns-cap || hist.num("evicted") < 2*conns-cap-skipped {
+		t.Errorf("history %v (kernel skipped %v), want 1 live (the listener), %d closed kept, %d evicted", hist, skipped, cap, 2*conns-cap)
 	}
 	for _, l := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
@@ -438,5 +443,48 @@ func TestChurnBounded(t *testing.T) {
 				t.Errorf("peak resident memory %d KiB, want under 64 MiB", kb)
 			}
 		}
+	}
+}
+
+// TestNothingLostSilently: under heavy churn from several goroutines,
+// every transition is either shown or accounted for: lost (ring full) or
+// skipped by the kernel (its program was already running on that CPU).
+func TestNothingLostSilently(t *testing.T) {
+	ns := testnet.New(t)
+	port := acceptAndClose(t, ns)
+	p := start(t, "-o", "json", "--no-snapshot", "--netns", ns.Path(), "--ring-size", "64K")
+	const workers, each = 4, 1000
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ns.Do(func() error {
+				for i := 0; i < each; i++ {
+					if c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+						c.Close()
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond) // the server's last closes, and a loss check
+	var shown, lost, skipped float64
+	for _, r := range parseJSON(t, p.stop(t)) {
+		switch r.str("type") {
+		case "transition":
+			shown++
+		case "lost":
+			lost += r.num("count")
+		case "skipped":
+			skipped += r.num("count")
+		}
+	}
+	want := float64(workers * each * 10)
+	t.Logf("%v transitions made: %v shown, %v lost, %v skipped by the kernel", want, shown, lost, skipped)
+	if shown > want || shown+lost+skipped < want {
+		t.Errorf("%v shown + %v lost + %v skipped does not account for the %v made", shown, lost, skipped, want)
 	}
 }

@@ -40,6 +40,7 @@ type pipeline struct {
 	startK  uint64    // the same, CLOCK_MONOTONIC
 
 	shown, lost uint64
+	skipped     uint64    // state changes the kernel did not run the program for
 	lastWall    time.Time // of the latest record
 	lastK       uint64
 }
@@ -113,18 +114,33 @@ func (p *pipeline) snapshot(s *snap) error {
 
 // event handles one transition or loss notice.
 func (p *pipeline) event(r *events.Record) error {
-	if r.Lost > 0 {
-		p.lost += r.Lost
+	if r.Lost > 0 || r.Skipped > 0 {
 		p.lastWall = r.Time
-		if p.rec != nil {
-			if err := p.rec.Lost(r.Lost, p.lost, r.Time); err != nil {
-				return err
+		if r.Lost > 0 {
+			p.lost += r.Lost
+			if p.rec != nil {
+				if err := p.rec.Lost(r.Lost, p.lost, r.Time); err != nil {
+					return err
+				}
+			}
+			if !p.quiet {
+				if err := p.w.Lost(r.Lost, p.lost, r.Time); err != nil {
+					return err
+				}
 			}
 		}
-		if p.quiet {
-			return nil
+		if r.Skipped > 0 {
+			p.skipped += r.Skipped
+			if p.rec != nil {
+				if err := p.rec.Skipped(r.Skipped, p.skipped, r.Time); err != nil {
+					return err
+				}
+			}
+			if !p.quiet {
+				return p.w.Skipped(r.Skipped, p.skipped, r.Time)
+			}
 		}
-		return p.w.Lost(r.Lost, p.lost, r.Time)
+		return nil
 	}
 	t := &r.Transition
 	p.lastWall, p.lastK = t.Time, t.Ktime
@@ -173,7 +189,7 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 	return p.w.Summary(&analysis.Summary{
 		Time: now, Since: p.started,
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
-		Pressure: pressure, History: p.table.Stats(), Lost: p.lost,
+		Pressure: pressure, History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
 	})
 }
 

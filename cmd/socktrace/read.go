@@ -134,10 +134,14 @@ func runRead(o *options, files []string) error {
 				ev = events.Record{Transition: rec.Transition}
 				err = p.event(&ev)
 			}
-		case capture.KindLost:
+		case capture.KindLost, capture.KindSkipped:
 			if err = endSnapshot(); err == nil {
-				ev = events.Record{Lost: rec.Lost, Transition: events.Transition{Time: rec.At}}
-				ev.Time = rec.At
+				ev = events.Record{Transition: events.Transition{Time: rec.At}}
+				if rec.Kind == capture.KindLost {
+					ev.Lost = rec.Lost
+				} else {
+					ev.Skipped = rec.Lost
+				}
 				err = p.event(&ev)
 			}
 		}
@@ -162,7 +166,7 @@ func runRead(o *options, files []string) error {
 		return err
 	}
 	if o.output == "table" {
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost\n", p.shown, p.lost)
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
 	}
 	return nil
 }

@@ -169,10 +169,10 @@ func runTrace(ctx context.Context, o *options) error {
 	}
 	switch {
 	case p.rec != nil:
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost\n",
-			p.rec.Transitions(), o.write, p.rec.Bytes(), p.rec.Files(), p.lost)
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost, %d skipped by the kernel\n",
+			p.rec.Transitions(), o.write, p.rec.Bytes(), p.rec.Files(), p.lost, p.skipped)
 	case o.output == "table":
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost\n", p.shown, p.lost)
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
 	}
 	return nil
 }

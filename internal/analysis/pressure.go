@@ -223,4 +223,5 @@ type Summary struct {
 	Pressure
 	History timeline.Stats
 	Lost    uint64 // transitions lost so far: the figures may be short
+	Skipped uint64 // state changes the kernel skipped (of any socket)
 }

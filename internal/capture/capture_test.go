@@ -539,3 +539,29 @@ func BenchmarkRead(b *testing.B) {
 		r.Close()
 	}
 }
+
+// TestLossRecords: lost and skipped markers read back as such.
+func TestLossRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cap")
+	w, err := Create(path, header(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, w.Lost(3, 3, t0))
+	must(t, w.Skipped(2, 2, t0.Add(time.Second)))
+	must(t, w.Lost(1, 4, t0.Add(2*time.Second)))
+	must(t, w.Close())
+	recs, warns := readAll(t, []string{path})
+	want := []struct {
+		kind     Kind
+		n, total uint64
+	}{{KindLost, 3, 3}, {KindSkipped, 2, 2}, {KindLost, 1, 4}}
+	if len(recs) != len(want) || len(warns) != 0 {
+		t.Fatalf("%d records, warnings %v", len(recs), warns)
+	}
+	for i, w := range want {
+		if r := recs[i]; r.Kind != w.kind || r.Lost != w.n || r.LostTotal != w.total || !r.At.Equal(t0.Add(time.Duration(i)*time.Second)) {
+			t.Errorf("record %d: %+v, want %+v", i, r, w)
+		}
+	}
+}

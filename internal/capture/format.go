@@ -38,6 +38,7 @@ const (
 	recSnapshotEnd   = 4
 	recTransition    = 5
 	recLost          = 6
+	recSkipped       = 7
 )
 
 // maxRecord bounds a frame's length: anything larger is corruption.

@@ -30,6 +30,7 @@ const (
 	KindSnapshotEnd                   // Count
 	KindTransition                    // Transition
 	KindLost                          // At, Lost, LostTotal
+	KindSkipped                       // At, Lost, LostTotal: skipped by the kernel
 )
 
 // Record is one record read back. Only the fields of its Kind are set;
@@ -468,8 +469,11 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		t.UID = uint32(d.uvarint())
 		t.SkErr = uint16(d.uvarint())
 		t.CookieFromHelper = flags&tfCookieHelper != 0
-	case recLost:
+	case recLost, recSkipped:
 		*rec = Record{Kind: KindLost, Users: rec.Users[:0]}
+		if body[0] == recSkipped {
+			rec.Kind = KindSkipped
+		}
 		rec.At = time.Unix(0, d.varint())
 		rec.Lost = d.uvarint()
 		rec.LostTotal = d.uvarint()

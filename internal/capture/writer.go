@@ -235,8 +235,15 @@ func (w *Writer) Transition(t *events.Transition) error {
 }
 
 // Lost records that n transitions were lost (total so far) at wall time at.
-func (w *Writer) Lost(n, total uint64, at time.Time) error {
-	b := append(w.body[:0], recLost)
+func (w *Writer) Lost(n, total uint64, at time.Time) error { return w.loss(recLost, n, total, at) }
+
+// Skipped records that the kernel skipped n state changes (total so far).
+func (w *Writer) Skipped(n, total uint64, at time.Time) error {
+	return w.loss(recSkipped, n, total, at)
+}
+
+func (w *Writer) loss(kind byte, n, total uint64, at time.Time) error {
+	b := append(w.body[:0], kind)
 	b = binary.AppendVarint(b, at.UnixNano())
 	b = binary.AppendUvarint(b, n)
 	b = binary.AppendUvarint(b, total)

@@ -69,6 +69,11 @@ type Record struct {
 	// kernel filter were dropped because the ring buffer was full; they
 	// happened before the next transition read. Transition is unset.
 	Lost uint64
+	// Skipped, when not zero, says the kernel did not run the program
+	// for this many state changes, of any socket (before any filter):
+	// it was already running on that CPU when a softirq made another
+	// (Linux 5.12+ counts these). Transition is unset.
+	Skipped uint64
 	// Woken: Wake was called; neither Lost nor Transition is set.
 	Woken bool
 	Transition
@@ -90,12 +95,14 @@ type Tracer struct {
 	nextCheck time.Time
 	nextSync  time.Time
 	sinceChk  int
-	batch     int         // records read since the ring was last empty
-	stopping  atomic.Bool // Stop was called
-	stopOnce  sync.Once
-	stopErr   error
-	done      bool
-	wake      atomic.Bool // set by Wake
+	batch     int // records read since the ring was last empty
+	// skippedSeen: the program's recursion misses already reported.
+	skippedSeen uint64
+	stopping    atomic.Bool // Stop was called
+	stopOnce    sync.Once
+	stopErr     error
+	done        bool
+	wake        atomic.Bool // set by Wake
 }
 
 type tracerMaps struct {
@@ -352,6 +359,11 @@ func (t *Tracer) Read(r *Record) error {
 				r.Time = now
 				return nil
 			}
+			if n := t.newlySkipped(); n > 0 {
+				*r = Record{Skipped: n}
+				r.Time = now
+				return nil
+			}
 		}
 		// Under load, let the ring fill a little before waiting on it:
 		// one wakeup and one output write then serve a batch, not a
@@ -380,19 +392,35 @@ func (t *Tracer) Read(r *Record) error {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
 		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
-			// Stopped and drained: one last look at the loss counter.
+			// Stopped and drained: one last look at the loss counters.
 			t.done = true
 			n, lerr := t.newlyLost()
-			if lerr != nil || n == 0 {
+			skipped := t.newlySkipped()
+			if (lerr != nil || n == 0) && skipped == 0 {
 				return io.EOF
 			}
-			*r = Record{Lost: n}
+			*r = Record{Lost: n, Skipped: skipped}
+			if lerr != nil {
+				r.Lost = 0
+			}
 			r.Time = time.Now()
 			return nil
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
 	}
+}
+
+// newlySkipped returns how many runs of the program the kernel skipped
+// since it last looked (0 where the kernel does not say).
+func (t *Tracer) newlySkipped() uint64 {
+	st, err := t.prog.Stats()
+	if err != nil || st.RecursionMisses < t.skippedSeen {
+		return 0
+	}
+	n := st.RecursionMisses - t.skippedSeen
+	t.skippedSeen = st.RecursionMisses
+	return n
 }
 
 // newlyLost returns how many transitions were lost since it last looked.

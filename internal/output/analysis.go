@@ -149,6 +149,7 @@ type jsonSummary struct {
 	Listeners           []jsonListener `json:"listeners"`
 	History             jsonHistory    `json:"history"`
 	Lost                uint64         `json:"lost"`
+	Skipped             uint64         `json:"skipped"`
 }
 
 func counts(cs []analysis.Count) []jsonCount {
@@ -177,6 +178,7 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 		Listeners:        make([]jsonListener, 0, len(s.Listeners)),
 		History:          jsonHistory{s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted},
 		Lost:             s.Lost,
+		Skipped:          s.Skipped,
 	}
 	for i := range s.Dests {
 		rec.Destinations = append(rec.Destinations, destJSON(&s.Dests[i]))
@@ -385,6 +387,9 @@ func (t *Table) Summary(s *analysis.Summary) error {
 	fmt.Fprintf(&b, "\nhistory: %d live sockets, %d closed kept (cap %d), %d evicted", s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted)
 	if s.Lost > 0 {
 		fmt.Fprintf(&b, "; %d transitions LOST: the figures above may be short", s.Lost)
+	}
+	if s.Skipped > 0 {
+		fmt.Fprintf(&b, "; %d state changes skipped by the kernel (of any socket)", s.Skipped)
 	}
 	b.WriteString("\n")
 	return t.write([]byte(b.String()))

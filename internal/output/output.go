@@ -21,6 +21,7 @@ type Writer interface {
 	Transition(t *events.Transition) error
 	// Lost reports n transitions lost at time at, total since start.
 	Lost(n, total uint64, at time.Time) error
+	Skipped(n, total uint64, at time.Time) error
 	Flush() error
 }
 
@@ -110,9 +111,16 @@ func (j *JSON) Transition(t *events.Transition) error {
 }
 
 // Lost writes a {"type":"lost",...} record.
-func (j *JSON) Lost(n, total uint64, at time.Time) error {
+func (j *JSON) Lost(n, total uint64, at time.Time) error { return j.loss("lost", n, total, at) }
+
+// Skipped writes a {"type":"skipped",...} record.
+func (j *JSON) Skipped(n, total uint64, at time.Time) error { return j.loss("skipped", n, total, at) }
+
+func (j *JSON) loss(kind string, n, total uint64, at time.Time) error {
 	b := j.buf[:0]
-	b = append(b, `{"type":"lost","time":"`...)
+	b = append(b, `{"type":"`...)
+	b = append(b, kind...)
+	b = append(b, `","time":"`...)
 	b = at.UTC().AppendFormat(b, TimeLayout)
 	b = append(b, `","count":`...)
 	b = strconv.AppendUint(b, n, 10)
@@ -248,6 +256,13 @@ func (t *Table) Transition(tr *events.Transition) error {
 // Lost tells the user on errw; the table itself stays clean.
 func (t *Table) Lost(n, total uint64, at time.Time) error {
 	_, err := fmt.Fprintf(t.errw, "socktrace: %s: lost %d transitions, ring buffer full (%d lost so far): enlarge it with --ring-size or narrow the filter\n",
+		at.Local().Format("15:04:05.000000"), n, total)
+	return err
+}
+
+// Skipped tells the user on errw.
+func (t *Table) Skipped(n, total uint64, at time.Time) error {
+	_, err := fmt.Fprintf(t.errw, "socktrace: %s: the kernel skipped %d state changes (%d so far), of any socket: its BPF program was already running on that CPU when a softirq made another\n",
 		at.Local().Format("15:04:05.000000"), n, total)
 	return err
 }

@@ -243,6 +243,17 @@ func TestJSONLost(t *testing.T) {
 	})
 }
 
+func TestJSONSkipped(t *testing.T) {
+	var buf otBuffer
+	if err := NewJSON(&buf).Skipped(2, 5, otTime); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"skipped","time":"` + otTimeJSON + `","count":2,"total":5}` + "\n"
+	if got := buf.String(); got != want {
+		t.Errorf("Skipped wrote %q, want %q", got, want)
+	}
+}
+
 func otRow() timeline.Row {
 	return timeline.Row{
 		Cookie: 99, Netns: 4026531840, Family: unix.AF_INET6,
