@@ -62,15 +62,17 @@ func runTrace(ctx context.Context, o *options) error {
 		}
 	}
 
+	// Catch SIGINT and SIGTERM before saying we are ready: a script may
+	// signal us as soon as the ready file appears. (This also undoes
+	// SIGINT being ignored, as it is in a shell's background jobs.)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	if o.readyFile != "" {
 		if err := writeReadyFile(o.readyFile); err != nil {
 			return err
 		}
 	}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	stopped := make(chan struct{})
 	defer close(stopped)
 	// SIGUSR1 and --interval ask for a summary; the reading loop makes it.
