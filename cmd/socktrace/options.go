@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,7 @@ type options struct {
 	once      bool        // snapshot only
 	snapshot  bool        // list existing sockets first
 	netns     string      // "": our namespace; a path; or "all"
+	netnsHold *os.File    // keeps the --netns namespace (and its inode) alive
 
 	summary        bool          // summary at the end
 	interval       time.Duration // summary every interval; 0: never
@@ -237,6 +239,11 @@ func (f *flags) parse(args []string) (*options, error) {
 			return nil, fmt.Errorf("bad --netns value %q: %w (want a path such as /run/netns/NAME or /proc/PID/ns/net, or all)", f.netns, err)
 		}
 		o.filter.Netns = ino
+		// Hold the namespace open while we trace it: a namespace that
+		// dies frees its inode number, which the next one may get.
+		if o.netnsHold, err = os.Open(f.netns); err != nil {
+			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
+		}
 	}
 	o.tracer = events.Options{
 		Filter:    o.filter.Kernel(),
