@@ -88,3 +88,16 @@ vmtest: deps vmtest-deps
 
 clean:
 	rm -rf bin
+
+# Benchmark (as root, about 12 minutes): socktrace side by side with
+# tcpstates (libbpf-tools), bpftrace and ss, in one run; medians and ratios
+# on stdout and in bench/RESULTS.md. See bench/README.md. Flags for the
+# runner go in BENCH_ARGS, e.g. BENCH_ARGS='-rounds 5 -wait-load 1'.
+BENCH_PACKAGES := libbpf-tools bpftrace iproute2 linux-perf time
+.PHONY: bench
+bench: build
+	$(call apt-install,$(BENCH_PACKAGES))
+	@mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+	$(GO) build -o bin/bench-loadgen ./bench/loadgen
+	$(GO) build -o bin/bench-runner ./bench/runner
+	./bin/bench-runner -socktrace $(BIN) -loadgen bin/bench-loadgen -go $(GO) -out bench/RESULTS.md $(BENCH_ARGS)

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// A tracer is one of the tools compared: how to start it on the
+// benchmark's namespace, how to know it is attached, and how to count
+// what it reported.
+type tracer struct {
+	name  string // short name, used in -tracers
+	label string // as shown in tables
+	argv  func(c *config, ns, readyFile string) []string
+	// ready reports whether the started process is attached.
+	ready func(pid int, outPath, readyFile string) bool
+	// count returns the benchmark's transitions in the output, and the
+	// transitions the tool itself reported lost.
+	count func(outPath, errPath string, marker []byte) (events, lost, skipped int64, err error)
+}
+
+var tracers = []*tracer{
+	{
+		name: "socktrace", label: "socktrace -o json --netns",
+		argv: func(c *config, ns, rf string) []string {
+			return []string{c.socktrace, "-o", "json", "--netns", ns, "--ready-file", rf}
+		},
+		ready: readyByFile,
+		count: func(out, _ string, _ []byte) (int64, int64, int64, error) { return countJSON(out) },
+	},
+	{
+		name: "socktrace-nosnap", label: "socktrace -o json --netns --no-snapshot",
+		argv: func(c *config, ns, rf string) []string {
+			return []string{c.socktrace, "-o", "json", "--netns", ns, "--no-snapshot", "--ready-file", rf}
+		},
+		ready: readyByFile,
+		count: func(out, _ string, _ []byte) (int64, int64, int64, error) { return countJSON(out) },
+	},
+	{
+		// libbpf-tools' tcpstates cannot filter by namespace, and its
+		// port filters (-L, -D) are ANDed, which would keep one side of
+		// each connection only: it traces everything, and the lines with
+		// the benchmark's address are counted. Its stdout is a file, so
+		// stdio buffers it in blocks, its fastest way.
+		name: "tcpstates", label: "tcpstates (libbpf-tools, C)",
+		argv: func(c *config, _, _ string) []string { return []string{c.tcpstates} },
+		// It opens its perf buffer's epoll right after attaching; its
+		// header line stays in the stdio buffer until 4 KiB are written.
+		ready: func(pid int, _, _ string) bool { return hasFdLink(pid, "anon_inode:[eventpoll]") },
+		count: func(out, errp string, marker []byte) (int64, int64, int64, error) {
+			n, err := countMarked(out, marker)
+			return n, sumMatches(reLostTcpstates, errp), 0, err
+		},
+	},
+	{
+		name: "bpftrace", label: "bpftrace tcpstates.bt",
+		argv: func(c *config, _, _ string) []string { return []string{c.bpftrace, c.btScript} },
+		// BEGIN prints the header once every probe is attached; bpftrace
+		// flushes each line.
+		ready: func(_ int, out, _ string) bool { return fileHasLine(out, "TIME") },
+		count: func(out, errp string, marker []byte) (int64, int64, int64, error) {
+			n, err := countMarked(out, marker)
+			return n, sumMatches(reLostBpftrace, out, errp), 0, err
+		},
+	},
+}
+
+func readyByFile(_ int, _, rf string) bool {
+	_, err := os.Stat(rf)
+	return err == nil
+}
+
+func tracerByName(name string) *tracer {
+	for _, t := range tracers {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// trial is one run of the load generator with one tracer (or none).
+type trial struct {
+	Scenario    string  `json:"scenario"`
+	Tracer      string  `json:"tracer"`
+	Target      string  `json:"target"` // target rate: "5000" or "max"
+	Round       int     `json:"round"`
+	Conns       int64   `json:"conns"`
+	Failed      int64   `json:"failed"`
+	Seconds     float64 `json:"seconds"`
+	ConnRate    float64 `json:"conn_rate"`
+	Behind      float64 `json:"behind_s"`
+	Expected    int64   `json:"expected"`
+	Counted     int64   `json:"counted"`
+	Reported    int64   `json:"reported_lost"`
+	SaidSkipped int64   `json:"said_skipped"` // socktrace's own skipped records
+	Missing     int64   `json:"missing"`
+	CPU         float64 `json:"cpu_s"`       // tracer CPU from go to exit
+	Drain       float64 `json:"drain_s"`     // from the end of the load to quiet output
+	HWM         int64   `json:"vmhwm_kib"`   // VmHWM just before stop
+	MaxRSS      int64   `json:"maxrss_kib"`  // ru_maxrss at exit
+	BPFns       uint64  `json:"bpf_run_ns"`  // kernel time in the tracer's BPF programs
+	BPFcnt      uint64  `json:"bpf_run_cnt"` // their runs
+	KMiss       uint64  `json:"bpf_misses"`  // runs the kernel skipped (nested on a CPU)
+	AttachSec   float64 `json:"attach_s"`    // from launch to attached
+	Sleeps      int64   `json:"sleeps"`      // voluntary context switches from go to exit
+	Writes      int64   `json:"writes"`      // write system calls from go to the stop
+	Load1       float64 `json:"loadavg1"`    // 1-minute load average at the start
+	Err         string  `json:"error,omitempty"`
+	outputPath  string
+}
+
+// perConn is the number of inet_sock_set_state transitions each
+// loadgen connection makes (asserted by the calibration); the listener
+// adds listenerTransitions.
+var perConn int64 = 10
+
+const listenerTransitions = 2
+
+// trialOpts describe the load of a trial.
+type trialOpts struct {
+	rate  float64 // connections a second; 0: max
+	dur   time.Duration
+	conns int64 // 0: no limit
+	// during, if set, is called once the tracer is attached, with its
+	// pid; what it returns is called once its output is quiet.
+	during func(pid int) func()
+	keep   bool // keep the output file (for the calibration)
+}
+
+func loadArgs(c *config, o trialOpts) []string {
+	dur := o.dur
+	if o.conns > 0 && dur == 0 {
+		dur = 10 * time.Minute
+	}
+	args := []string{"churn", "-wait", "-workers", strconv.Itoa(c.workers),
+		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-duration", dur.String()}
+	if o.conns > 0 {
+		args = append(args, "-conns", strconv.FormatInt(o.conns, 10))
+	}
+	return args
+}
+
+// runTrial runs one trial: start the load generator (it sets up its
+// namespace and waits), attach the tracer, make the load, wait until the
+// tracer's output is quiet, stop it, and count.
+func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
+	res.Tracer = "none"
+	if tr != nil {
+		res.Tracer = tr.name
+	}
+	res.Load1 = loadavg1()
+	lg, err := startLoadgen(c.loadgen, loadArgs(c, o)...)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	if tr == nil {
+		d, err := lg.run()
+		fillLoad(&res, d, err)
+		return res
+	}
+	base := filepath.Join(c.work, fmt.Sprintf("%s-%d", tr.name, time.Now().UnixNano()))
+	outPath, errPath, rf := base+".out", base+".err", base+".ready"
+	outF, _ := os.Create(outPath)
+	errF, _ := os.Create(errPath)
+	cmd := exec.Command(tr.argv(c, lg.ready.Netns, rf)[0], tr.argv(c, lg.ready.Netns, rf)[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = outF, errF, sysProcAttr()
+	launched := time.Now()
+	if err := cmd.Start(); err != nil {
+		outF.Close()
+		errF.Close()
+		lg.cmd.Process.Kill()
+		lg.cmd.Wait()
+		res.Err = err.Error()
+		return res
+	}
+	outF.Close()
+	errF.Close()
+	defer func() {
+		if !o.keep {
+			os.Remove(outPath)
+		} else {
+			res.outputPath = outPath
+		}
+		os.Remove(errPath)
+		os.Remove(rf)
+	}()
+	pid := cmd.Process.Pid
+	for !tr.ready(pid, outPath, rf) {
+		if !alive(pid) || time.Since(launched) > 60*time.Second {
+			stopProc(cmd, syscall.SIGKILL, 5*time.Second)
+			lg.cmd.Process.Kill()
+			lg.cmd.Wait()
+			b, _ := os.ReadFile(errPath)
+			res.Err = fmt.Sprintf("%s did not attach: %s", tr.name, tail(string(b), 400))
+			return res
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	res.AttachSec = time.Since(launched).Seconds()
+	var after func()
+	if o.during != nil {
+		after = o.during(pid)
+	}
+	cpu0, sw0, w0 := schedCPU(pid), ctxSwitches(pid), ioField(pid, "syscw")
+	d, lerr := lg.run()
+	loadEnd := time.Now()
+	// Wait for the tracer to catch up: its output stops growing.
+	last, still := fileSize(outPath), 0
+	for still < 4 && time.Since(loadEnd) < 120*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		if n := fileSize(outPath); n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+	res.Drain = time.Since(loadEnd).Seconds() - 0.4
+	if after != nil {
+		after()
+	}
+	res.HWM = statusKiB(pid, "VmHWM")
+	res.BPFns, res.BPFcnt, res.KMiss = bpfStats(pid)
+	res.Writes = ioField(pid, "syscw") - w0
+	u, serr := stopProc(cmd, syscall.SIGINT, 30*time.Second)
+	res.CPU = (u.CPU - cpu0).Seconds()
+	res.Sleeps = u.Nvcsw - sw0
+	res.MaxRSS = u.MaxRSS
+	fillLoad(&res, d, lerr)
+	if serr != nil && res.Err == "" {
+		res.Err = serr.Error()
+	}
+	marker := []byte(" " + lg.ready.Addr + " ")
+	res.Counted, res.Reported, res.SaidSkipped, err = tr.count(outPath, errPath, marker)
+	if err != nil && res.Err == "" {
+		res.Err = err.Error()
+	}
+	res.Missing = res.Expected - res.Counted
+	if c.keepOdd != "" && (res.Missing < 0 || toolLoss(res) > 0) {
+		// Keep the output of a trial that does not add up, to look into.
+		os.MkdirAll(c.keepOdd, 0o755)
+		dst := filepath.Join(c.keepOdd, filepath.Base(outPath))
+		if b, err := os.ReadFile(outPath); err == nil {
+			os.WriteFile(dst, b, 0o644)
+			logf("kept the output of an odd trial in %s", dst)
+		}
+	}
+	return res
+}
+
+func fillLoad(res *trial, d doneMsg, err error) {
+	res.Conns, res.Failed, res.Seconds, res.ConnRate, res.Behind = d.Connections, d.Failed, d.Seconds, d.Rate, d.Behind
+	res.Expected = perConn*d.Connections + listenerTransitions
+	if err != nil && res.Err == "" {
+		res.Err = err.Error()
+	}
+	if d.Failed > 0 && res.Err == "" {
+		res.Err = fmt.Sprintf("%d connections failed: transitions not exactly known", d.Failed)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+func loadavg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	fmt.Sscan(string(b), &l)
+	return l
+}
