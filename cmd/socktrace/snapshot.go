@@ -47,12 +47,15 @@ func runOnce(o *options) error {
 	}
 	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
 	w := newWriter(o, stdout)
-	for _, r := range timeline.New().AddSnapshot(s.socks, s.owners, s.start, s.end) {
-		subj := subjectOfRow(r)
+	// One row at a time, straight to the output: nothing to remember.
+	var r timeline.Row
+	for i := range s.socks {
+		timeline.FillRow(&r, &s.socks[i], s.owners)
+		subj := subjectOfRow(&r)
 		if !o.match(&subj) {
 			continue
 		}
-		if err := w.Socket(r, s.at); err != nil {
+		if err := w.Socket(&r, s.at); err != nil {
 			if isBrokenPipe(err) {
 				return nil
 			}

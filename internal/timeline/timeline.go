@@ -149,16 +149,10 @@ func (t *Table) AddSnapshot(socks []snapshot.Socket, owners procs.Table, start, 
 		t.snapEnd = end
 	}
 	out := make([]*Row, 0, len(socks))
-	for _, s := range socks {
-		r := &Row{
-			Cookie: s.Cookie, Netns: s.Netns, Family: s.Family,
-			Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort,
-			State: s.State, Preexisting: true, InSnapshot: true, Diag: s,
-		}
-		if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
-			r.Users = us
-			r.OwnerKnown, r.OwnerPID, r.OwnerComm = true, us[0].PID, us[0].Comm
-		}
+	for i := range socks {
+		r := &Row{}
+		FillRow(r, &socks[i], owners)
+		s := &socks[i]
 		t.rows[key{cookie: s.Cookie}] = r
 		if r.State == tcpstate.Listen {
 			t.listeners[listenKey{r.Netns, r.SPort}] = r
@@ -166,6 +160,20 @@ func (t *Table) AddSnapshot(socks []snapshot.Socket, owners procs.Table, start, 
 		out = append(out, r)
 	}
 	return out
+}
+
+// FillRow makes r the row of a socket found by a snapshot, with its
+// owners from /proc.
+func FillRow(r *Row, s *snapshot.Socket, owners procs.Table) {
+	*r = Row{
+		Cookie: s.Cookie, Netns: s.Netns, Family: s.Family,
+		Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort,
+		State: s.State, Preexisting: true, InSnapshot: true, Diag: *s,
+	}
+	if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
+		r.Users = us
+		r.OwnerKnown, r.OwnerPID, r.OwnerComm = true, us[0].PID, us[0].Comm
+	}
 }
 
 // born reports whether a transition is the first of a new socket.
