@@ -37,7 +37,12 @@ not, parentheses, src/dst with addresses or CIDRs, state, pid and comm.
 
 Before streaming, socktrace lists the sockets that exist (as ss does), so
 that each transition has a socket to belong to; --once lists and exits,
---no-snapshot skips the list.`,
+--no-snapshot skips the list.
+
+Connect attempts are followed to their end: a destination whose connects
+keep failing (refused, timeout, unreachable, aborted) raises an alert;
+--summary adds CLOSE-WAIT leaks, TIME-WAIT and listener pressure.
+-w FILE records everything; 'socktrace read FILE' replays it.`,
 		Example: `  socktrace --state syn-sent --dport 9092     # connect attempts to Kafka
   socktrace --once                             # like ss -tanpo
   socktrace 'dport = :9092 and ( state syn-sent or state syn-recv )'
@@ -116,8 +121,8 @@ func addViewFlags(fl *pflag.FlagSet, f *flags) {
 	fl.BoolVarP(&f.resolve, "resolve", "r", false, "show host names (looked up in the background, never delaying output)")
 	fl.BoolVar(&f.summary, "summary", false, "at the end, print connect attempts by destination, CLOSE-WAIT leaks by process, TIME-WAIT and listener pressure (also on SIGUSR1)")
 	fl.IntVar(&f.failAfter, "fail-after", analysis.DefaultFailAfter, "a destination is failing after `N` connects in a row fail (alert records and lines)")
-	fl.DurationVar(&f.closeWaitAfter, "close-wait-after", 30*time.Second, "sockets in CLOSE-WAIT this long or longer are counted as leaks in the summary")
-	fl.IntVar(&f.history, "history", timeline.DefaultClosedCap, "closed sockets to remember, with their history (memory stays bounded)")
+	fl.DurationVar(&f.closeWaitAfter, "close-wait-after", 30*time.Second, "sockets in CLOSE-WAIT for `D` or longer count as leaks in the summary")
+	fl.IntVar(&f.history, "history", timeline.DefaultClosedCap, "remember the last `N` closed sockets with their history (memory stays bounded)")
 }
 
 // startProfiles starts the developer profiles asked for; stop writes them.
