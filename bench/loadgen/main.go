@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	lo "github.com/socktrace/socktrace/internal/loopback"
 	"golang.org/x/sys/unix"
 )
 
@@ -115,21 +116,8 @@ func setupNetns() error {
 	if err := unix.Stat("/proc/1/ns/net", &init); err == nil && init.Ino == st.Ino {
 		return errors.New("refusing to run in the host's network namespace")
 	}
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
+	if err := lo.Up(); err != nil {
 		return err
-	}
-	defer unix.Close(s)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("get lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
 	}
 	for k, v := range map[string]string{
 		"net/ipv4/ip_local_port_range": "1024 65535",

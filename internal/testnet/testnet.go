@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/socktrace/socktrace/internal/loopback"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,7 +64,7 @@ func create() (*NS, error) {
 			ch <- result{err: fmt.Errorf("unshare: %w", err)}
 			return
 		}
-		if err := loUp(); err != nil {
+		if err := loopback.Up(); err != nil {
 			ch <- result{err: err}
 			return
 		}
@@ -82,26 +83,6 @@ func create() (*NS, error) {
 	}()
 	r := <-ch
 	return r.ns, r.err
-}
-
-func loUp() error {
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(s)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("get lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	return nil
 }
 
 // Path is a path to the namespace that other processes can open

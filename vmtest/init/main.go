@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/loopback"
 	"github.com/socktrace/socktrace/vmtest/internal/gotest"
 	"github.com/socktrace/socktrace/vmtest/internal/proto"
 	"golang.org/x/sys/unix"
@@ -76,7 +77,7 @@ func run() {
 			marker(proto.KindModule, "name", name)
 		}
 	}
-	if err := loUp(); err != nil {
+	if err := loopback.Up(); err != nil {
 		marker(proto.KindError, "msg", "bring lo up: "+err.Error())
 	}
 	marker(proto.KindBoot, "release", release(), "uptime", uptime())
@@ -168,23 +169,6 @@ func loadModule(path string) error {
 		return nil // already there (built in, or loaded as a dependency)
 	}
 	return err
-}
-
-func loUp() error {
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(s)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr)
 }
 
 // runTest runs one test binary, copying its output to the console and
