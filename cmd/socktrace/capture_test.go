@@ -193,6 +193,10 @@ func TestCaptureKilled(t *testing.T) {
 	if n2 < n-1 || n2 > n || !strings.Contains(stderr, "truncated or corrupt tail") || !strings.Contains(stderr, "skipped") {
 		t.Errorf("cut file: %d transitions (of %d), stderr %q", n2, n, stderr)
 	}
+	// No file: a clear error, exit 1.
+	if out, err := exec.Command(socktraceBin(t), "read").CombinedOutput(); err == nil || !strings.Contains(string(out), "no capture file given") {
+		t.Errorf("read without a file: %v %s", err, out)
+	}
 	// Not a capture: a clear error, exit 1.
 	notcap := filepath.Join(t.TempDir(), "notes.txt")
 	os.WriteFile(notcap, []byte("not a capture"), 0o600)

@@ -36,7 +36,12 @@ stderr.`,
   socktrace read --state syn-sent --dport 9092 --summary /var/tmp/incident.st
   socktrace read -o json 'incident.st*' -- 'dst 10.0.0.0/8' | jq .
   socktrace read --follow /var/tmp/incident.st     # like tail -f`,
-		Args:          cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("no capture file given: socktrace read FILE... [-- FILTER] (files written with socktrace -w FILE)")
+			}
+			return nil
+		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
