@@ -50,6 +50,7 @@ const volatile struct config cfg = {
 
 /* Keep the shared types in BTF so bpf2go emits Go declarations for them. */
 const struct event *unused_event __attribute__((unused));
+const struct connect_key *unused_connect_key __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -63,6 +64,27 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
+
+/* Connect attempts by destination, owner and outcome (struct
+ * connect_key); user space reads them and never writes. Not
+ * preallocated: an entry user space deletes (a destination quiet for
+ * long) is freed only after the programs using it are done, so an
+ * increment can never land on a reused entry of another key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct connect_key);
+	__type(value, __u64);
+} connects SEC(".maps");
+
+/* Connect attempts that found the connects map full, by outcome. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NR_OUTCOMES);
+	__type(key, __u32);
+	__type(value, __u64);
+} connects_overflow SEC(".maps");
 
 struct owner {
 	__u32 pid;
@@ -193,6 +215,63 @@ struct meta {
 	__u8 flags;
 };
 
+static __always_inline __u8 outcome_of(int newstate, __u16 err)
+{
+	if (newstate != TCP_CLOSE)
+		return OUTCOME_ESTABLISHED;
+	switch (err) {
+	case 111: /* ECONNREFUSED */
+		return OUTCOME_REFUSED;
+	case 110: /* ETIMEDOUT */
+		return OUTCOME_TIMEOUT;
+	case 113: /* EHOSTUNREACH */
+	case 101: /* ENETUNREACH */
+	case 112: /* EHOSTDOWN */
+	case 100: /* ENETDOWN */
+		return OUTCOME_UNREACHABLE;
+	}
+	return OUTCOME_ABORTED;
+}
+
+/* Counts the end of a connect attempt, in the kernel. */
+static __always_inline void count_connect(struct sock *sk, const struct sock_info *next, __u32 netns,
+					  __u16 family, __u16 dport, int newstate)
+{
+	struct connect_key k = {};
+	__u64 one = 1, *n;
+
+	k.netns = netns;
+	k.family = family;
+	k.dport = dport;
+	k.outcome = outcome_of(newstate, (__u16)BPF_CORE_READ(sk, sk_err));
+	if (next->owner_known) {
+		k.owner_known = 1;
+		__builtin_memcpy(k.comm, next->owner.comm, sizeof(k.comm));
+	}
+	if (family == AF_INET)
+		BPF_CORE_READ_INTO((__be32 *)k.daddr, sk, __sk_common.skc_daddr);
+	else
+		BPF_CORE_READ_INTO(&k.daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+
+	n = bpf_map_lookup_elem(&connects, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&connects, &k, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Another CPU created it meanwhile, or the map is full. */
+	n = bpf_map_lookup_elem(&connects, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	__u32 idx = k.outcome;
+	n = bpf_map_lookup_elem(&connects_overflow, &idx);
+	if (n)
+		*n += 1; /* per-CPU slot: no other writer */
+}
+
 /* Sends one transition, if it passes the filter. */
 static __always_inline void emit(struct sock *sk, const struct meta *m, const struct sock_info *next,
 				 __u32 netns, __u16 family, __u16 sport, __u16 dport, int cookie_helper)
@@ -205,6 +284,9 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 		return;
 	if (!port_match(sport, cfg.sport, cfg.nr_sport) || !port_match(dport, cfg.dport, cfg.nr_dport))
 		return;
+
+	if (m->oldstate == TCP_SYN_SENT)
+		count_connect(sk, next, netns, family, dport, m->newstate);
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

@@ -41,6 +41,31 @@ struct event {
 	char owner_comm[TASK_COMM_LEN]; /* owning process */
 };
 
+/* How a connect attempt (syn-sent -> ...) ended; the index of the
+ * connect counters. */
+enum connect_outcome {
+	OUTCOME_ESTABLISHED = 0,
+	OUTCOME_REFUSED,     /* ECONNREFUSED: the peer answered RST */
+	OUTCOME_TIMEOUT,     /* ETIMEDOUT: no answer to the SYNs */
+	OUTCOME_UNREACHABLE, /* EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN */
+	OUTCOME_ABORTED,     /* any other end: the application gave up... */
+	NR_OUTCOMES,
+};
+
+/* Key of the in-kernel connect counters: one destination, owner and
+ * outcome. Counted whether or not the ring buffer had room, so the
+ * counts stay exact under overload. 48 bytes. */
+struct connect_key {
+	__u8 daddr[16]; /* IPv4 in the first 4 bytes */
+	__u32 netns;
+	__u16 family;
+	__u16 dport;
+	__u8 outcome;
+	__u8 owner_known;
+	__u8 pad[6];
+	char comm[TASK_COMM_LEN]; /* owning process, if owner_known */
+};
+
 struct port_range {
 	__u16 lo;
 	__u16 hi;

@@ -33,6 +33,18 @@ type socktraceConfig struct {
 	}
 }
 
+type socktraceConnectKey struct {
+	_          structs.HostLayout
+	Daddr      [16]uint8
+	Netns      uint32
+	Family     uint16
+	Dport      uint16
+	Outcome    uint8
+	OwnerKnown uint8
+	Pad        [6]uint8
+	Comm       [16]int8
+}
+
 type socktraceEvent struct {
 	_         structs.HostLayout
 	TsNs      uint64
@@ -108,17 +120,20 @@ type socktraceSockInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socktraceMapEvents       = "events"
-	socktraceMapHeld         = "held"
-	socktraceMapListeners    = "listeners"
-	socktraceMapLost         = "lost"
-	socktraceMapSocks        = "socks"
-	socktraceProgRawTp       = "raw_tp"
-	socktraceProgTpBtfCookie = "tp_btf_cookie"
-	socktraceProgTpBtfCore   = "tp_btf_core"
-	socktraceProgTracepoint  = "tracepoint"
-	socktraceVarCfg          = "cfg"
-	socktraceVarUnusedEvent  = "unused_event"
+	socktraceMapConnects         = "connects"
+	socktraceMapConnectsOverflow = "connects_overflow"
+	socktraceMapEvents           = "events"
+	socktraceMapHeld             = "held"
+	socktraceMapListeners        = "listeners"
+	socktraceMapLost             = "lost"
+	socktraceMapSocks            = "socks"
+	socktraceProgRawTp           = "raw_tp"
+	socktraceProgTpBtfCookie     = "tp_btf_cookie"
+	socktraceProgTpBtfCore       = "tp_btf_core"
+	socktraceProgTracepoint      = "tracepoint"
+	socktraceVarCfg              = "cfg"
+	socktraceVarUnusedConnectKey = "unused_connect_key"
+	socktraceVarUnusedEvent      = "unused_event"
 )
 
 // loadSocktrace returns the embedded CollectionSpec for socktrace.
@@ -173,19 +188,22 @@ type socktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceMapSpecs struct {
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Held      *ebpf.MapSpec `ebpf:"held"`
-	Listeners *ebpf.MapSpec `ebpf:"listeners"`
-	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Socks     *ebpf.MapSpec `ebpf:"socks"`
+	Connects         *ebpf.MapSpec `ebpf:"connects"`
+	ConnectsOverflow *ebpf.MapSpec `ebpf:"connects_overflow"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	Held             *ebpf.MapSpec `ebpf:"held"`
+	Listeners        *ebpf.MapSpec `ebpf:"listeners"`
+	Lost             *ebpf.MapSpec `ebpf:"lost"`
+	Socks            *ebpf.MapSpec `ebpf:"socks"`
 }
 
 // socktraceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceVariableSpecs struct {
-	Cfg         *ebpf.VariableSpec `ebpf:"cfg"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
+	UnusedConnectKey *ebpf.VariableSpec `ebpf:"unused_connect_key"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // socktraceObjects contains all objects after they have been loaded into the kernel.
@@ -208,15 +226,19 @@ func (o *socktraceObjects) Close() error {
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	Held      *ebpf.Map `ebpf:"held"`
-	Listeners *ebpf.Map `ebpf:"listeners"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Socks     *ebpf.Map `ebpf:"socks"`
+	Connects         *ebpf.Map `ebpf:"connects"`
+	ConnectsOverflow *ebpf.Map `ebpf:"connects_overflow"`
+	Events           *ebpf.Map `ebpf:"events"`
+	Held             *ebpf.Map `ebpf:"held"`
+	Listeners        *ebpf.Map `ebpf:"listeners"`
+	Lost             *ebpf.Map `ebpf:"lost"`
+	Socks            *ebpf.Map `ebpf:"socks"`
 }
 
 func (m *socktraceMaps) Close() error {
 	return _SocktraceClose(
+		m.Connects,
+		m.ConnectsOverflow,
 		m.Events,
 		m.Held,
 		m.Listeners,
@@ -229,8 +251,9 @@ func (m *socktraceMaps) Close() error {
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceVariables struct {
-	Cfg         *ebpf.Variable `ebpf:"cfg"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	Cfg              *ebpf.Variable `ebpf:"cfg"`
+	UnusedConnectKey *ebpf.Variable `ebpf:"unused_connect_key"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // socktracePrograms contains all programs after they have been loaded into the kernel.

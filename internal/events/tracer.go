@@ -111,6 +111,8 @@ type tracerMaps struct {
 	Socks     *ebpf.Map `ebpf:"socks"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Held      *ebpf.Map `ebpf:"held"`
+	Connects  *ebpf.Map `ebpf:"connects"`
+	Overflow  *ebpf.Map `ebpf:"connects_overflow"`
 }
 
 type tracerObjects struct {
@@ -258,7 +260,7 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 }
 
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Connects, m.Overflow} {
 		if x != nil {
 			x.Close()
 		}
