@@ -12,6 +12,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -52,98 +53,17 @@ type flags struct {
 	quiet       bool
 	follow      bool
 
+	reconcileEvery time.Duration
+	maxSockets     int
+
 	cpuProfile, memProfile string // hidden, for developers
-}
-
-// options is the command line checked and parsed.
-type options struct {
-	filter    filter.Filter
-	output    string
-	table     output.TableOptions
-	duration  time.Duration
-	readyFile string
-	tracer    events.Options
-	expr      filter.Expr // from the positional arguments; nil: none
-	once      bool        // snapshot only
-	snapshot  bool        // list existing sockets first
-	netns     string      // "": our namespace; a path; or "all"
-	netnsHold *os.File    // keeps the --netns namespace (and its inode) alive
-
-	summary        bool          // summary at the end
-	interval       time.Duration // summary every interval; 0: never
-	analysis       analysis.Options
-	closeWaitAfter time.Duration
-	history        int // closed sockets remembered
-
-	write   string          // -w: record to this file
-	capture capture.Options // how
-	quiet   bool            // -q: record only, no live output
-	follow  bool            // read --follow
-	args    []string        // the filter expression as given
-}
-
-// describe renders the filters in effect, for capture headers.
-func (o *options) describe() string {
-	var parts []string
-	f := &o.filter
-	if f.States != 0 {
-		parts = append(parts, "--state "+f.States.String())
-	}
-	ports := func(flag string, rs []events.PortRange) {
-		var items []string
-		for _, r := range rs {
-			if r.Lo == r.Hi {
-				items = append(items, strconv.Itoa(int(r.Lo)))
-			} else {
-				items = append(items, fmt.Sprintf("%d-%d", r.Lo, r.Hi))
-			}
-		}
-		if len(items) > 0 {
-			parts = append(parts, flag+" "+strings.Join(items, ","))
-		}
-	}
-	ports("--sport", f.SPorts)
-	ports("--dport", f.DPorts)
-	for _, p := range f.Src {
-		parts = append(parts, "--src "+p.String())
-	}
-	for _, p := range f.Dst {
-		parts = append(parts, "--dst "+p.String())
-	}
-	for _, p := range f.PIDs {
-		parts = append(parts, "--pid "+strconv.Itoa(int(p)))
-	}
-	for _, c := range f.Comms {
-		parts = append(parts, "--comm "+c)
-	}
-	if f.IPv4 && !f.IPv6 {
-		parts = append(parts, "-4")
-	}
-	if f.IPv6 && !f.IPv4 {
-		parts = append(parts, "-6")
-	}
-	if o.netns != "" {
-		parts = append(parts, "--netns "+o.netns)
-	}
-	if o.expr != nil {
-		parts = append(parts, "'"+o.expr.String()+"'")
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, " ")
-}
-
-// match applies the flags and the expression.
-func (o *options) match(s *filter.Subject) bool {
-	return o.filter.Match(s) && (o.expr == nil || o.expr.Match(s))
 }
 
 // parse checks every flag value; each error names the flag, the bad value
 // and what is accepted.
-func (f *flags) parse(args []string) (*options, error) {
-	o := &options{output: f.output, duration: f.duration, readyFile: f.readyFile,
-		once: f.once, snapshot: !f.noSnapshot, netns: f.netns}
+func (f *flags) parse(args []string) (*pipeline.Options, error) {
+	o := &pipeline.Options{Output: f.output, Duration: f.duration, ReadyFile: f.readyFile,
+		Once: f.once, Snapshot: !f.noSnapshot, Netns: f.netns, Version: version}
 	var err error
 	if f.once && f.noSnapshot {
 		return nil, fmt.Errorf("--once and --no-snapshot contradict each other: --once lists the sockets that exist and exits")
@@ -151,8 +71,8 @@ func (f *flags) parse(args []string) (*options, error) {
 	if f.once && (f.duration != 0 || f.readyFile != "") {
 		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --duration and --ready-file do not apply")
 	}
-	o.summary, o.interval, o.closeWaitAfter, o.history = f.summary || f.interval > 0, f.interval, f.closeWaitAfter, f.history
-	o.analysis = analysis.Options{FailAfter: f.failAfter}
+	o.Summary, o.Interval, o.CloseWaitAfter, o.History = f.summary || f.interval > 0, f.interval, f.closeWaitAfter, f.history
+	o.Analysis = analysis.Options{FailAfter: f.failAfter}
 	if f.failAfter < 1 {
 		return nil, fmt.Errorf("bad --fail-after value %d: want 1 or more connects in a row", f.failAfter)
 	}
@@ -162,20 +82,27 @@ func (f *flags) parse(args []string) (*options, error) {
 	if f.closeWaitAfter < 0 {
 		return nil, fmt.Errorf("bad --close-wait-after value %s: want 0 or a positive duration such as 30s", f.closeWaitAfter)
 	}
+	o.ReconcileEvery, o.MaxSockets = f.reconcileEvery, f.maxSockets
+	if f.reconcileEvery < 0 {
+		return nil, fmt.Errorf("bad --reconcile-every value %s: want 0 (only after losses) or a duration such as 30s", f.reconcileEvery)
+	}
+	if f.maxSockets < 0 {
+		return nil, fmt.Errorf("bad --max-sockets value %d: want 0 (the default, %d) or more", f.maxSockets, pipeline.DefaultMaxSockets)
+	}
 	if f.history < 0 {
 		return nil, fmt.Errorf("bad --history value %d: want 0 or more closed sockets", f.history)
 	}
 	if f.once && (f.summary || f.interval > 0) {
 		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --summary and --interval need a trace")
 	}
-	o.write, o.quiet, o.follow, o.args = f.write, f.quiet, f.follow, args
-	o.capture = capture.Options{Force: f.force, RotateCount: f.rotateCount}
+	o.Write, o.Quiet, o.Follow, o.Args = f.write, f.quiet, f.follow, args
+	o.Capture = capture.Options{Force: f.force, RotateCount: f.rotateCount}
 	if f.rotateSize != "" {
 		n, err := parseBytes(f.rotateSize)
 		if err != nil {
 			return nil, fmt.Errorf("bad --rotate-size value %q: %w", f.rotateSize, err)
 		}
-		o.capture.RotateSize = n
+		o.Capture.RotateSize = n
 	}
 	if f.rotateCount < 0 {
 		return nil, fmt.Errorf("bad --rotate-count value %d: want 0 (keep all files) or more", f.rotateCount)
@@ -189,7 +116,7 @@ func (f *flags) parse(args []string) (*options, error) {
 	if f.write != "" && f.once {
 		return nil, fmt.Errorf("--once lists the sockets that exist and exits: it does not record; use --write without --once")
 	}
-	if o.expr, err = filter.ParseExpr(args); err != nil {
+	if o.Expr, err = filter.ParseExpr(args); err != nil {
 		return nil, err
 	}
 	for _, s := range f.states {
@@ -197,34 +124,34 @@ func (f *flags) parse(args []string) (*options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bad --state value %q: %w", s, err)
 		}
-		o.filter.States |= m
+		o.Filter.States |= m
 	}
-	if o.filter.SPorts, err = parseEach("--sport", f.sports, filter.ParsePorts); err != nil {
+	if o.Filter.SPorts, err = parseEach("--sport", f.sports, filter.ParsePorts); err != nil {
 		return nil, err
 	}
-	if o.filter.DPorts, err = parseEach("--dport", f.dports, filter.ParsePorts); err != nil {
+	if o.Filter.DPorts, err = parseEach("--dport", f.dports, filter.ParsePorts); err != nil {
 		return nil, err
 	}
-	if o.filter.Src, err = parseEach("--src", f.srcs, filter.ParsePrefixes); err != nil {
+	if o.Filter.Src, err = parseEach("--src", f.srcs, filter.ParsePrefixes); err != nil {
 		return nil, err
 	}
-	if o.filter.Dst, err = parseEach("--dst", f.dsts, filter.ParsePrefixes); err != nil {
+	if o.Filter.Dst, err = parseEach("--dst", f.dsts, filter.ParsePrefixes); err != nil {
 		return nil, err
 	}
-	if o.filter.PIDs, err = parseEach("--pid", f.pids, filter.ParsePIDs); err != nil {
+	if o.Filter.PIDs, err = parseEach("--pid", f.pids, filter.ParsePIDs); err != nil {
 		return nil, err
 	}
-	if o.filter.Comms, err = parseEach("--comm", f.comms, filter.ParseComms); err != nil {
+	if o.Filter.Comms, err = parseEach("--comm", f.comms, filter.ParseComms); err != nil {
 		return nil, err
 	}
-	o.filter.IPv4, o.filter.IPv6 = f.ipv4, f.ipv6
+	o.Filter.IPv4, o.Filter.IPv6 = f.ipv4, f.ipv6
 
 	switch f.output {
 	case "table", "json":
 	default:
 		return nil, fmt.Errorf("bad --output value %q: use one of %s", f.output, strings.Join(output.Formats, ", "))
 	}
-	o.table = output.TableOptions{Numeric: f.numeric, Resolve: f.resolve}
+	o.Table = output.TableOptions{Numeric: f.numeric, Resolve: f.resolve}
 	if f.duration < 0 {
 		return nil, fmt.Errorf("bad --duration value %s: want a positive duration such as 30s or 5m", f.duration)
 	}
@@ -238,15 +165,15 @@ func (f *flags) parse(args []string) (*options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bad --netns value %q: %w (want a path such as /run/netns/NAME or /proc/PID/ns/net, or all)", f.netns, err)
 		}
-		o.filter.Netns = ino
+		o.Filter.Netns = ino
 		// Hold the namespace open while we trace it: a namespace that
 		// dies frees its inode number, which the next one may get.
-		if o.netnsHold, err = os.Open(f.netns); err != nil {
+		if o.NetnsHold, err = os.Open(f.netns); err != nil {
 			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
 		}
 	}
-	o.tracer = events.Options{
-		Filter:    o.filter.Kernel(),
+	o.Tracer = events.Options{
+		Filter:    o.Filter.Kernel(),
 		RingSize:  ring,
 		Attach:    f.attach,
 		KernelBTF: f.kernelBTF,

@@ -15,6 +15,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 	"golang.org/x/sys/unix"
@@ -99,15 +100,15 @@ type optView struct {
 	history        int
 }
 
-func viewOf(o *options) optView {
+func viewOf(o *pipeline.Options) optView {
 	v := optView{
-		filter: o.filter, output: o.output, table: o.table, duration: o.duration,
-		readyFile: o.readyFile, tracer: o.tracer, once: o.once, snapshot: o.snapshot,
-		netns: o.netns, summary: o.summary, interval: o.interval,
-		failAfter: o.analysis.FailAfter, closeWaitAfter: o.closeWaitAfter, history: o.history,
+		filter: o.Filter, output: o.Output, table: o.Table, duration: o.Duration,
+		readyFile: o.ReadyFile, tracer: o.Tracer, once: o.Once, snapshot: o.Snapshot,
+		netns: o.Netns, summary: o.Summary, interval: o.Interval,
+		failAfter: o.Analysis.FailAfter, closeWaitAfter: o.CloseWaitAfter, history: o.History,
 	}
-	if o.expr != nil {
-		v.expr = o.expr.String()
+	if o.Expr != nil {
+		v.expr = o.Expr.String()
 	}
 	return v
 }
@@ -132,11 +133,11 @@ func TestParseDefaults(t *testing.T) {
 	if got, want := viewOf(o), baseView(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults parse to\n%+v\nwant\n%+v", got, want)
 	}
-	if o.expr != nil {
-		t.Errorf("no arguments gave expression %v", o.expr)
+	if o.Expr != nil {
+		t.Errorf("no arguments gave expression %v", o.Expr)
 	}
-	if o.tracer.RingSize != events.DefaultRingSize {
-		t.Errorf("default ring size %d, events.DefaultRingSize is %d", o.tracer.RingSize, events.DefaultRingSize)
+	if o.Tracer.RingSize != events.DefaultRingSize {
+		t.Errorf("default ring size %d, events.DefaultRingSize is %d", o.Tracer.RingSize, events.DefaultRingSize)
 	}
 }
 
@@ -278,9 +279,9 @@ func TestParseNetnsPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.netns != "/proc/self/ns/net" || o.filter.Netns != uint32(st.Ino) || o.tracer.Filter.Netns != uint32(st.Ino) {
+	if o.Netns != "/proc/self/ns/net" || o.Filter.Netns != uint32(st.Ino) || o.Tracer.Filter.Netns != uint32(st.Ino) {
 		t.Errorf("netns %q, filter %d, kernel filter %d; want inode %d",
-			o.netns, o.filter.Netns, o.tracer.Filter.Netns, st.Ino)
+			o.Netns, o.Filter.Netns, o.Tracer.Filter.Netns, st.Ino)
 	}
 }
 
@@ -291,15 +292,15 @@ func TestParseExpression(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.expr == nil {
+	if o.Expr == nil {
 		t.Fatal("no expression")
 	}
 	want, err := filter.ParseExpr([]string{"dport = :9092 and ( state syn-sent or state syn-recv )"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.expr.String() != want.String() {
-		t.Errorf("expression %q, want %q", o.expr.String(), want.String())
+	if o.Expr.String() != want.String() {
+		t.Errorf("expression %q, want %q", o.Expr.String(), want.String())
 	}
 	syn := filter.Subject{State: tcpstate.SynSent, Family: unix.AF_INET,
 		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), DPort: 9092}
@@ -311,7 +312,7 @@ func TestParseExpression(t *testing.T) {
 		s    filter.Subject
 		want bool
 	}{{syn, true}, {est, false}, {other, false}} {
-		if got := o.match(&c.s); got != c.want {
+		if got := o.Match(&c.s); got != c.want {
 			t.Errorf("match(%v dport %d) = %v, want %v", c.s.State, c.s.DPort, got, c.want)
 		}
 	}
@@ -321,13 +322,13 @@ func TestParseExpression(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.match(&other) || o.match(&syn) {
+	if !o.Match(&other) || o.Match(&syn) {
 		t.Errorf("flag and expression do not combine")
 	}
 	if o, err = optDefaults().parse([]string{"", " "}); err != nil {
 		t.Errorf("blank arguments: %v", err)
-	} else if o.expr != nil {
-		t.Errorf("blank arguments gave expression %q, want none", o.expr.String())
+	} else if o.Expr != nil {
+		t.Errorf("blank arguments gave expression %q, want none", o.Expr.String())
 	}
 }
 

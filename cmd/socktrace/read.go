@@ -2,16 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/socktrace/socktrace/internal/analysis"
-	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/spf13/cobra"
 )
 
@@ -57,7 +50,7 @@ stderr.`,
 			if err != nil {
 				return err
 			}
-			return runRead(o, files)
+			return pipeline.Read(o, files)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -68,110 +61,4 @@ stderr.`,
 	addViewFlags(fl, f)
 	fl.BoolVarP(&f.follow, "follow", "f", false, "keep reading as the file grows, and into the next rotated file, like tail -f (Ctrl-C to stop)")
 	return cmd
-}
-
-// runRead replays capture files.
-func runRead(o *options, files []string) error {
-	signal.Ignore(syscall.SIGPIPE)
-	stop := make(chan struct{})
-	if o.follow {
-		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sigs)
-		go func() { <-sigs; close(stop) }()
-	}
-	warn := func(msg string) { fmt.Fprintf(os.Stderr, "socktrace: %s\n", msg) }
-	r, err := capture.Open(files, capture.ReadOptions{Follow: o.follow, Stop: stop, Warn: warn})
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	h := r.Header()
-	startK := uint64(h.Started.Sub(h.BootTime))
-	p := newPipeline(o, h.Started, startK)
-	if o.output == "table" {
-		fmt.Fprintf(os.Stderr, "socktrace: reading a capture of %s (kernel %s) from %s, filters: %s\n",
-			h.Host, h.Kernel, h.Started.Local().Format(time.DateTime), h.Filter)
-	}
-
-	var (
-		rec   capture.Record
-		ev    events.Record
-		s     *snap
-		count int
-	)
-	endSnapshot := func() error {
-		if s == nil {
-			return nil
-		}
-		err := p.snapshot(s)
-		s = nil
-		return err
-	}
-	for {
-		err := r.Next(&rec)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		switch rec.Kind {
-		case capture.KindSnapshotStart:
-			s = &snap{owners: procs.Table{}, start: rec.Start, end: rec.End, at: rec.At}
-			count = 0
-		case capture.KindSocket:
-			if s == nil { // the start of the snapshot is in a file rotated away
-				s = &snap{owners: procs.Table{}, at: h.Started}
-			}
-			s.socks = append(s.socks, rec.Socket)
-			if rec.Socket.Inode != 0 && len(rec.Users) > 0 {
-				s.owners[rec.Socket.Inode] = append([]procs.Owner(nil), rec.Users...)
-			}
-			count++
-		case capture.KindSnapshotEnd:
-			if count != rec.Count {
-				warn(fmt.Sprintf("the snapshot has %d of its %d sockets", count, rec.Count))
-			}
-			err = endSnapshot()
-		case capture.KindTransition:
-			if err = endSnapshot(); err == nil {
-				ev = events.Record{Transition: rec.Transition}
-				err = p.event(&ev)
-			}
-		case capture.KindLost, capture.KindSkipped:
-			if err = endSnapshot(); err == nil {
-				ev = events.Record{Transition: events.Transition{Time: rec.At}}
-				if rec.Kind == capture.KindLost {
-					ev.Lost = rec.Lost
-				} else {
-					ev.Skipped = rec.Lost
-				}
-				err = p.event(&ev)
-			}
-		}
-		if err == nil && o.follow {
-			err = p.flush()
-		}
-		if err != nil {
-			if isBrokenPipe(err) {
-				return nil
-			}
-			return err
-		}
-	}
-	if err := endSnapshot(); err != nil && !isBrokenPipe(err) {
-		return err
-	}
-	replayed := func() (analysis.Pressure, error) { return p.replayPressure(), nil }
-	if err := p.finish(p.lastWall, replayed); err != nil && !isBrokenPipe(err) {
-		return err
-	}
-	if err := p.flush(); err != nil && !isBrokenPipe(err) {
-		return err
-	}
-	if o.output == "table" {
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
-	}
-	return nil
 }

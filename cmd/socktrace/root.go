@@ -10,6 +10,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 	"github.com/spf13/cobra"
@@ -62,10 +63,10 @@ keep failing (refused, timeout, unreachable, aborted) raises an alert;
 				return err
 			}
 			defer stop()
-			if o.once {
-				return runOnce(o)
+			if o.Once {
+				return pipeline.Once(o)
 			}
-			return runTrace(cmd.Context(), o)
+			return pipeline.Trace(cmd.Context(), o)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -75,24 +76,16 @@ keep failing (refused, timeout, unreachable, aborted) raises an alert;
 	fl.SortFlags = false
 	addViewFlags(fl, f)
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long, e.g. 30s or 5m (default: until Ctrl-C)")
-	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
-	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M); larger loses less under bursts")
-	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
 	fl.BoolVar(&f.once, "once", false, "list the TCP sockets that exist (like ss -tanpo) and exit")
 	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "do not list existing sockets first: only stream transitions")
-	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net) or all (default: socktrace's own for the listing, every namespace for transitions)")
 	fl.DurationVar(&f.interval, "interval", 0, "print the summary every `INTERVAL`, e.g. 1m (implies --summary)")
-	fl.StringVarP(&f.write, "write", "w", "", "record the snapshot and every transition to `FILE`, for socktrace read")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "with --write: record only, print nothing")
-	fl.BoolVar(&f.force, "force", false, "with --write: overwrite FILE if it exists")
-	fl.StringVar(&f.rotateSize, "rotate-size", "", "with --write: start a new file (FILE.1, FILE.2, ...) once one reaches `SIZE`, e.g. 100M (like tcpdump -C)")
-	fl.IntVar(&f.rotateCount, "rotate-count", 0, "with --rotate-size: keep only the newest `N` files (like tcpdump -W)")
-	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
+	addTraceFlags(fl, f)
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to `FILE` (for developers)")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit (for developers)")
 	fl.MarkHidden("cpuprofile")
 	fl.MarkHidden("memprofile")
-	cmd.AddCommand(newReadCmd())
+	cmd.AddCommand(newReadCmd(), newAgentCmd())
 	return cmd
 }
 
@@ -107,6 +100,16 @@ func stateNames() []string {
 // addViewFlags registers the flags that choose what to show and how:
 // the same for a live trace and for reading a capture.
 func addViewFlags(fl *pflag.FlagSet, f *flags) {
+	addFilterFlags(fl, f)
+	fl.StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table or json (one object per line)")
+	fl.BoolVarP(&f.numeric, "numeric", "n", false, "show port numbers, not service names")
+	fl.BoolVarP(&f.resolve, "resolve", "r", false, "show host names (looked up in the background, never delaying output)")
+	fl.BoolVar(&f.summary, "summary", false, "at the end, print connect attempts by destination, CLOSE-WAIT leaks by process, TIME-WAIT and listener pressure (also on SIGUSR1)")
+	addAnalysisFlags(fl, f)
+}
+
+// addFilterFlags registers the filters.
+func addFilterFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringArrayVar(&f.states, "state", nil, "only transitions into these `STATES`: ss names or groups, comma separated")
 	fl.StringArrayVar(&f.sports, "sport", nil, "local `PORTS`: 80,443,8000-8100 or service names")
 	fl.StringArrayVar(&f.dports, "dport", nil, "peer `PORTS`: 80,443,8000-8100 or service names")
@@ -116,13 +119,28 @@ func addViewFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringArrayVar(&f.comms, "comm", nil, "owning process `NAMES`, comma separated")
 	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
 	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
-	fl.StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table or json (one object per line)")
-	fl.BoolVarP(&f.numeric, "numeric", "n", false, "show port numbers, not service names")
-	fl.BoolVarP(&f.resolve, "resolve", "r", false, "show host names (looked up in the background, never delaying output)")
-	fl.BoolVar(&f.summary, "summary", false, "at the end, print connect attempts by destination, CLOSE-WAIT leaks by process, TIME-WAIT and listener pressure (also on SIGUSR1)")
+}
+
+// addAnalysisFlags registers the thresholds of the analysis.
+func addAnalysisFlags(fl *pflag.FlagSet, f *flags) {
 	fl.IntVar(&f.failAfter, "fail-after", analysis.DefaultFailAfter, "a destination is failing after `N` connects in a row fail (alert records and lines)")
 	fl.DurationVar(&f.closeWaitAfter, "close-wait-after", 30*time.Second, "sockets in CLOSE-WAIT for `D` or longer count as leaks in the summary")
 	fl.IntVar(&f.history, "history", timeline.DefaultClosedCap, "remember the last `N` closed sockets with their history (memory stays bounded)")
+}
+
+// addTraceFlags registers the flags of a live trace that the agent shares.
+func addTraceFlags(fl *pflag.FlagSet, f *flags) {
+	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M); larger loses less under bursts")
+	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
+	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net) or all (default: socktrace's own for the listing, every namespace for transitions)")
+	fl.DurationVar(&f.reconcileEvery, "reconcile-every", pipeline.DefaultReconcileEvery, "check the live sockets against the kernel (sock_diag) every `D`, and after any loss; 0: only after losses")
+	fl.IntVar(&f.maxSockets, "max-sockets", pipeline.DefaultMaxSockets, "remember at most `N` live sockets (beyond, new ones are traced but not remembered, and counted)")
+	fl.StringVarP(&f.write, "write", "w", "", "record the snapshot and every transition to `FILE`, for socktrace read")
+	fl.BoolVar(&f.force, "force", false, "with --write: overwrite FILE if it exists")
+	fl.StringVar(&f.rotateSize, "rotate-size", "", "with --write: start a new file (FILE.1, FILE.2, ...) once one reaches `SIZE`, e.g. 100M (like tcpdump -C)")
+	fl.IntVar(&f.rotateCount, "rotate-count", 0, "with --rotate-size: keep only the newest `N` files (like tcpdump -W)")
+	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
+	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
 }
 
 // startProfiles starts the developer profiles asked for; stop writes them.

@@ -77,7 +77,7 @@ func (t *Tracer) ConnectCounts(dst []ConnectCount) ([]ConnectCount, [NumOutcomes
 func (t *Tracer) DeleteConnect(k *ConnectKey) (uint64, error) {
 	var n uint64
 	err := t.maps.Connects.LookupAndDelete(&k.raw, &n)
-	if errors.Is(err, ebpf.ErrNotSupported) {
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		// Before 5.14 hash maps cannot look up and delete at once.
 		if err = t.maps.Connects.Lookup(&k.raw, &n); err == nil {
 			err = t.maps.Connects.Delete(&k.raw)

@@ -1,11 +1,10 @@
 package events
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"github.com/socktrace/socktrace/internal/privs"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,48 +24,98 @@ var (
 	ErrAttach       = errors.New("cannot attach to inet_sock_set_state")
 )
 
-// Capability numbers (linux/capability.h).
-const (
-	capSysAdmin = 21
-	capPerfmon  = 38
-	capBPF      = 39
-)
-
 // checkPrivileges reads the effective capabilities: loading the program
-// needs CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
+// needs CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN; then it checks
+// that the kernel lets the process create a map.
 func checkPrivileges() error {
-	caps, err := effectiveCaps()
+	caps, err := privs.Effective()
 	if err != nil {
 		return nil // cannot tell: let the kernel decide
 	}
-	has := func(c uint) bool { return caps&(1<<c) != 0 }
-	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
-		return nil
+	if len(caps.Lacks(privs.Trace)) > 0 {
+		return privilegeError(nil)
 	}
-	return privilegeError(nil)
+	// The capabilities may not reach the kernel's checks (a user
+	// namespace, a security module): a map it refuses says so now, where
+	// later the refusal would look like a locked-memory limit (cilium/ebpf
+	// takes it for a kernel without memcg accounting).
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if errors.Is(err, os.ErrPermission) {
+		return privilegeError(fmt.Errorf("create a BPF map: %w", err))
+	}
+	if err == nil {
+		m.Close()
+	}
+	return nil // other errors: let loading tell
 }
 
+// privilegeError is ErrPrivileges with what this process lacks; cause is
+// the kernel's refusal, nil when the capabilities were checked first.
 func privilegeError(cause error) error {
-	msg := "socktrace loads a BPF program into the kernel, which needs root, or the capabilities CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8): run it with sudo"
+	caps, err := privs.Effective()
+	msg := privilegeMessage(caps, err == nil, cause, userNamespace())
 	if cause != nil {
 		return fmt.Errorf("%w: %s (%v)", ErrPrivileges, msg, cause)
 	}
 	return fmt.Errorf("%w: %s", ErrPrivileges, msg)
 }
 
-func effectiveCaps() (uint64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
+// privilegeMessage says what socktrace needs and, when known (caps is
+// the effective set), what this process lacks. userns is the process's
+// uid_map when it is not the initial user namespace's, "" when it is.
+func privilegeMessage(caps privs.Set, known bool, cause error, userns string) string {
+	const needs = "socktrace loads a BPF program into the kernel, which needs root, or the capabilities CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8)"
+	const grant = "setcap cap_bpf,cap_perfmon=ep on the binary, or systemd AmbientCapabilities=CAP_BPF CAP_PERFMON"
+	if !known {
+		return needs + ": run it as root (sudo), or grant them (" + grant + ")"
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+	if missing := caps.Missing(privs.Trace); len(missing) > 0 {
+		them := "it"
+		if len(missing) > 1 {
+			them = "them"
 		}
+		return fmt.Sprintf("%s; this process lacks %s: run it as root (sudo), or grant %s (%s)",
+			needs, privs.Join(missing), them, grant)
 	}
-	return 0, errors.New("no CapEff in /proc/self/status")
+	if path, ok := tracefsPath(cause); ok && !caps.Has(privs.DacReadSearch) && !caps.Has(privs.DacOverride) {
+		return fmt.Sprintf("%s, and the tracepoint attach method reads %s in tracefs, which only root can read: "+
+			"it needs CAP_DAC_READ_SEARCH, which this process lacks: run it as root (sudo), grant CAP_DAC_READ_SEARCH, "+
+			"or use --attach tp_btf or raw_tp, which do not read tracefs", needs, path)
+	}
+	if userns != "" {
+		return fmt.Sprintf("%s; this process has CAP_BPF and CAP_PERFMON, yet the kernel refused: it runs in a user namespace "+
+			"(uid_map %s: a container?), where capabilities do not reach the kernel's BPF checks: run it as root (sudo) "+
+			"in the host's user namespace (a container: docker run --privileged, or a privileged pod)", needs, userns)
+	}
+	return needs + "; this process has CAP_BPF and CAP_PERFMON, yet the kernel refused: a security module (SELinux, AppArmor), " +
+		"kernel lockdown or a seccomp filter may forbid BPF (or, before Linux 5.11, RLIMIT_MEMLOCK is too low); run it as root (sudo)"
+}
+
+// tracefsPath returns the tracefs file an error is about, if it is one.
+func tracefsPath(err error) (string, bool) {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return "", false
+	}
+	if strings.HasPrefix(pe.Path, "/sys/kernel/tracing/") || strings.HasPrefix(pe.Path, "/sys/kernel/debug/tracing/") {
+		return pe.Path, true
+	}
+	return "", false
+}
+
+// userNamespace returns the process's uid_map, one line, when it is not
+// the initial user namespace's ("0 0 4294967295"); "" when it is, or
+// when it cannot tell.
+func userNamespace() string {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return ""
+	}
+	m := strings.Join(strings.Fields(string(b)), " ")
+	if m == "0 0 4294967295" {
+		return ""
+	}
+	return m
 }
 
 func kernelRelease() string {

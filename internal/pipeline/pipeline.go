@@ -1,8 +1,10 @@
-package main
+package pipeline
 
 import (
 	"bufio"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
@@ -29,7 +31,7 @@ type snap struct {
 // merging, analysis, filtering and output, so a replay shows what the
 // live run showed.
 type pipeline struct {
-	o       *options
+	o       *Options
 	stdout  *bufio.Writer
 	w       writer
 	quiet   bool            // -q: no live output
@@ -41,16 +43,53 @@ type pipeline struct {
 
 	shown, lost uint64
 	skipped     uint64    // state changes the kernel did not run the program for
+	transitions uint64    // all transitions received
 	lastWall    time.Time // of the latest record
 	lastK       uint64
+
+	// mu guards everything above and below against State, which other
+	// goroutines (a metrics scrape) call while records are processed.
+	mu sync.Mutex
+	// reconcile: the live table checked against the kernel (nil in a
+	// replay: a capture holds no dumps).
+	rc *reconciler
+	// reconciled counts since start.
+	reconciledClosed, reconciledAdded, reconciledChanged uint64
+	reconciles                                           uint64
+	lastReconcile                                        time.Time
+	// minis: time-wait and request sockets seen by the last dump.
+	minis [tcpstate.Last + 1]int
+	// pressure: the picture of the last dump (for metrics).
+	pressure analysis.Pressure
+	// hooks: for outputs that are not streams (metrics); never nil.
+	hooks *Hooks
+	// beat: UnixNano of the reading loop's latest round.
+	beat atomic.Int64
 }
 
-func newPipeline(o *options, started time.Time, startK uint64) *pipeline {
+// Hooks let a caller follow what the pipeline learns, record by record,
+// in the goroutine that reads them; e.g. metrics.
+type Hooks struct {
+	// Connected: a connect attempt completed its handshake in this long.
+	Connected func(t *events.Transition, handshake time.Duration)
+	// Attached: the program is attached and the snapshot merged; from
+	// now on records are read. p gives the pipeline's state on demand.
+	Attached func(p *Pipeline, tr *events.Tracer)
+}
+
+func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
 	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
+	table := timeline.NewCap(o.History)
+	maxLive := o.MaxSockets
+	if maxLive == 0 {
+		maxLive = DefaultMaxSockets
+	}
+	table.SetMaxLive(maxLive)
 	return &pipeline{
 		o: o, stdout: stdout, w: newWriter(o, stdout),
-		table: timeline.NewCap(o.history), conns: analysis.NewConnects(o.analysis),
+		table: table, conns: analysis.NewConnects(o.Analysis),
 		started: started, startK: startK, lastWall: started, lastK: startK,
+		hooks: &Hooks{},
 	}
 }
 
@@ -60,18 +99,21 @@ type writer interface {
 	Socket(r *timeline.Row, at time.Time) error
 	Alert(*analysis.Alert) error
 	Summary(*analysis.Summary) error
+	Reconciled(*output.Reconciliation) error
 }
 
-func newWriter(o *options, stdout *bufio.Writer) writer {
-	if o.output == "json" {
+func newWriter(o *Options, stdout *bufio.Writer) writer {
+	if o.Output == "json" {
 		return output.NewJSON(stdout)
 	}
-	return output.NewTable(stdout, os.Stderr, o.table)
+	return output.NewTable(stdout, os.Stderr, o.Table)
 }
 
 // snapshot merges a snapshot into the history, records it, and shows the
 // sockets that pass the filter.
 func (p *pipeline) snapshot(s *snap) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	rows := p.table.AddSnapshot(s.socks, s.owners, s.start, s.end)
 	if p.rec != nil {
 		if err := p.rec.SnapshotStart(s.at, s.start, s.end); err != nil {
@@ -93,12 +135,12 @@ func (p *pipeline) snapshot(s *snap) error {
 	var kept []*timeline.Row
 	for _, r := range rows {
 		subj := subjectOfRow(r)
-		if p.o.match(&subj) {
+		if p.o.Match(&subj) {
 			kept = append(kept, r)
 			p.conns.Pending(r, s.at)
 		}
 	}
-	if p.quiet {
+	if p.quiet || p.o.AlertsOnly {
 		return nil
 	}
 	for _, r := range kept {
@@ -106,7 +148,7 @@ func (p *pipeline) snapshot(s *snap) error {
 			return err
 		}
 	}
-	if len(kept) > 0 && p.o.output == "table" {
+	if len(kept) > 0 && p.o.Output == "table" {
 		p.stdout.WriteString("\n")
 	}
 	return nil
@@ -114,7 +156,16 @@ func (p *pipeline) snapshot(s *snap) error {
 
 // event handles one transition or loss notice.
 func (p *pipeline) event(r *events.Record) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if r.Lost > 0 || r.Skipped > 0 {
+		if p.rc != nil {
+			if r.Lost > 0 {
+				p.rc.request("lost")
+			} else {
+				p.rc.request("skipped")
+			}
+		}
 		p.lastWall = r.Time
 		if r.Lost > 0 {
 			p.lost += r.Lost
@@ -144,6 +195,7 @@ func (p *pipeline) event(r *events.Record) error {
 	}
 	t := &r.Transition
 	p.lastWall, p.lastK = t.Time, t.Ktime
+	p.transitions++
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.rec != nil {
@@ -153,21 +205,26 @@ func (p *pipeline) event(r *events.Record) error {
 	}
 	row := p.table.Apply(t)
 	subj := filter.OfTransition(t)
-	show := p.o.match(&subj)
+	show := p.o.Match(&subj)
 	// The history follows sockets into and out of the states asked for:
 	// leaving syn-sent is how a connect attempt ends.
 	subj.State = t.Old
 	var err error
-	if show || p.o.match(&subj) {
+	if row == nil {
+		// Not remembered: the live table is full (counted in its stats).
+	} else if show || p.o.Match(&subj) {
 		if a := p.conns.Observe(t, row); a != nil && !p.quiet {
 			err = p.w.Alert(a)
+		}
+		if t.Old == tcpstate.SynSent && t.New != tcpstate.Close && t.InOldKnown && p.hooks.Connected != nil {
+			p.hooks.Connected(t, t.InOld)
 		}
 	} else if t.New == tcpstate.Close {
 		p.conns.Forget(row)
 	}
 	if show && err == nil {
 		p.shown++
-		if !p.quiet {
+		if !p.quiet && !p.o.AlertsOnly {
 			err = p.w.Transition(t)
 		}
 	}
@@ -186,6 +243,8 @@ func (p *pipeline) flush() error {
 
 // summary writes the summary, with the pressure picture given.
 func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return p.w.Summary(&analysis.Summary{
 		Time: now, Since: p.started,
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
@@ -199,7 +258,7 @@ func (p *pipeline) finish(now time.Time, pressure func() (analysis.Pressure, err
 	if p.quiet {
 		return nil
 	}
-	if p.o.summary {
+	if p.o.Summary {
 		pr, err := pressure()
 		if err != nil {
 			return err
@@ -210,17 +269,6 @@ func (p *pipeline) finish(now time.Time, pressure func() (analysis.Pressure, err
 		return t.Failures(p.conns.Dests(), now)
 	}
 	return nil
-}
-
-// keepSocket applies the filter to a socket of a pressure dump.
-func (o *options) keepSocket(owners procs.Table) func(*snapshot.Socket) bool {
-	return func(s *snapshot.Socket) bool {
-		subj := filter.Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort, Netns: s.Netns}
-		if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
-			subj.OwnerKnown, subj.PID, subj.Comm = true, us[0].PID, us[0].Comm
-		}
-		return o.match(&subj)
-	}
 }
 
 // livePressure takes a fresh look, with sock_diag, at the sockets under
@@ -240,7 +288,7 @@ func (p *pipeline) livePressure() (analysis.Pressure, error) {
 	return analysis.Measure(analysis.PressureInput{
 		Sockets: socks, Owners: owners, Table: p.table,
 		Now: events.Monotonic(), Start: p.startK,
-		CloseWaitAfter: p.o.closeWaitAfter, Keep: p.o.keepSocket(owners),
+		CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(owners),
 	}), nil
 }
 
@@ -271,6 +319,6 @@ func (p *pipeline) replayPressure() analysis.Pressure {
 	return analysis.Measure(analysis.PressureInput{
 		Sockets: socks, Owners: owners, Table: p.table,
 		Now: p.lastK, Start: p.startK,
-		CloseWaitAfter: p.o.closeWaitAfter, Keep: p.o.keepSocket(owners),
+		CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(owners),
 	})
 }

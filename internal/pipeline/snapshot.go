@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -15,13 +14,13 @@ import (
 
 // takeSnap lists the sockets of the chosen namespaces, in the states
 // asked for, with the processes that hold them.
-func takeSnap(o *options) (*snap, error) {
+func takeSnap(o *Options) (*snap, error) {
 	// The owners are found in /proc while the kernel lists the sockets:
 	// the two take about as long, and overlap on two CPUs.
 	scanned := make(chan procs.Table, 1)
 	go func() { scanned <- procs.Scan(nil) }()
 	start := events.Monotonic()
-	socks, err := dumpNamespaces(o, o.filter.States)
+	socks, err := dumpNamespaces(o, o.Filter.States)
 	end := events.Monotonic()
 	owners := <-scanned
 	if err != nil {
@@ -30,17 +29,11 @@ func takeSnap(o *options) (*snap, error) {
 	return &snap{socks: socks, owners: owners, start: start, end: end, at: time.Now()}, nil
 }
 
-func subjectOfRow(r *timeline.Row) filter.Subject {
-	return filter.Subject{
-		State: r.State, Family: r.Family, Src: r.Src, Dst: r.Dst,
-		SPort: r.SPort, DPort: r.DPort,
-		OwnerKnown: r.OwnerKnown, PID: r.OwnerPID, Comm: r.OwnerComm,
-		Netns: r.Netns,
+// Once is --once: list the sockets, like ss -tanpo, and exit.
+func Once(o *Options) error {
+	if err := checkPrivileges(o, false); err != nil {
+		return err
 	}
-}
-
-// runOnce is --once: list the sockets, like ss -tanpo, and exit.
-func runOnce(o *options) error {
 	s, err := takeSnap(o)
 	if err != nil {
 		return err
@@ -52,7 +45,7 @@ func runOnce(o *options) error {
 	for i := range s.socks {
 		timeline.FillRow(&r, &s.socks[i], s.owners)
 		subj := subjectOfRow(&r)
-		if !o.match(&subj) {
+		if !o.Match(&subj) {
 			continue
 		}
 		if err := w.Socket(&r, s.at); err != nil {
@@ -70,9 +63,9 @@ func runOnce(o *options) error {
 
 // dumpNamespaces lists the sockets in the given states of the namespaces
 // --netns names.
-func dumpNamespaces(o *options, states tcpstate.Mask) ([]snapshot.Socket, error) {
-	paths := []string{o.netns}
-	if o.netns == "all" {
+func dumpNamespaces(o *Options, states tcpstate.Mask) ([]snapshot.Socket, error) {
+	paths := []string{o.Netns}
+	if o.Netns == "all" {
 		var err error
 		if paths, err = snapshot.Namespaces(); err != nil {
 			return nil, err
@@ -80,9 +73,9 @@ func dumpNamespaces(o *options, states tcpstate.Mask) ([]snapshot.Socket, error)
 	}
 	var socks []snapshot.Socket
 	for i, p := range paths {
-		s, err := snapshot.Dump(snapshot.Options{States: states, IPv4: o.filter.IPv4, IPv6: o.filter.IPv6, Netns: p})
+		s, err := snapshot.Dump(snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p})
 		if err != nil {
-			if o.netns == "all" && i > 0 {
+			if o.Netns == "all" && i > 0 {
 				continue // its process or thread went away meanwhile
 			}
 			return nil, err

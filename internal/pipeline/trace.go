@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -20,33 +20,45 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// runTrace streams transitions until Ctrl-C, SIGTERM, --duration, or a
+// Trace streams transitions until Ctrl-C, SIGTERM, --duration, or a
 // closed stdout.
-func runTrace(ctx context.Context, o *options) error {
+func Trace(ctx context.Context, o *Options) error { return Run(ctx, o, nil) }
+
+// Run is Trace with hooks for outputs that are not streams (the agent's
+// metrics); hooks may be nil.
+func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	// A closed stdout (socktrace | head) must end us quietly, not kill us.
 	signal.Ignore(syscall.SIGPIPE)
 
-	tr, err := events.Open(o.tracer)
+	tr, err := events.Open(o.Tracer)
 	if err != nil {
+		return err
+	}
+	if err := checkPrivileges(o, true); err != nil {
+		tr.Close()
 		return err
 	}
 	defer tr.Close()
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
-	p.quiet = o.quiet
-	if o.write != "" {
-		if p.rec, err = capture.Create(o.write, captureHeader(o, tr.Method(), p.started, p.startK), o.capture); err != nil {
+	p.quiet = o.Quiet
+	if hooks != nil {
+		p.hooks = hooks
+	}
+	p.rc = newReconciler(o, tr.Wake)
+	if o.Write != "" {
+		if p.rec, err = capture.Create(o.Write, captureHeader(o, tr.Method(), p.started, p.startK), o.Capture); err != nil {
 			return err
 		}
 		defer p.rec.Close()
 	}
-	if o.output == "table" && !o.quiet {
+	if o.Output == "table" && !o.Quiet {
 		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", tr.Method())
 	}
 
 	// The program is attached before the snapshot is taken, so nothing
 	// that happens meanwhile is missed; the timeline sorts out overlaps.
-	if o.snapshot {
+	if o.Snapshot {
 		s, err := takeSnap(o)
 		if err != nil {
 			return err
@@ -68,8 +80,8 @@ func runTrace(ctx context.Context, o *options) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	if o.readyFile != "" {
-		if err := writeReadyFile(o.readyFile); err != nil {
+	if o.ReadyFile != "" {
+		if err := writeReadyFile(o.ReadyFile); err != nil {
 			return err
 		}
 	}
@@ -82,8 +94,8 @@ func runTrace(ctx context.Context, o *options) error {
 	defer signal.Stop(usr1)
 	go func() {
 		var tick <-chan time.Time
-		if o.interval > 0 {
-			t := time.NewTicker(o.interval)
+		if o.Interval > 0 {
+			t := time.NewTicker(o.Interval)
 			defer t.Stop()
 			tick = t.C
 		}
@@ -98,6 +110,37 @@ func runTrace(ctx context.Context, o *options) error {
 			tr.Wake()
 		}
 	}()
+	// Housekeeping, in the reading goroutine once a second: periodic
+	// reconciliation, namespaces that went away, dumps to apply.
+	var wantReconcile, wantWatch atomic.Bool
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		next := time.Now().Add(o.ReconcileEvery)
+		for {
+			select {
+			case now := <-t.C:
+				if o.ReconcileEvery > 0 && !now.Before(next) {
+					wantReconcile.Store(true)
+					next = now.Add(o.ReconcileEvery)
+				}
+				wantWatch.Store(true)
+				tr.Wake()
+			case <-stopped:
+				return
+			}
+		}
+	}()
+	if p.hooks.Attached != nil {
+		p.hooks.Attached(&Pipeline{p: p}, tr)
+	}
+	// caughtUp: every transition stamped before k has been read.
+	caughtUp := func(k uint64) bool {
+		if p.lastK >= k {
+			return true
+		}
+		return tr.Buffered() == 0 && events.Monotonic() >= k
+	}
 	go func() {
 		select {
 		case <-sigs:
@@ -107,11 +150,11 @@ func runTrace(ctx context.Context, o *options) error {
 		}
 		tr.Stop()
 	}()
-	if o.duration > 0 {
-		t := time.AfterFunc(o.duration, func() { tr.Stop() })
+	if o.Duration > 0 {
+		t := time.AfterFunc(o.Duration, func() { tr.Stop() })
 		defer t.Stop()
 	}
-	if !o.quiet {
+	if !o.Quiet {
 		go watchClosed(os.Stdout, stopped, func() { tr.Stop() })
 	}
 
@@ -128,6 +171,7 @@ func runTrace(ctx context.Context, o *options) error {
 	)
 	for {
 		err := tr.Read(&rec)
+		p.beat.Store(time.Now().UnixNano())
 		if err == io.EOF {
 			break
 		}
@@ -135,11 +179,20 @@ func runTrace(ctx context.Context, o *options) error {
 			return err
 		}
 		if rec.Woken {
-			if wantSummary.Swap(false) && !o.quiet {
+			if wantSummary.Swap(false) && !o.Quiet {
 				err = summarize()
+			}
+			if wantReconcile.Swap(false) {
+				p.rc.request("interval")
+			}
+			if wantWatch.Swap(false) {
+				p.watchNamespaces()
 			}
 		} else {
 			err = p.event(&rec)
+		}
+		if err == nil {
+			err = p.pollReconcile(caughtUp)
 		}
 		if err == nil && tr.Buffered() == 0 {
 			err = p.flush()
@@ -172,8 +225,8 @@ func runTrace(ctx context.Context, o *options) error {
 	switch {
 	case p.rec != nil:
 		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost, %d skipped by the kernel\n",
-			p.rec.Transitions(), o.write, p.rec.Bytes(), p.rec.Files(), p.lost, p.skipped)
-	case o.output == "table":
+			p.rec.Transitions(), o.Write, p.rec.Bytes(), p.rec.Files(), p.lost, p.skipped)
+	case o.Output == "table":
 		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
 	}
 	return nil
@@ -184,17 +237,17 @@ func runTrace(ctx context.Context, o *options) error {
 const syncInterval = 2 * time.Second
 
 // captureHeader describes a recording.
-func captureHeader(o *options, method string, started time.Time, startK uint64) capture.Header {
+func captureHeader(o *Options, method string, started time.Time, startK uint64) capture.Header {
 	host, _ := os.Hostname()
 	var u unix.Utsname
 	unix.Uname(&u)
 	var id [8]byte
 	rand.Read(id[:])
 	return capture.Header{
-		Socktrace: version, Host: host, Kernel: unix.ByteSliceToString(u.Release[:]),
+		Socktrace: o.Version, Host: host, Kernel: unix.ByteSliceToString(u.Release[:]),
 		BootTime: started.Add(-time.Duration(startK)), Started: started,
-		Args: os.Args[1:], Filter: o.describe(), Attach: method,
-		Session: binary.LittleEndian.Uint64(id[:]), Netns: o.netns,
+		Args: os.Args[1:], Filter: o.Describe(), Attach: method,
+		Session: binary.LittleEndian.Uint64(id[:]), Netns: o.Netns,
 	}
 }
 

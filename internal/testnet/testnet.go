@@ -46,8 +46,17 @@ func New(t testing.TB) *NS {
 	if err != nil {
 		t.Fatalf("create network namespace: %v", err)
 	}
-	t.Cleanup(func() { unix.Close(ns.fd) })
+	t.Cleanup(ns.Close)
 	return ns
+}
+
+// Close lets go of the namespace: it goes away once nothing else holds
+// it. Path is no longer valid.
+func (ns *NS) Close() {
+	if ns.fd >= 0 {
+		unix.Close(ns.fd)
+		ns.fd = -1
+	}
 }
 
 func create() (*NS, error) {

@@ -48,6 +48,13 @@ type Row struct {
 	Since uint64
 	// History: the transitions seen, oldest first.
 	History []Step
+
+	// Seen: CLOCK_MONOTONIC time of the latest evidence that the socket
+	// exists: its last transition, or a dump that listed it.
+	Seen uint64
+	// CloseNotSeen: the socket was closed by reconciliation: the kernel
+	// no longer had it, and its close was not seen (lost).
+	CloseNotSeen bool
 }
 
 // DefaultClosedCap is how many closed sockets a Table remembers by default.
@@ -68,6 +75,48 @@ type Table struct {
 	// Listening sockets by namespace and port, to give accepted sockets
 	// the owner of their listener when BPF could not.
 	listeners map[listenKey]*Row
+	// maxLive caps the live rows (0: no cap); untracked counts the
+	// sockets not remembered because the table was full.
+	maxLive   int
+	untracked uint64
+	// closedSince: while a reconciliation is pending, the cookies of the
+	// sockets that closed at or after markK (they may be in its dump).
+	closedSince map[uint64]bool
+	markK       uint64
+	// netns counts the live rows of each network namespace.
+	netns map[uint32]int
+}
+
+// put makes r the live row of k.
+func (t *Table) put(k key, r *Row) {
+	if old := t.rows[k]; old != nil {
+		t.netnsDrop(old.Netns)
+	}
+	t.rows[k] = r
+	t.netns[r.Netns]++
+}
+
+// del drops the live row of k.
+func (t *Table) del(k key) {
+	if r := t.rows[k]; r != nil {
+		delete(t.rows, k)
+		t.netnsDrop(r.Netns)
+	}
+}
+
+func (t *Table) netnsDrop(ns uint32) {
+	if t.netns[ns] <= 1 {
+		delete(t.netns, ns)
+	} else {
+		t.netns[ns]--
+	}
+}
+
+// Namespaces calls fn for each network namespace holding live rows.
+func (t *Table) Namespaces(fn func(netns uint32, rows int)) {
+	for ns, n := range t.netns {
+		fn(ns, n)
+	}
 }
 
 // key identifies a socket: its cookie, or its kernel address where the
@@ -88,22 +137,41 @@ func New() *Table { return NewCap(DefaultClosedCap) }
 // NewCap returns an empty table that remembers up to closedCap closed
 // sockets (0: none).
 func NewCap(closedCap int) *Table {
-	return &Table{rows: map[key]*Row{}, listeners: map[listenKey]*Row{}, closedCap: closedCap}
+	return &Table{rows: map[key]*Row{}, listeners: map[listenKey]*Row{}, closedCap: closedCap, netns: map[uint32]int{}}
 }
 
 // Len is the number of live sockets.
 func (t *Table) Len() int { return len(t.rows) }
 
+// SetMaxLive caps the live sockets remembered (0: no cap). Beyond it,
+// new sockets are not remembered (their transitions still pass through)
+// and Stats counts them as Untracked.
+func (t *Table) SetMaxLive(n int) { t.maxLive = n }
+
 // Stats tells how many sockets the table holds: live, closed (kept), and
-// closed ones evicted to keep within the cap.
+// closed ones evicted to keep within the cap; and how many sockets were
+// not remembered at all because the live table was full.
 type Stats struct {
 	Live, Closed, ClosedCap int
 	Evicted                 uint64
+	MaxLive                 int
+	Untracked               uint64
 }
 
 // Stats returns the table's counts.
 func (t *Table) Stats() Stats {
-	return Stats{Live: len(t.rows), Closed: len(t.closed), ClosedCap: t.closedCap, Evicted: t.evicted}
+	return Stats{Live: len(t.rows), Closed: len(t.closed), ClosedCap: t.closedCap, Evicted: t.evicted,
+		MaxLive: t.maxLive, Untracked: t.untracked}
+}
+
+// full reports whether a new live row would exceed the cap, and counts
+// it if so.
+func (t *Table) full() bool {
+	if t.maxLive > 0 && len(t.rows) >= t.maxLive {
+		t.untracked++
+		return true
+	}
+	return false
 }
 
 // Live calls fn for each live socket, in no particular order.
@@ -150,10 +218,14 @@ func (t *Table) AddSnapshot(socks []snapshot.Socket, owners procs.Table, start, 
 	}
 	out := make([]*Row, 0, len(socks))
 	for i := range socks {
-		r := &Row{}
-		FillRow(r, &socks[i], owners)
 		s := &socks[i]
-		t.rows[key{cookie: s.Cookie}] = r
+		if t.rows[key{cookie: s.Cookie}] == nil && t.full() {
+			continue
+		}
+		r := &Row{}
+		FillRow(r, s, owners)
+		r.Seen = start
+		t.put(key{cookie: s.Cookie}, r)
 		if r.State == tcpstate.Listen {
 			t.listeners[listenKey{r.Netns, r.SPort}] = r
 		}
@@ -192,16 +264,26 @@ func keyOf(tr *events.Transition) key {
 // Apply merges a transition into its socket's row, creating the row if
 // needed, and fills in the transition's owner from the row when BPF did
 // not know it (a socket older than the trace, or accepted from a listener
-// older than the trace). It returns the row.
+// older than the trace). It returns the row, or nil when the socket is
+// new and the live table is full (SetMaxLive): it is not remembered.
 func (t *Table) Apply(tr *events.Transition) *Row {
 	k := keyOf(tr)
 	r := t.rows[k]
 	if r == nil || born(tr) {
+		if r == nil && t.full() {
+			if tr.New == tcpstate.Close && t.closedSince != nil && tr.Ktime >= t.markK {
+				t.closedSince[tr.Cookie] = true
+			}
+			return nil
+		}
 		r = &Row{Cookie: tr.Cookie, Netns: tr.Netns, Family: tr.Family, State: tr.Old,
 			Preexisting: !born(tr)}
-		t.rows[k] = r
+		t.put(k, r)
 	}
 	r.History = append(r.History, Step{Ktime: tr.Ktime, Old: tr.Old, New: tr.New})
+	if tr.Ktime > r.Seen {
+		r.Seen = tr.Ktime
+	}
 
 	// Endpoints: the latest known (ports are 0 at some transitions).
 	r.Src, r.Dst = tr.Src, tr.Dst
@@ -244,8 +326,11 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 		delete(t.listeners, lk)
 	}
 	if tr.New == tcpstate.Close && r.State == tcpstate.Close {
-		delete(t.rows, k)
+		t.del(k)
 		t.retire(r)
+		if t.closedSince != nil && tr.Ktime >= t.markK {
+			t.closedSince[r.Cookie] = true
+		}
 	}
 	return r
 }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/socktrace/socktrace/internal/agent"
+	"github.com/socktrace/socktrace/internal/metrics"
+	"github.com/spf13/cobra"
+)
+
+func newAgentCmd() *cobra.Command {
+	f := &flags{}
+	var (
+		c      = agent.Config{Version: version}
+		stream bool
+	)
+	cmd := &cobra.Command{
+		Use:   "agent [flags] [FILTER]",
+		Short: "Run always on: Prometheus metrics on /metrics, alerts as JSON lines on stdout",
+		Long: `agent runs socktrace as a service, until SIGTERM or SIGINT: the same
+tracing, snapshot, filters and analysis as socktrace itself, with
+
+  /metrics  Prometheus metrics (text and OpenMetrics): connect attempts by
+            destination and outcome, failing destinations, handshake
+            times, live sockets by state, CLOSE-WAIT leaks, full listeners,
+            transitions seen, lost and skipped;
+  /healthz  200 once the program is attached and events are read, else 503;
+
+and newline-delimited JSON on stdout for log pipelines (journald, kubectl
+logs, Vector, Fluent Bit): alerts (failing, recovered), lost and skipped
+transitions, reconciliations; --stream adds every transition. -w records
+everything, with rotation, as a flight recorder for post-mortems.
+
+The live table is checked against the kernel (sock_diag) every
+--reconcile-every and after any loss, so its figures stay exact however
+long the agent runs. Every namespace is listed unless --netns says which.`,
+		Example: `  socktrace agent                                        # metrics on 127.0.0.1:9464
+  socktrace agent --listen :9464 --web-config web.yml    # TLS and basic auth
+  socktrace agent -w /var/lib/socktrace/flight.st --rotate-size 100M --rotate-count 10
+  curl -s localhost:9464/metrics | grep socktrace_destination_failing`,
+		Args:          cobra.ArbitraryArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.output = "json"
+			if !cmd.Flags().Changed("netns") {
+				f.netns = "all"
+			}
+			o, err := f.parse(args)
+			if err != nil {
+				return err
+			}
+			o.AlertsOnly = !stream
+			if c.Metrics.MaxDestinations < 1 {
+				return fmt.Errorf("bad --max-destinations value %d: want 1 or more destination label sets", c.Metrics.MaxDestinations)
+			}
+			if c.Metrics.ForgetAfter < 0 {
+				return fmt.Errorf("bad --forget-after value %s: want 0 (never) or a duration such as 15m", c.Metrics.ForgetAfter)
+			}
+			return agent.Run(cmd.Context(), o, c)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w\nRun 'socktrace agent --help' for usage.", err)
+	})
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.StringVar(&c.Listen, "listen", agent.DefaultListen, "serve /metrics and /healthz on `ADDR` (host:port; :9464 for every address)")
+	fl.StringVar(&c.WebConfig, "web-config", "", "exporter-toolkit web config `FILE` for TLS and basic auth, as for node_exporter")
+	fl.BoolVar(&stream, "stream", false, "also write every transition (and the start-up snapshot) to stdout, not only alerts")
+	fl.IntVar(&c.Metrics.MaxDestinations, "max-destinations", metrics.DefaultMaxDestinations, "at most `N` destination label sets in metrics; the least recently active fold into daddr=\"other\"")
+	fl.DurationVar(&c.Metrics.ForgetAfter, "forget-after", metrics.DefaultForgetAfter, "a destination's series disappear after `D` without connects (0: never)")
+	addFilterFlags(fl, f)
+	addAnalysisFlags(fl, f)
+	addTraceFlags(fl, f)
+	return cmd
+}

@@ -1,0 +1,211 @@
+package metrics
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/events"
+)
+
+// Other is the label value destinations are folded into beyond the cap.
+const Other = "other"
+
+// UnknownComm labels attempts whose owning process is not known (a
+// connect under way before socktrace started).
+const UnknownComm = "unknown"
+
+// destLabels is one destination label set: daddr, dport, comm.
+type destLabels struct{ daddr, dport, comm string }
+
+// destSeries is the connect counters of one label set: what its kernel
+// counters hold now, plus what was folded in from counters deleted.
+type destSeries struct {
+	labels destLabels
+	keys   map[any]uint64 // kernel counter -> its last value
+	outk   map[any]uint8  // kernel counter -> its outcome
+	folded [events.NumOutcomes]uint64
+	last   time.Time // last change
+}
+
+func (s *destSeries) counts() [events.NumOutcomes]uint64 {
+	c := s.folded
+	for k, v := range s.keys {
+		c[s.outk[k]] += v
+	}
+	return c
+}
+
+// counterSource is what the connect counters are read from: the tracer.
+type counterSource interface {
+	ConnectCounts(dst []events.ConnectCount) ([]events.ConnectCount, [events.NumOutcomes]uint64, error)
+	DeleteConnect(k *events.ConnectKey) (uint64, error)
+}
+
+// connectCounters turns the kernel's connect counters, keyed by
+// namespace, family, address, port, owner and outcome, into bounded
+// label sets: at most max destinations (the most recently active); the
+// rest fold into daddr="other" (same port and process), and those, at
+// most max again, into daddr, dport and comm "other". A label set quiet
+// for forget disappears.
+type connectCounters struct {
+	src      counterSource
+	max      int
+	forget   time.Duration
+	sets     map[destLabels]*destSeries
+	byKey    map[any]*destSeries
+	keyOf    map[any]events.ConnectKey
+	overflow [events.NumOutcomes]uint64 // map full: counted without a destination
+	folded   uint64                     // label sets folded so far
+	buf      []events.ConnectCount
+}
+
+func newConnectCounters(src counterSource, max int, forget time.Duration) *connectCounters {
+	return &connectCounters{src: src, max: max, forget: forget,
+		sets: map[destLabels]*destSeries{}, byKey: map[any]*destSeries{}, keyOf: map[any]events.ConnectKey{}}
+}
+
+func labelsOf(k *events.ConnectKey) destLabels {
+	comm := UnknownComm
+	if k.OwnerKnown {
+		comm = k.Comm
+	}
+	return destLabels{k.Daddr.String(), strconv.Itoa(int(k.DPort)), comm}
+}
+
+// update reads the kernel's counters, then folds and forgets.
+func (c *connectCounters) update(now time.Time) error {
+	counts, overflow, err := c.src.ConnectCounts(c.buf)
+	c.buf = counts
+	if err != nil {
+		return err
+	}
+	c.overflow = overflow
+	for i := range counts {
+		k := &counts[i].Key
+		id := k.ID()
+		s := c.byKey[id]
+		if s == nil {
+			l := labelsOf(k)
+			if s = c.sets[l]; s == nil {
+				s = &destSeries{labels: l, keys: map[any]uint64{}, outk: map[any]uint8{}, last: now}
+				c.sets[l] = s
+			}
+			c.byKey[id] = s
+			c.keyOf[id] = *k
+			s.outk[id] = k.Outcome
+		}
+		if old, ok := s.keys[id]; !ok || old != counts[i].N {
+			s.keys[id] = counts[i].N
+			s.last = now
+		}
+	}
+	c.forgetQuiet(now)
+	c.fold(now)
+	return nil
+}
+
+// forgetQuiet drops the label sets quiet for longer than forget.
+func (c *connectCounters) forgetQuiet(now time.Time) {
+	if c.forget <= 0 {
+		return
+	}
+	for l, s := range c.sets {
+		if now.Sub(s.last) > c.forget {
+			c.drop(s)
+			delete(c.sets, l)
+		}
+	}
+}
+
+// drop deletes a label set's kernel counters and returns what they held.
+func (c *connectCounters) drop(s *destSeries) [events.NumOutcomes]uint64 {
+	var got [events.NumOutcomes]uint64
+	for id, v := range s.keys {
+		k := c.keyOf[id]
+		n, err := c.src.DeleteConnect(&k)
+		if err != nil || n < v {
+			n = v
+		}
+		got[s.outk[id]] += n
+		delete(c.byKey, id)
+		delete(c.keyOf, id)
+	}
+	for i, v := range s.folded {
+		got[i] += v
+	}
+	return got
+}
+
+// fold keeps at most max label sets of real destinations, and at most
+// max of those folded by address.
+func (c *connectCounters) fold(now time.Time) {
+	var real, byAddr []*destSeries
+	for _, s := range c.sets {
+		switch {
+		case s.labels.daddr != Other:
+			real = append(real, s)
+		case s.labels.dport != Other:
+			byAddr = append(byAddr, s)
+		}
+	}
+	into := func(victims []*destSeries, to func(destLabels) destLabels) {
+		sort.Slice(victims, func(i, j int) bool { return victims[i].last.Before(victims[j].last) })
+		for _, s := range victims[:len(victims)-c.max] {
+			got := c.drop(s)
+			delete(c.sets, s.labels)
+			l := to(s.labels)
+			o := c.sets[l]
+			if o == nil {
+				o = &destSeries{labels: l, keys: map[any]uint64{}, outk: map[any]uint8{}}
+				c.sets[l] = o
+			}
+			for i, v := range got {
+				o.folded[i] += v
+			}
+			if s.last.After(o.last) {
+				o.last = s.last
+			}
+			c.folded++
+		}
+	}
+	if len(real) > c.max {
+		into(real, func(l destLabels) destLabels { return destLabels{Other, l.dport, l.comm} })
+		byAddr = byAddr[:0]
+		for _, s := range c.sets {
+			if s.labels.daddr == Other && s.labels.dport != Other {
+				byAddr = append(byAddr, s)
+			}
+		}
+	}
+	if len(byAddr) > c.max {
+		into(byAddr, func(destLabels) destLabels { return destLabels{Other, Other, Other} })
+	}
+}
+
+// each calls fn for every label set with its counts, the kernel's
+// overflow included in the all-"other" set.
+func (c *connectCounters) each(fn func(l destLabels, counts [events.NumOutcomes]uint64)) {
+	overflowed := false
+	for _, v := range c.overflow {
+		overflowed = overflowed || v > 0
+	}
+	all := destLabels{Other, Other, Other}
+	for l, s := range c.sets {
+		n := s.counts()
+		if l == all {
+			for i, v := range c.overflow {
+				n[i] += v
+			}
+			overflowed = false
+		}
+		fn(l, n)
+	}
+	if overflowed {
+		fn(all, c.overflow)
+	}
+}
+
+// active reports whether a label set is one of the real destinations
+// kept (not folded, not forgotten).
+func (c *connectCounters) active(l destLabels) bool { return c.sets[l] != nil }

@@ -1,0 +1,319 @@
+// Package metrics exposes a running trace as Prometheus metrics: connect
+// attempts by destination and outcome (counted in the kernel, so exact
+// under overload), failing destinations, handshake times, live sockets by
+// state (exact after each reconciliation with the kernel), CLOSE-WAIT
+// leaks, full listeners, and socktrace's own health: transitions seen,
+// lost and skipped, reconciliations. Label sets stay bounded: at most
+// Options.MaxDestinations destinations, the least recently active folded
+// into daddr="other", and those quiet for Options.ForgetAfter dropped.
+package metrics
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/pipeline"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+)
+
+// Options bound the metrics' label sets.
+type Options struct {
+	MaxDestinations int           // destination label sets kept (default 1000)
+	ForgetAfter     time.Duration // a destination quiet this long disappears (default 15m)
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxDestinations = 1000
+	DefaultForgetAfter     = 15 * time.Minute
+)
+
+// HandshakeBuckets are the connect_duration_seconds buckets: loopback
+// handshakes take tens of microseconds, a SYN retransmitted takes 1 s.
+var HandshakeBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+var (
+	descAttempts = prometheus.NewDesc("socktrace_connect_attempts_total",
+		"Connect attempts (active opens) that ended, by destination, owning process and outcome (established, refused, timeout, unreachable, aborted); counted in the kernel, exact when transitions are lost.",
+		[]string{"daddr", "dport", "comm", "outcome"}, nil)
+	descFailing = prometheus.NewDesc("socktrace_destination_failing",
+		"1 while a destination's connects keep failing (--fail-after in a row), 0 after it recovered.",
+		[]string{"daddr", "dport", "comm"}, nil)
+	descStreak = prometheus.NewDesc("socktrace_destination_failure_streak",
+		"Connect attempts in a row that failed, to this destination, up to the last one that ended.",
+		[]string{"daddr", "dport", "comm"}, nil)
+	descDuration = prometheus.NewDesc("socktrace_connect_duration_seconds",
+		"Handshake time of the connects that were established (syn-sent to established).",
+		[]string{"daddr", "dport"}, nil)
+	descSockets = prometheus.NewDesc("socktrace_sockets",
+		"Live TCP sockets by ss state, exact after each reconciliation with the kernel (sock_diag).",
+		[]string{"state"}, nil)
+	descCloseWait = prometheus.NewDesc("socktrace_close_wait_sockets",
+		"Sockets in CLOSE-WAIT for longer than --close-wait-after (the peer closed, the application did not), by owning process.",
+		[]string{"comm"}, nil)
+	descQueueFull = prometheus.NewDesc("socktrace_listen_queue_full",
+		"1 when a listener's accept queue is full (new connections are dropped), 0 when it is under pressure but not full.",
+		[]string{"sport", "comm"}, nil)
+	descTransitions = prometheus.NewDesc("socktrace_transitions_total",
+		"TCP state transitions received from the kernel.", nil, nil)
+	descLost = prometheus.NewDesc("socktrace_transitions_lost_total",
+		"Transitions lost because the ring buffer was full (raise --ring-size); reconciliation repairs the live tables.", nil, nil)
+	descSkipped = prometheus.NewDesc("socktrace_transitions_skipped_total",
+		"State changes the kernel did not run socktrace's program for (it was already running on that CPU).", nil, nil)
+	descReconciled = prometheus.NewDesc("socktrace_reconciled_sockets_total",
+		"Sockets corrected by reconciliation with the kernel: closed (their close was not seen), added (their birth was not seen), changed (state moved unseen).",
+		[]string{"kind"}, nil)
+	descReconciles = prometheus.NewDesc("socktrace_reconciliations_total",
+		"Reconciliations of the live table with the kernel.", nil, nil)
+	descFolded = prometheus.NewDesc("socktrace_destinations_folded_total",
+		"Destination label sets folded into daddr=\"other\" to stay within --max-destinations.", nil, nil)
+	descUntracked = prometheus.NewDesc("socktrace_sockets_untracked_total",
+		"Sockets not remembered because the live table was full (--max-sockets).", nil, nil)
+	descUp = prometheus.NewDesc("socktrace_up",
+		"1 while socktrace's program is attached and its events are read.", []string{"attach"}, nil)
+)
+
+// Collector is a prometheus.Collector for one running trace.
+type Collector struct {
+	opt Options
+
+	mu       sync.Mutex
+	p        *pipeline.Pipeline
+	method   string
+	connects *connectCounters
+	hists    map[histKey]*hist
+	lastErr  error
+}
+
+type histKey struct {
+	daddr string
+	port  uint16
+}
+
+type hist struct {
+	counts []uint64 // per bucket, not cumulative
+	sum    float64
+	n      uint64
+	last   time.Time
+}
+
+// New returns a collector; it reports nothing about the trace until
+// Attached is called.
+func New(o Options) *Collector {
+	if o.MaxDestinations <= 0 {
+		o.MaxDestinations = DefaultMaxDestinations
+	}
+	if o.ForgetAfter < 0 {
+		o.ForgetAfter = 0
+	}
+	return &Collector{opt: o, hists: map[histKey]*hist{}}
+}
+
+// Hooks returns the pipeline hooks that feed the collector.
+func (c *Collector) Hooks() *pipeline.Hooks {
+	return &pipeline.Hooks{Attached: c.attached, Connected: c.connected}
+}
+
+func (c *Collector) attached(p *pipeline.Pipeline, tr *events.Tracer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p, c.method = p, tr.Method()
+	c.connects = newConnectCounters(tr, c.opt.MaxDestinations, c.opt.ForgetAfter)
+}
+
+// Attached reports whether the trace is running, and since when its
+// reading loop last came round.
+func (c *Collector) Attached() (bool, time.Time) {
+	c.mu.Lock()
+	p := c.p
+	c.mu.Unlock()
+	if p == nil {
+		return false, time.Time{}
+	}
+	return true, p.Heartbeat()
+}
+
+// connected runs in the reading goroutine for each handshake completed.
+func (c *Collector) connected(t *events.Transition, d time.Duration) {
+	k := histKey{t.Dst.String(), t.DPort}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.hists[k]
+	if h == nil {
+		if len(c.hists) >= c.opt.MaxDestinations {
+			c.foldHists()
+			k = histKey{Other, 0}
+			h = c.hists[k]
+		}
+		if h == nil {
+			h = &hist{counts: make([]uint64, len(HandshakeBuckets)+1)}
+			c.hists[k] = h
+		}
+	}
+	s := d.Seconds()
+	i := sort.SearchFloat64s(HandshakeBuckets, s)
+	h.counts[i]++
+	h.sum += s
+	h.n++
+	h.last = time.Now()
+}
+
+// foldHists makes room: the least recently used histogram joins "other".
+func (c *Collector) foldHists() {
+	var oldest histKey
+	var at time.Time
+	for k, h := range c.hists {
+		if k.daddr != Other && (at.IsZero() || h.last.Before(at)) {
+			oldest, at = k, h.last
+		}
+	}
+	h := c.hists[oldest]
+	delete(c.hists, oldest)
+	o := c.hists[histKey{Other, 0}]
+	if o == nil {
+		o = &hist{counts: make([]uint64, len(HandshakeBuckets)+1)}
+		c.hists[histKey{Other, 0}] = o
+	}
+	for i, v := range h.counts {
+		o.counts[i] += v
+	}
+	o.sum += h.sum
+	o.n += h.n
+	if h.last.After(o.last) {
+		o.last = h.last
+	}
+}
+
+// Update reads the kernel's counters now (a scrape does too): call it
+// every few seconds, so the kernel's map never fills between scrapes.
+func (c *Collector) Update() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.connects == nil {
+		return nil
+	}
+	c.lastErr = c.connects.update(time.Now())
+	return c.lastErr
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAttempts, descFailing, descStreak, descDuration, descSockets,
+		descCloseWait, descQueueFull, descTransitions, descLost, descSkipped, descReconciled,
+		descReconciles, descFolded, descUntracked, descUp} {
+		ch <- d
+	}
+}
+
+var outcomeNames = [events.NumOutcomes]string{"established", "refused", "timeout", "unreachable", "aborted"}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0, "")
+		return
+	}
+	now := time.Now()
+	c.lastErr = c.connects.update(now)
+	st := c.p.State()
+
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1, c.method)
+	c.connects.each(func(l destLabels, n [events.NumOutcomes]uint64) {
+		for o, v := range n {
+			ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(v), l.daddr, l.dport, l.comm, outcomeNames[o])
+		}
+	})
+	ch <- prometheus.MustNewConstMetric(descFolded, prometheus.CounterValue, float64(c.connects.folded))
+
+	// Failing destinations, from the analysis: the most recently
+	// attempted, failing ones first, within the same bounds.
+	seen := map[destLabels]bool{}
+	for i := range st.Dests {
+		d := &st.Dests[i]
+		if c.opt.ForgetAfter > 0 && now.Sub(d.LastAttempt) > c.opt.ForgetAfter {
+			continue
+		}
+		l := destLabels{addrString(d.Addr), strconv.Itoa(int(d.Port)), UnknownComm}
+		if d.OwnerKnown {
+			l.comm = d.Comm
+		}
+		if seen[l] || (len(seen) >= c.opt.MaxDestinations && !d.Failing) {
+			continue
+		}
+		seen[l] = true
+		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, b2f(d.Failing), l.daddr, l.dport, l.comm)
+		ch <- prometheus.MustNewConstMetric(descStreak, prometheus.GaugeValue, float64(d.Streak), l.daddr, l.dport, l.comm)
+	}
+
+	for k, h := range c.hists {
+		if c.opt.ForgetAfter > 0 && now.Sub(h.last) > c.opt.ForgetAfter {
+			delete(c.hists, k)
+			continue
+		}
+		buckets := make(map[float64]uint64, len(HandshakeBuckets))
+		var cum uint64
+		for i, ub := range HandshakeBuckets {
+			cum += h.counts[i]
+			buckets[ub] = cum
+		}
+		port := strconv.Itoa(int(k.port))
+		if k.daddr == Other {
+			port = Other
+		}
+		ch <- prometheus.MustNewConstHistogram(descDuration, h.n, h.sum, buckets, k.daddr, port)
+	}
+
+	for s := tcpstate.First; s <= tcpstate.Last; s++ {
+		if s == tcpstate.Close || s == tcpstate.NewSynRecv {
+			continue // no socket stays in them
+		}
+		ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(st.Sockets[s]), s.String())
+	}
+	cw := map[string]int{}
+	for _, l := range st.Pressure.CloseWait {
+		cw[commOf(l.OwnerKnown, l.Comm)] += l.Count
+	}
+	for comm, n := range cw {
+		ch <- prometheus.MustNewConstMetric(descCloseWait, prometheus.GaugeValue, float64(n), comm)
+	}
+	full := map[[2]string]bool{}
+	for _, l := range st.Pressure.Listeners {
+		k := [2]string{strconv.Itoa(int(l.Port)), commOf(l.OwnerKnown, l.Comm)}
+		full[k] = full[k] || l.Full
+	}
+	for k, f := range full {
+		ch <- prometheus.MustNewConstMetric(descQueueFull, prometheus.GaugeValue, b2f(f), k[0], k[1])
+	}
+
+	ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(st.Transitions))
+	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(st.Lost))
+	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(st.Skipped))
+	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Closed), "closed")
+	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Added), "added")
+	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Changed), "changed")
+	ch <- prometheus.MustNewConstMetric(descReconciles, prometheus.CounterValue, float64(st.Reconciles))
+	ch <- prometheus.MustNewConstMetric(descUntracked, prometheus.CounterValue, float64(st.History.Untracked))
+}
+
+func commOf(known bool, comm string) string {
+	if known {
+		return comm
+	}
+	return UnknownComm
+}
+
+func addrString(a netip.Addr) string { return a.Unmap().String() }
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+)
+
+// Options is a command line checked and parsed: what to trace, list or
+// replay, and how to show it. The commands fill it from their flags.
+type Options struct {
+	Filter    filter.Filter
+	Output    string // "table" or "json"
+	Table     output.TableOptions
+	Duration  time.Duration
+	ReadyFile string
+	Tracer    events.Options
+	Expr      filter.Expr // from the positional arguments; nil: none
+	Once      bool        // snapshot only
+	Snapshot  bool        // list existing sockets first
+	Netns     string      // "": our namespace; a path; or "all"
+	NetnsHold *os.File    // keeps the --netns namespace (and its inode) alive
+
+	Summary        bool          // summary at the end
+	Interval       time.Duration // summary every interval; 0: never
+	Analysis       analysis.Options
+	CloseWaitAfter time.Duration
+	History        int // closed sockets remembered
+
+	// ReconcileEvery: how often the live table is checked against the
+	// kernel (0: only after losses and when a namespace goes away).
+	ReconcileEvery time.Duration
+	// MaxSockets caps the live sockets remembered (0: DefaultMaxSockets).
+	MaxSockets int
+
+	Write   string          // -w: record to this file
+	Capture capture.Options // how
+	Quiet   bool            // -q: record only, no live output
+	Follow  bool            // read --follow
+	// AlertsOnly: write alerts, losses and reconciliations, not every
+	// transition nor the snapshot's sockets (the agent without --stream).
+	AlertsOnly bool
+	Args       []string // the filter expression as given
+
+	// Version of socktrace, for capture headers.
+	Version string
+}
+
+// DefaultReconcileEvery is how often a trace checks its live table
+// against the kernel, unless told otherwise.
+const DefaultReconcileEvery = 30 * time.Second
+
+// DefaultMaxSockets is how many live sockets a trace remembers at most.
+const DefaultMaxSockets = 262144
+
+// Describe renders the filters in effect, for capture headers.
+func (o *Options) Describe() string {
+	var parts []string
+	f := &o.Filter
+	if f.States != 0 {
+		parts = append(parts, "--state "+f.States.String())
+	}
+	ports := func(flag string, rs []events.PortRange) {
+		var items []string
+		for _, r := range rs {
+			if r.Lo == r.Hi {
+				items = append(items, strconv.Itoa(int(r.Lo)))
+			} else {
+				items = append(items, fmt.Sprintf("%d-%d", r.Lo, r.Hi))
+			}
+		}
+		if len(items) > 0 {
+			parts = append(parts, flag+" "+strings.Join(items, ","))
+		}
+	}
+	ports("--sport", f.SPorts)
+	ports("--dport", f.DPorts)
+	for _, p := range f.Src {
+		parts = append(parts, "--src "+p.String())
+	}
+	for _, p := range f.Dst {
+		parts = append(parts, "--dst "+p.String())
+	}
+	for _, p := range f.PIDs {
+		parts = append(parts, "--pid "+strconv.Itoa(int(p)))
+	}
+	for _, c := range f.Comms {
+		parts = append(parts, "--comm "+c)
+	}
+	if f.IPv4 && !f.IPv6 {
+		parts = append(parts, "-4")
+	}
+	if f.IPv6 && !f.IPv4 {
+		parts = append(parts, "-6")
+	}
+	if o.Netns != "" {
+		parts = append(parts, "--netns "+o.Netns)
+	}
+	if o.Expr != nil {
+		parts = append(parts, "'"+o.Expr.String()+"'")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// Match applies the flags and the expression.
+func (o *Options) Match(s *filter.Subject) bool {
+	return o.Filter.Match(s) && (o.Expr == nil || o.Expr.Match(s))
+}
+
+// keepSocket applies the filter to a socket of a pressure dump.
+func (o *Options) keepSocket(owners procs.Table) func(*snapshot.Socket) bool {
+	return func(s *snapshot.Socket) bool {
+		subj := filter.Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort, Netns: s.Netns}
+		if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
+			subj.OwnerKnown, subj.PID, subj.Comm = true, us[0].PID, us[0].Comm
+		}
+		return o.Match(&subj)
+	}
+}

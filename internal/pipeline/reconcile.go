@@ -1,0 +1,319 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/timeline"
+)
+
+// The live table drifts from the truth whenever transitions are lost: a
+// socket whose close was lost stays "live" forever. A reconciler checks
+// the table against fresh sock_diag dumps of every namespace it holds
+// sockets for: after each loss, every Options.ReconcileEvery, and when a
+// namespace disappears. The dump runs in the background while records
+// keep being read; its result is applied in the reading goroutine once
+// every transition stamped before the dump ended has been applied.
+
+// reconcileGap is the least time between the starts of two
+// reconciliations: under a sustained overload, losses are reported every
+// 200 ms, and the table needs one dump after the burst, not five a second.
+const reconcileGap = time.Second
+
+// catchUp: a dump's result is applied once the stream has passed its end
+// by this much (or the ring is empty and this much time has passed).
+const catchUp = 5 * time.Millisecond
+
+type reconciler struct {
+	o       *Options
+	wanted  string // a reconciliation is wanted, for this reason ("": none)
+	running bool   // a dump is under way or waiting to be applied
+	trigger string // of the one running
+	last    time.Time
+	done    chan *dumpResult
+	pending *dumpResult // received, waiting for the stream to catch up
+	// paths of the namespaces found by the last listing, by inode;
+	// watched for namespaces that go away.
+	paths map[uint32]string
+	own   uint32 // socktrace's own namespace
+	// looked: namespaces a listing has looked for (found or not).
+	looked map[uint32]bool
+	wake   func()
+}
+
+type dumpResult struct {
+	dump  timeline.Dump
+	paths map[uint32]string
+	took  time.Duration
+	err   error
+}
+
+func newReconciler(o *Options, wake func()) *reconciler {
+	own, _ := snapshot.NetnsInode("/proc/self/ns/net")
+	return &reconciler{o: o, done: make(chan *dumpResult, 1), wake: wake, own: own,
+		paths: map[uint32]string{}, looked: map[uint32]bool{}}
+}
+
+// request asks for a reconciliation as soon as allowed.
+func (rc *reconciler) request(why string) {
+	if rc.wanted == "" {
+		rc.wanted = why
+	}
+}
+
+// poll runs in the reading goroutine after each record or wakeup:
+// it starts a wanted dump, takes a finished one, and applies it once the
+// stream has caught up. caughtUp tells whether every transition stamped
+// before k has been read.
+func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
+	rc := p.rc
+	if rc == nil {
+		return nil
+	}
+	if rc.pending == nil {
+		select {
+		case r := <-rc.done:
+			rc.pending = r
+		default:
+		}
+	}
+	if r := rc.pending; r != nil {
+		if r.err == nil && !caughtUp(r.dump.End+uint64(catchUp)) {
+			return nil
+		}
+		rc.pending, rc.running = nil, false
+		if r.err != nil {
+			return r.err
+		}
+		if err := p.applyReconcile(r); err != nil {
+			return err
+		}
+	}
+	if rc.wanted != "" && !rc.running && time.Since(rc.last) >= reconcileGap {
+		p.startReconcile()
+	}
+	return nil
+}
+
+// startReconcile starts a dump in the background.
+func (p *pipeline) startReconcile() {
+	rc := p.rc
+	rc.trigger, rc.wanted = rc.wanted, ""
+	rc.running, rc.last = true, time.Now()
+	p.mu.Lock()
+	p.table.Mark(events.Monotonic())
+	rowsNetns := map[uint32]bool{}
+	p.table.Namespaces(func(ns uint32, _ int) { rowsNetns[ns] = true })
+	p.mu.Unlock()
+	go func() {
+		r := rc.dumpAll(rowsNetns)
+		rc.done <- r
+		rc.wake()
+	}()
+}
+
+// dumpAll lists the namespaces to check and dumps them, with the owners
+// of their sockets. It runs in its own goroutine and touches nothing of
+// the pipeline but the reconciler's own options.
+func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
+	o := rc.o
+	paths := map[uint32]string{}
+	needList := o.Netns == "all"
+	for ns := range rowsNetns {
+		if ns != rc.own && (o.Filter.Netns == 0 || ns != o.Filter.Netns) {
+			needList = true
+		}
+	}
+	switch {
+	case needList:
+		list, err := snapshot.Namespaces()
+		if err != nil {
+			return &dumpResult{err: fmt.Errorf("reconcile: %w", err)}
+		}
+		for _, path := range list {
+			if ino, err := snapshot.NetnsInode(path); err == nil {
+				if _, ok := paths[ino]; !ok {
+					paths[ino] = path
+				}
+			}
+		}
+	}
+	if _, ok := paths[rc.own]; ok {
+		paths[rc.own] = "" // socktrace's own: no need to enter it
+	}
+	// The namespaces in the scope of the snapshot, always.
+	switch o.Netns {
+	case "":
+		paths[rc.own] = "" // socktrace's own: no need to enter it
+	case "all":
+	default:
+		paths[o.Filter.Netns] = o.Netns
+	}
+	d := timeline.Dump{Netns: map[uint32]bool{}, Gone: map[uint32]bool{}}
+	for ns := range rowsNetns {
+		if _, ok := paths[ns]; !ok {
+			d.Gone[ns] = true
+		}
+	}
+	// Only the namespaces of the scope and those holding rows: a host
+	// with a thousand idle containers is not dumped for nothing.
+	var todo []string
+	var inos []uint32
+	for ino, path := range paths {
+		if o.Netns == "all" || rowsNetns[ino] || ino == rc.own && o.Netns == "" || ino == o.Filter.Netns {
+			todo = append(todo, path)
+			inos = append(inos, ino)
+		}
+	}
+	scanned := make(chan procs.Table, 1)
+	go func() { scanned <- procs.Scan(nil) }()
+	d.Start = events.Monotonic()
+	began := time.Now()
+	for i, path := range todo {
+		socks, err := snapshot.Dump(snapshot.Options{IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: path})
+		if err != nil {
+			// Gone meanwhile, or not enterable: no evidence either way,
+			// unless it no longer exists at all.
+			if _, serr := os.Stat(path); serr != nil && path != "" {
+				if !stillExists(inos[i]) {
+					d.Gone[inos[i]] = true
+				}
+			}
+			continue
+		}
+		d.Netns[inos[i]] = true
+		d.Sockets = append(d.Sockets, socks...)
+	}
+	d.End = events.Monotonic()
+	took := time.Since(began)
+	d.Owners = <-scanned
+	states := o.Filter.States
+	if states == 0 {
+		states = tcpstate.All
+	}
+	// Sockets to add are those the start-up snapshot takes (the filter's
+	// states); time-wait and request sockets, only counted, must pass
+	// the whole filter.
+	keep := o.keepSocket(nil)
+	d.Add = func(s *snapshot.Socket) bool {
+		return states.Has(s.State) && (!timeline.IsMini(s) || keep(s))
+	}
+	return &dumpResult{dump: d, paths: paths, took: took}
+}
+
+// stillExists looks for a namespace by inode among all of them.
+func stillExists(ino uint32) bool {
+	list, err := snapshot.Namespaces()
+	if err != nil {
+		return true
+	}
+	for _, path := range list {
+		if i, err := snapshot.NetnsInode(path); err == nil && i == ino {
+			return true
+		}
+	}
+	return false
+}
+
+// applyReconcile merges a finished dump into the table and the analysis,
+// and says what changed.
+func (p *pipeline) applyReconcile(r *dumpResult) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	res := p.table.Reconcile(&r.dump)
+	now := time.Now()
+	for _, row := range res.Closed {
+		p.conns.Forget(row)
+	}
+	for _, row := range res.Added {
+		subj := subjectOfRow(row)
+		if p.o.Match(&subj) {
+			p.conns.Pending(row, now)
+		}
+	}
+	// Watch the namespaces that hold rows for going away.
+	p.rc.paths = map[uint32]string{}
+	p.table.Namespaces(func(ns uint32, _ int) {
+		if path, ok := r.paths[ns]; ok && ns != p.rc.own {
+			p.rc.paths[ns] = path
+		}
+		p.rc.looked[ns] = true
+	})
+	p.minis = res.Minis
+	p.reconciles++
+	p.lastReconcile = now
+	p.reconciledClosed += uint64(len(res.Closed))
+	p.reconciledAdded += uint64(len(res.Added))
+	p.reconciledChanged += uint64(res.Changed)
+
+	// The pressure picture comes with the dump for free.
+	var press []snapshot.Socket
+	for i := range r.dump.Sockets {
+		if analysis.PressureStates.Has(r.dump.Sockets[i].State) {
+			press = append(press, r.dump.Sockets[i])
+		}
+	}
+	p.pressure = analysis.Measure(analysis.PressureInput{
+		Sockets: press, Owners: r.dump.Owners, Table: p.table,
+		Now: r.dump.End, Start: p.startK,
+		CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(r.dump.Owners),
+	})
+
+	if len(res.Closed)+len(res.Added)+res.Changed == 0 || p.quiet {
+		return nil
+	}
+	return p.w.Reconciled(&output.Reconciliation{
+		Time: now, Trigger: p.rc.trigger,
+		Closed: len(res.Closed), Added: len(res.Added), Changed: res.Changed, Live: p.table.Len(),
+		ClosedTotal: p.reconciledClosed, AddedTotal: p.reconciledAdded, ChangedTotal: p.reconciledChanged,
+		Duration: r.took,
+	})
+}
+
+// watchNamespaces asks for a reconciliation when a namespace holding
+// sockets of the table is no longer where the last listing found it, or
+// when sockets appeared in a namespace no listing has looked for yet (to
+// learn where it is).
+func (p *pipeline) watchNamespaces() {
+	rc := p.rc
+	if rc == nil || rc.running || rc.wanted != "" {
+		return
+	}
+	p.mu.Lock()
+	p.table.Namespaces(func(ns uint32, _ int) {
+		if !rc.looked[ns] && ns != rc.own && rc.wanted == "" {
+			rc.request("new-netns")
+		}
+	})
+	p.mu.Unlock()
+	if rc.wanted != "" {
+		return
+	}
+	for ino, path := range rc.paths {
+		if ino == rc.own {
+			continue
+		}
+		if got, err := snapshot.NetnsInode(path); err != nil || got != ino {
+			rc.request("netns-gone")
+			return
+		}
+	}
+}
+
+// subjectOfRow is what the filter sees of a row.
+func subjectOfRow(r *timeline.Row) filter.Subject {
+	return filter.Subject{
+		State: r.State, Family: r.Family, Src: r.Src, Dst: r.Dst,
+		SPort: r.SPort, DPort: r.DPort,
+		OwnerKnown: r.OwnerKnown, PID: r.OwnerPID, Comm: r.OwnerComm,
+		Netns: r.Netns,
+	}
+}

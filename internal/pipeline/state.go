@@ -1,0 +1,68 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/timeline"
+)
+
+// Pipeline gives other goroutines (a metrics scrape) a consistent view of
+// a running trace.
+type Pipeline struct{ p *pipeline }
+
+// State is a running trace at one moment.
+type State struct {
+	Time    time.Time
+	Started time.Time
+	// Transitions received from the kernel, lost (ring buffer full) and
+	// skipped (the kernel did not run the program), since start.
+	Transitions, Lost, Skipped uint64
+	// LastRecord: when the latest record was read.
+	LastRecord time.Time
+	// Dests: connect attempts by destination (analysis), failing first.
+	Dests        []analysis.Dest
+	DestsEvicted uint64
+	// Sockets: live sockets that pass the filter, by state: the table's,
+	// plus the time-wait and request sockets of the last dump.
+	Sockets [tcpstate.Last + 1]int
+	// Pressure: as of the last reconciliation.
+	Pressure analysis.Pressure
+	// Reconciliations since start, and what they changed.
+	Reconciles                   uint64
+	LastReconcile                time.Time
+	Closed, Added, Changed       uint64
+	History                      timeline.Stats
+	ReconcileEvery, ForgetUnused time.Duration
+}
+
+// State returns the trace's state now.
+func (x *Pipeline) State() *State {
+	p := x.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := &State{
+		Time: time.Now(), Started: p.started,
+		Transitions: p.transitions, Lost: p.lost, Skipped: p.skipped, LastRecord: p.lastWall,
+		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
+		Pressure:   p.pressure,
+		Reconciles: p.reconciles, LastReconcile: p.lastReconcile,
+		Closed: p.reconciledClosed, Added: p.reconciledAdded, Changed: p.reconciledChanged,
+		History: p.table.Stats(), ReconcileEvery: p.o.ReconcileEvery,
+	}
+	p.table.Live(func(r *timeline.Row) {
+		subj := subjectOfRow(r)
+		if p.o.Match(&subj) && r.State <= tcpstate.Last {
+			s.Sockets[r.State]++
+		}
+	})
+	for st, n := range p.minis {
+		s.Sockets[st] += n
+	}
+	return s
+}
+
+// Heartbeat is when the reading goroutine last came round its loop (it
+// does at least once a second while it runs).
+func (x *Pipeline) Heartbeat() time.Time { return time.Unix(0, x.p.beat.Load()) }
