@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -226,6 +227,35 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 	})
 
+	// The agent, as its systemd unit and DaemonSet run it: healthy,
+	// counting connects in every namespace, and warning of nothing.
+	t.Run("agent", func(t *testing.T) {
+		ns := testnet.New(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p := startAs(t, capsLive, "agent", "--listen", addr)
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("/healthz as uid %d with %s: %s", nobody, capNames(capsLive), resp.Status)
+		}
+		refuse(t, ns, "127.0.0.1:1")
+		deadline := time.Now().Add(5 * time.Second)
+		key := fmt.Sprintf(`socktrace_connect_attempts_total{comm=%q,daddr="127.0.0.1",dport="1",outcome="refused"}`, processComm(t))
+		for scrape(t, http.DefaultClient, "http://"+addr+"/metrics")[key] != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s = 1 in /metrics", key)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		p.stop(t)
+		if s := p.stderr.String(); strings.Contains(s, "without CAP_") {
+			t.Errorf("warned with the capabilities it needs:\n%s", s)
+		}
+	})
+
 	// The listing of socktrace's own namespace (sock_diag) needs nothing;
 	// its owners need capsOwners.
 	t.Run("once", func(t *testing.T) {
@@ -352,4 +382,13 @@ func TestMissingCapability(t *testing.T) {
 			}
 		})
 	}
+}
+
+// processComm is the kernel's name of this process (15 bytes at most).
+func processComm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
