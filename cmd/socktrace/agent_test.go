@@ -130,6 +130,23 @@ func TestAgentPrometheus(t *testing.T) {
 		t.Errorf("transitions %v, listening sockets %v", m["socktrace_transitions_total"], m[`socktrace_sockets{state="listening"}`])
 	}
 
+	// The exposition passes Prometheus's own linter.
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lint := exec.Command(promtool, "check", "metrics")
+		lint.Stdin = resp.Body
+		out, err := lint.CombinedOutput()
+		resp.Body.Close()
+		if err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else {
+		testnet.Skip(t, "no promtool: install Debian's prometheus package (make deps)")
+	}
+
 	// The alert record on stdout, for log pipelines.
 	p.waitFor(t, "a failing alert on stdout", func(lines []string) bool {
 		for _, l := range lines {

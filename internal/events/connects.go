@@ -113,3 +113,26 @@ func decodeConnectKey(k *socktraceConnectKey) ConnectKey {
 // ID identifies the kernel counter: a comparable value, the same for
 // every read of it.
 func (k *ConnectKey) ID() any { return k.raw }
+
+// NewConnectKey returns the key the BPF program makes for a connect to
+// daddr:port by comm (unknown when "") in socktrace's namespace 0, that
+// ended with outcome: for tests of what consumes the counters.
+func NewConnectKey(daddr netip.Addr, port uint16, comm string, outcome uint8) ConnectKey {
+	var raw socktraceConnectKey
+	raw.Dport, raw.Outcome = port, outcome
+	raw.Family = unix.AF_INET6
+	if daddr.Is4() {
+		raw.Family = unix.AF_INET
+		a := daddr.As4()
+		copy(raw.Daddr[:], a[:])
+	} else {
+		raw.Daddr = daddr.As16()
+	}
+	if comm != "" {
+		raw.OwnerKnown = 1
+		for i := 0; i < len(comm) && i < len(raw.Comm)-1; i++ {
+			raw.Comm[i] = int8(comm[i])
+		}
+	}
+	return decodeConnectKey(&raw)
+}

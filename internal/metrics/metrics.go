@@ -82,12 +82,17 @@ var (
 type Collector struct {
 	opt Options
 
+	// mu guards the fields below but hists. Lock order: the pipeline's
+	// lock (held around the Connected hook) before histMu; Collect takes
+	// the pipeline's State before any of its own locks.
 	mu       sync.Mutex
 	p        *pipeline.Pipeline
 	method   string
 	connects *connectCounters
-	hists    map[histKey]*hist
 	lastErr  error
+
+	histMu sync.Mutex
+	hists  map[histKey]*hist
 }
 
 type histKey struct {
@@ -141,8 +146,8 @@ func (c *Collector) Attached() (bool, time.Time) {
 // connected runs in the reading goroutine for each handshake completed.
 func (c *Collector) connected(t *events.Transition, d time.Duration) {
 	k := histKey{t.Dst.String(), t.DPort}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.histMu.Lock()
+	defer c.histMu.Unlock()
 	h := c.hists[k]
 	if h == nil {
 		if len(c.hists) >= c.opt.MaxDestinations {
@@ -167,6 +172,8 @@ func (c *Collector) connected(t *events.Transition, d time.Duration) {
 func (c *Collector) foldHists() {
 	var oldest histKey
 	var at time.Time
+	c.histMu.Lock()
+	defer c.histMu.Unlock()
 	for k, h := range c.hists {
 		if k.daddr != Other && (at.IsZero() || h.last.Before(at)) {
 			oldest, at = k, h.last
@@ -215,14 +222,17 @@ var outcomeNames = [events.NumOutcomes]string{"established", "refused", "timeout
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.p == nil {
+	p := c.p
+	c.mu.Unlock()
+	if p == nil {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0, "")
 		return
 	}
+	st := p.State()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	now := time.Now()
 	c.lastErr = c.connects.update(now)
-	st := c.p.State()
 
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1, c.method)
 	c.connects.each(func(l destLabels, n [events.NumOutcomes]uint64) {
@@ -252,6 +262,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descStreak, prometheus.GaugeValue, float64(d.Streak), l.daddr, l.dport, l.comm)
 	}
 
+	c.histMu.Lock()
+	defer c.histMu.Unlock()
 	for k, h := range c.hists {
 		if c.opt.ForgetAfter > 0 && now.Sub(h.last) > c.opt.ForgetAfter {
 			delete(c.hists, k)
