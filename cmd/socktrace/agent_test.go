@@ -29,6 +29,7 @@ import (
 	"github.com/socktrace/socktrace/internal/promtest"
 	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 )
 
 // freePort returns a loopback port nobody listens on now.
@@ -287,4 +288,64 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+// fullListener listens in ns with a backlog of 1 and never accepts, then
+// fills its accept queue; it returns the port.
+func fullListener(t *testing.T, ns *testnet.NS) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(fd, 1); err != nil {
+			return err
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		port = sa.(*unix.SockaddrInet4).Port
+		// A backlog of 1 holds 2; the third handshake is not answered.
+		for i := 0; i < 3; i++ {
+			c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 300*time.Millisecond)
+			if err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+		}
+		return nil
+	})
+	return port
+}
+
+// TestAgentPressure: CLOSE-WAIT leaks and full listeners reach the
+// metrics with their owner, as of the next reconciliation.
+func TestAgentPressure(t *testing.T) {
+	ns := testnet.New(t)
+	neverCloses(t, ns, 3)
+	full := fullListener(t, ns)
+	_, addr := startAgent(t, "--netns", ns.Path(), "--reconcile-every", "1s", "--close-wait-after", "0s")
+	comm := processComm(t)
+	cw := fmt.Sprintf(`socktrace_close_wait_sockets{comm=%q}`, comm)
+	qf := fmt.Sprintf(`socktrace_listen_queue_full{comm=%q,sport="%d"}`, comm, full)
+	deadline := time.Now().Add(10 * time.Second)
+	var m map[string]float64
+	for time.Now().Before(deadline) {
+		if m = scrape(t, http.DefaultClient, "http://"+addr+"/metrics"); m[cw] == 3 && m[qf] == 1 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if m[cw] != 3 || m[qf] != 1 {
+		t.Errorf("%s = %v (want 3), %s = %v (want 1)", cw, m[cw], qf, m[qf])
+	}
+	if m[`socktrace_sockets{state="close-wait"}`] != 3 {
+		t.Errorf("close-wait sockets %v, want 3", m[`socktrace_sockets{state="close-wait"}`])
+	}
 }

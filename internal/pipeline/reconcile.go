@@ -42,8 +42,9 @@ type reconciler struct {
 	pending *dumpResult // received, waiting for the stream to catch up
 	// paths of the namespaces found by the last listing, by inode;
 	// watched for namespaces that go away.
-	paths map[uint32]string
-	own   uint32 // socktrace's own namespace
+	paths   map[uint32]string
+	own     uint32 // socktrace's own namespace
+	lastErr string // of the last failed dump, said once
 	// looked: namespaces a listing has looked for (found or not).
 	looked map[uint32]bool
 	wake   func()
@@ -91,7 +92,15 @@ func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
 		}
 		rc.pending, rc.running = nil, false
 		if r.err != nil {
-			return r.err
+			// Not fatal: the trace goes on, the table as it was.
+			p.mu.Lock()
+			p.table.Unmark()
+			p.mu.Unlock()
+			if r.err.Error() != rc.lastErr {
+				rc.lastErr = r.err.Error()
+				fmt.Fprintf(os.Stderr, "socktrace: %v (the live sockets were not checked against the kernel)\n", r.err)
+			}
+			return nil
 		}
 		if err := p.applyReconcile(r); err != nil {
 			return err

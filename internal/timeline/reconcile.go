@@ -68,6 +68,9 @@ func (t *Table) Mark(k uint64) {
 	t.markK = k
 }
 
+// Unmark forgets a Mark whose dump failed.
+func (t *Table) Unmark() { t.closedSince = nil }
+
 // Reconcile applies a dump; see Dump for when to call it.
 func (t *Table) Reconcile(d *Dump) Reconciled {
 	var out Reconciled
