@@ -26,7 +26,13 @@ import (
 // reconcileGap is the least time between the starts of two
 // reconciliations: under a sustained overload, losses are reported every
 // 200 ms, and the table needs one dump after the burst, not five a second.
-const reconcileGap = time.Second
+// While losses go on, each reconciliation they trigger doubles the gap,
+// up to maxReconcileGap, so that dumping does not add to the overload;
+// one that sees no loss while it runs brings it back.
+const (
+	reconcileGap    = time.Second
+	maxReconcileGap = 8 * time.Second
+)
 
 // catchUp: a dump's result is applied once the stream has passed its end
 // by this much (or the ring is empty and this much time has passed).
@@ -45,6 +51,10 @@ type reconciler struct {
 	paths   map[uint32]string
 	own     uint32 // socktrace's own namespace
 	lastErr string // of the last failed dump, said once
+	// lossStreak: reconciliations in a row triggered by losses;
+	// lossSince: a loss was reported since the last one started.
+	lossStreak int
+	lossSince  bool
 	// looked: namespaces a listing has looked for (found or not).
 	looked map[uint32]bool
 	wake   func()
@@ -65,9 +75,21 @@ func newReconciler(o *Options, wake func()) *reconciler {
 
 // request asks for a reconciliation as soon as allowed.
 func (rc *reconciler) request(why string) {
+	if why == "lost" || why == "skipped" {
+		rc.lossSince = true
+	}
 	if rc.wanted == "" {
 		rc.wanted = why
 	}
+}
+
+// gap is the least time from the last reconciliation's start to the next.
+func (rc *reconciler) gap() time.Duration {
+	g := reconcileGap
+	for i := 1; i < rc.lossStreak && g < maxReconcileGap; i++ {
+		g *= 2
+	}
+	return min(g, maxReconcileGap)
 }
 
 // poll runs in the reading goroutine after each record or wakeup:
@@ -106,7 +128,7 @@ func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
 			return err
 		}
 	}
-	if rc.wanted != "" && !rc.running && time.Since(rc.last) >= reconcileGap {
+	if rc.wanted != "" && !rc.running && time.Since(rc.last) >= rc.gap() {
 		p.startReconcile()
 	}
 	return nil
@@ -117,6 +139,12 @@ func (p *pipeline) startReconcile() {
 	rc := p.rc
 	rc.trigger, rc.wanted = rc.wanted, ""
 	rc.running, rc.last = true, time.Now()
+	if rc.trigger == "lost" || rc.trigger == "skipped" {
+		rc.lossStreak++
+	} else {
+		rc.lossStreak = 0
+	}
+	rc.lossSince = false
 	p.mu.Lock()
 	p.table.Mark(events.Monotonic())
 	rowsNetns := map[uint32]bool{}
@@ -237,6 +265,9 @@ func stillExists(ino uint32) bool {
 func (p *pipeline) applyReconcile(r *dumpResult) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.rc.lossSince {
+		p.rc.lossStreak = 0 // the overload is over
+	}
 	res := p.table.Reconcile(&r.dump)
 	now := time.Now()
 	for _, row := range res.Closed {
