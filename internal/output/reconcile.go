@@ -44,8 +44,14 @@ func (j *JSON) Reconciled(r *Reconciliation) error {
 	return err
 }
 
-// Reconciled tells the user on errw, as for losses.
+// Reconciled tells the user on errw, as for losses, when the check
+// followed a loss the user was told of; the periodic checks correct what
+// filters in the kernel keep from user space (an established socket's
+// close with --state syn-sent) and are not news at a terminal.
 func (t *Table) Reconciled(r *Reconciliation) error {
+	if r.Trigger != "lost" && r.Trigger != "skipped" {
+		return nil
+	}
 	_, err := fmt.Fprintf(t.errw, "socktrace: %s: checked against the kernel (after %s): %d sockets closed whose close was not seen, %d added whose birth was not seen, %d changed state unseen; %d live\n",
 		r.Time.Local().Format("15:04:05.000000"), r.Trigger, r.Closed, r.Added, r.Changed, r.Live)
 	return err
