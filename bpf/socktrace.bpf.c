@@ -156,6 +156,11 @@ static __always_inline void current_owner(struct owner *o)
 
 	o->pid = id >> 32;
 	o->tid = (__u32)id;
+	/* The helper stops at the name's end without padding on some
+	 * kernels (6.1's strscpy): zero it first, so that the bytes after
+	 * the name are the same for every socket of one process (the name
+	 * is part of the connect counters' key). */
+	__builtin_memset(o->comm, 0, sizeof(o->comm));
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 

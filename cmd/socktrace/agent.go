@@ -11,7 +11,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	f := &flags{}
 	var (
-		c      = agent.Config{Version: version}
+		c      = agent.Config{Version: version, Metrics: metrics.Options{Version: version}}
 		stream bool
 	)
 	cmd := &cobra.Command{

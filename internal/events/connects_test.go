@@ -78,6 +78,11 @@ func TestConnectCountersExactUnderOverflow(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("counters %v, want only %v", got, want)
 	}
+	// One kernel counter per destination and outcome: nothing else (such
+	// as bytes after the process name) may split a key.
+	if len(counts) != len(want) {
+		t.Errorf("%d kernel counters, want %d: %+v", len(counts), len(want), counts)
+	}
 	if self := processName(t); comm != self {
 		t.Errorf("owner %q, want this test %q", comm, self)
 	}

@@ -10,6 +10,7 @@ package metrics
 
 import (
 	"net/netip"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -19,12 +20,14 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
+	"golang.org/x/sys/unix"
 )
 
 // Options bound the metrics' label sets.
 type Options struct {
 	MaxDestinations int           // destination label sets kept (default 1000)
 	ForgetAfter     time.Duration // a destination quiet this long disappears (default 15m)
+	Version         string        // socktrace's, for socktrace_build_info
 }
 
 // Defaults for Options.
@@ -74,6 +77,9 @@ var (
 		"Destination label sets folded into daddr=\"other\" to stay within --max-destinations.", nil, nil)
 	descUntracked = prometheus.NewDesc("socktrace_sockets_untracked_total",
 		"Sockets not remembered because the live table was full (--max-sockets).", nil, nil)
+	descBuild = prometheus.NewDesc("socktrace_build_info",
+		"Always 1: the version of socktrace, the Go it was built with, and the kernel it runs on.",
+		[]string{"version", "goversion", "kernel"}, nil)
 	descUp = prometheus.NewDesc("socktrace_up",
 		"1 while socktrace's program is attached and its events are read.", []string{"attach"}, nil)
 )
@@ -212,7 +218,7 @@ func (c *Collector) Update() error {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttempts, descFailing, descStreak, descDuration, descSockets,
 		descCloseWait, descQueueFull, descTransitions, descLost, descSkipped, descReconciled,
-		descReconciles, descFolded, descUntracked, descUp} {
+		descReconciles, descFolded, descUntracked, descUp, descBuild} {
 		ch <- d
 	}
 }
@@ -221,6 +227,7 @@ var outcomeNames = [events.NumOutcomes]string{"established", "refused", "timeout
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.opt.Version, runtime.Version(), kernelRelease())
 	c.mu.Lock()
 	p := c.p
 	c.mu.Unlock()
@@ -312,6 +319,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Changed), "changed")
 	ch <- prometheus.MustNewConstMetric(descReconciles, prometheus.CounterValue, float64(st.Reconciles))
 	ch <- prometheus.MustNewConstMetric(descUntracked, prometheus.CounterValue, float64(st.History.Untracked))
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 func commOf(known bool, comm string) string {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,4 +322,69 @@ func refuse(t *testing.T) uint16 {
 		t.Fatalf("connect to closed port %d: %v, want ECONNREFUSED", port, err)
 	}
 	return port
+}
+
+// TestAgent runs socktrace agent: healthy, and its connect counters and
+// live-socket gauges right on this kernel.
+func TestAgent(t *testing.T) {
+	testnet.RequireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(binary, "agent", "--listen", addr, "--ready-file", ready, "--reconcile-every", "1s")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent wrote no ready file in 30s\nstderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v\nstderr:\n%s", path, err, stderr.String())
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	refused := refuse(t)
+	refuse2 := fmt.Sprintf(`socktrace_connect_attempts_total{comm="smoke.test",daddr="127.0.0.1",dport="%d",outcome="refused"} 1`, refused)
+	port, _ := exchange(t)
+	established := fmt.Sprintf(`socktrace_connect_attempts_total{comm="smoke.test",daddr="127.0.0.1",dport="%d",outcome="established"} 1`, port)
+	var body string
+	for deadline = time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, body = get("/metrics")
+		if strings.Contains(body, refuse2) && strings.Contains(body, established) && strings.Contains(body, "socktrace_reconciliations_total") {
+			break
+		}
+	}
+	for _, want := range []string{refuse2, established, `socktrace_up{attach="`, `socktrace_sockets{state="listening"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in /metrics", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s\nstderr:\n%s", body, stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitWithin(cmd, 10*time.Second); err != nil {
+		t.Errorf("agent after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
+	}
 }
