@@ -2,8 +2,9 @@
 // loopback only, inside a network namespace of its own, so that what it
 // makes can be told apart from everything else on the host and counted.
 //
-//	loadgen churn [-workers 4] [-rate 0] [-duration 5s] [-conns 0] [-write 0] [-wait]
+//	loadgen churn [-workers 4] [-rate 0] [-duration 5s] [-conns 0] [-write 0] [-netns PATH] [-wait]
 //	loadgen hold -pairs 50000 [-wait]
+//	loadgen netns
 //
 // churn: workers connect to a listener, the server side accepts, reads
 // what was written (-write bytes, 0 by default) and closes first; the
@@ -13,6 +14,15 @@
 // a run of N connections makes 10*N+2 transitions. -rate paces all
 // workers together (connections a second; 0: as fast as they go), for
 // -duration or until -conns connections are made, whichever is first.
+//
+// churn -netns PATH runs in an existing namespace made by "loadgen netns"
+// (entered with nsenter before this program starts, so that every thread
+// is in it) instead of a new one: successive runs, each with a listener
+// of its own, share one namespace, and a tracer can stay attached to it
+// across them.
+//
+// netns: makes and sets up a namespace as churn does, prints its ready
+// line, and keeps it until stdin reaches EOF.
 //
 // hold: opens -pairs connections and keeps both ends open (2*pairs
 // established sockets) until stdin reaches EOF. They are spread over
@@ -65,6 +75,8 @@ func main() {
 		err = hold(os.Args[2:])
 	case "hold-part":
 		err = holdPart(os.Args[2:])
+	case "netns":
+		err = keepNetns(os.Args[2:])
 	default:
 		usage()
 	}
@@ -75,12 +87,14 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen churn [-workers N] [-rate R] [-duration D] [-conns N] [-write BYTES] [-wait]\n       loadgen hold -pairs N [-wait]")
+	fmt.Fprintln(os.Stderr, "usage: loadgen churn [-workers N] [-rate R] [-duration D] [-conns N] [-write BYTES] [-netns PATH] [-wait]\n       loadgen hold -pairs N [-wait]\n       loadgen netns")
 	os.Exit(2)
 }
 
 // reexec runs this program again in a new network namespace (clone with
-// CLONE_NEWNET: every thread of the child is in it), with the same
+// CLONE_NEWNET: every thread of the child is in it), or with -netns PATH
+// in that one (through nsenter, which enters it before this program
+// starts: Go's setns would move one thread only), with the same
 // arguments and standard streams, and returns its exit code.
 func reexec() int {
 	self, err := os.Executable()
@@ -89,9 +103,14 @@ func reexec() int {
 		return 1
 	}
 	cmd := exec.Command(self, os.Args[1:]...)
+	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if ns := netnsArg(os.Args[2:]); ns != "" {
+		cmd = exec.Command("nsenter", append([]string{"--net=" + ns, "--", self}, os.Args[1:]...)...)
+		attr.Cloneflags = 0
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), envChild+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = attr
 	// The child gets the signals; we only wait for it.
 	signal.Ignore(os.Interrupt, syscall.SIGTERM)
 	if err := cmd.Run(); err != nil {
@@ -103,6 +122,42 @@ func reexec() int {
 		return 1
 	}
 	return 0
+}
+
+// netnsArg returns the value of a -netns flag among args ("" if none);
+// the flags are parsed for good in the child.
+func netnsArg(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, v, hasV := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "netns" {
+			continue
+		}
+		if hasV {
+			return v
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// inNetns checks that this process runs in the namespace at path.
+func inNetns(path string) error {
+	var want, self unix.Stat_t
+	if err := unix.Stat(path, &want); err != nil {
+		return fmt.Errorf("-netns: %w", err)
+	}
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return err
+	}
+	if want.Ino != self.Ino || want.Dev != self.Dev {
+		return fmt.Errorf("-netns %s: not running in it (run through nsenter?)", path)
+	}
+	return nil
 }
 
 // setupNetns brings lo up and sizes the namespace's own TCP limits for
@@ -142,14 +197,18 @@ type ready struct {
 }
 
 type done struct {
-	Event       string  `json:"event"`
-	Connections int64   `json:"connections"`
-	Failed      int64   `json:"failed"`
-	Seconds     float64 `json:"seconds"`
-	Rate        float64 `json:"rate"`
-	Workers     int     `json:"workers"`
-	TargetRate  float64 `json:"target_rate"`
-	Behind      float64 `json:"behind_seconds"` // how far the pacing fell behind at the end
+	Event       string `json:"event"`
+	Connections int64  `json:"connections"`
+	Failed      int64  `json:"failed"`
+	// ConnectFailed: of the failed, those whose connect() itself failed
+	// (an attempt that did not get established); the others failed
+	// after (a write or read), or before (socket()).
+	ConnectFailed int64   `json:"connect_failed"`
+	Seconds       float64 `json:"seconds"`
+	Rate          float64 `json:"rate"`
+	Workers       int     `json:"workers"`
+	TargetRate    float64 `json:"target_rate"`
+	Behind        float64 `json:"behind_seconds"` // how far the pacing fell behind at the end
 	// TCP counters of the namespace (all of them its own) that tell a
 	// connection did not go the usual way: retransmits, aborts, drops.
 	TCP map[string]int64 `json:"tcp,omitempty"`
@@ -240,6 +299,7 @@ func churn(args []string) error {
 	addrS := fs.String("addr", "127.77.0.1", "listener address (loopback only)")
 	port := fs.Int("port", 7777, "listener port")
 	wait := fs.Bool("wait", false, "wait for a line on stdin before starting")
+	netns := fs.String("netns", "", "run in this existing namespace (made by loadgen netns) instead of a new one")
 	fs.Parse(args)
 	addr, err := loopback(*addrS)
 	if err != nil {
@@ -247,6 +307,11 @@ func churn(args []string) error {
 	}
 	if *workers < 1 {
 		return errors.New("-workers must be at least 1")
+	}
+	if *netns != "" {
+		if err := inNetns(*netns); err != nil {
+			return err
+		}
 	}
 	if err := setupNetns(); err != nil {
 		return err
@@ -264,10 +329,11 @@ func churn(args []string) error {
 	}
 
 	var (
-		made, failed atomic.Int64
-		next         atomic.Int64
-		firstErr     atomic.Value
-		wg, swg      sync.WaitGroup
+		made, failed  atomic.Int64
+		connectFailed atomic.Int64
+		next          atomic.Int64
+		firstErr      atomic.Value
+		wg, swg       sync.WaitGroup
 	)
 	for i := 0; i < *workers; i++ {
 		swg.Add(1)
@@ -334,6 +400,9 @@ func churn(args []string) error {
 				}
 				if err := connectOnce(sa, payload, rbuf); err != nil {
 					failed.Add(1)
+					if errors.Is(err, errConnect) {
+						connectFailed.Add(1)
+					}
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
@@ -353,11 +422,14 @@ func churn(args []string) error {
 	if e := firstErr.Load(); e != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %d connections failed; first: %v\n", failed.Load(), e)
 	}
-	emit(done{Event: "done", Connections: made.Load(), Failed: failed.Load(), Seconds: elapsed.Seconds(),
+	emit(done{Event: "done", Connections: made.Load(), Failed: failed.Load(), ConnectFailed: connectFailed.Load(), Seconds: elapsed.Seconds(),
 		Rate: float64(made.Load()) / elapsed.Seconds(), Workers: *workers, TargetRate: *rate,
 		Behind: time.Duration(behind.Load()).Seconds(), TCP: tcpCounters()})
 	return nil
 }
+
+// errConnect marks the errors of connect() itself.
+var errConnect = errors.New("connect")
 
 // connectOnce makes one connection: connect, write, wait for the server
 // to close, close.
@@ -374,7 +446,7 @@ func connectOnce(sa *unix.SockaddrInet4, payload, rbuf []byte) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return fmt.Errorf("%w: %w", errConnect, err)
 	}
 	for off := 0; off < len(payload); {
 		n, err := unix.Write(fd, payload[off:])
@@ -398,6 +470,27 @@ func connectOnce(sa *unix.SockaddrInet4, payload, rbuf []byte) error {
 			return nil
 		}
 	}
+}
+
+// keepNetns makes a namespace, set up as for churn, announces it and
+// keeps it until stdin reaches EOF, for churn -netns runs.
+func keepNetns(args []string) error {
+	fs := flag.NewFlagSet("netns", flag.ExitOnError)
+	addrS := fs.String("addr", "127.77.0.1", "the address churn runs will listen on (for the ready line)")
+	port := fs.Int("port", 7777, "the port churn runs will listen on (for the ready line)")
+	fs.Parse(args)
+	addr, err := loopback(*addrS)
+	if err != nil {
+		return err
+	}
+	if err := setupNetns(); err != nil {
+		return err
+	}
+	if err := announce(addr, *port, 0); err != nil {
+		return err
+	}
+	bufio.NewReader(os.Stdin).ReadString(0)
+	return nil
 }
 
 // maxPairsPerProcess keeps each holding process under a 20,000 open-file

@@ -40,6 +40,7 @@ type config struct {
 	waitLoad                                            float64
 	waitMax                                             time.Duration
 	keepOdd                                             string
+	soak                                                soakConfig
 }
 
 func main() {
@@ -67,7 +68,15 @@ func main() {
 	flag.StringVar(&memTrs, "mem-tracers", "socktrace,tcpstates", "tools of the memory scenario")
 	flag.StringVar(&sizes, "snapshot-sizes", "10000,100000", "established sockets to list")
 	flag.Int64Var(&c.memConns, "mem-conns", 100000, "connections of the memory scenario (10 transitions each)")
-	flag.StringVar(&scen, "scenarios", "calibrate,throughput,snapshot,startup,memory,profile,micro", "scenarios to run")
+	flag.StringVar(&scen, "scenarios", "calibrate,throughput,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
+	flag.DurationVar(&c.soak.duration, "soak-duration", 10*time.Minute, "length of the soak of socktrace agent (whole cycles)")
+	flag.DurationVar(&c.soak.steady, "soak-steady", 15*time.Second, "soak: steady churn of each cycle")
+	flag.Float64Var(&c.soak.rate, "soak-rate", 2000, "soak: connections a second of the steady churn")
+	flag.DurationVar(&c.soak.burst, "soak-burst", 5*time.Second, "soak: overload burst (as fast as -workers go) of each cycle")
+	flag.DurationVar(&c.soak.pause, "soak-pause", 10*time.Second, "soak: quiet pause of each cycle, when the checks run (steady+burst+pause should divide TCP's 60 s time-wait)")
+	flag.DurationVar(&c.soak.reconcile, "soak-reconcile", 5*time.Second, "soak: the agent's --reconcile-every; the checks retry for two of these")
+	flag.StringVar(&c.soak.ring, "soak-ring", "64K", "soak: the agent's --ring-size (small, so that the bursts overload it)")
+	flag.IntVar(&c.soak.history, "soak-history", 1000, "soak: the agent's --history")
 	flag.StringVar(&c.benchtime, "benchtime", "1s", "go test -benchtime of the micro-benchmarks")
 	flag.Float64Var(&c.waitLoad, "wait-load", 0, "before starting, wait for the 1-minute load average to fall below this (0: do not wait)")
 	flag.DurationVar(&c.waitMax, "wait-max", 20*time.Minute, "longest wait for -wait-load")
@@ -110,6 +119,9 @@ func main() {
 			continue
 		}
 		c.memTracers = append(c.memTracers, n)
+	}
+	if c.soak.steady <= 0 || c.soak.burst <= 0 || c.soak.pause <= 0 || c.soak.reconcile <= 0 || c.soak.rate <= 0 {
+		fatal("-soak-steady, -soak-burst, -soak-pause, -soak-reconcile and -soak-rate must be positive")
 	}
 	if os.Geteuid() != 0 {
 		fatal("run as root: the tracers load BPF programs and the load generator makes network namespaces")
@@ -166,6 +178,13 @@ func main() {
 			rep.notes = append(rep.notes, "snapshot scenario: "+err.Error())
 		}
 		rep.loadAfter = append(rep.loadAfter, "snapshot: "+readLoadavg())
+	}
+	if c.scenarios["soak"] {
+		rep.soak = soak(c)
+		if !rep.soak.passed() {
+			rep.notes = append(rep.notes, "soak: **checks failed** (see its section)")
+		}
+		rep.loadAfter = append(rep.loadAfter, "soak: "+readLoadavg())
 	}
 	if c.scenarios["profile"] {
 		if _, err := exec.LookPath(c.perf); err != nil {

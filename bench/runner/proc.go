@@ -198,12 +198,13 @@ type readyMsg struct {
 }
 
 type doneMsg struct {
-	Event       string  `json:"event"`
-	Connections int64   `json:"connections"`
-	Failed      int64   `json:"failed"`
-	Seconds     float64 `json:"seconds"`
-	Rate        float64 `json:"rate"`
-	Behind      float64 `json:"behind_seconds"`
+	Event         string  `json:"event"`
+	Connections   int64   `json:"connections"`
+	Failed        int64   `json:"failed"`
+	ConnectFailed int64   `json:"connect_failed"` // of the failed: connect() itself
+	Seconds       float64 `json:"seconds"`
+	Rate          float64 `json:"rate"`
+	Behind        float64 `json:"behind_seconds"`
 }
 
 type loadgen struct {

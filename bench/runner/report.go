@@ -24,6 +24,7 @@ type report struct {
 	memory            []trial
 	snapshot          []snapRun
 	startup           []startRun
+	soak              *soakResult
 	profile           *profile
 	micro             []microResult
 	microCmd          string
@@ -499,6 +500,10 @@ func (r *report) markdown() string {
 				thousands(median(field(g, func(t trial) float64 { return t.ConnRate }))))
 		}
 		w("\n")
+	}
+
+	if r.soak != nil {
+		r.soak.markdown(w)
 	}
 
 	if p := r.profile; p != nil {
