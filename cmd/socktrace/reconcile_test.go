@@ -159,10 +159,10 @@ func TestReconcileAfterOverload(t *testing.T) {
 
 // TestReconcileFilteredAndGone: with --state syn-sent the kernel never
 // sends an established socket's close, so the table cannot see it end;
-// when its namespace goes away, the reconciliation closes it, at once
-// (no --reconcile-every).
+// when its namespace goes away, the reconciliation closes it at once,
+// not at the next periodic one.
 func TestReconcileFilteredAndGone(t *testing.T) {
-	p := start(t, "-o", "json", "--no-snapshot", "--state", "syn-sent", "--reconcile-every", "0")
+	p := start(t, "-o", "json", "--no-snapshot", "--state", "syn-sent", "--reconcile-every", "4s")
 	ns := testnet.New(t)
 	var c, s net.Conn
 	ns.Run(t, func() error {
@@ -180,9 +180,9 @@ func TestReconcileFilteredAndGone(t *testing.T) {
 	// (The established transition passes the kernel, not the --state
 	// filter of the output.)
 	p.waitFor(t, "the connect", countNetns(ns.Inode, 1))
-	// Let socktrace find where the namespace is (it looks for new ones
-	// once a second), then make it go away.
-	time.Sleep(2500 * time.Millisecond)
+	// Let the first periodic reconciliation (at 4 to 5 s) find where the
+	// namespace is, then make it go away before the next (at 8 to 9 s).
+	time.Sleep(6 * time.Second)
 	c.Close()
 	s.Close()
 	ns.Close()

@@ -69,8 +69,11 @@ type dumpResult struct {
 
 func newReconciler(o *Options, wake func()) *reconciler {
 	own, _ := snapshot.NetnsInode("/proc/self/ns/net")
-	return &reconciler{o: o, done: make(chan *dumpResult, 1), wake: wake, own: own,
-		paths: map[uint32]string{}, looked: map[uint32]bool{}}
+	rc := &reconciler{o: o, done: make(chan *dumpResult, 1), wake: wake, own: own, paths: map[uint32]string{}}
+	if o.Netns != "" && o.Netns != "all" && o.Filter.Netns != own {
+		rc.paths[o.Filter.Netns] = o.Netns // --netns PATH: watched from the start
+	}
+	return rc
 }
 
 // request asks for a reconciliation as soon as allowed.
@@ -285,7 +288,6 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 		if path, ok := r.paths[ns]; ok && ns != p.rc.own {
 			p.rc.paths[ns] = path
 		}
-		p.rc.looked[ns] = true
 	})
 	p.minis = res.Minis
 	p.reconciles++
@@ -319,22 +321,12 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 }
 
 // watchNamespaces asks for a reconciliation when a namespace holding
-// sockets of the table is no longer where the last listing found it, or
-// when sockets appeared in a namespace no listing has looked for yet (to
-// learn where it is).
+// sockets of the table is no longer where the last listing found it (a
+// namespace born since is found by the next periodic reconciliation, or
+// the one after a loss: listing namespaces means walking /proc).
 func (p *pipeline) watchNamespaces() {
 	rc := p.rc
 	if rc == nil || rc.running || rc.wanted != "" {
-		return
-	}
-	p.mu.Lock()
-	p.table.Namespaces(func(ns uint32, _ int) {
-		if !rc.looked[ns] && ns != rc.own && rc.wanted == "" {
-			rc.request("new-netns")
-		}
-	})
-	p.mu.Unlock()
-	if rc.wanted != "" {
 		return
 	}
 	for ino, path := range rc.paths {
