@@ -51,6 +51,7 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 				return err
 			}
 			o.AlertsOnly = !stream
+			o.Gauges = true
 			if c.Metrics.MaxDestinations < 1 {
 				return fmt.Errorf("bad --max-destinations value %d: want 1 or more destination label sets", c.Metrics.MaxDestinations)
 			}

@@ -42,6 +42,12 @@ type Options struct {
 	ReconcileEvery time.Duration
 	// MaxSockets caps the live sockets remembered (0: DefaultMaxSockets).
 	MaxSockets int
+	// Gauges: each reconciliation also counts time-wait sockets and
+	// measures the pressure (CLOSE-WAIT leaks, full listeners), with
+	// their owners: what the agent's metrics show. A trace does without,
+	// which makes its reconciliations cheaper (its summary takes a look
+	// of its own).
+	Gauges bool
 
 	Write   string          // -w: record to this file
 	Capture capture.Options // how

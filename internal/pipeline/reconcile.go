@@ -45,7 +45,8 @@ type reconciler struct {
 	trigger string // of the one running
 	last    time.Time
 	done    chan *dumpResult
-	pending *dumpResult // received, waiting for the stream to catch up
+	owners  chan ownersOf // owners of added rows, scanned in the background
+	pending *dumpResult   // received, waiting for the stream to catch up
 	// paths of the namespaces found by the last listing, by inode;
 	// watched for namespaces that go away.
 	paths   map[uint32]string
@@ -55,9 +56,7 @@ type reconciler struct {
 	// lossSince: a loss was reported since the last one started.
 	lossStreak int
 	lossSince  bool
-	// looked: namespaces a listing has looked for (found or not).
-	looked map[uint32]bool
-	wake   func()
+	wake       func()
 }
 
 type dumpResult struct {
@@ -69,7 +68,7 @@ type dumpResult struct {
 
 func newReconciler(o *Options, wake func()) *reconciler {
 	own, _ := snapshot.NetnsInode("/proc/self/ns/net")
-	rc := &reconciler{o: o, done: make(chan *dumpResult, 1), wake: wake, own: own, paths: map[uint32]string{}}
+	rc := &reconciler{o: o, done: make(chan *dumpResult, 1), owners: make(chan ownersOf, 4), wake: wake, own: own, paths: map[uint32]string{}}
 	if o.Netns != "" && o.Netns != "all" && o.Filter.Netns != own {
 		rc.paths[o.Filter.Netns] = o.Netns // --netns PATH: watched from the start
 	}
@@ -103,6 +102,9 @@ func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
 	rc := p.rc
 	if rc == nil {
 		return nil
+	}
+	if len(rc.owners) > 0 {
+		p.takeOwners()
 	}
 	if rc.pending == nil {
 		select {
@@ -213,12 +215,17 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 			inos = append(inos, ino)
 		}
 	}
-	scanned := make(chan procs.Table, 1)
-	go func() { scanned <- procs.Scan(nil) }()
+	// Time-wait sockets are most of a busy host's and needed only for
+	// the time-wait count: dumped only for the gauges.
+	dumpStates := tcpstate.All
+	if !o.Gauges {
+		dumpStates &^= tcpstate.MaskOf(tcpstate.TimeWait)
+		d.NoTimeWait = true
+	}
 	d.Start = events.Monotonic()
 	began := time.Now()
 	for i, path := range todo {
-		socks, err := snapshot.Dump(snapshot.Options{IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: path})
+		socks, err := snapshot.Dump(snapshot.Options{States: dumpStates, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: path})
 		if err != nil {
 			// Gone meanwhile, or not enterable: no evidence either way,
 			// unless it no longer exists at all.
@@ -234,7 +241,11 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 	}
 	d.End = events.Monotonic()
 	took := time.Since(began)
-	d.Owners = <-scanned
+	// Owners are looked for in /proc only when needed (see ownersFor):
+	// walking every process's descriptors costs more than the dump.
+	if o.Gauges {
+		d.Owners = procs.Scan(pressureInodes(d.Sockets))
+	}
 	states := o.Filter.States
 	if states == 0 {
 		states = tcpstate.All
@@ -247,6 +258,53 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 		return states.Has(s.State) && (!timeline.IsMini(s) || keep(s))
 	}
 	return &dumpResult{dump: d, paths: paths, took: took}
+}
+
+// pressureInodes are the inodes whose owners the gauges may need: those
+// of the CLOSE-WAIT sockets and listeners, and of any row the
+// reconciliation adds (every socket of the dump with an inode).
+func pressureInodes(socks []snapshot.Socket) map[uint32]bool {
+	want := map[uint32]bool{}
+	for i := range socks {
+		s := &socks[i]
+		if s.Inode != 0 {
+			want[s.Inode] = true
+		}
+	}
+	return want
+}
+
+// addedInodes are the inodes of rows added without their owner.
+func addedInodes(rows []*timeline.Row) map[uint32]bool {
+	want := map[uint32]bool{}
+	for _, r := range rows {
+		if r.Diag.Inode != 0 && !r.OwnerKnown {
+			want[r.Diag.Inode] = true
+		}
+	}
+	return want
+}
+
+// ownersOf is the result of a background owner scan for added rows.
+type ownersOf struct {
+	owners procs.Table
+	rows   []*timeline.Row
+}
+
+// takeOwners fills in the owners of added rows, if a scan finished.
+func (p *pipeline) takeOwners() {
+	select {
+	case o := <-p.rc.owners:
+		p.mu.Lock()
+		for _, r := range o.rows {
+			if us := o.owners[r.Diag.Inode]; len(us) > 0 && !r.OwnerKnown {
+				r.Users = us
+				r.OwnerKnown, r.OwnerPID, r.OwnerComm = true, us[0].PID, us[0].Comm
+			}
+		}
+		p.mu.Unlock()
+	default:
+	}
 }
 
 // stillExists looks for a namespace by inode among all of them.
@@ -296,18 +354,26 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 	p.reconciledAdded += uint64(len(res.Added))
 	p.reconciledChanged += uint64(res.Changed)
 
-	// The pressure picture comes with the dump for free.
-	var press []snapshot.Socket
-	for i := range r.dump.Sockets {
-		if analysis.PressureStates.Has(r.dump.Sockets[i].State) {
-			press = append(press, r.dump.Sockets[i])
+	// Added sockets need their owners from /proc: in the background, as
+	// the dump was (a trace's dump looked for none).
+	if !p.o.Gauges {
+		if want := addedInodes(res.Added); len(want) > 0 {
+			go func() { p.rc.owners <- ownersOf{procs.Scan(want), res.Added}; p.rc.wake() }()
 		}
+	} else {
+		// The pressure picture comes with the dump.
+		var press []snapshot.Socket
+		for i := range r.dump.Sockets {
+			if analysis.PressureStates.Has(r.dump.Sockets[i].State) {
+				press = append(press, r.dump.Sockets[i])
+			}
+		}
+		p.pressure = analysis.Measure(analysis.PressureInput{
+			Sockets: press, Owners: r.dump.Owners, Table: p.table,
+			Now: r.dump.End, Start: p.startK,
+			CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(r.dump.Owners),
+		})
 	}
-	p.pressure = analysis.Measure(analysis.PressureInput{
-		Sockets: press, Owners: r.dump.Owners, Table: p.table,
-		Now: r.dump.End, Start: p.startK,
-		CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(r.dump.Owners),
-	})
 
 	if len(res.Closed)+len(res.Added)+res.Changed == 0 || p.quiet {
 		return nil

@@ -33,6 +33,10 @@ type Dump struct {
 	// Add says which sockets of the dump the table should hold when it
 	// lacks them (the filter's states); nil adds all.
 	Add func(*snapshot.Socket) bool
+	// NoTimeWait: the dump left time-wait sockets out (they cost most
+	// and only the time-wait count needs them): the table's time-wait
+	// rows are not checked, and Minis counts none.
+	NoTimeWait bool
 }
 
 // Reconciled is what a reconciliation changed.
@@ -111,6 +115,9 @@ func (t *Table) Reconcile(d *Dump) Reconciled {
 				}
 				s = byTuple[tupleOf(r.Netns, r)]
 			}
+		}
+		if d.NoTimeWait && r.State == tcpstate.TimeWait && s == nil && !d.Gone[r.Netns] {
+			continue // not dumped: no evidence either way
 		}
 		if r.Seen >= d.Start {
 			if s != nil {

@@ -137,3 +137,16 @@ func TestMaxLive(t *testing.T) {
 		t.Errorf("remembered socket not followed: %v", r)
 	}
 }
+
+// TestReconcileNoTimeWait: a dump without time-wait sockets says nothing
+// of the table's time-wait rows, but a full socket it lacks is gone.
+func TestReconcileNoTimeWait(t *testing.T) {
+	tb := New()
+	tb.AddSnapshot([]snapshot.Socket{sock(1, tcpstate.TimeWait, 1, 0), sock(2, tcpstate.FinWait2, 1, 12)}, procs.Table{}, 100, 200)
+	tb.Mark(1000)
+	res := tb.Reconcile(&Dump{Start: 1000, End: 1100, Netns: map[uint32]bool{1: true}, NoTimeWait: true})
+	if tb.Lookup(1) == nil || tb.Lookup(2) != nil || len(res.Closed) != 1 {
+		t.Errorf("time-wait row kept %v, fin-wait-2 row gone %v, closed %d; want true, true, 1",
+			tb.Lookup(1) != nil, tb.Lookup(2) == nil, len(res.Closed))
+	}
+}
