@@ -262,7 +262,9 @@ func TestCaptureFollow(t *testing.T) {
 	f.waitFor(t, "the refused connect, followed", func(lines []string) bool {
 		return strings.Contains(strings.Join(lines, "\n"), `"error":"ECONNREFUSED"`)
 	})
-	time.Sleep(100 * time.Millisecond)
+	// Every transition of the traffic recorded (on a busy machine the
+	// last closes come late), then stop the recorder.
+	f.waitForIn(t, 15*time.Second, "the traffic's transitions, followed", func(lines []string) bool { return transitionsIn(lines) >= 2000 })
 	rec.stop(t)
 	if files, _ := filepath.Glob(file + "*"); len(files) < 2 {
 		t.Errorf("want the recording to rotate during the test, got %v", files)
