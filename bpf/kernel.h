@@ -68,6 +68,24 @@ struct sock {
 	u16 sk_protocol;
 };
 
+/* The counters socktrace reads from a TCP socket. Their offsets changed in
+ * 6.8 (the fields were grouped by cache line): CO-RE finds them by name. */
+struct tcp_sock {
+	u32 segs_in;
+	u32 segs_out;
+	u64 bytes_received;
+	u64 bytes_acked;
+	u32 srtt_us; /* smoothed RTT << 3, in microseconds */
+	u32 total_retrans;
+};
+
+struct sk_buff; /* only passed along */
+
+/* A connection in the middle of its handshake, on the listener's side. */
+struct request_sock {
+	struct sock_common __req_common;
+};
+
 /* The classic tracepoint's context (include/trace/events/sock.h). */
 struct trace_entry {
 	unsigned short type;

@@ -50,41 +50,43 @@ const volatile struct config cfg = {
 
 /* Keep the shared types in BTF so bpf2go emits Go declarations for them. */
 const struct event *unused_event __attribute__((unused));
-const struct connect_key *unused_connect_key __attribute__((unused));
+const struct dest_key *unused_dest_key __attribute__((unused));
+const struct dest_counters *unused_dest_counters __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20); /* user space may resize before load */
 } events SEC(".maps");
 
-/* Transitions that matched the filter but found the ring buffer full. */
+/* Records that matched the filter but found the ring buffer full: [0]
+ * transitions, [1] retransmit, reset and error records. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Connect attempts by destination, owner and outcome (struct
- * connect_key); user space reads them and never writes. Not
- * preallocated: an entry user space deletes (a destination quiet for
- * long) is freed only after the programs using it are done, so an
+/* Counters by destination and owner of active opens (struct dest_key,
+ * struct dest_counters); user space reads them, and deletes those of a
+ * destination quiet for long. Not preallocated: an entry user space
+ * deletes is freed only after the programs using it are done, so an
  * increment can never land on a reused entry of another key. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct connect_key);
-	__type(value, __u64);
-} connects SEC(".maps");
+	__type(key, struct dest_key);
+	__type(value, struct dest_counters);
+} dests SEC(".maps");
 
-/* Connect attempts that found the connects map full, by outcome. */
+/* What found the dests map full, by counter. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NR_OUTCOMES);
+	__uint(max_entries, NR_DEST_COUNTERS);
 	__type(key, __u32);
 	__type(value, __u64);
-} connects_overflow SEC(".maps");
+} dests_overflow SEC(".maps");
 
 struct owner {
 	__u32 pid;
@@ -94,10 +96,16 @@ struct owner {
 
 /* What socktrace remembers about a live socket, keyed by its address. */
 struct sock_info {
-	__u64 ts_ns; /* time of its last transition */
+	__u64 ts_ns; /* time of its last transition; 0: none seen (an entry
+		      * a retransmit or reset of an older socket made) */
 	struct owner owner;
-	__u16 sport; /* the kernel clears the local port before ->close */
+	__u32 retrans;     /* data segments retransmitted */
+	__u16 syn_retrans; /* SYNs (SYN-ACKs for an accepted socket) retransmitted */
+	__u16 sport;       /* the kernel clears the local port before ->close */
 	__u8 owner_known;
+	__u8 rst;    /* RST_SENT, RST_RECEIVED */
+	__u8 active; /* an active open (connect): counted by destination */
+	__u8 pad;
 };
 
 struct {
@@ -126,6 +134,24 @@ struct {
 	__type(key, struct listener_key);
 	__type(value, struct listener);
 } listeners SEC(".maps");
+
+/* SYN-ACKs retransmitted for a connection in its handshake, by its
+ * 4-tuple on the listener's side: given to the accepted socket when it
+ * leaves syn-recv. */
+struct tuple {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u32 netns;
+	__u16 lport;
+	__u16 rport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tuple);
+	__type(value, __u16);
+} synacks SEC(".maps");
 
 /*
  * Linux announces a new child socket (listening -> syn-recv) from
@@ -220,83 +246,110 @@ struct meta {
 	__u8 flags;
 };
 
-static __always_inline __u8 outcome_of(int newstate, __u16 err)
+static __always_inline __u32 outcome_of(int newstate, __u16 err)
 {
 	if (newstate != TCP_CLOSE)
-		return OUTCOME_ESTABLISHED;
+		return C_ESTABLISHED;
 	switch (err) {
 	case 111: /* ECONNREFUSED */
-		return OUTCOME_REFUSED;
+		return C_REFUSED;
 	case 110: /* ETIMEDOUT */
-		return OUTCOME_TIMEOUT;
+		return C_TIMEOUT;
 	case 113: /* EHOSTUNREACH */
 	case 101: /* ENETUNREACH */
 	case 112: /* EHOSTDOWN */
 	case 100: /* ENETDOWN */
-		return OUTCOME_UNREACHABLE;
+		return C_UNREACHABLE;
 	}
-	return OUTCOME_ABORTED;
+	return C_ABORTED;
 }
 
-/* Counts the end of a connect attempt, in the kernel. */
-static __always_inline void count_connect(struct sock *sk, const struct sock_info *next, __u32 netns,
-					  __u16 family, __u16 dport, int newstate)
+/* Adds n to counter idx of the destination of an active open. */
+static __always_inline void count_dest(struct sock *sk, const struct sock_info *info, __u32 netns,
+				       __u16 family, __u16 dport, __u32 idx, __u64 n)
 {
-	struct connect_key k = {};
-	__u64 one = 1, *n;
+	struct dest_key k = {};
+	struct dest_counters *c;
 
+	if (idx >= NR_DEST_COUNTERS)
+		return;
 	k.netns = netns;
 	k.family = family;
 	k.dport = dport;
-	k.outcome = outcome_of(newstate, (__u16)BPF_CORE_READ(sk, sk_err));
-	if (next->owner_known) {
+	if (info->owner_known) {
 		k.owner_known = 1;
-		__builtin_memcpy(k.comm, next->owner.comm, sizeof(k.comm));
+		__builtin_memcpy(k.comm, info->owner.comm, sizeof(k.comm));
 	}
 	if (family == AF_INET)
 		BPF_CORE_READ_INTO((__be32 *)k.daddr, sk, __sk_common.skc_daddr);
 	else
 		BPF_CORE_READ_INTO(&k.daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 
-	n = bpf_map_lookup_elem(&connects, &k);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
+	c = bpf_map_lookup_elem(&dests, &k);
+	if (!c) {
+		struct dest_counters zero = {};
+
+		/* Fails when another CPU made it meanwhile (then the
+		 * lookup finds it), or when the map is full. */
+		bpf_map_update_elem(&dests, &k, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&dests, &k);
+	}
+	if (c) {
+		__sync_fetch_and_add(&c->n[idx], n);
 		return;
 	}
-	if (bpf_map_update_elem(&connects, &k, &one, BPF_NOEXIST) == 0)
-		return;
-	/* Another CPU created it meanwhile, or the map is full. */
-	n = bpf_map_lookup_elem(&connects, &k);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	__u32 idx = k.outcome;
-	n = bpf_map_lookup_elem(&connects_overflow, &idx);
-	if (n)
-		*n += 1; /* per-CPU slot: no other writer */
+	__u64 *o = bpf_map_lookup_elem(&dests_overflow, &idx);
+	if (o)
+		*o += n; /* per-CPU slot: no other writer */
 }
 
-/* Sends one transition, if it passes the filter. */
+/* Reads the socket's TCP counters into e. */
+static __always_inline void read_tcp_stats(struct sock *sk, struct event *e)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->segs_out = BPF_CORE_READ(tp, segs_out);
+	e->segs_in = BPF_CORE_READ(tp, segs_in);
+	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	e->flags |= EVENT_TCP_STATS;
+}
+
+/* Sends one record, if it passes the filter: a transition, or a record of
+ * another kind (then m's states are both the socket's state). */
 static __always_inline void emit(struct sock *sk, const struct meta *m, const struct sock_info *next,
-				 __u32 netns, __u16 family, __u16 sport, __u16 dport, int cookie_helper)
+				 __u32 netns, __u16 family, __u16 sport, __u16 dport, int cookie_helper,
+				 __u8 kind)
 {
 	__u8 flags = m->flags;
+	__u32 lost_slot = kind != KIND_TRANSITION;
 
-	/* A socket entering or leaving a wanted state: leaving it is how a
-	 * connect attempt ends, and user space needs that for its history. */
-	if (!(cfg.state_mask & ((1U << (m->newstate & 31)) | (1U << (m->oldstate & 31)))))
+	if (kind == KIND_TRANSITION) {
+		/* A socket entering or leaving a wanted state: leaving it is
+		 * how a connect attempt ends, and user space needs that for
+		 * its history. */
+		if (!(cfg.state_mask & ((1U << (m->newstate & 31)) | (1U << (m->oldstate & 31)))))
+			return;
+	} else if (!(cfg.kinds & (1U << (kind & 7)))) {
 		return;
+	}
 	if (!port_match(sport, cfg.sport, cfg.nr_sport) || !port_match(dport, cfg.dport, cfg.nr_dport))
 		return;
 
-	if (m->oldstate == TCP_SYN_SENT)
-		count_connect(sk, next, netns, family, dport, m->newstate);
+	if (kind == KIND_TRANSITION && m->oldstate == TCP_SYN_SENT)
+		count_dest(sk, next, netns, family, dport, outcome_of(m->newstate, (__u16)BPF_CORE_READ(sk, sk_err)), 1);
+	if (kind == KIND_TRANSITION && m->newstate == TCP_CLOSE && next->active) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+		count_dest(sk, next, netns, family, dport, C_BYTES_ACKED, BPF_CORE_READ(tp, bytes_acked));
+		count_dest(sk, next, netns, family, dport, C_BYTES_RECEIVED, BPF_CORE_READ(tp, bytes_received));
+	}
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		__u64 *n = bpf_map_lookup_elem(&lost, &lost_slot);
 
 		if (n)
 			*n += 1; /* per-CPU slot: no other writer */
@@ -328,7 +381,16 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	e->oldstate = m->oldstate;
 	e->newstate = m->newstate;
 	e->flags = flags;
+	e->kind = kind;
+	e->rst = next->rst;
+	e->syn_retrans = next->syn_retrans;
+	e->retrans = next->retrans;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->bytes_acked = e->bytes_received = 0;
+	e->segs_out = e->segs_in = e->total_retrans = e->srtt_us = 0;
+	if (kind != KIND_TRANSITION || m->newstate == TCP_CLOSE || m->oldstate == TCP_SYN_SENT ||
+	    m->newstate == TCP_ESTABLISHED)
+		read_tcp_stats(sk, e);
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
 	if (family == AF_INET) {
@@ -342,6 +404,157 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	__builtin_memcpy(e->owner_comm, next->owner.comm, sizeof(e->owner_comm));
 
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* The 4-tuple of a socket or request socket (both begin with their
+ * sock_common). */
+static __always_inline void fill_tuple(struct tuple *t, const struct sock_common *c, __u32 netns, __u16 family)
+{
+	__builtin_memset(t, 0, sizeof(*t));
+	t->netns = netns;
+	t->lport = BPF_CORE_READ(c, skc_num);
+	t->rport = bpf_ntohs(BPF_CORE_READ(c, skc_dport));
+	if (family == AF_INET) {
+		BPF_CORE_READ_INTO((__be32 *)t->laddr, c, skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__be32 *)t->raddr, c, skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&t->laddr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->raddr, c, skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* An accepted socket leaving syn-recv takes the SYN-ACK retransmits of
+ * its handshake. */
+static __always_inline void take_synacks(struct sock *sk, struct sock_info *next, __u32 netns, __u16 family,
+					 __u16 sport, __u16 dport)
+{
+	struct tuple t;
+	__u16 *n;
+
+	fill_tuple(&t, (const struct sock_common *)sk, netns, family);
+	n = bpf_map_lookup_elem(&synacks, &t);
+	if (n) {
+		next->syn_retrans += *n;
+		bpf_map_delete_elem(&synacks, &t);
+	}
+}
+
+/* The socket's netns and family, if it is TCP and passes those filters. */
+static __always_inline int tcp_sock_wanted(struct sock *sk, __u32 *netns, __u16 *family)
+{
+	if (!sk)
+		return 0;
+	/* A reset may be sent for a time-wait or request socket: those end
+	 * with their sock_common, so nothing past it may be read. */
+	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	*family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (*family == AF_INET) {
+		if (!cfg.want_inet)
+			return 0;
+	} else if (*family == AF_INET6) {
+		if (!cfg.want_inet6)
+			return 0;
+	} else {
+		return 0;
+	}
+	*netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return !cfg.netns || *netns == cfg.netns;
+}
+
+/* The socket's entry, made for an older socket first seen by a packet
+ * hook (ts_ns 0: no transition seen). */
+static __always_inline struct sock_info *sock_entry(__u64 skaddr, __u16 sport)
+{
+	struct sock_info *info = bpf_map_lookup_elem(&socks, &skaddr);
+
+	if (!info) {
+		struct sock_info n = { .sport = sport };
+
+		bpf_map_update_elem(&socks, &skaddr, &n, BPF_NOEXIST);
+		info = bpf_map_lookup_elem(&socks, &skaddr);
+	}
+	return info;
+}
+
+/* A retransmit, reset or error of a socket: counted on the socket (and
+ * its destination, for a connect), and sent as a record if asked for. */
+static __always_inline int on_packet(struct sock *sk, __u8 kind)
+{
+	__u32 netns;
+	__u16 family;
+
+	if (!tcp_sock_wanted(sk, &netns, &family))
+		return 0;
+	__u64 skaddr = (__u64)sk;
+	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	struct sock_info *info = sock_entry(skaddr, sport);
+
+	if (!info)
+		return 0;
+	if (!sport)
+		sport = info->sport;
+	__u32 idx = NR_DEST_COUNTERS;
+	switch (kind) {
+	case KIND_RETRANSMIT:
+		if (state == TCP_SYN_SENT) {
+			info->syn_retrans++; /* the socket's lock is held: one writer */
+			idx = C_SYN_RETRANS;
+		} else {
+			info->retrans++;
+			idx = C_RETRANS;
+		}
+		break;
+	case KIND_RESET_SENT:
+		info->rst |= RST_SENT;
+		idx = C_RST_SENT;
+		break;
+	case KIND_RESET_RECEIVED:
+		info->rst |= RST_RECEIVED;
+		idx = C_RST_RECEIVED;
+		break;
+	}
+	if (info->active && idx < NR_DEST_COUNTERS &&
+	    port_match(sport, cfg.sport, cfg.nr_sport) && port_match(dport, cfg.dport, cfg.nr_dport))
+		count_dest(sk, info, netns, family, dport, idx, 1);
+	if (cfg.kinds & (1U << (kind & 7))) {
+		struct owner cur;
+		struct sock_info copy = *info;
+
+		current_owner(&cur);
+		struct meta m = {
+			.ts_ns = bpf_ktime_get_ns(),
+			.task = &cur,
+			.oldstate = state,
+			.newstate = state,
+		};
+		emit(sk, &m, &copy, netns, family, sport, dport, 0, kind);
+	}
+	return 0;
+}
+
+/* A SYN-ACK retransmitted by listener sk for request req. */
+static __always_inline int on_synack(struct sock *sk, struct request_sock *req)
+{
+	__u32 netns;
+	__u16 family;
+	struct tuple t;
+	__u16 one = 1, *n;
+
+	if (!req || !tcp_sock_wanted(sk, &netns, &family))
+		return 0;
+	fill_tuple(&t, (const struct sock_common *)req, netns, family);
+	n = bpf_map_lookup_elem(&synacks, &t);
+	if (n)
+		*n += 1; /* the request's timer: one writer */
+	else
+		bpf_map_update_elem(&synacks, &t, &one, BPF_NOEXIST);
+	return 0;
 }
 
 static __always_inline int handle(struct sock *sk, int oldstate, int newstate, int cookie_helper)
@@ -379,8 +592,10 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	current_owner(&cur);
 	info = bpf_map_lookup_elem(&socks, &skaddr);
 	if (info) {
-		prev_ns = now - info->ts_ns;
-		flags |= EVENT_PREV_KNOWN;
+		if (info->ts_ns) {
+			prev_ns = now - info->ts_ns;
+			flags |= EVENT_PREV_KNOWN;
+		}
 		next = *info;
 	}
 	if (sport)
@@ -388,8 +603,13 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	else
 		sport = next.sport;
 	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
+		/* A new socket (the kernel may reuse the address of one
+		 * whose close went unseen): nothing carries over. */
+		__builtin_memset(&next, 0, sizeof(next));
+		next.sport = sport;
 		next.owner = cur;
 		next.owner_known = 1;
+		next.active = newstate == TCP_SYN_SENT;
 	} else if (!next.owner_known && in_owner_context(oldstate, newstate)) {
 		next.owner = cur;
 		next.owner_known = 1;
@@ -405,6 +625,8 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	}
 	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN)
 		track_listener(netns, sport, oldstate, newstate, &next.owner);
+	if (oldstate == TCP_SYN_RECV && dport != 0)
+		take_synacks(sk, &next, netns, family, sport, dport);
 	if (newstate == TCP_CLOSE) {
 		if (info)
 			bpf_map_delete_elem(&socks, &skaddr);
@@ -434,7 +656,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 			};
 
 			bpf_map_delete_elem(&held, &skaddr);
-			emit(sk, &hm, &next, netns, family, sport, dport, cookie_helper);
+			emit(sk, &hm, &next, netns, family, sport, dport, cookie_helper, KIND_TRANSITION);
 		}
 	}
 
@@ -446,7 +668,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		.newstate = newstate,
 		.flags = flags,
 	};
-	emit(sk, &m, &next, netns, family, sport, dport, cookie_helper);
+	emit(sk, &m, &next, netns, family, sport, dport, cookie_helper, KIND_TRANSITION);
 	return 0;
 }
 
@@ -472,4 +694,88 @@ SEC("tracepoint/sock/inet_sock_set_state")
 int tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	return handle((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0);
+}
+
+/*
+ * Retransmits, resets and errors. Each hook has a tp_btf program and a
+ * raw_tracepoint one (for kernels whose tracing programs cannot attach);
+ * user space attaches what the kernel has, and says what it lacks.
+ * tcp_retransmit_skb gained an err argument in 6.17 and then also fires
+ * for retransmits that failed: the _err programs count only err == 0.
+ * tcp_send_reset gained a reason in 6.10 and may then pass a NULL sk.
+ */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tp_btf_retransmit, struct sock *sk, struct sk_buff *skb)
+{
+	return on_packet(sk, KIND_RETRANSMIT);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tp_btf_retransmit_err, struct sock *sk, struct sk_buff *skb, int err)
+{
+	if (err)
+		return 0;
+	return on_packet(sk, KIND_RETRANSMIT);
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(tp_btf_synack, struct sock *sk, struct request_sock *req)
+{
+	return on_synack(sk, req);
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tp_btf_send_reset, struct sock *sk, struct sk_buff *skb)
+{
+	return on_packet(sk, KIND_RESET_SENT);
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tp_btf_receive_reset, struct sock *sk)
+{
+	return on_packet(sk, KIND_RESET_RECEIVED);
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(tp_btf_error_report, struct sock *sk)
+{
+	return on_packet(sk, KIND_ERROR);
+}
+
+SEC("raw_tracepoint/tcp_retransmit_skb")
+int raw_retransmit(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_packet((struct sock *)ctx->args[0], KIND_RETRANSMIT);
+}
+
+SEC("raw_tracepoint/tcp_retransmit_skb")
+int raw_retransmit_err(struct bpf_raw_tracepoint_args *ctx)
+{
+	if ((int)ctx->args[2])
+		return 0;
+	return on_packet((struct sock *)ctx->args[0], KIND_RETRANSMIT);
+}
+
+SEC("raw_tracepoint/tcp_retransmit_synack")
+int raw_synack(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_synack((struct sock *)ctx->args[0], (struct request_sock *)ctx->args[1]);
+}
+
+SEC("raw_tracepoint/tcp_send_reset")
+int raw_send_reset(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_packet((struct sock *)ctx->args[0], KIND_RESET_SENT);
+}
+
+SEC("raw_tracepoint/tcp_receive_reset")
+int raw_receive_reset(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_packet((struct sock *)ctx->args[0], KIND_RESET_RECEIVED);
+}
+
+SEC("raw_tracepoint/inet_sk_error_report")
+int raw_error_report(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_packet((struct sock *)ctx->args[0], KIND_ERROR);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Types shared by the BPF program and Go. bpf2go turns them into Go types
- * (socktraceEvent, socktraceConfig), so this file is the one definition of
+ * (socktraceEvent, socktraceConfig, socktraceDestKey, socktraceDestCounters), so this file is the one definition of
  * the wire format: change it here and run `make generate`.
  */
 #ifndef SOCKTRACE_H
@@ -14,26 +14,52 @@
 #define EVENT_OWNER_KNOWN (1 << 0)  /* owner_* name the process that owns the socket */
 #define EVENT_PREV_KNOWN (1 << 1)   /* prev_ns is the time spent in oldstate */
 #define EVENT_COOKIE_HELPER (1 << 2) /* cookie came from bpf_get_socket_cookie() */
+#define EVENT_TCP_STATS (1 << 3)    /* bytes_*, segs_*, total_retrans, srtt_us are the socket's */
 
-/* One TCP state transition, as written to the ring buffer. 136 bytes. */
+/* event.kind: what a ring buffer record is. */
+enum event_kind {
+	KIND_TRANSITION = 0, /* oldstate -> newstate */
+	KIND_RETRANSMIT,     /* a segment (or SYN) retransmitted; newstate = state then */
+	KIND_RESET_SENT,     /* an RST sent on the socket */
+	KIND_RESET_RECEIVED, /* an RST received */
+	KIND_ERROR,          /* an error reported on the socket (sk_err) */
+	NR_KINDS,
+};
+
+/* event.rst and the per-socket record of resets. */
+#define RST_SENT (1 << 0)
+#define RST_RECEIVED (1 << 1)
+
+/* One record of the ring buffer: a TCP state transition, or (when asked
+ * for) a retransmit, reset or error of a socket. 176 bytes. */
 struct event {
 	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 cookie;  /* socket cookie, the id sock_diag reports; 0 if unknown */
 	__u64 skaddr;  /* kernel address of the socket */
 	__u64 prev_ns; /* time spent in oldstate, valid with EVENT_PREV_KNOWN */
+	__u64 bytes_acked;    /* tcp_sock, with EVENT_TCP_STATS */
+	__u64 bytes_received; /* tcp_sock, with EVENT_TCP_STATS */
 	__u32 netns;   /* network namespace inode */
 	__u32 pid;     /* task on CPU: tgid (0 in softirq on an idle CPU) */
 	__u32 tid;
 	__u32 owner_pid; /* owning process, valid with EVENT_OWNER_KNOWN */
 	__u32 owner_tid;
 	__u32 uid;       /* socket owner uid (sk_uid) */
+	__u32 segs_out;      /* tcp_sock, with EVENT_TCP_STATS */
+	__u32 segs_in;       /* tcp_sock, with EVENT_TCP_STATS */
+	__u32 total_retrans; /* tcp_sock, with EVENT_TCP_STATS */
+	__u32 srtt_us;       /* smoothed RTT in microseconds (tcp_sock.srtt_us >> 3) */
+	__u32 retrans;       /* retransmits of data seen by socktrace's hook */
 	__u16 family;    /* AF_INET or AF_INET6 */
 	__u16 sport;     /* local port, host order */
 	__u16 dport;     /* remote port, host order */
 	__u16 sk_err;    /* sk->sk_err: why a socket closed (ECONNREFUSED, ETIMEDOUT...) */
+	__u16 syn_retrans; /* SYNs (or SYN-ACKs) retransmitted */
 	__u8 oldstate;
 	__u8 newstate;
 	__u8 flags;
+	__u8 kind;       /* enum event_kind */
+	__u8 rst;        /* RST_SENT, RST_RECEIVED seen on the socket so far */
 	__u8 pad[5];
 	__u8 saddr[16]; /* local address: IPv4 in the first 4 bytes */
 	__u8 daddr[16]; /* remote address */
@@ -41,29 +67,39 @@ struct event {
 	char owner_comm[TASK_COMM_LEN]; /* owning process */
 };
 
-/* How a connect attempt (syn-sent -> ...) ended; the index of the
- * connect counters. */
-enum connect_outcome {
-	OUTCOME_ESTABLISHED = 0,
-	OUTCOME_REFUSED,     /* ECONNREFUSED: the peer answered RST */
-	OUTCOME_TIMEOUT,     /* ETIMEDOUT: no answer to the SYNs */
-	OUTCOME_UNREACHABLE, /* EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN */
-	OUTCOME_ABORTED,     /* any other end: the application gave up... */
-	NR_OUTCOMES,
+/* The in-kernel counters of one destination (struct dest_key), by index:
+ * how connect attempts ended, then what happened on the wire. */
+enum dest_counter {
+	C_ESTABLISHED = 0,
+	C_REFUSED,     /* ECONNREFUSED: the peer answered RST */
+	C_TIMEOUT,     /* ETIMEDOUT: no answer to the SYNs */
+	C_UNREACHABLE, /* EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN */
+	C_ABORTED,     /* any other end: the application gave up... */
+	C_SYN_RETRANS, /* SYNs retransmitted */
+	C_RETRANS,     /* data segments retransmitted */
+	C_RST_SENT,    /* RSTs sent on connected sockets */
+	C_RST_RECEIVED,
+	C_BYTES_ACKED,    /* bytes sent and acknowledged, at close */
+	C_BYTES_RECEIVED, /* bytes received, at close */
+	NR_DEST_COUNTERS,
 };
 
-/* Key of the in-kernel connect counters: one destination, owner and
- * outcome. Counted whether or not the ring buffer had room, so the
- * counts stay exact under overload. 48 bytes. */
-struct connect_key {
+/* Key of the in-kernel per-destination counters: the destination of
+ * active opens (connect) and the owning process. Counted whether or not
+ * the ring buffer had room, so the counts stay exact under overload.
+ * 48 bytes. */
+struct dest_key {
 	__u8 daddr[16]; /* IPv4 in the first 4 bytes */
 	__u32 netns;
 	__u16 family;
 	__u16 dport;
-	__u8 outcome;
 	__u8 owner_known;
-	__u8 pad[6];
+	__u8 pad[7];
 	char comm[TASK_COMM_LEN]; /* owning process, if owner_known */
+};
+
+struct dest_counters {
+	__u64 n[NR_DEST_COUNTERS];
 };
 
 struct port_range {
@@ -80,6 +116,8 @@ struct config {
 	__u8 want_inet6;
 	__u8 nr_sport; /* 0: any local port */
 	__u8 nr_dport; /* 0: any remote port */
+	__u8 kinds;    /* bit (1 << kind): also send these records (retransmit, reset, error) */
+	__u8 pad[3];
 	struct port_range sport[MAX_PORT_RANGES];
 	struct port_range dport[MAX_PORT_RANGES];
 };

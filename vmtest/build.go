@@ -108,7 +108,7 @@ func (b *binaries) plan(k *Kernel) proto.Plan {
 			Path: "/tests/" + filepath.Base(t),
 			Args: args,
 			// Privileged tests fail rather than skip, as under make test.
-			Env:     []string{"SOCKTRACE_REQUIRE_ROOT=1", "SOCKTRACE_BIN=/bin/socktrace"},
+			Env:     []string{"SOCKTRACE_REQUIRE_ROOT=1", "SOCKTRACE_BIN=/bin/socktrace", "SOCKTRACE_VM=1"},
 			Dir:     "/tests",
 			Timeout: guestTimeout,
 		})

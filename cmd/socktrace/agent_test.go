@@ -93,7 +93,7 @@ func TestAgentPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	prom := promtest.Start(t, promtest.Config{Targets: []string{addr}, RuleFiles: []string{rules}})
-	startClient(t, s.ns, s.dropped, s.good)
+	startClient(t, s.ns, s.dropped, s.good, s.shut)
 
 	prom.WaitTargetsUp(t, 20*time.Second)
 	got := prom.WaitQuery(t, `socktrace_destination_failing{dport="9092"} == 1`, 30*time.Second, nil)
@@ -105,8 +105,15 @@ func TestAgentPrometheus(t *testing.T) {
 	prom.WaitQuery(t, fmt.Sprintf(`socktrace_connect_attempts_total{dport="%d",outcome="established"} > 0`, s.healthy), 10*time.Second, nil)
 	prom.WaitQuery(t, fmt.Sprintf(`socktrace_destination_failing{dport="%d"} == 0`, s.healthy), 10*time.Second, nil)
 	prom.WaitQuery(t, fmt.Sprintf(`socktrace_connect_duration_seconds_count{dport="%d"} > 0`, s.healthy), 10*time.Second, nil)
+	// Why: the dropped port's SYNs were retransmitted, the closed port
+	// answered with RSTs; the healthy connections moved bytes.
+	prom.WaitQuery(t, `socktrace_syn_retransmits_total{dport="9092"} > 0`, 10*time.Second, nil)
+	prom.WaitQuery(t, fmt.Sprintf(`socktrace_resets_total{dport="%d",direction="received"} > 0`, s.closed), 10*time.Second, nil)
+	prom.WaitQuery(t, fmt.Sprintf(`socktrace_bytes_total{dport="%d",direction="sent"} > 0`, s.healthy), 10*time.Second, nil)
 	a := prom.WaitAlert(t, "SocktraceDestinationFailing", []string{"pending", "firing"}, 20*time.Second)
-	if a.Labels["dport"] != "9092" || a.Labels["severity"] == "" || !strings.Contains(a.Annotations["summary"], "127.0.0.1:9092") {
+	// (The dropped port and the closed one both fail.)
+	if d := a.Labels["dport"]; (d != "9092" && d != strconv.Itoa(s.closed)) || a.Labels["severity"] == "" ||
+		!strings.Contains(a.Annotations["summary"], "127.0.0.1:"+d) {
 		t.Errorf("alert %+v", a)
 	}
 

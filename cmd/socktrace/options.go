@@ -55,6 +55,9 @@ type flags struct {
 
 	reconcileEvery time.Duration
 	maxSockets     int
+	info           bool     // -i
+	mem            bool     // -m
+	events         []string // --events
 
 	cpuProfile, memProfile string // hidden, for developers
 }
@@ -151,7 +154,8 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 	default:
 		return nil, fmt.Errorf("bad --output value %q: use one of %s", f.output, strings.Join(output.Formats, ", "))
 	}
-	o.Table = output.TableOptions{Numeric: f.numeric, Resolve: f.resolve}
+	o.Table = output.TableOptions{Numeric: f.numeric, Resolve: f.resolve, Info: f.info}
+	o.Mem = f.mem
 	if f.duration < 0 {
 		return nil, fmt.Errorf("bad --duration value %s: want a positive duration such as 30s or 5m", f.duration)
 	}
@@ -172,11 +176,16 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
 		}
 	}
+	kinds, err := parseKinds(f.events)
+	if err != nil {
+		return nil, err
+	}
 	o.Tracer = events.Options{
 		Filter:    o.Filter.Kernel(),
 		RingSize:  ring,
 		Attach:    f.attach,
 		KernelBTF: f.kernelBTF,
+		Kinds:     kinds,
 	}
 	if !contains(events.AttachMethods, f.attach) {
 		return nil, fmt.Errorf("bad --attach value %q: use one of %s", f.attach, strings.Join(events.AttachMethods, ", "))
@@ -250,4 +259,26 @@ func parseSize(s string) (int, error) {
 		return 0, fmt.Errorf("the ring buffer size must be a power of two from 4K to 1G, such as 64K or 8M")
 	}
 	return int(size), nil
+}
+
+// parseKinds reads --events: retransmit, reset, error.
+func parseKinds(values []string) (events.Kinds, error) {
+	var ks events.Kinds
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			switch strings.TrimSpace(item) {
+			case "retransmit", "retransmits":
+				ks |= events.KindsOf(events.KindRetransmit)
+			case "reset", "resets":
+				ks |= events.KindsOf(events.KindResetSent, events.KindResetReceived)
+			case "error", "errors":
+				ks |= events.KindsOf(events.KindError)
+			case "all":
+				ks |= events.KindsOf(events.KindRetransmit, events.KindResetSent, events.KindResetReceived, events.KindError)
+			default:
+				return 0, fmt.Errorf("bad --events value %q: use retransmit, reset, error or all, comma separated", v)
+			}
+		}
+	}
+	return ks, nil
 }

@@ -104,6 +104,8 @@ func addViewFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table or json (one object per line)")
 	fl.BoolVarP(&f.numeric, "numeric", "n", false, "show port numbers, not service names")
 	fl.BoolVarP(&f.resolve, "resolve", "r", false, "show host names (looked up in the background, never delaying output)")
+	fl.BoolVarP(&f.info, "info", "i", false, "show TCP details: in the listing, each socket's tcp_info (like ss -i); on closes and connects, bytes, RTT, retransmits, lifetime")
+	fl.BoolVarP(&f.mem, "memory", "m", false, "in the listing, each socket's memory (like ss -m)")
 	fl.BoolVar(&f.summary, "summary", false, "at the end, print connect attempts by destination, CLOSE-WAIT leaks by process, TIME-WAIT and listener pressure (also on SIGUSR1)")
 	addAnalysisFlags(fl, f)
 }
@@ -140,6 +142,7 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.rotateSize, "rotate-size", "", "with --write: start a new file (FILE.1, FILE.2, ...) once one reaches `SIZE`, e.g. 100M (like tcpdump -C)")
 	fl.IntVar(&f.rotateCount, "rotate-count", 0, "with --rotate-size: keep only the newest `N` files (like tcpdump -W)")
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
+	fl.StringArrayVar(&f.events, "events", nil, "also show these per-packet `EVENTS` of the sockets traced: retransmit, reset, error (comma separated; they are always counted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
 }
 

@@ -5,7 +5,10 @@ package analysis
 
 import (
 	"container/list"
+	"fmt"
+	"math"
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
@@ -86,6 +89,112 @@ type Dest struct {
 	OwnerKnown bool
 	PID        uint32
 	Comm       string
+
+	// What happened on the wire. Last: the last attempt that ended (its
+	// SYNs: 1 + retransmits, how long it was in syn-sent, whether an RST
+	// came back, its errno). Totals over the attempts and the closed
+	// connections seen.
+	Last           Attempt
+	SynRetrans     uint64
+	ResetsReceived uint64 // RSTs received, by attempts and connections
+	ResetsSent     uint64
+	Retrans        uint64 // segments retransmitted by connections that closed
+	BytesAcked     uint64 // bytes sent (acknowledged) by connections that closed
+	BytesReceived  uint64
+	handshakes     handshakes
+}
+
+// Attempt is how one connect attempt went on the wire.
+type Attempt struct {
+	Outcome     Outcome
+	SYNs        int           // SYNs sent: the first and its retransmits
+	Span        time.Duration // in syn-sent; 0 when not known
+	SpanKnown   bool
+	RstReceived bool
+	Err         uint16 // errno at the end (0 on success)
+}
+
+// Cause says in words what happened on the wire, e.g. "3 SYNs over 7.0s,
+// no reply" or "RST received after 0.2ms".
+func (a *Attempt) Cause() string {
+	syns := func() string {
+		s := fmt.Sprintf("%d SYN", a.SYNs)
+		if a.SYNs != 1 {
+			s += "s"
+		}
+		if a.SpanKnown {
+			s += " over " + span(a.Span)
+		}
+		return s
+	}
+	switch a.Outcome {
+	case Established:
+		if a.SYNs > 1 {
+			return "connected after " + syns()
+		}
+		return "connected"
+	case Refused:
+		if a.SpanKnown {
+			return "RST received after " + span(a.Span)
+		}
+		return "RST received"
+	case Timeout:
+		return syns() + ", no reply"
+	case Unreachable:
+		return unix.ErrnoName(unix.Errno(a.Err)) + " (ICMP or no route) after " + syns()
+	}
+	if a.RstReceived {
+		return "RST received after " + syns()
+	}
+	if a.SpanKnown {
+		return syns() + ", no reply: the application's own timeout"
+	}
+	return "closed by the application before a reply"
+}
+
+func span(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+// handshakes keeps the last handshake times of a destination, for
+// percentiles like tcpconnlat's.
+type handshakes struct {
+	ring [handshakeWindow]time.Duration
+	n    int // samples kept, up to the window
+	next int
+}
+
+// handshakeWindow: the percentiles are of the last this many handshakes.
+const handshakeWindow = 128
+
+func (h *handshakes) add(d time.Duration) {
+	h.ring[h.next] = d
+	h.next = (h.next + 1) % handshakeWindow
+	if h.n < handshakeWindow {
+		h.n++
+	}
+}
+
+// HandshakePercentile returns the p-th percentile (0 < p <= 100) of the
+// last handshakes (up to 128), and how many there were.
+func (d *Dest) HandshakePercentile(p float64) (time.Duration, int) {
+	h := &d.handshakes
+	if h.n == 0 {
+		return 0, 0
+	}
+	xs := append([]time.Duration(nil), h.ring[:h.n]...)
+	sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
+	i := int(math.Ceil(p/100*float64(len(xs)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	return xs[i], len(xs)
 }
 
 // Failed is the number of attempts that failed.
@@ -243,6 +352,9 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	if tr.Old != tcpstate.SynSent {
 		if tr.New == tcpstate.Close {
 			c.Forget(r) // its syn-sent -> ... was lost
+			if r.Active {
+				c.closed(tr)
+			}
 		}
 		return nil
 	}
@@ -266,9 +378,16 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 		d.OwnerKnown, d.PID, d.Comm = true, tr.OwnerPID, tr.OwnerComm
 	}
 
+	d.SynRetrans += uint64(tr.SynRetrans)
+	d.Last = Attempt{SYNs: 1 + int(tr.SynRetrans), Span: tr.InOld, SpanKnown: tr.InOldKnown,
+		RstReceived: tr.RstReceived, Err: tr.SkErr}
 	if tr.New != tcpstate.Close {
 		// syn-sent -> established (or, rarely, syn-recv on a
 		// simultaneous open): the handshake went through.
+		d.Last.Outcome = Established
+		if tr.InOldKnown {
+			d.handshakes.add(tr.InOld)
+		}
 		d.Successes++
 		d.LastOutcome = Established
 		d.LastSuccess = tr.Time
@@ -290,6 +409,10 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	}
 
 	o := OutcomeOf(tr.SkErr)
+	d.Last.Outcome = o
+	if tr.RstReceived {
+		d.ResetsReceived++
+	}
 	d.Failures[o]++
 	d.LastOutcome = o
 	if d.Streak == 0 {
@@ -301,6 +424,28 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 		return &Alert{Kind: TurnedFailing, Time: tr.Time, Dest: *d}
 	}
 	return nil
+}
+
+// closed adds what a connection that closed moved to its destination.
+func (c *Connects) closed(tr *events.Transition) {
+	e, ok := c.dests[DestKey{tr.Netns, tr.Dst, tr.DPort}]
+	if !ok {
+		return
+	}
+	d := e.Value.(*Dest)
+	if tr.RstReceived {
+		d.ResetsReceived++
+	}
+	if tr.RstSent {
+		d.ResetsSent++
+	}
+	if tr.TCPStats {
+		d.BytesAcked += tr.BytesAcked
+		d.BytesReceived += tr.BytesReceived
+		if tr.TotalRetrans > uint32(tr.SynRetrans) {
+			d.Retrans += uint64(tr.TotalRetrans - uint32(tr.SynRetrans))
+		}
+	}
 }
 
 // Forget drops a socket that closed without the tracker seeing how its

@@ -28,7 +28,7 @@ const Magic = "SOCKTRC\n"
 
 // Version is the format version this package writes. Readers accept
 // files of this version or older.
-const Version = 1
+const Version = 2
 
 // Record types.
 const (

@@ -469,6 +469,22 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		t.UID = uint32(d.uvarint())
 		t.SkErr = uint16(d.uvarint())
 		t.CookieFromHelper = flags&tfCookieHelper != 0
+		if flags&tfExtra != 0 {
+			t.Kind = events.Kind(d.u8())
+			rst := d.u8()
+			t.RstSent, t.RstReceived = rst&1 != 0, rst&2 != 0
+			t.SynRetrans = uint16(d.uvarint())
+			t.Retrans = uint32(d.uvarint())
+		}
+		if flags&tfTCPStats != 0 {
+			t.TCPStats = true
+			t.BytesAcked = d.uvarint()
+			t.BytesReceived = d.uvarint()
+			t.SegsOut = uint32(d.uvarint())
+			t.SegsIn = uint32(d.uvarint())
+			t.TotalRetrans = uint32(d.uvarint())
+			t.SRTT = time.Duration(d.uvarint()) * time.Microsecond
+		}
 	case recLost, recSkipped:
 		*rec = Record{Kind: KindLost, Users: rec.Users[:0]}
 		if body[0] == recSkipped {

@@ -189,6 +189,8 @@ const (
 	tfInOld = 1 << iota
 	tfOwner
 	tfCookieHelper
+	tfExtra    // format 2: kind, retransmits and resets follow
+	tfTCPStats // format 2: the socket's TCP counters follow
 )
 
 // Transition records one transition.
@@ -203,6 +205,12 @@ func (w *Writer) Transition(t *events.Transition) error {
 	}
 	if t.CookieFromHelper {
 		flags |= tfCookieHelper
+	}
+	if t.Kind != 0 || t.SynRetrans != 0 || t.Retrans != 0 || t.RstSent || t.RstReceived {
+		flags |= tfExtra
+	}
+	if t.TCPStats {
+		flags |= tfTCPStats
 	}
 	b := append(w.body[:0], recTransition, byte(t.Old), byte(t.New), flags)
 	b = binary.AppendVarint(b, wall-w.prevWall)
@@ -229,8 +237,30 @@ func (w *Writer) Transition(t *events.Transition) error {
 	}
 	b = binary.AppendUvarint(b, uint64(t.UID))
 	b = binary.AppendUvarint(b, uint64(t.SkErr))
+	if flags&tfExtra != 0 {
+		var rst byte
+		if t.RstSent {
+			rst |= 1
+		}
+		if t.RstReceived {
+			rst |= 2
+		}
+		b = append(b, byte(t.Kind), rst)
+		b = binary.AppendUvarint(b, uint64(t.SynRetrans))
+		b = binary.AppendUvarint(b, uint64(t.Retrans))
+	}
+	if flags&tfTCPStats != 0 {
+		b = binary.AppendUvarint(b, t.BytesAcked)
+		b = binary.AppendUvarint(b, t.BytesReceived)
+		b = binary.AppendUvarint(b, uint64(t.SegsOut))
+		b = binary.AppendUvarint(b, uint64(t.SegsIn))
+		b = binary.AppendUvarint(b, uint64(t.TotalRetrans))
+		b = binary.AppendUvarint(b, uint64(t.SRTT/time.Microsecond))
+	}
 	w.body = b
-	w.events++
+	if t.Kind == events.KindTransition {
+		w.events++
+	}
 	return w.frame(b)
 }
 

@@ -21,6 +21,8 @@ type socktraceConfig struct {
 	WantInet6 uint8
 	NrSport   uint8
 	NrDport   uint8
+	Kinds     uint8
+	Pad       [3]uint8
 	Sport     [16]struct {
 		_  structs.HostLayout
 		Lo uint16
@@ -33,42 +35,56 @@ type socktraceConfig struct {
 	}
 }
 
-type socktraceConnectKey struct {
+type socktraceDestCounters struct {
+	_ structs.HostLayout
+	N [11]uint64
+}
+
+type socktraceDestKey struct {
 	_          structs.HostLayout
 	Daddr      [16]uint8
 	Netns      uint32
 	Family     uint16
 	Dport      uint16
-	Outcome    uint8
 	OwnerKnown uint8
-	Pad        [6]uint8
+	Pad        [7]uint8
 	Comm       [16]int8
 }
 
 type socktraceEvent struct {
-	_         structs.HostLayout
-	TsNs      uint64
-	Cookie    uint64
-	Skaddr    uint64
-	PrevNs    uint64
-	Netns     uint32
-	Pid       uint32
-	Tid       uint32
-	OwnerPid  uint32
-	OwnerTid  uint32
-	Uid       uint32
-	Family    uint16
-	Sport     uint16
-	Dport     uint16
-	SkErr     uint16
-	Oldstate  uint8
-	Newstate  uint8
-	Flags     uint8
-	Pad       [5]uint8
-	Saddr     [16]uint8
-	Daddr     [16]uint8
-	Comm      [16]int8
-	OwnerComm [16]int8
+	_             structs.HostLayout
+	TsNs          uint64
+	Cookie        uint64
+	Skaddr        uint64
+	PrevNs        uint64
+	BytesAcked    uint64
+	BytesReceived uint64
+	Netns         uint32
+	Pid           uint32
+	Tid           uint32
+	OwnerPid      uint32
+	OwnerTid      uint32
+	Uid           uint32
+	SegsOut       uint32
+	SegsIn        uint32
+	TotalRetrans  uint32
+	SrttUs        uint32
+	Retrans       uint32
+	Family        uint16
+	Sport         uint16
+	Dport         uint16
+	SkErr         uint16
+	SynRetrans    uint16
+	Oldstate      uint8
+	Newstate      uint8
+	Flags         uint8
+	Kind          uint8
+	Rst           uint8
+	Pad           [5]uint8
+	Saddr         [16]uint8
+	Daddr         [16]uint8
+	Comm          [16]int8
+	OwnerComm     [16]int8
 }
 
 type socktraceHeld struct {
@@ -111,29 +127,57 @@ type socktraceSockInfo struct {
 		Tid  uint32
 		Comm [16]int8
 	}
+	Retrans    uint32
+	SynRetrans uint16
 	Sport      uint16
 	OwnerKnown uint8
-	_          [5]byte
+	Rst        uint8
+	Active     uint8
+	Pad        uint8
+	_          [4]byte
+}
+
+type socktraceTuple struct {
+	_     structs.HostLayout
+	Laddr [16]uint8
+	Raddr [16]uint8
+	Netns uint32
+	Lport uint16
+	Rport uint16
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socktraceMapConnects         = "connects"
-	socktraceMapConnectsOverflow = "connects_overflow"
-	socktraceMapEvents           = "events"
-	socktraceMapHeld             = "held"
-	socktraceMapListeners        = "listeners"
-	socktraceMapLost             = "lost"
-	socktraceMapSocks            = "socks"
-	socktraceProgRawTp           = "raw_tp"
-	socktraceProgTpBtfCookie     = "tp_btf_cookie"
-	socktraceProgTpBtfCore       = "tp_btf_core"
-	socktraceProgTracepoint      = "tracepoint"
-	socktraceVarCfg              = "cfg"
-	socktraceVarUnusedConnectKey = "unused_connect_key"
-	socktraceVarUnusedEvent      = "unused_event"
+	socktraceMapDests               = "dests"
+	socktraceMapDestsOverflow       = "dests_overflow"
+	socktraceMapEvents              = "events"
+	socktraceMapHeld                = "held"
+	socktraceMapListeners           = "listeners"
+	socktraceMapLost                = "lost"
+	socktraceMapSocks               = "socks"
+	socktraceMapSynacks             = "synacks"
+	socktraceProgRawErrorReport     = "raw_error_report"
+	socktraceProgRawReceiveReset    = "raw_receive_reset"
+	socktraceProgRawRetransmit      = "raw_retransmit"
+	socktraceProgRawRetransmitErr   = "raw_retransmit_err"
+	socktraceProgRawSendReset       = "raw_send_reset"
+	socktraceProgRawSynack          = "raw_synack"
+	socktraceProgRawTp              = "raw_tp"
+	socktraceProgTpBtfCookie        = "tp_btf_cookie"
+	socktraceProgTpBtfCore          = "tp_btf_core"
+	socktraceProgTpBtfErrorReport   = "tp_btf_error_report"
+	socktraceProgTpBtfReceiveReset  = "tp_btf_receive_reset"
+	socktraceProgTpBtfRetransmit    = "tp_btf_retransmit"
+	socktraceProgTpBtfRetransmitErr = "tp_btf_retransmit_err"
+	socktraceProgTpBtfSendReset     = "tp_btf_send_reset"
+	socktraceProgTpBtfSynack        = "tp_btf_synack"
+	socktraceProgTracepoint         = "tracepoint"
+	socktraceVarCfg                 = "cfg"
+	socktraceVarUnusedDestCounters  = "unused_dest_counters"
+	socktraceVarUnusedDestKey       = "unused_dest_key"
+	socktraceVarUnusedEvent         = "unused_event"
 )
 
 // loadSocktrace returns the embedded CollectionSpec for socktrace.
@@ -178,32 +222,46 @@ type socktraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceProgramSpecs struct {
-	RawTp       *ebpf.ProgramSpec `ebpf:"raw_tp"`
-	TpBtfCookie *ebpf.ProgramSpec `ebpf:"tp_btf_cookie"`
-	TpBtfCore   *ebpf.ProgramSpec `ebpf:"tp_btf_core"`
-	Tracepoint  *ebpf.ProgramSpec `ebpf:"tracepoint"`
+	RawErrorReport     *ebpf.ProgramSpec `ebpf:"raw_error_report"`
+	RawReceiveReset    *ebpf.ProgramSpec `ebpf:"raw_receive_reset"`
+	RawRetransmit      *ebpf.ProgramSpec `ebpf:"raw_retransmit"`
+	RawRetransmitErr   *ebpf.ProgramSpec `ebpf:"raw_retransmit_err"`
+	RawSendReset       *ebpf.ProgramSpec `ebpf:"raw_send_reset"`
+	RawSynack          *ebpf.ProgramSpec `ebpf:"raw_synack"`
+	RawTp              *ebpf.ProgramSpec `ebpf:"raw_tp"`
+	TpBtfCookie        *ebpf.ProgramSpec `ebpf:"tp_btf_cookie"`
+	TpBtfCore          *ebpf.ProgramSpec `ebpf:"tp_btf_core"`
+	TpBtfErrorReport   *ebpf.ProgramSpec `ebpf:"tp_btf_error_report"`
+	TpBtfReceiveReset  *ebpf.ProgramSpec `ebpf:"tp_btf_receive_reset"`
+	TpBtfRetransmit    *ebpf.ProgramSpec `ebpf:"tp_btf_retransmit"`
+	TpBtfRetransmitErr *ebpf.ProgramSpec `ebpf:"tp_btf_retransmit_err"`
+	TpBtfSendReset     *ebpf.ProgramSpec `ebpf:"tp_btf_send_reset"`
+	TpBtfSynack        *ebpf.ProgramSpec `ebpf:"tp_btf_synack"`
+	Tracepoint         *ebpf.ProgramSpec `ebpf:"tracepoint"`
 }
 
 // socktraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceMapSpecs struct {
-	Connects         *ebpf.MapSpec `ebpf:"connects"`
-	ConnectsOverflow *ebpf.MapSpec `ebpf:"connects_overflow"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	Held             *ebpf.MapSpec `ebpf:"held"`
-	Listeners        *ebpf.MapSpec `ebpf:"listeners"`
-	Lost             *ebpf.MapSpec `ebpf:"lost"`
-	Socks            *ebpf.MapSpec `ebpf:"socks"`
+	Dests         *ebpf.MapSpec `ebpf:"dests"`
+	DestsOverflow *ebpf.MapSpec `ebpf:"dests_overflow"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Held          *ebpf.MapSpec `ebpf:"held"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	Socks         *ebpf.MapSpec `ebpf:"socks"`
+	Synacks       *ebpf.MapSpec `ebpf:"synacks"`
 }
 
 // socktraceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceVariableSpecs struct {
-	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
-	UnusedConnectKey *ebpf.VariableSpec `ebpf:"unused_connect_key"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	Cfg                *ebpf.VariableSpec `ebpf:"cfg"`
+	UnusedDestCounters *ebpf.VariableSpec `ebpf:"unused_dest_counters"`
+	UnusedDestKey      *ebpf.VariableSpec `ebpf:"unused_dest_key"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // socktraceObjects contains all objects after they have been loaded into the kernel.
@@ -226,24 +284,26 @@ func (o *socktraceObjects) Close() error {
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceMaps struct {
-	Connects         *ebpf.Map `ebpf:"connects"`
-	ConnectsOverflow *ebpf.Map `ebpf:"connects_overflow"`
-	Events           *ebpf.Map `ebpf:"events"`
-	Held             *ebpf.Map `ebpf:"held"`
-	Listeners        *ebpf.Map `ebpf:"listeners"`
-	Lost             *ebpf.Map `ebpf:"lost"`
-	Socks            *ebpf.Map `ebpf:"socks"`
+	Dests         *ebpf.Map `ebpf:"dests"`
+	DestsOverflow *ebpf.Map `ebpf:"dests_overflow"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Held          *ebpf.Map `ebpf:"held"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	Socks         *ebpf.Map `ebpf:"socks"`
+	Synacks       *ebpf.Map `ebpf:"synacks"`
 }
 
 func (m *socktraceMaps) Close() error {
 	return _SocktraceClose(
-		m.Connects,
-		m.ConnectsOverflow,
+		m.Dests,
+		m.DestsOverflow,
 		m.Events,
 		m.Held,
 		m.Listeners,
 		m.Lost,
 		m.Socks,
+		m.Synacks,
 	)
 }
 
@@ -251,26 +311,51 @@ func (m *socktraceMaps) Close() error {
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceVariables struct {
-	Cfg              *ebpf.Variable `ebpf:"cfg"`
-	UnusedConnectKey *ebpf.Variable `ebpf:"unused_connect_key"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	Cfg                *ebpf.Variable `ebpf:"cfg"`
+	UnusedDestCounters *ebpf.Variable `ebpf:"unused_dest_counters"`
+	UnusedDestKey      *ebpf.Variable `ebpf:"unused_dest_key"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // socktracePrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktracePrograms struct {
-	RawTp       *ebpf.Program `ebpf:"raw_tp"`
-	TpBtfCookie *ebpf.Program `ebpf:"tp_btf_cookie"`
-	TpBtfCore   *ebpf.Program `ebpf:"tp_btf_core"`
-	Tracepoint  *ebpf.Program `ebpf:"tracepoint"`
+	RawErrorReport     *ebpf.Program `ebpf:"raw_error_report"`
+	RawReceiveReset    *ebpf.Program `ebpf:"raw_receive_reset"`
+	RawRetransmit      *ebpf.Program `ebpf:"raw_retransmit"`
+	RawRetransmitErr   *ebpf.Program `ebpf:"raw_retransmit_err"`
+	RawSendReset       *ebpf.Program `ebpf:"raw_send_reset"`
+	RawSynack          *ebpf.Program `ebpf:"raw_synack"`
+	RawTp              *ebpf.Program `ebpf:"raw_tp"`
+	TpBtfCookie        *ebpf.Program `ebpf:"tp_btf_cookie"`
+	TpBtfCore          *ebpf.Program `ebpf:"tp_btf_core"`
+	TpBtfErrorReport   *ebpf.Program `ebpf:"tp_btf_error_report"`
+	TpBtfReceiveReset  *ebpf.Program `ebpf:"tp_btf_receive_reset"`
+	TpBtfRetransmit    *ebpf.Program `ebpf:"tp_btf_retransmit"`
+	TpBtfRetransmitErr *ebpf.Program `ebpf:"tp_btf_retransmit_err"`
+	TpBtfSendReset     *ebpf.Program `ebpf:"tp_btf_send_reset"`
+	TpBtfSynack        *ebpf.Program `ebpf:"tp_btf_synack"`
+	Tracepoint         *ebpf.Program `ebpf:"tracepoint"`
 }
 
 func (p *socktracePrograms) Close() error {
 	return _SocktraceClose(
+		p.RawErrorReport,
+		p.RawReceiveReset,
+		p.RawRetransmit,
+		p.RawRetransmitErr,
+		p.RawSendReset,
+		p.RawSynack,
 		p.RawTp,
 		p.TpBtfCookie,
 		p.TpBtfCore,
+		p.TpBtfErrorReport,
+		p.TpBtfReceiveReset,
+		p.TpBtfRetransmit,
+		p.TpBtfRetransmitErr,
+		p.TpBtfSendReset,
+		p.TpBtfSynack,
 		p.Tracepoint,
 	)
 }

@@ -58,6 +58,10 @@ type Options struct {
 	// KernelBTF is a BTF file for the running kernel, for kernels that do
 	// not expose /sys/kernel/btf/vmlinux. Empty: the kernel's own.
 	KernelBTF string
+	// Kinds: records to send besides transitions (a retransmit, reset or
+	// error of a socket), each passing the same filter as transitions.
+	// They are always counted on the socket and its destination.
+	Kinds Kinds
 }
 
 // DefaultRingSize holds about 58,000 transitions.
@@ -74,6 +78,10 @@ type Record struct {
 	// it was already running on that CPU when a softirq made another
 	// (Linux 5.12+ counts these). Transition is unset.
 	Skipped uint64
+	// LostOther: this many retransmit, reset or error records (asked for
+	// with Options.Kinds) were dropped, ring buffer full. Transition is
+	// unset.
+	LostOther uint64
 	// Woken: Wake was called; neither Lost nor Transition is set.
 	Woken bool
 	Transition
@@ -97,22 +105,29 @@ type Tracer struct {
 	sinceChk  int
 	batch     int // records read since the ring was last empty
 	// skippedSeen: the program's recursion misses already reported.
-	skippedSeen uint64
-	stopping    atomic.Bool // Stop was called
-	stopOnce    sync.Once
-	stopErr     error
-	done        bool
-	wake        atomic.Bool // set by Wake
+	skippedSeen   uint64
+	lostOtherSeen uint64
+	// The optional hooks (retransmits, resets, errors).
+	hookProgs  []*ebpf.Program
+	hookLinks  []link.Link
+	hookStatus []HookStatus
+
+	stopping atomic.Bool // Stop was called
+	stopOnce sync.Once
+	stopErr  error
+	done     bool
+	wake     atomic.Bool // set by Wake
 }
 
 type tracerMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Socks     *ebpf.Map `ebpf:"socks"`
-	Listeners *ebpf.Map `ebpf:"listeners"`
-	Held      *ebpf.Map `ebpf:"held"`
-	Connects  *ebpf.Map `ebpf:"connects"`
-	Overflow  *ebpf.Map `ebpf:"connects_overflow"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	Socks         *ebpf.Map `ebpf:"socks"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	Held          *ebpf.Map `ebpf:"held"`
+	Dests         *ebpf.Map `ebpf:"dests"`
+	DestsOverflow *ebpf.Map `ebpf:"dests_overflow"`
+	Synacks       *ebpf.Map `ebpf:"synacks"`
 }
 
 type tracerObjects struct {
@@ -178,7 +193,9 @@ func Open(opts Options) (*Tracer, error) {
 		return nil, err
 	}
 	spec.Maps["events"].MaxEntries = uint32(ringSize)
-	if err := spec.Variables["cfg"].Set(kernelConfig(opts.Filter)); err != nil {
+	kc := kernelConfig(opts.Filter)
+	kc.Kinds = uint8(opts.Kinds)
+	if err := spec.Variables["cfg"].Set(kc); err != nil {
 		return nil, fmt.Errorf("set BPF filter: %w", err)
 	}
 
@@ -245,7 +262,7 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	now := time.Now()
-	return &Tracer{
+	t := &Tracer{
 		method:    c.method,
 		prog:      objs.Prog,
 		maps:      objs.tracerMaps,
@@ -256,11 +273,13 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 		lostVals:  make([]uint64, mustPossibleCPUs()),
 		nextCheck: now.Add(lostCheckInterval),
 		nextSync:  now.Add(clockSyncInterval),
-	}, nil
+	}
+	t.attachHooks(spec, kernelTypes, c.mode == AttachTpBtf)
+	return t, nil
 }
 
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Connects, m.Overflow} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks} {
 		if x != nil {
 			x.Close()
 		}
@@ -366,6 +385,11 @@ func (t *Tracer) Read(r *Record) error {
 				r.Time = now
 				return nil
 			}
+			if n := t.newlyLostOther(); n > 0 {
+				*r = Record{LostOther: n}
+				r.Time = now
+				return nil
+			}
 		}
 		// Under load, let the ring fill a little before waiting on it:
 		// one wakeup and one output write then serve a batch, not a
@@ -425,6 +449,21 @@ func (t *Tracer) newlySkipped() uint64 {
 	return n
 }
 
+// newlyLostOther returns how many records of other kinds were lost
+// since it last looked.
+func (t *Tracer) newlyLostOther() uint64 {
+	if t.maps.Lost.Lookup(uint32(1), &t.lostVals) != nil {
+		return 0
+	}
+	var total uint64
+	for _, v := range t.lostVals {
+		total += v
+	}
+	n := total - t.lostOtherSeen
+	t.lostOtherSeen = total
+	return n
+}
+
 // newlyLost returns how many transitions were lost since it last looked.
 func (t *Tracer) newlyLost() (uint64, error) {
 	total, err := t.LostTotal()
@@ -462,6 +501,9 @@ func (t *Tracer) Stop() error {
 		if err := t.link.Close(); err != nil {
 			t.stopErr = fmt.Errorf("detach: %w", err)
 		}
+		for _, l := range t.hookLinks {
+			l.Close()
+		}
 		if err := t.rd.Flush(); err != nil && t.stopErr == nil {
 			t.stopErr = fmt.Errorf("flush ring buffer: %w", err)
 		}
@@ -475,6 +517,9 @@ func (t *Tracer) Close() error {
 	err := t.Stop()
 	t.rd.Close()
 	t.prog.Close()
+	for _, p := range t.hookProgs {
+		p.Close()
+	}
 	closeMaps(t.maps)
 	return err
 }

@@ -63,7 +63,12 @@ func startCollector(t *testing.T, opts events.Options) *collector {
 // waitFor polls until cond holds for the transitions so far.
 func (c *collector) waitFor(t *testing.T, what string, cond func([]events.Transition) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	c.waitForIn(t, 5*time.Second, what, cond)
+}
+
+func (c *collector) waitForIn(t *testing.T, d time.Duration, what string, cond func([]events.Transition) bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		c.mu.Lock()
 		ok := cond(c.recs)

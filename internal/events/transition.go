@@ -51,6 +51,75 @@ type Transition struct {
 	SkErr uint16 // sk_err: why a socket closed (unix.ECONNREFUSED...)
 
 	CookieFromHelper bool // false: read from sk_cookie, 0 until someone asked for it
+
+	// Kind: a state transition, or (when asked for with Options.Kinds)
+	// a retransmit, reset or error of the socket; then Old and New are
+	// both the socket's state at the time.
+	Kind Kind
+
+	// What socktrace's hooks counted on the socket so far: SYNs (on the
+	// accepted side, SYN-ACKs) and data segments retransmitted, resets
+	// sent and received (of the sockets socktrace saw since it started).
+	SynRetrans  uint16
+	Retrans     uint32
+	RstSent     bool
+	RstReceived bool
+
+	// The kernel's own counters of the socket (struct tcp_sock), read at
+	// the transition when TCPStats: on transitions into close, out of
+	// syn-sent and into established, and on records of other kinds.
+	TCPStats      bool
+	BytesAcked    uint64 // bytes sent and acknowledged
+	BytesReceived uint64
+	SegsOut       uint32
+	SegsIn        uint32
+	TotalRetrans  uint32 // segments retransmitted, SYNs included
+	SRTT          time.Duration
+
+	// Lifetime: on a transition into close, how long the socket lived,
+	// from the birth socktrace saw (connect, listen, accept); known only
+	// then. Filled in by the timeline, not the kernel.
+	Lifetime      time.Duration
+	LifetimeKnown bool
+}
+
+// Kind is what a ring buffer record is (enum event_kind in bpf/socktrace.h).
+type Kind uint8
+
+// The kinds of record.
+const (
+	KindTransition Kind = iota
+	KindRetransmit
+	KindResetSent
+	KindResetReceived
+	KindError
+	numKinds
+)
+
+var kindNames = [numKinds]string{"transition", "retransmit", "reset-sent", "reset-received", "error"}
+
+// String is the kind's name, as --events takes it (transition for a
+// state change).
+func (k Kind) String() string {
+	if k < numKinds {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind%d", uint8(k))
+}
+
+// Kinds is a set of record kinds other than transitions, for Options.
+type Kinds uint8
+
+// Has reports whether k is in the set.
+func (ks Kinds) Has(k Kind) bool { return ks&(1<<k) != 0 }
+
+// KindsOf returns the set of the given kinds.
+func KindsOf(ks ...Kind) Kinds {
+	var s Kinds
+	for _, k := range ks {
+		s |= 1 << k
+	}
+	return s
 }
 
 // Error returns the socket error, if any, as an errno.
@@ -61,6 +130,10 @@ const (
 	flagOwnerKnown   = 1 << 0
 	flagPrevKnown    = 1 << 1
 	flagCookieHelper = 1 << 2
+	flagTCPStats     = 1 << 3
+
+	rstSent     = 1 << 0
+	rstReceived = 1 << 1
 )
 
 // EventSize is the size of one record in the ring buffer.
@@ -124,6 +197,17 @@ func (d *Decoder) Decode(raw []byte, t *Transition) error {
 		UID:              e.Uid,
 		SkErr:            e.SkErr,
 		CookieFromHelper: e.Flags&flagCookieHelper != 0,
+		Kind:             Kind(e.Kind),
+		SynRetrans:       e.SynRetrans,
+		Retrans:          e.Retrans,
+		RstSent:          e.Rst&rstSent != 0,
+		RstReceived:      e.Rst&rstReceived != 0,
+	}
+	if e.Flags&flagTCPStats != 0 {
+		t.TCPStats = true
+		t.BytesAcked, t.BytesReceived = e.BytesAcked, e.BytesReceived
+		t.SegsOut, t.SegsIn, t.TotalRetrans = e.SegsOut, e.SegsIn, e.TotalRetrans
+		t.SRTT = time.Duration(e.SrttUs) * time.Microsecond
 	}
 	if t.OwnerKnown {
 		t.OwnerPID = e.OwnerPid

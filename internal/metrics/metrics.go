@@ -44,6 +44,18 @@ var (
 	descAttempts = prometheus.NewDesc("socktrace_connect_attempts_total",
 		"Connect attempts (active opens) that ended, by destination, owning process and outcome (established, refused, timeout, unreachable, aborted); counted in the kernel, exact when transitions are lost.",
 		[]string{"daddr", "dport", "comm", "outcome"}, nil)
+	descSynRetrans = prometheus.NewDesc("socktrace_syn_retransmits_total",
+		"SYNs retransmitted by connect attempts to this destination (no answer to the first): counted in the kernel.",
+		[]string{"daddr", "dport", "comm"}, nil)
+	descRetrans = prometheus.NewDesc("socktrace_retransmits_total",
+		"Data segments retransmitted by connections to this destination: counted in the kernel.",
+		[]string{"daddr", "dport", "comm"}, nil)
+	descResets = prometheus.NewDesc("socktrace_resets_total",
+		"RSTs sent and received on connections (and connect attempts) to this destination: counted in the kernel.",
+		[]string{"daddr", "dport", "comm", "direction"}, nil)
+	descBytes = prometheus.NewDesc("socktrace_bytes_total",
+		"Bytes sent (and acknowledged) and received by connections to this destination that closed: counted in the kernel.",
+		[]string{"daddr", "dport", "comm", "direction"}, nil)
 	descFailing = prometheus.NewDesc("socktrace_destination_failing",
 		"1 while a destination's connects keep failing (--fail-after in a row), 0 after it recovered.",
 		[]string{"daddr", "dport", "comm"}, nil)
@@ -216,7 +228,7 @@ func (c *Collector) Update() error {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAttempts, descFailing, descStreak, descDuration, descSockets,
+	for _, d := range []*prometheus.Desc{descAttempts, descSynRetrans, descRetrans, descResets, descBytes, descFailing, descStreak, descDuration, descSockets,
 		descCloseWait, descQueueFull, descTransitions, descLost, descSkipped, descReconciled,
 		descReconciles, descFolded, descUntracked, descUp, descBuild} {
 		ch <- d
@@ -242,10 +254,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.lastErr = c.connects.update(now)
 
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1, c.method)
-	c.connects.each(func(l destLabels, n [events.NumOutcomes]uint64) {
-		for o, v := range n {
-			ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(v), l.daddr, l.dport, l.comm, outcomeNames[o])
+	c.connects.each(func(l destLabels, n counts) {
+		for o := 0; o < events.NumOutcomes; o++ {
+			ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(n[o]), l.daddr, l.dport, l.comm, outcomeNames[o])
 		}
+		ch <- prometheus.MustNewConstMetric(descSynRetrans, prometheus.CounterValue, float64(n[events.CounterSynRetrans]), l.daddr, l.dport, l.comm)
+		ch <- prometheus.MustNewConstMetric(descRetrans, prometheus.CounterValue, float64(n[events.CounterRetrans]), l.daddr, l.dport, l.comm)
+		ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(n[events.CounterRstSent]), l.daddr, l.dport, l.comm, "sent")
+		ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(n[events.CounterRstReceived]), l.daddr, l.dport, l.comm, "received")
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(n[events.CounterBytesAcked]), l.daddr, l.dport, l.comm, "sent")
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(n[events.CounterBytesReceived]), l.daddr, l.dport, l.comm, "received")
 	})
 	ch <- prometheus.MustNewConstMetric(descFolded, prometheus.CounterValue, float64(c.connects.folded))
 

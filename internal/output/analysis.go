@@ -42,6 +42,19 @@ type jsonDest struct {
 	// FailingSinceAtLeast: the streak's first attempt began before the
 	// trace, so before failing_since.
 	FailingBefore bool `json:"failing_since_is_trace_start"`
+	// On the wire: the last attempt that ended, and the totals.
+	LastCause      *string `json:"last_cause"`
+	LastSYNs       *int    `json:"last_syns"`
+	LastSpan       *int64  `json:"last_syn_sent_ns"`
+	SynRetrans     uint64  `json:"syn_retransmits"`
+	ResetsReceived uint64  `json:"resets_received"`
+	ResetsSent     uint64  `json:"resets_sent"`
+	Retrans        uint64  `json:"retransmits"`
+	BytesAcked     uint64  `json:"bytes_acked"`
+	BytesReceived  uint64  `json:"bytes_received"`
+	Handshakes     int     `json:"handshakes"` // of the percentiles: the last 128 at most
+	HandshakeP50   *int64  `json:"handshake_p50_ns"`
+	HandshakeP99   *int64  `json:"handshake_p99_ns"`
 }
 
 func timePtr(t time.Time) *string {
@@ -77,6 +90,21 @@ func destJSON(d *analysis.Dest) jsonDest {
 	if d.LastConnect > 0 {
 		n := d.LastConnect.Nanoseconds()
 		j.LastConnect = &n
+	}
+	if d.Successes+d.Failed() > 0 {
+		cause, syns := d.Last.Cause(), d.Last.SYNs
+		j.LastCause, j.LastSYNs = &cause, &syns
+		if d.Last.SpanKnown {
+			n := d.Last.Span.Nanoseconds()
+			j.LastSpan = &n
+		}
+	}
+	j.SynRetrans, j.ResetsReceived, j.ResetsSent, j.Retrans = d.SynRetrans, d.ResetsReceived, d.ResetsSent, d.Retrans
+	j.BytesAcked, j.BytesReceived = d.BytesAcked, d.BytesReceived
+	if p50, n := d.HandshakePercentile(50); n > 0 {
+		p99, _ := d.HandshakePercentile(99)
+		a, b := p50.Nanoseconds(), p99.Nanoseconds()
+		j.Handshakes, j.HandshakeP50, j.HandshakeP99 = n, &a, &b
 	}
 	return j
 }
@@ -271,8 +299,8 @@ func (t *Table) Alert(a *analysis.Alert) error {
 		if !d.LastSuccess.IsZero() {
 			last = clock(d.LastSuccess) + " (" + Age(a.Time.Sub(d.LastSuccess)) + " ago)"
 		}
-		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s\n",
-			dest, process(d.OwnerKnown, d.PID, d.Comm), d.Streak, failureList(d), failingSince(d, a.Time), last)
+		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s; last attempt: %s\n",
+			dest, process(d.OwnerKnown, d.PID, d.Comm), d.Streak, failureList(d), failingSince(d, a.Time), last, d.Last.Cause())
 	case analysis.Recovered:
 		b = fmt.Appendf(b, " ok RECOVERED %s (%s): connected in %s after %d failed connects over %s\n",
 			dest, process(d.OwnerKnown, d.PID, d.Comm), Age(d.LastConnect), a.Failed, Age(a.FailedFor))
@@ -300,6 +328,19 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 			since = strings.TrimPrefix(since+"; never connected", "; ")
 		} else {
 			since = strings.TrimPrefix(since+"; last success "+clock(d.LastSuccess)+" ("+Age(now.Sub(d.LastSuccess))+" ago)", "; ")
+		}
+		if d.Last.Outcome != analysis.Established && d.Failed() > 0 {
+			since += "; last: " + d.Last.Cause()
+		}
+		if p50, n := d.HandshakePercentile(50); n > 0 {
+			p99, _ := d.HandshakePercentile(99)
+			since += "; handshake p50 " + RTT(p50) + " p99 " + RTT(p99)
+		}
+		if d.SynRetrans > 0 {
+			since += fmt.Sprintf("; %d SYN rexmit", d.SynRetrans)
+		}
+		if d.BytesAcked+d.BytesReceived > 0 {
+			since += "; moved " + Bytes(d.BytesAcked) + "/" + Bytes(d.BytesReceived)
 		}
 		fmt.Fprintf(b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
 			status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm), d.Attempts, d.Successes, d.Failed(),

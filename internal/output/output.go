@@ -12,6 +12,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/names"
+	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,6 +105,7 @@ func (j *JSON) Transition(t *events.Transition) error {
 	} else {
 		b = append(b, "null"...)
 	}
+	b = appendWire(b, t)
 	b = append(b, "}\n"...)
 	j.buf = b
 	_, err := j.w.Write(b)
@@ -121,6 +123,132 @@ func (j *JSON) loss(kind string, n, total uint64, at time.Time) error {
 	b = append(b, `{"type":"`...)
 	b = append(b, kind...)
 	b = append(b, `","time":"`...)
+	b = at.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","count":`...)
+	b = strconv.AppendUint(b, n, 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendUint(b, total, 10)
+	b = append(b, "}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+// appendWire adds what happened on the wire where it explains the
+// transition: SYN retransmits at the end of a connect attempt, the RTT
+// once connected, and the socket's totals when it closes.
+func appendWire(b []byte, t *events.Transition) []byte {
+	if t.Old == tcpstate.SynSent && (t.New == tcpstate.Close || t.New == tcpstate.Established) {
+		b = append(b, `,"syn_retransmits":`...)
+		b = strconv.AppendUint(b, uint64(t.SynRetrans), 10)
+	}
+	if t.Old == tcpstate.SynSent && t.New == tcpstate.Established {
+		b = append(b, `,"srtt_us":`...)
+		b = appendStat(b, t.TCPStats, uint64(t.SRTT/time.Microsecond))
+	}
+	if t.New != tcpstate.Close {
+		return b
+	}
+	for _, f := range [...]struct {
+		name string
+		v    uint64
+	}{
+		{`,"bytes_acked":`, t.BytesAcked}, {`,"bytes_received":`, t.BytesReceived},
+		{`,"segs_out":`, uint64(t.SegsOut)}, {`,"segs_in":`, uint64(t.SegsIn)},
+		{`,"total_retrans":`, uint64(t.TotalRetrans)}, {`,"srtt_us":`, uint64(t.SRTT / time.Microsecond)},
+	} {
+		b = append(b, f.name...)
+		b = appendStat(b, t.TCPStats, f.v)
+	}
+	b = append(b, `,"rst_received":`...)
+	b = strconv.AppendBool(b, t.RstReceived)
+	b = append(b, `,"rst_sent":`...)
+	b = strconv.AppendBool(b, t.RstSent)
+	b = append(b, `,"lifetime_ns":`...)
+	if t.LifetimeKnown {
+		b = strconv.AppendInt(b, int64(t.Lifetime), 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	return b
+}
+
+func appendStat(b []byte, known bool, v uint64) []byte {
+	if !known {
+		return append(b, "null"...)
+	}
+	return strconv.AppendUint(b, v, 10)
+}
+
+// Packet writes a retransmit, reset or error record of a socket:
+// {"type":"retransmit",...}, {"type":"reset","direction":"sent"|"received",...},
+// {"type":"error",...}.
+func (j *JSON) Packet(t *events.Transition) error {
+	b := j.buf[:0]
+	switch t.Kind {
+	case events.KindRetransmit:
+		b = append(b, `{"type":"retransmit"`...)
+	case events.KindResetSent:
+		b = append(b, `{"type":"reset","direction":"sent"`...)
+	case events.KindResetReceived:
+		b = append(b, `{"type":"reset","direction":"received"`...)
+	default:
+		b = append(b, `{"type":"error"`...)
+	}
+	b = append(b, `,"time":"`...)
+	b = t.Time.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","ktime_ns":`...)
+	b = strconv.AppendUint(b, t.Ktime, 10)
+	b = append(b, `,"cookie":`...)
+	b = strconv.AppendUint(b, t.Cookie, 10)
+	b = append(b, `,"netns":`...)
+	b = strconv.AppendUint(b, uint64(t.Netns), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, familyName(t.Family)...)
+	b = append(b, `","saddr":"`...)
+	b = t.Src.AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(t.SPort), 10)
+	b = append(b, `,"daddr":"`...)
+	b = t.Dst.AppendTo(b)
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(t.DPort), 10)
+	b = append(b, `,"state":"`...)
+	b = append(b, t.New.String()...)
+	b = append(b, '"')
+	if t.OwnerKnown {
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendUint(b, uint64(t.OwnerPID), 10)
+		b = append(b, `,"comm":`...)
+		b = AppendString(b, t.OwnerComm)
+	} else {
+		b = append(b, `,"pid":null,"comm":null`...)
+	}
+	b = append(b, `,"error":`...)
+	if t.SkErr != 0 {
+		b = AppendString(b, errnoName(t.SkErr))
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"syn_retransmits":`...)
+	b = strconv.AppendUint(b, uint64(t.SynRetrans), 10)
+	b = append(b, `,"retransmits":`...)
+	b = strconv.AppendUint(b, uint64(t.Retrans), 10)
+	b = append(b, `,"total_retrans":`...)
+	b = appendStat(b, t.TCPStats, uint64(t.TotalRetrans))
+	b = append(b, `,"srtt_us":`...)
+	b = appendStat(b, t.TCPStats, uint64(t.SRTT/time.Microsecond))
+	b = append(b, "}\n"...)
+	j.buf = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+// LostOther writes a {"type":"lost","records":"events",...} record:
+// retransmit, reset or error records dropped (not transitions).
+func (j *JSON) LostOther(n, total uint64, at time.Time) error {
+	b := j.buf[:0]
+	b = append(b, `{"type":"lost","records":"events","time":"`...)
 	b = at.UTC().AppendFormat(b, TimeLayout)
 	b = append(b, `","count":`...)
 	b = strconv.AppendUint(b, n, 10)
@@ -190,6 +318,7 @@ type Table struct {
 	hosts      *names.Hosts
 	header     bool // transition header written
 	sockHeader bool // socket header written
+	info       bool // -i
 	buf        []byte
 }
 
@@ -197,11 +326,12 @@ type Table struct {
 type TableOptions struct {
 	Numeric bool // -n: port numbers, not service names
 	Resolve bool // -r: host names, looked up in the background
+	Info    bool // -i: TCP details (bytes, retransmits, RTT) on every close
 }
 
 // NewTable returns a table writer on w; notices of loss go to errw.
 func NewTable(w flusher, errw io.Writer, o TableOptions) *Table {
-	t := &Table{w: w, errw: errw, buf: make([]byte, 0, 256)}
+	t := &Table{w: w, errw: errw, buf: make([]byte, 0, 256), info: o.Info}
 	if !o.Numeric {
 		t.services = names.LoadServices()
 	}
@@ -218,6 +348,13 @@ const tableHeader = "TIME            COOKIE     PID     COMM            LOCAL   
 
 // Transition writes one line.
 func (t *Table) Transition(tr *events.Transition) error {
+	b := t.line(tr, tr.Old.String()+" -> "+tr.New.String())
+	_, err := t.w.Write(b)
+	return err
+}
+
+// line formats a line with what in the TRANSITION column.
+func (t *Table) line(tr *events.Transition, what string) []byte {
 	b := t.buf[:0]
 	if !t.header {
 		b = append(b, tableHeader...)
@@ -235,7 +372,7 @@ func (t *Table) Transition(tr *events.Transition) error {
 	}
 	b = appendCol(b, t.endpoint(tr.Src, tr.SPort), 29)
 	b = appendCol(b, t.endpoint(tr.Dst, tr.DPort), 29)
-	b = appendCol(b, tr.Old.String()+" -> "+tr.New.String(), 30)
+	b = appendCol(b, what, 30)
 	if tr.InOldKnown {
 		b = appendCol(b, strconv.FormatFloat(float64(tr.InOld)/float64(time.Millisecond), 'f', 3, 64), 10)
 	} else {
@@ -243,13 +380,31 @@ func (t *Table) Transition(tr *events.Transition) error {
 	}
 	if tr.SkErr != 0 {
 		b = append(b, errnoName(tr.SkErr)...)
+		b = append(b, ' ')
 	}
+	b = append(b, Detail(tr, t.info)...)
 	for len(b) > 0 && b[len(b)-1] == ' ' {
 		b = b[:len(b)-1]
 	}
 	b = append(b, '\n')
 	t.buf = b
+	return b
+}
+
+// Packet writes a retransmit, reset or error of a socket as a line.
+func (t *Table) Packet(tr *events.Transition) error {
+	x := *tr
+	what := tr.Kind.String() + " in " + tr.New.String()
+	x.InOldKnown = false
+	b := t.line(&x, what)
 	_, err := t.w.Write(b)
+	return err
+}
+
+// LostOther tells the user on errw.
+func (t *Table) LostOther(n, total uint64, at time.Time) error {
+	_, err := fmt.Fprintf(t.errw, "socktrace: %s: lost %d retransmit/reset/error records, ring buffer full (%d so far)\n",
+		at.Local().Format("15:04:05.000000"), n, total)
 	return err
 }
 

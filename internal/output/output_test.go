@@ -119,7 +119,9 @@ func TestJSONTransition(t *testing.T) {
 		`"saddr":"192.0.2.10","sport":40000,"daddr":"198.51.100.7","dport":9092,` +
 		`"old_state":"syn-sent","new_state":"close","old_state_duration_ns":1500000,` +
 		`"pid":42,"tid":43,"comm":"java","task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
-		`"uid":1000,"error":"ECONNREFUSED"}` + "\n"
+		`"uid":1000,"error":"ECONNREFUSED","syn_retransmits":0,` +
+		`"bytes_acked":null,"bytes_received":null,"segs_out":null,"segs_in":null,"total_retrans":null,"srtt_us":null,` +
+		`"rst_received":false,"rst_sent":false,"lifetime_ns":null}` + "\n"
 	if got := buf.String(); got != want {
 		t.Errorf("Transition wrote\n%s\nwant\n%s", got, want)
 	}
@@ -130,7 +132,9 @@ func TestJSONTransition(t *testing.T) {
 		"old_state": "syn-sent", "new_state": "close", "old_state_duration_ns": num("1500000"),
 		"pid": num("42"), "tid": num("43"), "comm": "java",
 		"task_pid": num("0"), "task_tid": num("0"), "task_comm": "swapper/3",
-		"uid": num("1000"), "error": "ECONNREFUSED",
+		"uid": num("1000"), "error": "ECONNREFUSED", "syn_retransmits": num("0"),
+		"bytes_acked": nil, "bytes_received": nil, "segs_out": nil, "segs_in": nil, "total_retrans": nil, "srtt_us": nil,
+		"rst_received": false, "rst_sent": false, "lifetime_ns": nil,
 	})
 	if buf.flushes != 0 {
 		t.Errorf("Transition flushed %d times; flushing is the caller's", buf.flushes)
@@ -214,8 +218,8 @@ func TestJSONTransitionFields(t *testing.T) {
 		if got := m[c.key]; !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %q = %#v, want %#v (line %s)", c.name, c.key, got, c.want, buf.Bytes())
 		}
-		if len(m) != 21 {
-			t.Errorf("%s: %d keys, want 21", c.name, len(m))
+		if want := 21 + wireKeys(&tr); len(m) != want {
+			t.Errorf("%s: %d keys, want %d", c.name, len(m), want)
 		}
 	}
 }
@@ -834,4 +838,19 @@ func TestFormats(t *testing.T) {
 	if !reflect.DeepEqual(Formats, []string{"table", "json"}) {
 		t.Errorf("Formats = %q", Formats)
 	}
+}
+
+// wireKeys is how many of the wire fields a transition carries.
+func wireKeys(tr *events.Transition) int {
+	n := 0
+	if tr.Old == tcpstate.SynSent && (tr.New == tcpstate.Close || tr.New == tcpstate.Established) {
+		n++ // syn_retransmits
+	}
+	if tr.Old == tcpstate.SynSent && tr.New == tcpstate.Established {
+		n++ // srtt_us
+	}
+	if tr.New == tcpstate.Close {
+		n += 9
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package output
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +78,30 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	b = strconv.AppendUint(b, uint64(d.Retrans), 10)
 	b = append(b, `,"preexisting":`...)
 	b = strconv.AppendBool(b, r.Preexisting)
+	if i := d.Info; i != nil {
+		b = append(b, `,"tcp_info":{"rtt_us":`...)
+		for _, f := range [...]struct {
+			name string
+			v    uint64
+		}{
+			{"", uint64(i.Rtt)}, {`,"rttvar_us":`, uint64(i.Rttvar)}, {`,"rto_us":`, uint64(i.Rto)},
+			{`,"snd_cwnd":`, uint64(i.Snd_cwnd)}, {`,"snd_mss":`, uint64(i.Snd_mss)}, {`,"rcv_mss":`, uint64(i.Rcv_mss)},
+			{`,"unacked":`, uint64(i.Unacked)}, {`,"lost":`, uint64(i.Lost)}, {`,"retrans":`, uint64(i.Retrans)},
+			{`,"total_retrans":`, uint64(i.Total_retrans)}, {`,"bytes_acked":`, i.Bytes_acked},
+			{`,"bytes_received":`, i.Bytes_received}, {`,"segs_out":`, uint64(i.Segs_out)}, {`,"segs_in":`, uint64(i.Segs_in)},
+			{`,"last_data_sent_ms":`, uint64(i.Last_data_sent)}, {`,"last_data_recv_ms":`, uint64(i.Last_data_recv)},
+			{`,"last_ack_recv_ms":`, uint64(i.Last_ack_recv)}, {`,"min_rtt_us":`, uint64(i.Min_rtt)},
+			{`,"delivery_rate":`, i.Delivery_rate},
+		} {
+			b = append(b, f.name...)
+			b = strconv.AppendUint(b, f.v, 10)
+		}
+		b = append(b, '}')
+	}
+	if m := d.Mem; m != nil {
+		b = fmt.Appendf(b, `,"skmem":{"rmem_alloc":%d,"rcvbuf":%d,"wmem_alloc":%d,"sndbuf":%d,"fwd_alloc":%d,"wmem_queued":%d,"optmem":%d,"backlog":%d,"drops":%d}`,
+			m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops)
+	}
 	b = append(b, "}\n"...)
 	j.buf = b
 	_, err := j.w.Write(b)
@@ -130,6 +155,17 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 		extra = append(extra, "ino:"+strconv.FormatUint(uint64(r.Diag.Inode), 10))
 	}
 	extra = append(extra, "cookie:"+strconv.FormatUint(r.Cookie, 10))
+	if m := r.Diag.Mem; m != nil {
+		extra = append(extra, fmt.Sprintf("skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)",
+			m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops))
+	}
+	if i := r.Diag.Info; i != nil {
+		// As ss -i spells them.
+		extra = append(extra, fmt.Sprintf("rto:%g rtt:%g/%g mss:%d cwnd:%d bytes_acked:%d bytes_received:%d segs_out:%d segs_in:%d retrans:%d/%d lastsnd:%d lastrcv:%d lastack:%d",
+			float64(i.Rto)/1000, float64(i.Rtt)/1000, float64(i.Rttvar)/1000, i.Snd_mss, i.Snd_cwnd,
+			i.Bytes_acked, i.Bytes_received, i.Segs_out, i.Segs_in, i.Retrans, i.Total_retrans,
+			i.Last_data_sent, i.Last_data_recv, i.Last_ack_recv))
+	}
 	b = append(b, strings.Join(extra, " ")...)
 	b = append(b, '\n')
 	t.buf = b

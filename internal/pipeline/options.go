@@ -27,6 +27,7 @@ type Options struct {
 	Tracer    events.Options
 	Expr      filter.Expr // from the positional arguments; nil: none
 	Once      bool        // snapshot only
+	Mem       bool        // -m: socket memory in the listing (ss -m); -i (Table.Info) asks for tcp_info
 	Snapshot  bool        // list existing sockets first
 	Netns     string      // "": our namespace; a path; or "all"
 	NetnsHold *os.File    // keeps the --netns namespace (and its inode) alive

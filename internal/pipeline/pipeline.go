@@ -44,6 +44,7 @@ type pipeline struct {
 	shown, lost uint64
 	skipped     uint64    // state changes the kernel did not run the program for
 	transitions uint64    // all transitions received
+	lostOther   uint64    // retransmit, reset, error records lost
 	lastWall    time.Time // of the latest record
 	lastK       uint64
 
@@ -100,6 +101,8 @@ type writer interface {
 	Alert(*analysis.Alert) error
 	Summary(*analysis.Summary) error
 	Reconciled(*output.Reconciliation) error
+	Packet(*events.Transition) error
+	LostOther(n, total uint64, at time.Time) error
 }
 
 func newWriter(o *Options, stdout *bufio.Writer) writer {
@@ -158,6 +161,13 @@ func (p *pipeline) snapshot(s *snap) error {
 func (p *pipeline) event(r *events.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if r.LostOther > 0 {
+		p.lostOther += r.LostOther
+		if !p.quiet {
+			return p.w.LostOther(r.LostOther, p.lostOther, r.Time)
+		}
+		return nil
+	}
 	if r.Lost > 0 || r.Skipped > 0 {
 		if p.rc != nil {
 			if r.Lost > 0 {
@@ -194,6 +204,9 @@ func (p *pipeline) event(r *events.Record) error {
 		return nil
 	}
 	t := &r.Transition
+	if t.Kind != events.KindTransition {
+		return p.packet(t)
+	}
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	// Record the transition as the kernel gave it: a replay merges it
@@ -229,6 +242,24 @@ func (p *pipeline) event(r *events.Record) error {
 		}
 	}
 	return err
+}
+
+// packet handles a retransmit, reset or error record (--events): the
+// socket's owner from the table, the filter of its state, the output.
+func (p *pipeline) packet(t *events.Transition) error {
+	if p.rec != nil {
+		if err := p.rec.Transition(t); err != nil {
+			return err
+		}
+	}
+	if r := p.table.Lookup(t.Cookie); r != nil && !t.OwnerKnown && r.OwnerKnown {
+		t.OwnerKnown, t.OwnerPID, t.OwnerTID, t.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm
+	}
+	subj := filter.OfTransition(t)
+	if !p.o.Match(&subj) || p.quiet || p.o.AlertsOnly {
+		return nil
+	}
+	return p.w.Packet(t)
 }
 
 // flush hands the output (and the recording) to the kernel.

@@ -73,7 +73,8 @@ func dumpNamespaces(o *Options, states tcpstate.Mask) ([]snapshot.Socket, error)
 	}
 	var socks []snapshot.Socket
 	for i, p := range paths {
-		s, err := snapshot.Dump(snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p})
+		s, err := snapshot.Dump(snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p,
+			Info: o.Table.Info, Mem: o.Mem})
 		if err != nil {
 			if o.Netns == "all" && i > 0 {
 				continue // its process or thread went away meanwhile

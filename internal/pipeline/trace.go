@@ -38,6 +38,14 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		tr.Close()
 		return err
 	}
+	// Say which of the optional hooks the kernel lacks, where the run
+	// would use them (retransmits and resets are always counted; errors
+	// only shown when asked for).
+	for _, h := range tr.Hooks() {
+		if h.Err != nil && (h.Tracepoint != "sock:inet_sk_error_report" || o.Tracer.Kinds.Has(events.KindError)) {
+			fmt.Fprintf(os.Stderr, "socktrace: %v: what it counts is missing from this run\n", h.Err)
+		}
+	}
 	defer tr.Close()
 
 	p := newPipeline(o, time.Now(), events.Monotonic())

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
@@ -59,7 +60,26 @@ type Socket struct {
 	UID      uint32
 	Inode    uint32 // 0 for time-wait and request sockets
 	Netns    uint32 // inode of the network namespace it was dumped from
+
+	// With Options.Info: the kernel's tcp_info (what ss -i shows); nil
+	// for time-wait and request sockets, or when not asked.
+	Info *unix.TCPInfo
+	// With Options.Mem: socket memory (ss -m's skmem), nil if not asked.
+	Mem *SkMem
 }
+
+// SkMem is a socket's memory, as ss -m shows it: skmem:(r,rb,t,tb,f,w,o,bl,d).
+type SkMem struct {
+	RmemAlloc, RcvBuf, WmemAlloc, SndBuf, FwdAlloc, WmemQueued, OptMem, Backlog, Drops uint32
+}
+
+// Extensions asked of sock_diag (linux/inet_diag.h: bit INET_DIAG_X - 1).
+const (
+	extInfo      = 1 << (2 - 1) // INET_DIAG_INFO: struct tcp_info
+	extSkMemInfo = 1 << (7 - 1) // INET_DIAG_SKMEMINFO: u32[SK_MEMINFO_VARS]
+	attrInfo     = 2
+	attrSkMem    = 7
+)
 
 // Wire sizes and constants (linux/inet_diag.h, linux/netlink.h).
 const (
@@ -81,7 +101,7 @@ const (
 var ErrInterrupted = errors.New("sock_diag dump interrupted")
 
 // encodeRequest builds a dump request for one family and a state mask.
-func encodeRequest(family uint8, states tcpstate.Mask, seq uint32) []byte {
+func encodeRequest(family uint8, states tcpstate.Mask, seq uint32, ext uint8) []byte {
 	b := make([]byte, nlmsgHdrLen+reqLen)
 	ne := binary.NativeEndian
 	ne.PutUint32(b[0:], uint32(len(b)))
@@ -92,7 +112,7 @@ func encodeRequest(family uint8, states tcpstate.Mask, seq uint32) []byte {
 	r := b[nlmsgHdrLen:]
 	r[0] = family
 	r[1] = ipprotoTCP
-	r[2] = 0 // no extensions
+	r[2] = ext
 	ne.PutUint32(r[4:], uint32(states))
 	// The socket id stays zero: every socket.
 	return b
@@ -128,6 +148,34 @@ func decodeMsg(b []byte, s *Socket) error {
 		s.Dst = netip.AddrFrom16([16]byte(b[24:40])).Unmap()
 	default:
 		return fmt.Errorf("sock_diag reply with address family %d", s.Family)
+	}
+	// Attributes (struct rtattr: u16 length, u16 type, payload, padded).
+	for a := b[msgLen:]; len(a) >= 4; {
+		l, typ := int(ne.Uint16(a[0:])), ne.Uint16(a[2:])
+		if l < 4 || l > len(a) {
+			break
+		}
+		payload := a[4:l]
+		switch typ {
+		case attrInfo:
+			// A kernel's tcp_info may be shorter (older) or longer
+			// (newer) than this one: take what both know.
+			var ti unix.TCPInfo
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&ti)), unsafe.Sizeof(ti)), payload)
+			s.Info = &ti
+		case attrSkMem:
+			var m [9]uint32
+			for i := range m {
+				if 4*i+4 <= len(payload) {
+					m[i] = ne.Uint32(payload[4*i:])
+				}
+			}
+			s.Mem = &SkMem{m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]}
+		}
+		if align(l) >= len(a) {
+			break
+		}
+		a = a[align(l):]
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ const (
 )
 
 func TestEncodeRequest(t *testing.T) {
-	got := encodeRequest(unix.AF_INET6, tcpstate.MaskOf(tcpstate.SynSent, tcpstate.Listen), 9)
+	got := encodeRequest(unix.AF_INET6, tcpstate.MaskOf(tcpstate.SynSent, tcpstate.Listen), 9, 0)
 	want := unhex(t, `48000000 1400 0103 09000000 00000000
 		0a 06 00 00 04040000
 		00000000 00000000 00000000 00000000 00000000 00000000

@@ -18,6 +18,9 @@ type Options struct {
 	// Netns is the path of a network namespace (/proc/PID/ns/net,
 	// /run/netns/NAME); "" is socktrace's own.
 	Netns string
+	// Info asks for each socket's tcp_info (ss -i), Mem for its memory
+	// (ss -m).
+	Info, Mem bool
 }
 
 // Dump lists the TCP sockets of one network namespace. A dump the kernel
@@ -38,7 +41,7 @@ func Dump(o Options) ([]Socket, error) {
 		var socks []Socket
 		var err error
 		for attempt := 1; ; attempt++ {
-			socks, err = dumpFamily(fd, fam, states, uint32(attempt))
+			socks, err = dumpFamily(fd, fam, states, uint32(attempt), o.ext())
 			if err != ErrInterrupted || attempt == maxDumpAttempts {
 				break
 			}
@@ -71,9 +74,20 @@ func famName(f uint8) string {
 	return "IPv4"
 }
 
+func (o Options) ext() uint8 {
+	var e uint8
+	if o.Info {
+		e |= extInfo
+	}
+	if o.Mem {
+		e |= extSkMemInfo
+	}
+	return e
+}
+
 // dumpFamily runs one dump request to completion.
-func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32) ([]Socket, error) {
-	req := encodeRequest(family, states, seq)
+func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8) ([]Socket, error) {
+	req := encodeRequest(family, states, seq, ext)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("send sock_diag request: %w", err)
 	}

@@ -6,6 +6,7 @@ package timeline
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/procs"
@@ -49,6 +50,11 @@ type Row struct {
 	// History: the transitions seen, oldest first.
 	History []Step
 
+	// Active: the socket is an active open (socktrace saw its connect).
+	Active bool
+	// Born: CLOCK_MONOTONIC time of the socket's birth (connect, listen,
+	// accept) if socktrace saw it; 0 if not.
+	Born uint64
 	// Seen: CLOCK_MONOTONIC time of the latest evidence that the socket
 	// exists: its last transition, or a dump that listed it.
 	Seen uint64
@@ -278,6 +284,10 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 		}
 		r = &Row{Cookie: tr.Cookie, Netns: tr.Netns, Family: tr.Family, State: tr.Old,
 			Preexisting: !born(tr)}
+		if born(tr) {
+			r.Born = tr.Ktime
+			r.Active = tr.New == tcpstate.SynSent
+		}
 		t.put(k, r)
 	}
 	r.History = append(r.History, Step{Ktime: tr.Ktime, Old: tr.Old, New: tr.New})
@@ -324,6 +334,9 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 		t.listeners[lk] = r
 	} else if tr.Old == tcpstate.Listen && tr.New == tcpstate.Close && t.listeners[lk] == r {
 		delete(t.listeners, lk)
+	}
+	if tr.New == tcpstate.Close && r.Born != 0 && tr.Ktime >= r.Born {
+		tr.Lifetime, tr.LifetimeKnown = time.Duration(tr.Ktime-r.Born), true
 	}
 	if tr.New == tcpstate.Close && r.State == tcpstate.Close {
 		t.del(k)

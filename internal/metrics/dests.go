@@ -18,32 +18,36 @@ const UnknownComm = "unknown"
 // destLabels is one destination label set: daddr, dport, comm.
 type destLabels struct{ daddr, dport, comm string }
 
-// destSeries is the connect counters of one label set: what its kernel
-// counters hold now, plus what was folded in from counters deleted.
+// counts are one destination's counters (events.OutcomeEstablished...).
+type counts = [events.NumDestCounters]uint64
+
+// destSeries is the counters of one label set: what its kernel counters
+// hold now, plus what was folded in from counters deleted.
 type destSeries struct {
 	labels destLabels
-	keys   map[any]uint64 // kernel counter -> its last value
-	outk   map[any]uint8  // kernel counter -> its outcome
-	folded [events.NumOutcomes]uint64
+	keys   map[any]counts // kernel counter -> its last values
+	folded counts
 	last   time.Time // last change
 }
 
-func (s *destSeries) counts() [events.NumOutcomes]uint64 {
+func (s *destSeries) counts() counts {
 	c := s.folded
-	for k, v := range s.keys {
-		c[s.outk[k]] += v
+	for _, v := range s.keys {
+		for i := range v {
+			c[i] += v[i]
+		}
 	}
 	return c
 }
 
-// counterSource is what the connect counters are read from: the tracer.
+// counterSource is what the counters are read from: the tracer.
 type counterSource interface {
-	ConnectCounts(dst []events.ConnectCount) ([]events.ConnectCount, [events.NumOutcomes]uint64, error)
-	DeleteConnect(k *events.ConnectKey) (uint64, error)
+	DestCounts(dst []events.DestCount) ([]events.DestCount, counts, error)
+	DeleteDest(k *events.DestKey) (counts, error)
 }
 
-// connectCounters turns the kernel's connect counters, keyed by
-// namespace, family, address, port, owner and outcome, into bounded
+// connectCounters turns the kernel's destination counters, keyed by
+// namespace, family, address, port and owner, into bounded
 // label sets: at most max destinations (the most recently active); the
 // rest fold into daddr="other" (same port and process), and those, at
 // most max again, into daddr, dport and comm "other". A label set quiet
@@ -54,18 +58,18 @@ type connectCounters struct {
 	forget   time.Duration
 	sets     map[destLabels]*destSeries
 	byKey    map[any]*destSeries
-	keyOf    map[any]events.ConnectKey
-	overflow [events.NumOutcomes]uint64 // map full: counted without a destination
-	folded   uint64                     // label sets folded so far
-	buf      []events.ConnectCount
+	keyOf    map[any]events.DestKey
+	overflow counts // map full: counted without a destination
+	folded   uint64 // label sets folded so far
+	buf      []events.DestCount
 }
 
 func newConnectCounters(src counterSource, max int, forget time.Duration) *connectCounters {
 	return &connectCounters{src: src, max: max, forget: forget,
-		sets: map[destLabels]*destSeries{}, byKey: map[any]*destSeries{}, keyOf: map[any]events.ConnectKey{}}
+		sets: map[destLabels]*destSeries{}, byKey: map[any]*destSeries{}, keyOf: map[any]events.DestKey{}}
 }
 
-func labelsOf(k *events.ConnectKey) destLabels {
+func labelsOf(k *events.DestKey) destLabels {
 	comm := UnknownComm
 	if k.OwnerKnown {
 		comm = k.Comm
@@ -75,28 +79,27 @@ func labelsOf(k *events.ConnectKey) destLabels {
 
 // update reads the kernel's counters, then folds and forgets.
 func (c *connectCounters) update(now time.Time) error {
-	counts, overflow, err := c.src.ConnectCounts(c.buf)
-	c.buf = counts
+	got, overflow, err := c.src.DestCounts(c.buf)
+	c.buf = got
 	if err != nil {
 		return err
 	}
 	c.overflow = overflow
-	for i := range counts {
-		k := &counts[i].Key
+	for i := range got {
+		k := &got[i].Key
 		id := k.ID()
 		s := c.byKey[id]
 		if s == nil {
 			l := labelsOf(k)
 			if s = c.sets[l]; s == nil {
-				s = &destSeries{labels: l, keys: map[any]uint64{}, outk: map[any]uint8{}, last: now}
+				s = &destSeries{labels: l, keys: map[any]counts{}, last: now}
 				c.sets[l] = s
 			}
 			c.byKey[id] = s
 			c.keyOf[id] = *k
-			s.outk[id] = k.Outcome
 		}
-		if old, ok := s.keys[id]; !ok || old != counts[i].N {
-			s.keys[id] = counts[i].N
+		if old, ok := s.keys[id]; !ok || old != got[i].N {
+			s.keys[id] = got[i].N
 			s.last = now
 		}
 	}
@@ -119,20 +122,19 @@ func (c *connectCounters) forgetQuiet(now time.Time) {
 }
 
 // drop deletes a label set's kernel counters and returns what they held.
-func (c *connectCounters) drop(s *destSeries) [events.NumOutcomes]uint64 {
-	var got [events.NumOutcomes]uint64
+func (c *connectCounters) drop(s *destSeries) counts {
+	got := s.folded
 	for id, v := range s.keys {
 		k := c.keyOf[id]
-		n, err := c.src.DeleteConnect(&k)
-		if err != nil || n < v {
-			n = v
+		n, err := c.src.DeleteDest(&k)
+		for i := range n {
+			if err != nil || n[i] < v[i] {
+				n[i] = v[i] // never less than what was shown
+			}
+			got[i] += n[i]
 		}
-		got[s.outk[id]] += n
 		delete(c.byKey, id)
 		delete(c.keyOf, id)
-	}
-	for i, v := range s.folded {
-		got[i] += v
 	}
 	return got
 }
@@ -157,7 +159,7 @@ func (c *connectCounters) fold(now time.Time) {
 			l := to(s.labels)
 			o := c.sets[l]
 			if o == nil {
-				o = &destSeries{labels: l, keys: map[any]uint64{}, outk: map[any]uint8{}}
+				o = &destSeries{labels: l, keys: map[any]counts{}}
 				c.sets[l] = o
 			}
 			for i, v := range got {
@@ -185,7 +187,7 @@ func (c *connectCounters) fold(now time.Time) {
 
 // each calls fn for every label set with its counts, the kernel's
 // overflow included in the all-"other" set.
-func (c *connectCounters) each(fn func(l destLabels, counts [events.NumOutcomes]uint64)) {
+func (c *connectCounters) each(fn func(l destLabels, n counts)) {
 	overflowed := false
 	for _, v := range c.overflow {
 		overflowed = overflowed || v > 0

@@ -53,7 +53,7 @@ func TestConnectCountersExactUnderOverflow(t *testing.T) {
 	if lost, _ := tr.LostTotal(); lost == 0 {
 		t.Fatalf("no transitions lost with a %d-byte ring: the test proves nothing", os.Getpagesize())
 	}
-	counts, overflow, err := tr.ConnectCounts(nil)
+	counts, overflow, err := tr.DestCounts(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,11 @@ func TestConnectCountersExactUnderOverflow(t *testing.T) {
 		if c.Key.Netns != ns.Inode || c.Key.Daddr != lo {
 			t.Errorf("counter for %v in netns %d: want only 127.0.0.1 in %d", c.Key.Daddr, c.Key.Netns, ns.Inode)
 		}
-		got[[2]uint16{c.Key.DPort, uint16(c.Key.Outcome)}] += c.N
+		for o := 0; o < events.NumOutcomes; o++ {
+			if c.N[o] > 0 {
+				got[[2]uint16{c.Key.DPort, uint16(o)}] += c.N[o]
+			}
+		}
 		if c.Key.OwnerKnown {
 			comm = c.Key.Comm
 		}
@@ -78,33 +82,33 @@ func TestConnectCountersExactUnderOverflow(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("counters %v, want only %v", got, want)
 	}
-	// One kernel counter per destination and outcome: nothing else (such
-	// as bytes after the process name) may split a key.
+	// One kernel entry per destination: nothing else (such as bytes after
+	// the process name) may split a key.
 	if len(counts) != len(want) {
 		t.Errorf("%d kernel counters, want %d: %+v", len(counts), len(want), counts)
 	}
 	if self := processName(t); comm != self {
 		t.Errorf("owner %q, want this test %q", comm, self)
 	}
-	if overflow != [events.NumOutcomes]uint64{} {
+	if overflow != [events.NumDestCounters]uint64{} {
 		t.Errorf("overflow %v with two destinations", overflow)
 	}
 
-	// Deleting a counter returns its value and removes it.
+	// Deleting a destination returns its values and removes it.
 	for i := range counts {
 		if counts[i].Key.DPort == 9 {
-			n, err := tr.DeleteConnect(&counts[i].Key)
-			if err != nil || n != refused {
-				t.Fatalf("DeleteConnect = %d, %v; want %d", n, err, refused)
+			n, err := tr.DeleteDest(&counts[i].Key)
+			if err != nil || n[events.OutcomeRefused] != refused {
+				t.Fatalf("DeleteDest = %v, %v; want %d refused", n, err, refused)
 			}
 		}
 	}
 	refuse(t, ns, "127.0.0.1:9")
 	time.Sleep(10 * time.Millisecond)
-	counts, _, _ = tr.ConnectCounts(counts)
+	counts, _, _ = tr.DestCounts(counts)
 	for _, c := range counts {
-		if c.Key.DPort == 9 && c.N != 1 {
-			t.Errorf("after delete and one more refused connect: %d, want 1", c.N)
+		if c.Key.DPort == 9 && c.N[events.OutcomeRefused] != 1 {
+			t.Errorf("after delete and one more refused connect: %d, want 1", c.N[events.OutcomeRefused])
 		}
 	}
 }

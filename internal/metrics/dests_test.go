@@ -9,33 +9,33 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 )
 
-// fakeKernel is the kernel's connect map: counters by key.
+// fakeKernel is the kernel's destination map: counters by key.
 type fakeKernel struct {
-	n       map[string]*events.ConnectCount
+	n       map[string]*events.DestCount
 	deleted int
 }
 
-func newFakeKernel() *fakeKernel { return &fakeKernel{n: map[string]*events.ConnectCount{}} }
+func newFakeKernel() *fakeKernel { return &fakeKernel{n: map[string]*events.DestCount{}} }
 
-func (f *fakeKernel) add(daddr string, port uint16, comm string, outcome uint8, n uint64) {
-	k := fmt.Sprintf("%s|%d|%s|%d", daddr, port, comm, outcome)
+func (f *fakeKernel) add(daddr string, port uint16, comm string, counter int, n uint64) {
+	k := fmt.Sprintf("%s|%d|%s", daddr, port, comm)
 	c := f.n[k]
 	if c == nil {
-		c = &events.ConnectCount{Key: events.NewConnectKey(netip.MustParseAddr(daddr), port, comm, outcome)}
+		c = &events.DestCount{Key: events.NewDestKey(netip.MustParseAddr(daddr), port, comm)}
 		f.n[k] = c
 	}
-	c.N += n
+	c.N[counter] += n
 }
 
-func (f *fakeKernel) ConnectCounts(dst []events.ConnectCount) ([]events.ConnectCount, [events.NumOutcomes]uint64, error) {
+func (f *fakeKernel) DestCounts(dst []events.DestCount) ([]events.DestCount, counts, error) {
 	dst = dst[:0]
 	for _, c := range f.n {
 		dst = append(dst, *c)
 	}
-	return dst, [events.NumOutcomes]uint64{}, nil
+	return dst, counts{}, nil
 }
 
-func (f *fakeKernel) DeleteConnect(k *events.ConnectKey) (uint64, error) {
+func (f *fakeKernel) DeleteDest(k *events.DestKey) (counts, error) {
 	for s, c := range f.n {
 		if c.Key.ID() == k.ID() {
 			delete(f.n, s)
@@ -43,15 +43,15 @@ func (f *fakeKernel) DeleteConnect(k *events.ConnectKey) (uint64, error) {
 			return c.N, nil
 		}
 	}
-	return 0, nil
+	return counts{}, nil
 }
 
 // series returns the label sets and their total attempts.
 func series(c *connectCounters) map[destLabels]uint64 {
 	out := map[destLabels]uint64{}
-	c.each(func(l destLabels, n [events.NumOutcomes]uint64) {
+	c.each(func(l destLabels, n counts) {
 		var sum uint64
-		for _, v := range n {
+		for _, v := range n[:events.NumOutcomes] {
 			sum += v
 		}
 		out[l] = sum

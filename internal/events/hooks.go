@@ -1,0 +1,146 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Hooks besides inet_sock_set_state: retransmits, resets and errors.
+// Each is optional: a kernel that lacks one (inet_sk_error_report before
+// 5.14) traces without it, and Tracer.Hooks says so.
+
+// hook is one tracepoint and its programs.
+type hook struct {
+	tracepoint string // tcp:NAME or sock:NAME
+	name       string
+	// Programs: tp_btf and raw_tracepoint; the _err ones are for the
+	// kernels (6.17+) where the tracepoint has an err argument.
+	tpBtf, tpBtfErr, raw, rawErr string
+	errArgs                      int // the argument count that has err
+}
+
+var hooks = []hook{
+	{"tcp", "tcp_retransmit_skb", "tp_btf_retransmit", "tp_btf_retransmit_err", "raw_retransmit", "raw_retransmit_err", 3},
+	{"tcp", "tcp_retransmit_synack", "tp_btf_synack", "", "raw_synack", "", 0},
+	{"tcp", "tcp_send_reset", "tp_btf_send_reset", "", "raw_send_reset", "", 0},
+	{"tcp", "tcp_receive_reset", "tp_btf_receive_reset", "", "raw_receive_reset", "", 0},
+	{"sock", "inet_sk_error_report", "tp_btf_error_report", "", "raw_error_report", "", 0},
+}
+
+// HookStatus says how one hook is attached, or why not.
+type HookStatus struct {
+	Tracepoint string // e.g. tcp:tcp_retransmit_skb
+	Method     string // tp_btf or raw_tracepoint; "" if not attached
+	Err        error  // why not attached
+}
+
+// Hooks reports the optional hooks: attached, or why not.
+func (t *Tracer) Hooks() []HookStatus { return t.hookStatus }
+
+// tracepointArgs returns how many arguments the kernel's tracepoint
+// takes, from its btf_trace_NAME type; ok false when the kernel has no
+// such tracepoint.
+func tracepointArgs(kernel *btf.Spec, name string) (int, bool) {
+	if kernel == nil {
+		var err error
+		if kernel, err = btf.LoadKernelSpec(); err != nil {
+			return 0, false
+		}
+	}
+	var td *btf.Typedef
+	if err := kernel.TypeByName("btf_trace_"+name, &td); err != nil {
+		return 0, false
+	}
+	ptr, ok := btf.UnderlyingType(td.Type).(*btf.Pointer)
+	if !ok {
+		return 0, false
+	}
+	proto, ok := btf.UnderlyingType(ptr.Target).(*btf.FuncProto)
+	if !ok || len(proto.Params) == 0 {
+		return 0, false
+	}
+	return len(proto.Params) - 1, true // the first is the context
+}
+
+// attachHooks loads and attaches the optional hooks, sharing the maps of
+// the main program; tp_btf says whether to try tracing programs first.
+func (t *Tracer) attachHooks(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, tpBtf bool) {
+	replace := map[string]*ebpf.Map{
+		"events": t.maps.Events, "lost": t.maps.Lost, "socks": t.maps.Socks, "listeners": t.maps.Listeners,
+		"held": t.maps.Held, "dests": t.maps.Dests, "dests_overflow": t.maps.DestsOverflow, "synacks": t.maps.Synacks,
+	}
+	kernel := kernelTypes
+	if kernel == nil {
+		kernel, _ = btf.LoadKernelSpec()
+	}
+	for _, h := range hooks {
+		st := HookStatus{Tracepoint: h.tracepoint + ":" + h.name}
+		args, ok := tracepointArgs(kernel, h.name)
+		if !ok {
+			st.Err = fmt.Errorf("the kernel has no %s tracepoint", st.Tracepoint)
+			t.hookStatus = append(t.hookStatus, st)
+			continue
+		}
+		type try struct {
+			method, prog string
+			attach       func(*ebpf.Program) (link.Link, error)
+		}
+		tpProg, rawProg := h.tpBtf, h.raw
+		if h.errArgs != 0 && args >= h.errArgs {
+			tpProg, rawProg = h.tpBtfErr, h.rawErr
+		}
+		var tries []try
+		if tpBtf {
+			tries = append(tries, try{"tp_btf", tpProg, attachTracing})
+		}
+		name := h.name
+		tries = append(tries, try{"raw_tracepoint", rawProg, func(p *ebpf.Program) (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
+		}})
+		var errs []error
+		for _, tr := range tries {
+			p, l, err := loadHook(spec, tr.prog, replace, kernelTypes, tr.attach)
+			if err == nil {
+				st.Method = tr.method
+				t.hookProgs = append(t.hookProgs, p)
+				t.hookLinks = append(t.hookLinks, l)
+				break
+			}
+			errs = append(errs, fmt.Errorf("%s: %s", tr.method, summarize(err)))
+		}
+		if st.Method == "" {
+			st.Err = fmt.Errorf("attach %s: %w", st.Tracepoint, errors.Join(errs...))
+		}
+		t.hookStatus = append(t.hookStatus, st)
+	}
+}
+
+func loadHook(spec *ebpf.CollectionSpec, prog string, maps map[string]*ebpf.Map, kernelTypes *btf.Spec,
+	attach func(*ebpf.Program) (link.Link, error)) (*ebpf.Program, link.Link, error) {
+	ps, ok := spec.Programs[prog]
+	if !ok {
+		return nil, nil, fmt.Errorf("no program %s in the BPF object", prog)
+	}
+	s := spec.Copy()
+	s.Programs = map[string]*ebpf.ProgramSpec{"hook": ps.Copy()}
+	var objs struct {
+		Hook *ebpf.Program `ebpf:"hook"`
+	}
+	err := s.LoadAndAssign(&objs, &ebpf.CollectionOptions{
+		MapReplacements: maps,
+		Programs:        ebpf.ProgramOptions{KernelTypes: kernelTypes, LogSizeStart: 1 << 20},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load: %w", err)
+	}
+	l, err := attach(objs.Hook)
+	if err != nil {
+		objs.Hook.Close()
+		return nil, nil, fmt.Errorf("attach: %w", err)
+	}
+	return objs.Hook, l, nil
+}
