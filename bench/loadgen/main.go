@@ -2,7 +2,7 @@
 // loopback only, inside a network namespace of its own, so that what it
 // makes can be told apart from everything else on the host and counted.
 //
-//	loadgen churn [-workers 4] [-rate 0] [-duration 5s] [-conns 0] [-write 0] [-netns PATH] [-wait]
+//	loadgen churn [-workers 4] [-rate 0] [-duration 5s] [-conns 0] [-write 0] [-stream] [-netns PATH] [-wait]
 //	loadgen hold -pairs 50000 [-wait]
 //	loadgen netns
 //
@@ -14,6 +14,11 @@
 // a run of N connections makes 10*N+2 transitions. -rate paces all
 // workers together (connections a second; 0: as fast as they go), for
 // -duration or until -conns connections are made, whichever is first.
+//
+// churn -stream makes bulk transfers instead: each worker opens one
+// connection and writes to it for -duration, then shuts down its side
+// and waits for the server, which reads to the end of stream, to close.
+// Each connection still makes ten transitions (the client closes first).
 //
 // churn -netns PATH runs in an existing namespace made by "loadgen netns"
 // (entered with nsenter before this program starts, so that every thread
@@ -87,7 +92,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen churn [-workers N] [-rate R] [-duration D] [-conns N] [-write BYTES] [-netns PATH] [-wait]\n       loadgen hold -pairs N [-wait]\n       loadgen netns")
+	fmt.Fprintln(os.Stderr, "usage: loadgen churn [-workers N] [-rate R] [-duration D] [-conns N] [-write BYTES] [-stream] [-netns PATH] [-wait]\n       loadgen hold -pairs N [-wait]\n       loadgen netns")
 	os.Exit(2)
 }
 
@@ -296,6 +301,7 @@ func churn(args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "how long to run (with -conns: at most)")
 	conns := fs.Int64("conns", 0, "stop after this many connections (0: no limit)")
 	write := fs.Int("write", 0, "bytes the client writes (and the server reads) on each connection")
+	stream := fs.Bool("stream", false, "bulk transfers: each worker writes on one connection for -duration, then closes (-rate, -conns and -write do not apply)")
 	addrS := fs.String("addr", "127.77.0.1", "listener address (loopback only)")
 	port := fs.Int("port", 7777, "listener port")
 	wait := fs.Bool("wait", false, "wait for a line on stdin before starting")
@@ -348,7 +354,7 @@ func churn(args []string) error {
 				if err != nil {
 					return // listener shut down
 				}
-				for got := 0; got < *write; {
+				for got := 0; *stream || got < *write; {
 					n, err := unix.Read(nfd, buf)
 					if err == unix.EINTR {
 						continue
@@ -377,6 +383,18 @@ func churn(args []string) error {
 		go func() {
 			defer wg.Done()
 			rbuf := make([]byte, 512)
+			if *stream {
+				if err := streamOnce(sa, end, rbuf); err != nil {
+					failed.Add(1)
+					if errors.Is(err, errConnect) {
+						connectFailed.Add(1)
+					}
+					firstErr.CompareAndSwap(nil, err.Error())
+					return
+				}
+				made.Add(1)
+				return
+			}
 			for {
 				n := next.Add(1) - 1
 				if *conns > 0 && n >= *conns {
@@ -457,6 +475,53 @@ func connectOnce(sa *unix.SockaddrInet4, payload, rbuf []byte) error {
 			return fmt.Errorf("write: %w", err)
 		}
 		off += n
+	}
+	for {
+		n, err := unix.Read(fd, rbuf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// streamOnce makes one bulk transfer: connect, write 64 KiB at a time
+// until end, shut down the sending side, wait for the server to close,
+// close.
+func streamOnce(sa *unix.SockaddrInet4, end time.Time, rbuf []byte) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	for {
+		err = unix.Connect(fd, sa)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errConnect, err)
+	}
+	// A write blocks at most this long, so that the transfer ends near end.
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Usec: 100000})
+	payload := make([]byte, 64<<10)
+	for time.Now().Before(end) {
+		_, err := unix.Write(fd, payload)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	for {
 		n, err := unix.Read(fd, rbuf)

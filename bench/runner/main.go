@@ -41,6 +41,7 @@ type config struct {
 	waitMax                                             time.Duration
 	keepOdd                                             string
 	soak                                                soakConfig
+	lossy                                               lossyConfig
 }
 
 func main() {
@@ -68,7 +69,7 @@ func main() {
 	flag.StringVar(&memTrs, "mem-tracers", "socktrace,tcpstates", "tools of the memory scenario")
 	flag.StringVar(&sizes, "snapshot-sizes", "10000,100000", "established sockets to list")
 	flag.Int64Var(&c.memConns, "mem-conns", 100000, "connections of the memory scenario (10 transitions each)")
-	flag.StringVar(&scen, "scenarios", "calibrate,throughput,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
+	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
 	flag.DurationVar(&c.soak.duration, "soak-duration", 10*time.Minute, "length of the soak of socktrace agent (whole cycles)")
 	flag.DurationVar(&c.soak.steady, "soak-steady", 15*time.Second, "soak: steady churn of each cycle")
 	flag.Float64Var(&c.soak.rate, "soak-rate", 2000, "soak: connections a second of the steady churn")
@@ -77,6 +78,13 @@ func main() {
 	flag.DurationVar(&c.soak.reconcile, "soak-reconcile", 5*time.Second, "soak: the agent's --reconcile-every; the checks retry for two of these")
 	flag.StringVar(&c.soak.ring, "soak-ring", "64K", "soak: the agent's --ring-size (small, so that the bursts overload it)")
 	flag.IntVar(&c.soak.history, "soak-history", 1000, "soak: the agent's --history")
+	flag.IntVar(&c.lossy.drop, "lossy-drop", 10, "lossy: percent of the data packets (longer than 200 bytes) dropped")
+	flag.Float64Var(&c.lossy.rate, "lossy-rate", 2000, "lossy: connections a second of the churn load")
+	flag.IntVar(&c.lossy.write, "lossy-write", 64<<10, "lossy: bytes each churn connection writes")
+	flag.IntVar(&c.lossy.workers, "lossy-workers", 64, "lossy: load generator workers of the churn load (a connection that lost a packet waits for its retransmit)")
+	flag.IntVar(&c.lossy.streams, "lossy-streams", 32, "lossy: connections of the bulk load, each writing for the whole trial")
+	flag.DurationVar(&c.lossy.duration, "lossy-duration", 5*time.Second, "lossy: load duration of each trial")
+	flag.IntVar(&c.lossy.rounds, "lossy-rounds", 3, "lossy: rounds")
 	flag.StringVar(&c.benchtime, "benchtime", "1s", "go test -benchtime of the micro-benchmarks")
 	flag.Float64Var(&c.waitLoad, "wait-load", 0, "before starting, wait for the 1-minute load average to fall below this (0: do not wait)")
 	flag.DurationVar(&c.waitMax, "wait-max", 20*time.Minute, "longest wait for -wait-load")
@@ -151,7 +159,7 @@ func main() {
 	rep.machine = describeMachine(c)
 	rep.loadStart = readLoadavg()
 
-	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["memory"] {
+	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["memory"] {
 		logf("calibrating: transitions per connection, with socktrace")
 		cal, err := calibrate(c)
 		if err != nil {
@@ -167,6 +175,16 @@ func main() {
 	if c.scenarios["throughput"] {
 		rep.throughput = throughput(c)
 		rep.loadAfter = append(rep.loadAfter, "throughput: "+readLoadavg())
+	}
+	if c.scenarios["lossy"] {
+		if c.lossy.drop <= 0 || c.lossy.drop >= 100 || c.lossy.rate <= 0 || c.lossy.workers < 1 || c.lossy.streams < 1 || c.lossy.rounds < 1 {
+			fatal("-lossy-drop must be 1 to 99, -lossy-rate, -lossy-workers, -lossy-streams and -lossy-rounds positive")
+		}
+		rep.lossy = lossy(c)
+		if len(rep.lossy) == 0 {
+			rep.notes = append(rep.notes, "lossy scenario skipped: nft (nftables) not found")
+		}
+		rep.loadAfter = append(rep.loadAfter, "lossy: "+readLoadavg())
 	}
 	if c.scenarios["memory"] {
 		rep.memory = memory(c)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // usage is what a finished process used.
@@ -139,6 +141,77 @@ func bpfStats(pid int) (ns, cnt, misses uint64) {
 	return ns, cnt, misses
 }
 
+// progStat is one BPF program of a process: its name (from the kernel,
+// at most 15 characters), runs, time and recursion misses.
+type progStat struct {
+	ID     uint32 `json:"id"`
+	Name   string `json:"name"`
+	NS     uint64 `json:"run_ns"`
+	Cnt    uint64 `json:"run_cnt"`
+	Misses uint64 `json:"misses"`
+}
+
+// progStats lists the BPF programs the process holds (fdinfo), each once,
+// with its name (BPF_OBJ_GET_INFO_BY_FD of the program by its id).
+func progStats(pid int) []progStat {
+	var out []progStat
+	seen := map[uint32]bool{}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	for _, f := range fds {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(b, []byte("prog_type:")) {
+			continue
+		}
+		var p progStat
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "prog_id":
+				p.ID = uint32(n)
+			case "run_time_ns":
+				p.NS = n
+			case "run_cnt":
+				p.Cnt = n
+			case "recursion_misses":
+				p.Misses = n
+			}
+		}
+		if p.ID == 0 || seen[p.ID] {
+			continue
+		}
+		seen[p.ID] = true
+		if prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(p.ID)); err == nil {
+			if info, err := prog.Info(); err == nil {
+				p.Name = info.Name
+			}
+			prog.Close()
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// countPackets counts socktrace's retransmit records and the records of
+// events (not transitions) it said it lost.
+func countPackets(path string) (retrans, lost int64, err error) {
+	err = scanLines(path, func(l []byte) {
+		switch {
+		case bytes.HasPrefix(l, prefixRetransmit):
+			retrans++
+		case bytes.HasPrefix(l, prefixLostEvents):
+			if m := reLostJSON.FindSubmatch(l); m != nil {
+				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+				lost += n
+			}
+		}
+	})
+	return retrans, lost, err
+}
+
 // hasFdLink reports whether the process has an fd whose link contains s
 // (e.g. "anon_inode:[eventpoll]").
 func hasFdLink(pid int, s string) bool {
@@ -205,6 +278,8 @@ type doneMsg struct {
 	Seconds       float64 `json:"seconds"`
 	Rate          float64 `json:"rate"`
 	Behind        float64 `json:"behind_seconds"`
+	// The namespace's TCP counters that are not 0 (RetransSegs, ...).
+	TCP map[string]int64 `json:"tcp"`
 }
 
 type loadgen struct {
@@ -295,6 +370,8 @@ func scanLines(path string, fn func(line []byte)) error {
 var (
 	prefixTransition = []byte(`{"type":"transition"`)
 	prefixLost       = []byte(`{"type":"lost"`)
+	prefixLostEvents = []byte(`{"type":"lost","records":"events"`)
+	prefixRetransmit = []byte(`{"type":"retransmit"`)
 	prefixSocket     = []byte(`{"type":"socket"`)
 	prefixSkipped    = []byte(`{"type":"skipped"`)
 	reLostJSON       = regexp.MustCompile(`"count":(\d+)`)
@@ -310,6 +387,8 @@ func countJSON(path string) (events, lost, skipped int64, err error) {
 		switch {
 		case bytes.HasPrefix(l, prefixTransition):
 			events++
+		case bytes.HasPrefix(l, prefixLostEvents):
+			// retransmit, reset or error records lost: not transitions
 		case bytes.HasPrefix(l, prefixLost), bytes.HasPrefix(l, prefixSkipped):
 			if m := reLostJSON.FindSubmatch(l); m != nil {
 				n, _ := strconv.ParseInt(string(m[1]), 10, 64)

@@ -21,6 +21,7 @@ type report struct {
 	loadAfter         []string
 	cal               *calibration
 	throughput        []trial
+	lossy             []trial
 	memory            []trial
 	snapshot          []snapRun
 	startup           []startRun
@@ -413,6 +414,8 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 
+	r.lossyMarkdown(w)
+
 	if len(r.snapshot) > 0 {
 		w("## 3. Snapshot: listing established sockets\n\n")
 		w("A load generator holds N/2 loopback connections (N established sockets and a listener) in its namespace. ss runs in it through `nsenter --net=/proc/PID/ns/net`; socktrace takes `--netns /proc/PID/ns/net`. Output goes to a file on tmpfs. `ss -tan` neither reads /proc nor shows processes; `ss -tanp` and socktrace (always) find each socket's process in /proc/*/fd. Wall time from launch to exit; peak RSS is the command's own maximum resident set, from GNU time.\n\n")
@@ -541,9 +544,9 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 
-	if len(r.throughput)+len(r.memory) > 0 {
+	if len(r.throughput)+len(r.lossy)+len(r.memory) > 0 {
 		w("## All trials\n\n| scenario | round | tool | target | conns | conn/s | expected | reported | missing | kernel-skipped | said skipped | said lost | CPU s | BPF ns | attach ms | drain s | VmHWM MiB | per wake-up | load1 | error |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, t := range append(append([]trial{}, r.throughput...), r.memory...) {
+		for _, t := range append(append(append([]trial{}, r.throughput...), r.lossy...), r.memory...) {
 			w("| %s | %d | %s | %s | %d | %s | %d | %d | %d | %d | %d | %d | %.2f | %s | %.0f | %.1f | %s | %s | %.2f | %s |\n", t.Scenario, t.Round, t.Tracer, t.Target, t.Conns, thousands(t.ConnRate),
 				t.Expected, t.Counted, t.Missing, t.KMiss, t.SaidSkipped, t.Reported, t.CPU, f0(bpfPerEvent(t)), t.AttachSec*1000, t.Drain, mib(float64(t.HWM)), f1(ratio(t.Counted, t.Sleeps)), t.Load1, strings.ReplaceAll(t.Err, "|", "/"))
 		}
@@ -626,6 +629,7 @@ func (r *report) targets(w func(string, ...any)) {
 		_, hi := minmax(field(g, func(t trial) float64 { return float64(t.HWM) }))
 		lines = append(lines, fmt.Sprintf("| socktrace RSS < 64 MiB after %s transitions | VmHWM %s MiB (worst round) | %s |", thousands(float64(r.cfg.memConns*perConn)), mib(hi), yes(hi > 0 && hi < 64*1024)))
 	}
+	lines = append(lines, r.lossyTargets(yes)...)
 	if len(lines) == 0 {
 		return
 	}

@@ -42,6 +42,15 @@ var tracers = []*tracer{
 		count: func(out, _ string, _ []byte) (int64, int64, int64, error) { return countJSON(out) },
 	},
 	{
+		// The lossy scenario's: retransmit records too.
+		name: "socktrace-events", label: "socktrace -o json --netns --no-snapshot --events retransmit",
+		argv: func(c *config, ns, rf string) []string {
+			return []string{c.socktrace, "-o", "json", "--netns", ns, "--no-snapshot", "--events", "retransmit", "--ready-file", rf}
+		},
+		ready: readyByFile,
+		count: func(out, _ string, _ []byte) (int64, int64, int64, error) { return countJSON(out) },
+	},
+	{
 		// libbpf-tools' tcpstates cannot filter by namespace, and its
 		// port filters (-L, -D) are ANDed, which would keep one side of
 		// each connection only: it traces everything, and the lines with
@@ -111,7 +120,15 @@ type trial struct {
 	Sleeps      int64   `json:"sleeps"`      // voluntary context switches from go to exit
 	Writes      int64   `json:"writes"`      // write system calls from go to the stop
 	Load1       float64 `json:"loadavg1"`    // 1-minute load average at the start
-	Err         string  `json:"error,omitempty"`
+	// The namespace's TCP counters at the end of the load (a fresh
+	// namespace: from 0), and the tool's BPF programs one by one.
+	TCP   map[string]int64 `json:"tcp,omitempty"`
+	Progs []progStat       `json:"progs,omitempty"`
+	// socktrace --events: retransmit records received, and the records
+	// of events (not transitions) it said it lost.
+	RetransRecs int64  `json:"retransmit_records,omitempty"`
+	EventsLost  int64  `json:"events_lost,omitempty"`
+	Err         string `json:"error,omitempty"`
 	outputPath  string
 }
 
@@ -131,6 +148,12 @@ type trialOpts struct {
 	// pid; what it returns is called once its output is quiet.
 	during func(pid int) func()
 	keep   bool // keep the output file (for the calibration)
+	// The lossy scenario's: loadgen workers instead of -workers, more
+	// loadgen arguments, and setup, run on the namespace before the
+	// tracer starts (the packet-dropping rule).
+	workers int
+	extra   []string
+	setup   func(netns string) error
 }
 
 func loadArgs(c *config, o trialOpts) []string {
@@ -138,12 +161,16 @@ func loadArgs(c *config, o trialOpts) []string {
 	if o.conns > 0 && dur == 0 {
 		dur = 10 * time.Minute
 	}
-	args := []string{"churn", "-wait", "-workers", strconv.Itoa(c.workers),
+	workers := c.workers
+	if o.workers > 0 {
+		workers = o.workers
+	}
+	args := []string{"churn", "-wait", "-workers", strconv.Itoa(workers),
 		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-duration", dur.String()}
 	if o.conns > 0 {
 		args = append(args, "-conns", strconv.FormatInt(o.conns, 10))
 	}
-	return args
+	return append(args, o.extra...)
 }
 
 // runTrial runs one trial: start the load generator (it sets up its
@@ -159,6 +186,14 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	if err != nil {
 		res.Err = err.Error()
 		return res
+	}
+	if o.setup != nil {
+		if err := o.setup(lg.ready.Netns); err != nil {
+			lg.cmd.Process.Kill()
+			lg.cmd.Wait()
+			res.Err = err.Error()
+			return res
+		}
 	}
 	if tr == nil {
 		d, err := lg.run()
@@ -227,6 +262,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	}
 	res.HWM = statusKiB(pid, "VmHWM")
 	res.BPFns, res.BPFcnt, res.KMiss = bpfStats(pid)
+	res.Progs = progStats(pid)
 	res.Writes = ioField(pid, "syscw") - w0
 	u, serr := stopProc(cmd, syscall.SIGINT, 30*time.Second)
 	res.CPU = (u.CPU - cpu0).Seconds()
@@ -256,6 +292,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 
 func fillLoad(res *trial, d doneMsg, err error) {
 	res.Conns, res.Failed, res.Seconds, res.ConnRate, res.Behind = d.Connections, d.Failed, d.Seconds, d.Rate, d.Behind
+	res.TCP = d.TCP
 	res.Expected = perConn*d.Connections + listenerTransitions
 	if err != nil && res.Err == "" {
 		res.Err = err.Error()
