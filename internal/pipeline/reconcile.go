@@ -241,7 +241,7 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 	}
 	d.End = events.Monotonic()
 	took := time.Since(began)
-	// Owners are looked for in /proc only when needed (see ownersFor):
+	// Owners are looked for in /proc only when needed (see applyReconcile):
 	// walking every process's descriptors costs more than the dump.
 	if o.Gauges {
 		d.Owners = procs.Scan(pressureInodes(d.Sockets))
