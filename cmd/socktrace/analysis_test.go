@@ -460,22 +460,7 @@ func TestNothingLostSilently(t *testing.T) {
 	port := acceptAndClose(t, ns)
 	p := start(t, "-o", "json", "--no-snapshot", "--netns", ns.Path(), "--ring-size", "64K")
 	const workers, each = 4, 1000
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ns.Do(func() error {
-				for i := 0; i < each; i++ {
-					if c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-						c.Close()
-					}
-				}
-				return nil
-			})
-		}()
-	}
-	wg.Wait()
+	churn(t, ns, port, workers, each)
 	// The server's last closes (late on a busy machine), and a loss check.
 	want := float64(workers * each * 10)
 	accounted := func(lines []string) (shown, lost, skipped float64) {

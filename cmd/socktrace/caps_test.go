@@ -92,39 +92,8 @@ func nobodyDir(t *testing.T) string {
 func startAs(t *testing.T, caps []privs.Cap, args ...string) *proc {
 	t.Helper()
 	ready := nobodyDir(t) + "/ready"
-	p := &proc{eof: make(chan struct{})}
-	p.cmd = asNobody(t, caps, append(args, "--ready-file", ready)...)
-	p.cmd.Stderr = &p.stderr
-	var err error
-	if p.stdout, err = p.cmd.StdoutPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-	})
-	go p.scan()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socktrace (as uid %d with %s) not ready after 10s; stderr:\n%s", nobody, capNames(caps), p.stderr.String())
-		}
-		select {
-		case <-p.eof: // exited early: say why
-			p.cmd.Wait()
-			t.Fatalf("socktrace (as uid %d with %s) exited before it was ready: %v; stderr:\n%s",
-				nobody, capNames(caps), p.cmd.ProcessState, p.stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	cmd := asNobody(t, caps, append(args, "--ready-file", ready)...)
+	return startCmd(t, cmd, ready, fmt.Sprintf(" (as uid %d with %s)", nobody, capNames(caps)))
 }
 
 func capNames(caps []privs.Cap) string {

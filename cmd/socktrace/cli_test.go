@@ -66,8 +66,14 @@ type proc struct {
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	p := &proc{eof: make(chan struct{})}
-	p.cmd = exec.Command(socktraceBin(t), append(args, "--ready-file", ready)...)
+	return startCmd(t, exec.Command(socktraceBin(t), append(args, "--ready-file", ready)...), ready, "")
+}
+
+// startCmd starts cmd, a socktrace that writes the ready file, and
+// waits for the file; who says how it runs, for the failure messages.
+func startCmd(t *testing.T, cmd *exec.Cmd, ready, who string) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, eof: make(chan struct{})}
 	p.cmd.Stderr = &p.stderr
 	var err error
 	if p.stdout, err = p.cmd.StdoutPipe(); err != nil {
@@ -89,9 +95,14 @@ func start(t *testing.T, args ...string) *proc {
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("socktrace not ready after 10s; stderr:\n%s", p.stderr.String())
+			t.Fatalf("socktrace%s not ready after 10s; stderr:\n%s", who, p.stderr.String())
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-p.eof: // exited early: say why
+			p.cmd.Wait()
+			t.Fatalf("socktrace%s exited before it was ready: %v; stderr:\n%s", who, p.cmd.ProcessState, p.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

@@ -53,24 +53,8 @@ const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 // Transition writes a {"type":"transition",...} record.
 func (j *JSON) Transition(t *events.Transition) error {
 	b := j.buf[:0]
-	b = append(b, `{"type":"transition","time":"`...)
-	b = t.Time.UTC().AppendFormat(b, TimeLayout)
-	b = append(b, `","ktime_ns":`...)
-	b = strconv.AppendUint(b, t.Ktime, 10)
-	b = append(b, `,"cookie":`...)
-	b = strconv.AppendUint(b, t.Cookie, 10)
-	b = append(b, `,"netns":`...)
-	b = strconv.AppendUint(b, uint64(t.Netns), 10)
-	b = append(b, `,"family":"`...)
-	b = append(b, familyName(t.Family)...)
-	b = append(b, `","saddr":"`...)
-	b = t.Src.AppendTo(b)
-	b = append(b, `","sport":`...)
-	b = strconv.AppendUint(b, uint64(t.SPort), 10)
-	b = append(b, `,"daddr":"`...)
-	b = t.Dst.AppendTo(b)
-	b = append(b, `","dport":`...)
-	b = strconv.AppendUint(b, uint64(t.DPort), 10)
+	b = append(b, `{"type":"transition"`...)
+	b = appendSocketHead(b, t)
 	b = append(b, `,"old_state":"`...)
 	b = append(b, t.Old.String()...)
 	b = append(b, `","new_state":"`...)
@@ -113,16 +97,19 @@ func (j *JSON) Transition(t *events.Transition) error {
 }
 
 // Lost writes a {"type":"lost",...} record.
-func (j *JSON) Lost(n, total uint64, at time.Time) error { return j.loss("lost", n, total, at) }
+func (j *JSON) Lost(n, total uint64, at time.Time) error {
+	return j.loss(`{"type":"lost"`, n, total, at)
+}
 
 // Skipped writes a {"type":"skipped",...} record.
-func (j *JSON) Skipped(n, total uint64, at time.Time) error { return j.loss("skipped", n, total, at) }
+func (j *JSON) Skipped(n, total uint64, at time.Time) error {
+	return j.loss(`{"type":"skipped"`, n, total, at)
+}
 
-func (j *JSON) loss(kind string, n, total uint64, at time.Time) error {
-	b := j.buf[:0]
-	b = append(b, `{"type":"`...)
-	b = append(b, kind...)
-	b = append(b, `","time":"`...)
+// loss writes a count of records dropped; open is the record's start.
+func (j *JSON) loss(open string, n, total uint64, at time.Time) error {
+	b := append(j.buf[:0], open...)
+	b = append(b, `,"time":"`...)
 	b = at.UTC().AppendFormat(b, TimeLayout)
 	b = append(b, `","count":`...)
 	b = strconv.AppendUint(b, n, 10)
@@ -132,6 +119,30 @@ func (j *JSON) loss(kind string, n, total uint64, at time.Time) error {
 	j.buf = b
 	_, err := j.w.Write(b)
 	return err
+}
+
+// appendSocketHead adds the fields every record of a socket begins with,
+// from the time to the peer's port.
+func appendSocketHead(b []byte, t *events.Transition) []byte {
+	b = append(b, `,"time":"`...)
+	b = t.Time.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","ktime_ns":`...)
+	b = strconv.AppendUint(b, t.Ktime, 10)
+	b = append(b, `,"cookie":`...)
+	b = strconv.AppendUint(b, t.Cookie, 10)
+	b = append(b, `,"netns":`...)
+	b = strconv.AppendUint(b, uint64(t.Netns), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, familyName(t.Family)...)
+	b = append(b, `","saddr":"`...)
+	b = t.Src.AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(t.SPort), 10)
+	b = append(b, `,"daddr":"`...)
+	b = t.Dst.AppendTo(b)
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(t.DPort), 10)
+	return b
 }
 
 // appendWire adds what happened on the wire where it explains the
@@ -195,24 +206,7 @@ func (j *JSON) Packet(t *events.Transition) error {
 	default:
 		b = append(b, `{"type":"error"`...)
 	}
-	b = append(b, `,"time":"`...)
-	b = t.Time.UTC().AppendFormat(b, TimeLayout)
-	b = append(b, `","ktime_ns":`...)
-	b = strconv.AppendUint(b, t.Ktime, 10)
-	b = append(b, `,"cookie":`...)
-	b = strconv.AppendUint(b, t.Cookie, 10)
-	b = append(b, `,"netns":`...)
-	b = strconv.AppendUint(b, uint64(t.Netns), 10)
-	b = append(b, `,"family":"`...)
-	b = append(b, familyName(t.Family)...)
-	b = append(b, `","saddr":"`...)
-	b = t.Src.AppendTo(b)
-	b = append(b, `","sport":`...)
-	b = strconv.AppendUint(b, uint64(t.SPort), 10)
-	b = append(b, `,"daddr":"`...)
-	b = t.Dst.AppendTo(b)
-	b = append(b, `","dport":`...)
-	b = strconv.AppendUint(b, uint64(t.DPort), 10)
+	b = appendSocketHead(b, t)
 	b = append(b, `,"state":"`...)
 	b = append(b, t.New.String()...)
 	b = append(b, '"')
@@ -247,17 +241,7 @@ func (j *JSON) Packet(t *events.Transition) error {
 // LostOther writes a {"type":"lost","records":"events",...} record:
 // retransmit, reset or error records dropped (not transitions).
 func (j *JSON) LostOther(n, total uint64, at time.Time) error {
-	b := j.buf[:0]
-	b = append(b, `{"type":"lost","records":"events","time":"`...)
-	b = at.UTC().AppendFormat(b, TimeLayout)
-	b = append(b, `","count":`...)
-	b = strconv.AppendUint(b, n, 10)
-	b = append(b, `,"total":`...)
-	b = strconv.AppendUint(b, total, 10)
-	b = append(b, "}\n"...)
-	j.buf = b
-	_, err := j.w.Write(b)
-	return err
+	return j.loss(`{"type":"lost","records":"events"`, n, total, at)
 }
 
 func familyName(f uint16) string {

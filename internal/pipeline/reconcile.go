@@ -244,7 +244,7 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 	// Owners are looked for in /proc only when needed (see applyReconcile):
 	// walking every process's descriptors costs more than the dump.
 	if o.Gauges {
-		d.Owners = procs.Scan(pressureInodes(d.Sockets))
+		d.Owners = procs.Scan(dumpInodes(d.Sockets))
 	}
 	states := o.Filter.States
 	if states == 0 {
@@ -260,10 +260,10 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 	return &dumpResult{dump: d, paths: paths, took: took}
 }
 
-// pressureInodes are the inodes whose owners the gauges may need: those
-// of the CLOSE-WAIT sockets and listeners, and of any row the
-// reconciliation adds (every socket of the dump with an inode).
-func pressureInodes(socks []snapshot.Socket) map[uint32]bool {
+// dumpInodes are the inodes of the dump's sockets: the gauges need the
+// owners of its CLOSE-WAIT sockets and listeners, and of any row the
+// reconciliation adds.
+func dumpInodes(socks []snapshot.Socket) map[uint32]bool {
 	want := map[uint32]bool{}
 	for i := range socks {
 		s := &socks[i]
