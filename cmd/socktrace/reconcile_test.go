@@ -162,21 +162,26 @@ func TestReconcileAfterOverload(t *testing.T) {
 // when its namespace goes away, the reconciliation closes it at once,
 // not at the next periodic one.
 func TestReconcileFilteredAndGone(t *testing.T) {
-	p := start(t, "-o", "json", "--no-snapshot", "--state", "syn-sent", "--reconcile-every", "4s")
 	ns := testnet.New(t)
+	var ln net.Listener
+	ns.Run(t, func() (err error) {
+		ln, err = net.Listen("tcp4", "127.0.0.1:0")
+		return err
+	})
+	defer ln.Close()
+	// Other tests' namespaces come and go while this one runs: only this
+	// listener's port is traced, so the reconciliation's count is ours.
+	port := ln.Addr().(*net.TCPAddr).Port
+	p := start(t, "-o", "json", "--no-snapshot", "--state", "syn-sent", "--dport", fmt.Sprint(port), "--reconcile-every", "4s")
 	var c, s net.Conn
-	ns.Run(t, func() error {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer ln.Close()
+	ns.Run(t, func() (err error) {
 		if c, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
 			return err
 		}
 		s, err = ln.Accept()
 		return err
 	})
+	ln.Close()
 	// (The established transition passes the kernel, not the --state
 	// filter of the output.)
 	p.waitFor(t, "the connect", countNetns(ns.Inode, 1))

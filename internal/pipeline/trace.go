@@ -88,6 +88,12 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// Healthy from here: attached, the snapshot merged, about to read.
+	// (Before the ready file, so whoever waits for it sees /healthz 200.)
+	p.beat.Store(time.Now().UnixNano())
+	if p.hooks.Attached != nil {
+		p.hooks.Attached(&Pipeline{p: p}, tr)
+	}
 	if o.ReadyFile != "" {
 		if err := writeReadyFile(o.ReadyFile); err != nil {
 			return err
@@ -139,9 +145,6 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 			}
 		}
 	}()
-	if p.hooks.Attached != nil {
-		p.hooks.Attached(&Pipeline{p: p}, tr)
-	}
 	// caughtUp: every transition stamped before k has been read.
 	caughtUp := func(k uint64) bool {
 		if p.lastK >= k {
