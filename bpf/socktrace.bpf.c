@@ -89,6 +89,7 @@ struct {
 } dests_overflow SEC(".maps");
 
 struct owner {
+	__u64 cgroup; /* cgroup v2 id (the cgroup directory's inode) */
 	__u32 pid;
 	__u32 tid;
 	char comm[TASK_COMM_LEN];
@@ -182,6 +183,7 @@ static __always_inline void current_owner(struct owner *o)
 
 	o->pid = id >> 32;
 	o->tid = (__u32)id;
+	o->cgroup = bpf_get_current_cgroup_id();
 	/* The helper stops at the name's end without padding on some
 	 * kernels (6.1's strscpy): zero it first, so that the bytes after
 	 * the name are the same for every socket of one process (the name
@@ -278,6 +280,7 @@ static __always_inline void count_dest(struct sock *sk, const struct sock_info *
 	k.dport = dport;
 	if (info->owner_known) {
 		k.owner_known = 1;
+		k.cgroup = info->owner.cgroup;
 		__builtin_memcpy(k.comm, info->owner.comm, sizeof(k.comm));
 	}
 	if (family == AF_INET)
@@ -373,6 +376,7 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	e->tid = m->task->tid;
 	e->owner_pid = next->owner.pid;
 	e->owner_tid = next->owner.tid;
+	e->owner_cgroup = next->owner.cgroup;
 	e->uid = BPF_CORE_READ(sk, sk_uid.val);
 	e->family = family;
 	e->sport = sport;

@@ -31,7 +31,7 @@ enum event_kind {
 #define RST_RECEIVED (1 << 1)
 
 /* One record of the ring buffer: a TCP state transition, or (when asked
- * for) a retransmit, reset or error of a socket. 176 bytes. */
+ * for) a retransmit, reset or error of a socket. 184 bytes. */
 struct event {
 	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 cookie;  /* socket cookie, the id sock_diag reports; 0 if unknown */
@@ -39,6 +39,7 @@ struct event {
 	__u64 prev_ns; /* time spent in oldstate, valid with EVENT_PREV_KNOWN */
 	__u64 bytes_acked;    /* tcp_sock, with EVENT_TCP_STATS */
 	__u64 bytes_received; /* tcp_sock, with EVENT_TCP_STATS */
+	__u64 owner_cgroup;   /* owning process's cgroup v2 id, valid with EVENT_OWNER_KNOWN */
 	__u32 netns;   /* network namespace inode */
 	__u32 pid;     /* task on CPU: tgid (0 in softirq on an idle CPU) */
 	__u32 tid;
@@ -87,7 +88,7 @@ enum dest_counter {
 /* Key of the in-kernel per-destination counters: the destination of
  * active opens (connect) and the owning process. Counted whether or not
  * the ring buffer had room, so the counts stay exact under overload.
- * 48 bytes. */
+ * 56 bytes. */
 struct dest_key {
 	__u8 daddr[16]; /* IPv4 in the first 4 bytes */
 	__u32 netns;
@@ -95,6 +96,7 @@ struct dest_key {
 	__u16 dport;
 	__u8 owner_known;
 	__u8 pad[7];
+	__u64 cgroup;             /* owning process's cgroup v2 id, if owner_known */
 	char comm[TASK_COMM_LEN]; /* owning process, if owner_known */
 };
 

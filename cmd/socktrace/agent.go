@@ -71,6 +71,7 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 	fl.BoolVar(&stream, "stream", false, "also write every transition (and the start-up snapshot) to stdout, not only alerts")
 	fl.IntVar(&c.Metrics.MaxDestinations, "max-destinations", metrics.DefaultMaxDestinations, "at most `N` destination label sets in metrics; the least recently active fold into daddr=\"other\"")
 	fl.DurationVar(&c.Metrics.ForgetAfter, "forget-after", metrics.DefaultForgetAfter, "a destination's series disappear after `D` without connects (0: never)")
+	fl.BoolVar(&c.Metrics.WorkloadLabels, "workload-labels", false, "add namespace, pod, container and unit labels (the owner's identity) to the metrics by destination and by owner; label sets stay within --max-destinations")
 	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "do not list existing sockets at start: the first reconciliation adds them")
 	addFilterFlags(fl, f)
 	addAnalysisFlags(fl, f)

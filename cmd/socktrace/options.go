@@ -59,6 +59,9 @@ type flags struct {
 	mem            bool     // -m
 	events         []string // --events
 
+	units, containers, pods, namespaces []string // who owns the socket beyond its process
+	hostRoot, kubeletLogDir             string
+
 	cpuProfile, memProfile string // hidden, for developers
 }
 
@@ -148,6 +151,14 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		return nil, err
 	}
 	o.Filter.IPv4, o.Filter.IPv6 = f.ipv4, f.ipv6
+	o.Filter.Units, o.Filter.Containers = splitList(f.units), splitList(f.containers)
+	o.Filter.Pods, o.Filter.Namespaces = splitList(f.pods), splitList(f.namespaces)
+	if f.hostRoot != "" {
+		if st, err := os.Stat(f.hostRoot + "/proc/1"); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("bad --host-root value %q: no %s/proc/1 there (want the directory where the host's / is mounted, e.g. /host)", f.hostRoot, f.hostRoot)
+		}
+	}
+	o.HostRoot, o.KubeletLogDir = f.hostRoot, f.kubeletLogDir
 
 	switch f.output {
 	case "table", "json":
@@ -286,4 +297,17 @@ func parseKinds(values []string) (events.Kinds, error) {
 		}
 	}
 	return ks, nil
+}
+
+// splitList splits comma-separated flag values into their items.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, x := range strings.Split(v, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
 }

@@ -119,6 +119,10 @@ func addFilterFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringArrayVar(&f.dsts, "dst", nil, "peer `ADDRS`: addresses or CIDR prefixes, comma separated")
 	fl.StringArrayVar(&f.pids, "pid", nil, "owning process `PIDS`, comma separated")
 	fl.StringArrayVar(&f.comms, "comm", nil, "owning process `NAMES`, comma separated")
+	fl.StringArrayVar(&f.units, "unit", nil, "owner's systemd `UNITS` (nginx or nginx.service), comma separated")
+	fl.StringArrayVar(&f.containers, "container", nil, "owner's `CONTAINERS`: names, or ids (4+ characters of them), comma separated")
+	fl.StringArrayVar(&f.pods, "pod", nil, "owner's Kubernetes `PODS`: NAME or NAMESPACE/NAME, comma separated")
+	fl.StringArrayVar(&f.namespaces, "namespace", nil, "owner's Kubernetes `NAMESPACES` (pods' namespaces, not network namespaces: see --netns), comma separated")
 	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
 	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
 }
@@ -144,6 +148,13 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
 	fl.StringArrayVar(&f.events, "events", nil, "also show these per-packet `EVENTS` of the sockets traced: retransmit, reset, error (comma separated; they are always counted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
+	addIdentityFlags(fl, f)
+}
+
+// addIdentityFlags registers where the owner's identity is read from.
+func addIdentityFlags(fl *pflag.FlagSet, f *flags) {
+	fl.StringVar(&f.hostRoot, "host-root", "", "the host's / is mounted at `DIR` (e.g. /host, in a container): read /proc, the cgroup mount and the kubelet's logs under it")
+	fl.StringVar(&f.kubeletLogDir, "kubelet-log-dir", "/var/log", "pod and container names from the kubelet's `DIR`/pods and DIR/containers (under --host-root)")
 }
 
 // startProfiles starts the developer profiles asked for; stop writes them.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 	"golang.org/x/sys/unix"
@@ -89,6 +90,7 @@ type Dest struct {
 	OwnerKnown bool
 	PID        uint32
 	Comm       string
+	Owner      *identity.Identity // its cgroup, unit, container, pod; nil if unknown
 
 	// What happened on the wire. Last: the last attempt that ended (its
 	// SYNs: 1 + retransmits, how long it was in syn-sent, whether an RST
@@ -317,10 +319,10 @@ func (c *Connects) Pending(r *timeline.Row, at time.Time) {
 	if r.State != tcpstate.SynSent || c.inflight[r] != nil {
 		return
 	}
-	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, r.OwnerKnown, r.OwnerPID, r.OwnerComm).atLeast = true
+	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, r.OwnerKnown, r.OwnerPID, r.OwnerComm, r.OwnerID).atLeast = true
 }
 
-func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, pid uint32, comm string) *attempt {
+func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, pid uint32, comm string, owner *identity.Identity) *attempt {
 	d := c.dest(k)
 	d.Attempts++
 	d.InFlight++
@@ -329,7 +331,7 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, p
 	}
 	d.LastAttempt = at
 	if known {
-		d.OwnerKnown, d.PID, d.Comm = true, pid, comm
+		d.OwnerKnown, d.PID, d.Comm, d.Owner = true, pid, comm, owner
 	}
 	a := &attempt{dest: d, began: at}
 	c.inflight[r] = a
@@ -346,7 +348,7 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 			old.dest.InFlight--
 			delete(c.inflight, r)
 		}
-		c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, tr.Time, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
+		c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, tr.Time, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm, tr.OwnerID)
 		return nil
 	}
 	if tr.Old != tcpstate.SynSent {
@@ -366,7 +368,7 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 		if tr.InOldKnown {
 			began = tr.Time.Add(-tr.InOld)
 		}
-		at = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm)
+		at = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm, tr.OwnerID)
 		at.atLeast = !tr.InOldKnown
 	} else if e, ok := c.dests[at.dest.DestKey]; ok {
 		c.lru.MoveToFront(e)
@@ -375,7 +377,7 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	delete(c.inflight, r)
 	d.InFlight--
 	if tr.OwnerKnown {
-		d.OwnerKnown, d.PID, d.Comm = true, tr.OwnerPID, tr.OwnerComm
+		d.OwnerKnown, d.PID, d.Comm, d.Owner = true, tr.OwnerPID, tr.OwnerComm, tr.OwnerID
 	}
 
 	d.SynRetrans += uint64(tr.SynRetrans)

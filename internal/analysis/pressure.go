@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -20,6 +21,7 @@ type CloseWaitLeak struct {
 	OwnerKnown bool
 	PID        uint32
 	Comm       string
+	Owner      *identity.Identity
 	Count      int
 	// Oldest: the longest any of them has been in CLOSE_WAIT. When
 	// OldestAtLeast, it is a lower bound: the socket was already in
@@ -46,6 +48,7 @@ type Listener struct {
 	OwnerKnown bool
 	PID        uint32
 	Comm       string
+	Owner      *identity.Identity
 	AcceptQ    uint32 // connections waiting for accept() (ss Recv-Q)
 	Backlog    uint32 // the accept queue's limit (ss Send-Q)
 	SynRecv    int    // handshakes in progress (SYN_RECV)
@@ -73,6 +76,9 @@ type PressureInput struct {
 	Keep func(*snapshot.Socket) bool
 	// TopN bounds the time-wait list (0: 10).
 	TopN int
+	// Identify: who a process is beyond its pid (package identity);
+	// nil: not asked.
+	Identify func(pid uint32) *identity.Identity
 }
 
 // Measure computes the pressure picture.
@@ -86,6 +92,13 @@ func Measure(in PressureInput) Pressure {
 		known bool
 		pid   uint32
 		comm  string
+		owner *identity.Identity
+	}
+	identify := func(pid uint32) *identity.Identity {
+		if in.Identify == nil {
+			return nil
+		}
+		return in.Identify(pid)
 	}
 	leaks := map[procKey]*CloseWaitLeak{}
 	leakPeers := map[procKey]map[Count]int{}
@@ -115,13 +128,13 @@ func Measure(in PressureInput) Pressure {
 			}
 			k := procKey{}
 			if us := in.Owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
-				k = procKey{true, us[0].PID, us[0].Comm}
+				k = procKey{true, us[0].PID, us[0].Comm, identify(us[0].PID)}
 			} else if r := in.Table.Lookup(s.Cookie); r != nil && r.OwnerKnown {
-				k = procKey{true, r.OwnerPID, r.OwnerComm}
+				k = procKey{true, r.OwnerPID, r.OwnerComm, r.OwnerID}
 			}
 			l := leaks[k]
 			if l == nil {
-				l = &CloseWaitLeak{OwnerKnown: k.known, PID: k.pid, Comm: k.comm}
+				l = &CloseWaitLeak{OwnerKnown: k.known, PID: k.pid, Comm: k.comm, Owner: k.owner}
 				leaks[k] = l
 				leakPeers[k] = map[Count]int{}
 			}
@@ -136,7 +149,7 @@ func Measure(in PressureInput) Pressure {
 			l := &Listener{Netns: s.Netns, Addr: s.Src, Port: s.SPort, AcceptQ: s.RecvQ, Backlog: s.SendQ}
 			l.Full = l.AcceptQ > 0 && l.AcceptQ >= l.Backlog
 			if us := in.Owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
-				l.OwnerKnown, l.PID, l.Comm = true, us[0].PID, us[0].Comm
+				l.OwnerKnown, l.PID, l.Comm, l.Owner = true, us[0].PID, us[0].Comm, identify(us[0].PID)
 			}
 			listeners[lk{s.Netns, s.SPort}] = l
 		case tcpstate.SynRecv, tcpstate.NewSynRecv:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -49,6 +50,7 @@ func sample(n int) []events.Transition {
 		}
 		if i%4 != 0 {
 			t.OwnerKnown, t.OwnerPID, t.OwnerTID, t.OwnerComm = true, 77, 78, "java"
+			t.OwnerID = sampleIDs[i%len(sampleIDs)]
 		}
 		if i%5 == 0 {
 			t.CookieFromHelper = true
@@ -59,6 +61,16 @@ func sample(n int) []events.Transition {
 		out = append(out, t)
 	}
 	return out
+}
+
+// sampleIDs are owners' identities: a pod's container, a unit, and
+// none (nil: unknown).
+var sampleIDs = []*identity.Identity{
+	{Cgroup: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0f1e2d3c_4b5a_6978_8899_aabbccddeeff.slice/cri-containerd-" + strings.Repeat("ab", 32) + ".scope",
+		ContainerID: strings.Repeat("ab", 32), Runtime: "containerd", PodUID: "0f1e2d3c-4b5a-6978-8899-aabbccddeeff",
+		Namespace: "shop", Pod: "checkout-7d9f8b6c5-x2x4z", Container: "checkout"},
+	{Cgroup: "/system.slice/payments.service", Unit: "payments.service"},
+	nil,
 }
 
 func sampleSockets() ([]snapshot.Socket, [][]procs.Owner) {
@@ -87,7 +99,7 @@ func record(t testing.TB, path string, trs []events.Transition, o Options) *Writ
 	socks, users := sampleSockets()
 	must(t, w.SnapshotStart(t0, 100, 200))
 	for i := range socks {
-		must(t, w.Socket(&socks[i], users[i]))
+		must(t, w.Socket(&socks[i], users[i], sampleIDs[i%len(sampleIDs)]))
 	}
 	must(t, w.SnapshotEnd(len(socks)))
 	for i := range trs {
@@ -157,6 +169,9 @@ func TestRoundTrip(t *testing.T) {
 		if r.Kind != KindSocket || !reflect.DeepEqual(r.Socket, socks[i]) || len(r.Users) != len(users[i]) || (len(users[i]) > 0 && !reflect.DeepEqual(r.Users, users[i])) {
 			t.Errorf("socket %d: %+v %+v, want %+v %+v", i, r.Socket, r.Users, socks[i], users[i])
 		}
+		if want := sampleIDs[i%len(sampleIDs)]; !reflect.DeepEqual(r.Owner, want) {
+			t.Errorf("socket %d: owner %+v, want %+v", i, r.Owner, want)
+		}
 	}
 	if r := recs[1+len(socks)]; r.Kind != KindSnapshotEnd || r.Count != len(socks) {
 		t.Errorf("snapshot end %+v", r)
@@ -202,13 +217,18 @@ func TestTruncatedAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	all, _ := readAll(t, []string{path})
-	// Where each record ends.
-	var ends []int
+	// Where each frame ends, and each frame that is a record for the
+	// caller (not an identity, which the records after it use).
+	var ends, recEnds []int
 	off := len(Magic)
 	for off < len(full) {
 		n := int(full[off]) | int(full[off+1])<<8 | int(full[off+2])<<16 | int(full[off+3])<<24
+		kind := full[off+frameHeaderLen]
 		off += frameHeaderLen + n
 		ends = append(ends, off)
+		if kind != recIdentity {
+			recEnds = append(recEnds, off)
+		}
 	}
 	cut := filepath.Join(dir, "cut")
 	for size := 0; size < len(full); size++ {
@@ -225,7 +245,7 @@ func TestTruncatedAnywhere(t *testing.T) {
 		}
 		recs, warns := readAll(t, []string{cut})
 		complete := 0
-		for _, e := range ends[1:] {
+		for _, e := range recEnds[1:] {
 			if e <= size {
 				complete++
 			}

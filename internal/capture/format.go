@@ -28,7 +28,7 @@ const Magic = "SOCKTRC\n"
 
 // Version is the format version this package writes. Readers accept
 // files of this version or older.
-const Version = 2
+const Version = 3
 
 // Record types.
 const (
@@ -39,7 +39,11 @@ const (
 	recTransition    = 5
 	recLost          = 6
 	recSkipped       = 7
+	recIdentity      = 8 // format 3: an owner's identity, numbered, before its first use in the file
 )
+
+// maxIdentities bounds the identities one file may number.
+const maxIdentities = 1 << 16
 
 // maxRecord bounds a frame's length: anything larger is corruption.
 const maxRecord = 1 << 20

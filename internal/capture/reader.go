@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -41,6 +42,7 @@ type Record struct {
 	Start, End uint64
 	Socket     snapshot.Socket
 	Users      []procs.Owner
+	Owner      *identity.Identity // a socket's owner, as recorded; nil: unknown
 	Count      int
 	Transition events.Transition
 	Lost       uint64
@@ -74,6 +76,8 @@ type Reader struct {
 	off   int64 // offset in the current file of the next frame
 	body  []byte
 	comms map[string]string
+	// ids: the identities the current file numbered (format 3).
+	ids map[uint64]*identity.Identity
 
 	prevWall, prevK int64
 	// drained: in Follow mode, the next file exists and the current one
@@ -265,7 +269,25 @@ func (r *Reader) openFile(i int) error {
 	}
 	r.off = off
 	r.prevWall, r.prevK = 0, 0
+	r.ids = nil // each file numbers its own
 	return nil
+}
+
+// format is the format version of the file being read.
+func (r *Reader) format() int {
+	if r.i >= len(r.files) {
+		return Version
+	}
+	return r.files[r.i].hdr.Format
+}
+
+// identity is identity number n of the current file; nil for 0 or a
+// number it has not defined (a damaged file: the owner is then unknown).
+func (r *Reader) identity(n uint64) *identity.Identity {
+	if n == 0 {
+		return nil
+	}
+	return r.ids[n]
 }
 
 // nextRotated returns the file that follows the current one in its
@@ -431,6 +453,9 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 			users = append(users, u)
 		}
 		rec.Users = users
+		if r.format() >= 3 {
+			rec.Owner = r.identity(d.uvarint())
+		}
 	case recSnapshotEnd:
 		*rec = Record{Kind: KindSnapshotEnd, Users: rec.Users[:0]}
 		rec.Count = int(d.uvarint())
@@ -485,6 +510,30 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 			t.TotalRetrans = uint32(d.uvarint())
 			t.SRTT = time.Duration(d.uvarint()) * time.Microsecond
 		}
+		if flags&tfIdentity != 0 {
+			t.OwnerID = r.identity(d.uvarint())
+		}
+	case recIdentity:
+		n := d.uvarint()
+		var f [8]string
+		for i := range f {
+			f[i] = d.str(r.comms)
+		}
+		if d.err != nil {
+			return false, d.err
+		}
+		if n == 0 || n > maxIdentities {
+			return false, fmt.Errorf("identity number %d out of range", n)
+		}
+		if len(d.b) != 0 {
+			return false, fmt.Errorf("%d stray bytes", len(d.b))
+		}
+		if r.ids == nil {
+			r.ids = map[uint64]*identity.Identity{}
+		}
+		r.ids[n] = &identity.Identity{Cgroup: f[0], Unit: f[1], ContainerID: f[2], Runtime: f[3],
+			PodUID: f[4], Namespace: f[5], Pod: f[6], Container: f[7]}
+		return false, nil // not a record for the caller
 	case recLost, recSkipped:
 		*rec = Record{Kind: KindLost, Users: rec.Users[:0]}
 		if body[0] == recSkipped {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 )
@@ -39,6 +40,9 @@ type Writer struct {
 	// Transition times are stored as deltas from the previous
 	// transition's, starting again from zero in each file.
 	prevWall, prevK int64
+	// ids numbers the owners' identities written to this file.
+	ids    map[*identity.Identity]uint64
+	idBody []byte
 }
 
 // FileName is the name of file seq of a recording to base.
@@ -83,6 +87,7 @@ func (w *Writer) open(seq int) error {
 		w.bw.Reset(f)
 	}
 	w.prevWall, w.prevK = 0, 0
+	w.ids = map[*identity.Identity]uint64{} // each file numbers its own
 	w.hdr.Seq = seq
 	hb, err := json.Marshal(&w.hdr)
 	if err != nil {
@@ -107,7 +112,8 @@ func (w *Writer) frame(body []byte) error {
 	}
 	w.size += int64(len(w.buf))
 	w.total += int64(len(w.buf))
-	if w.opt.RotateSize > 0 && w.size >= w.opt.RotateSize && body[0] != recHeader {
+	// An identity stays in the file of the record that uses it next.
+	if w.opt.RotateSize > 0 && w.size >= w.opt.RotateSize && body[0] != recHeader && body[0] != recIdentity {
 		return w.rotate()
 	}
 	return nil
@@ -150,8 +156,13 @@ func (w *Writer) SnapshotStart(at time.Time, start, end uint64) error {
 	return w.frame(b)
 }
 
-// Socket records one socket of the snapshot and the processes holding it.
-func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner) error {
+// Socket records one socket of the snapshot, the processes holding it
+// and its owner's identity (nil: unknown).
+func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner, owner *identity.Identity) error {
+	idn, err := w.identity(owner)
+	if err != nil {
+		return err
+	}
 	b := append(w.body[:0], recSocket, byte(s.State), byte(s.Timer), s.Retrans)
 	b = binary.AppendUvarint(b, uint64(s.Family))
 	b = appendAddr(b, s.Src)
@@ -172,6 +183,7 @@ func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner) error {
 		b = binary.AppendVarint(b, int64(u.FD))
 		b = appendString(b, u.Comm)
 	}
+	b = binary.AppendUvarint(b, idn)
 	w.body = b
 	return w.frame(b)
 }
@@ -191,7 +203,34 @@ const (
 	tfCookieHelper
 	tfExtra    // format 2: kind, retransmits and resets follow
 	tfTCPStats // format 2: the socket's TCP counters follow
+	tfIdentity // format 3: the number of the owner's identity follows
 )
+
+// identity returns the number of id in this file, writing its record
+// first if it has none yet; 0 for nil (or past maxIdentities).
+func (w *Writer) identity(id *identity.Identity) (uint64, error) {
+	if id == nil {
+		return 0, nil
+	}
+	if n, ok := w.ids[id]; ok {
+		return n, nil
+	}
+	if len(w.ids) >= maxIdentities {
+		return 0, nil
+	}
+	n := uint64(len(w.ids) + 1)
+	b := append(w.idBody[:0], recIdentity)
+	b = binary.AppendUvarint(b, n)
+	for _, s := range []string{id.Cgroup, id.Unit, id.ContainerID, id.Runtime, id.PodUID, id.Namespace, id.Pod, id.Container} {
+		b = appendString(b, s)
+	}
+	w.idBody = b
+	if err := w.frame(b); err != nil {
+		return 0, err
+	}
+	w.ids[id] = n
+	return n, nil
+}
 
 // Transition records one transition.
 func (w *Writer) Transition(t *events.Transition) error {
@@ -211,6 +250,13 @@ func (w *Writer) Transition(t *events.Transition) error {
 	}
 	if t.TCPStats {
 		flags |= tfTCPStats
+	}
+	idn, err := w.identity(t.OwnerID)
+	if err != nil {
+		return err
+	}
+	if idn != 0 {
+		flags |= tfIdentity
 	}
 	b := append(w.body[:0], recTransition, byte(t.Old), byte(t.New), flags)
 	b = binary.AppendVarint(b, wall-w.prevWall)
@@ -256,6 +302,9 @@ func (w *Writer) Transition(t *events.Transition) error {
 		b = binary.AppendUvarint(b, uint64(t.SegsIn))
 		b = binary.AppendUvarint(b, uint64(t.TotalRetrans))
 		b = binary.AppendUvarint(b, uint64(t.SRTT/time.Microsecond))
+	}
+	if idn != 0 {
+		b = binary.AppendUvarint(b, idn)
 	}
 	w.body = b
 	if t.Kind == events.KindTransition {

@@ -44,6 +44,7 @@ type DestKey struct {
 	DPort      uint16
 	OwnerKnown bool
 	Comm       string // owning process at connect()
+	Cgroup     uint64 // its cgroup v2 id, if OwnerKnown
 	raw        socktraceDestKey
 }
 
@@ -113,6 +114,7 @@ func decodeDestKey(k *socktraceDestKey) DestKey {
 		c.Daddr = netip.AddrFrom16(k.Daddr).Unmap()
 	}
 	if c.OwnerKnown {
+		c.Cgroup = k.Cgroup
 		b := make([]byte, 0, len(k.Comm))
 		for _, ch := range k.Comm {
 			if ch == 0 {

@@ -48,6 +48,7 @@ type socktraceDestKey struct {
 	Dport      uint16
 	OwnerKnown uint8
 	Pad        [7]uint8
+	Cgroup     uint64
 	Comm       [16]int8
 }
 
@@ -59,6 +60,7 @@ type socktraceEvent struct {
 	PrevNs        uint64
 	BytesAcked    uint64
 	BytesReceived uint64
+	OwnerCgroup   uint64
 	Netns         uint32
 	Pid           uint32
 	Tid           uint32
@@ -91,20 +93,22 @@ type socktraceHeld struct {
 	_    structs.HostLayout
 	TsNs uint64
 	Task struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Tid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Tid    uint32
+		Comm   [16]int8
 	}
 }
 
 type socktraceListener struct {
 	_     structs.HostLayout
 	Owner struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Tid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Tid    uint32
+		Comm   [16]int8
 	}
 	Count     uint32
 	Ambiguous uint8
@@ -122,10 +126,11 @@ type socktraceSockInfo struct {
 	_     structs.HostLayout
 	TsNs  uint64
 	Owner struct {
-		_    structs.HostLayout
-		Pid  uint32
-		Tid  uint32
-		Comm [16]int8
+		_      structs.HostLayout
+		Cgroup uint64
+		Pid    uint32
+		Tid    uint32
+		Comm   [16]int8
 	}
 	Retrans    uint32
 	SynRetrans uint16

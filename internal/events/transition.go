@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
 )
@@ -46,6 +47,13 @@ type Transition struct {
 	OwnerKnown         bool
 	OwnerPID, OwnerTID uint32
 	OwnerComm          string
+	// OwnerCgroup is the owner's cgroup v2 id (the inode of its cgroup
+	// directory under the cgroup2 mount), taken where the owner was
+	// learned; 0 when unknown. See package cgroups for its path.
+	OwnerCgroup uint64
+	// OwnerID is who the owner is beyond its process (its cgroup, unit,
+	// container, pod): filled in by the pipeline, nil when unknown.
+	OwnerID *identity.Identity
 
 	UID   uint32
 	SkErr uint16 // sk_err: why a socket closed (unix.ECONNREFUSED...)
@@ -213,6 +221,7 @@ func (d *Decoder) Decode(raw []byte, t *Transition) error {
 		t.OwnerPID = e.OwnerPid
 		t.OwnerTID = e.OwnerTid
 		t.OwnerComm = d.comm(e.OwnerComm)
+		t.OwnerCgroup = e.OwnerCgroup
 	}
 	switch e.Family {
 	case unix.AF_INET:

@@ -180,7 +180,7 @@ func (p *parser) and() (Expr, error) {
 	return l, nil
 }
 
-const keywords = "sport, dport, src, dst, state, exclude, pid, comm, with and, or, not and ( )"
+const keywords = "sport, dport, src, dst, state, exclude, pid, comm, cgroup, unit, container, pod, namespace, with and, or, not and ( )"
 
 func (p *parser) unary() (Expr, error) {
 	t := p.next()
@@ -219,6 +219,8 @@ func (p *parser) unary() (Expr, error) {
 		return p.pid()
 	case "comm":
 		return p.comm()
+	case "cgroup", "unit", "container", "pod", "namespace":
+		return p.ident(strings.ToLower(t.text))
 	case "and", "&&", "&", "or", "||", "|":
 		return nil, p.errAt(t, fmt.Sprintf("%q needs a test on its left", t.text))
 	}
@@ -488,6 +490,32 @@ func (p *parser) comm() (Expr, error) {
 	return commExpr{name: name, ne: o == opNe}, nil
 }
 
+// identWhat says what each identity keyword takes.
+var identWhat = map[string]string{
+	"cgroup":    "a cgroup path such as /system.slice/nginx.service",
+	"unit":      "a systemd unit such as nginx.service",
+	"container": "a container name or id (4+ characters of it)",
+	"pod":       "a pod NAME or NAMESPACE/NAME",
+	"namespace": "a Kubernetes namespace",
+}
+
+// ident parses cgroup, unit, container, pod and namespace tests: who owns
+// the socket beyond its process (package identity).
+func (p *parser) ident(key string) (Expr, error) {
+	o, err := p.op(key, true)
+	if err != nil {
+		return nil, err
+	}
+	t, err := p.value(key, identWhat[key])
+	if err != nil {
+		return nil, err
+	}
+	if key == "cgroup" && !strings.HasPrefix(t.text, "/") {
+		return nil, p.errAt(t, fmt.Sprintf("bad cgroup %q: want a path from the cgroup mount, starting with /", t.text))
+	}
+	return identExpr{key: key, val: t.text, ne: o == opNe}, nil
+}
+
 type (
 	orExpr    struct{ l, r Expr }
 	andExpr   struct{ l, r Expr }
@@ -497,6 +525,10 @@ type (
 	commExpr  struct {
 		name string
 		ne   bool
+	}
+	identExpr struct {
+		key, val string
+		ne       bool
 	}
 	portExpr struct {
 		dst  bool
@@ -583,4 +615,34 @@ func (e commExpr) String() string {
 		return "comm != " + e.name
 	}
 	return "comm = " + e.name
+}
+
+// Like an owner test, an identity test never matches a socket whose
+// owner's identity is unknown, whatever its operator.
+func (e identExpr) Match(s *Subject) bool {
+	id := s.Owner
+	if id == nil {
+		return false
+	}
+	var is bool
+	switch e.key {
+	case "cgroup":
+		is = id.Cgroup == e.val
+	case "unit":
+		is = UnitIs(id, e.val)
+	case "container":
+		is = ContainerIs(id, e.val)
+	case "pod":
+		is = PodIs(id, e.val)
+	case "namespace":
+		is = id.Namespace == e.val
+	}
+	return is != e.ne
+}
+
+func (e identExpr) String() string {
+	if e.ne {
+		return e.key + " != " + e.val
+	}
+	return e.key + " = " + e.val
 }

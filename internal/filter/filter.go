@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,13 @@ type Filter struct {
 	PIDs   []uint32           // owning process
 	Comms  []string           // owning process name (as the kernel truncates it)
 	Netns  uint32             // network namespace inode; 0: any
+
+	// Who the owner is beyond its process (package identity): a socket
+	// whose owner is not known matches none of these.
+	Units      []string // systemd unit ("nginx" means nginx.service)
+	Containers []string // container name, or a prefix of its id (4+ hex digits)
+	Pods       []string // pod name, or NAMESPACE/NAME
+	Namespaces []string // Kubernetes namespace (not the network namespace)
 }
 
 // Subject is what a filter looks at: a transition, or (later) a socket.
@@ -40,6 +48,7 @@ type Subject struct {
 	OwnerKnown bool
 	PID        uint32
 	Comm       string
+	Owner      *identity.Identity // nil: not known
 	Netns      uint32
 }
 
@@ -49,7 +58,7 @@ func OfTransition(t *events.Transition) Subject {
 		State: t.New, Family: t.Family, Src: t.Src, Dst: t.Dst,
 		SPort: t.SPort, DPort: t.DPort,
 		OwnerKnown: t.OwnerKnown, PID: t.OwnerPID, Comm: t.OwnerComm,
-		Netns: t.Netns,
+		Owner: t.OwnerID, Netns: t.Netns,
 	}
 }
 
@@ -88,7 +97,57 @@ func (f *Filter) Match(s *Subject) bool {
 			return false
 		}
 	}
+	if len(f.Units) > 0 && !anyOf(f.Units, s.Owner, UnitIs) {
+		return false
+	}
+	if len(f.Containers) > 0 && !anyOf(f.Containers, s.Owner, ContainerIs) {
+		return false
+	}
+	if len(f.Pods) > 0 && !anyOf(f.Pods, s.Owner, PodIs) {
+		return false
+	}
+	if len(f.Namespaces) > 0 && !anyOf(f.Namespaces, s.Owner, func(id *identity.Identity, ns string) bool { return id.Namespace == ns }) {
+		return false
+	}
 	return true
+}
+
+func anyOf(want []string, id *identity.Identity, is func(*identity.Identity, string) bool) bool {
+	if id == nil {
+		return false
+	}
+	for _, w := range want {
+		if is(id, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// UnitIs: the owner runs in systemd unit u ("nginx" for nginx.service).
+func UnitIs(id *identity.Identity, u string) bool {
+	return id != nil && id.Unit != "" && (id.Unit == u || id.Unit == u+".service")
+}
+
+// ContainerIs: the owner runs in container c: its name, or its id or a
+// prefix of it (at least 4 characters, as docker takes).
+func ContainerIs(id *identity.Identity, c string) bool {
+	if id == nil || c == "" {
+		return false
+	}
+	return (id.Container != "" && id.Container == c) ||
+		(id.ContainerID != "" && (id.ContainerID == c || (len(c) >= 4 && strings.HasPrefix(id.ContainerID, c))))
+}
+
+// PodIs: the owner runs in pod p, named NAME or NAMESPACE/NAME.
+func PodIs(id *identity.Identity, p string) bool {
+	if id == nil || id.Pod == "" {
+		return false
+	}
+	if ns, name, ok := strings.Cut(p, "/"); ok {
+		return id.Namespace == ns && id.Pod == name
+	}
+	return id.Pod == p
 }
 
 // Kernel returns the part of f the BPF program applies.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 )
 
 // Other is the label value destinations are folded into beyond the cap.
@@ -15,8 +16,29 @@ const Other = "other"
 // connect under way before socktrace started).
 const UnknownComm = "unknown"
 
-// destLabels is one destination label set: daddr, dport, comm.
-type destLabels struct{ daddr, dport, comm string }
+// destLabels is one destination label set: daddr, dport, comm, and with
+// --workload-labels who the owner is.
+type destLabels struct {
+	daddr, dport, comm string
+	who                workload
+}
+
+// workload is the identity labels: namespace, pod, container, unit (all
+// "" without --workload-labels, or when not known).
+type workload struct{ namespace, pod, container, unit string }
+
+func workloadOf(id *identity.Identity) workload {
+	if id == nil {
+		return workload{}
+	}
+	c := id.Container
+	if c == "" && id.ContainerID != "" && id.Pod == "" {
+		c = id.ContainerID // a container outside Kubernetes: its id names it
+	}
+	return workload{id.Namespace, id.Pod, c, id.Unit}
+}
+
+func (w workload) values() []string { return []string{w.namespace, w.pod, w.container, w.unit} }
 
 // counts are one destination's counters (events.OutcomeEstablished...).
 type counts = [events.NumDestCounters]uint64
@@ -62,6 +84,9 @@ type connectCounters struct {
 	overflow counts // map full: counted without a destination
 	folded   uint64 // label sets folded so far
 	buf      []events.DestCount
+	// identify: the identity of a cgroup id, for the workload labels;
+	// nil: no such labels.
+	identify func(cgroup uint64) *identity.Identity
 }
 
 func newConnectCounters(src counterSource, max int, forget time.Duration) *connectCounters {
@@ -69,12 +94,16 @@ func newConnectCounters(src counterSource, max int, forget time.Duration) *conne
 		sets: map[destLabels]*destSeries{}, byKey: map[any]*destSeries{}, keyOf: map[any]events.DestKey{}}
 }
 
-func labelsOf(k *events.DestKey) destLabels {
+func (c *connectCounters) labelsOf(k *events.DestKey) destLabels {
 	comm := UnknownComm
 	if k.OwnerKnown {
 		comm = k.Comm
 	}
-	return destLabels{k.Daddr.String(), strconv.Itoa(int(k.DPort)), comm}
+	l := destLabels{daddr: k.Daddr.String(), dport: strconv.Itoa(int(k.DPort)), comm: comm}
+	if c.identify != nil && k.OwnerKnown {
+		l.who = workloadOf(c.identify(k.Cgroup))
+	}
+	return l
 }
 
 // update reads the kernel's counters, then folds and forgets.
@@ -90,7 +119,7 @@ func (c *connectCounters) update(now time.Time) error {
 		id := k.ID()
 		s := c.byKey[id]
 		if s == nil {
-			l := labelsOf(k)
+			l := c.labelsOf(k)
 			if s = c.sets[l]; s == nil {
 				s = &destSeries{labels: l, keys: map[any]counts{}, last: now}
 				c.sets[l] = s
@@ -172,7 +201,7 @@ func (c *connectCounters) fold(now time.Time) {
 		}
 	}
 	if len(real) > c.max {
-		into(real, func(l destLabels) destLabels { return destLabels{Other, l.dport, l.comm} })
+		into(real, func(l destLabels) destLabels { return destLabels{Other, l.dport, l.comm, l.who} })
 		byAddr = byAddr[:0]
 		for _, s := range c.sets {
 			if s.labels.daddr == Other && s.labels.dport != Other {
@@ -181,7 +210,7 @@ func (c *connectCounters) fold(now time.Time) {
 		}
 	}
 	if len(byAddr) > c.max {
-		into(byAddr, func(destLabels) destLabels { return destLabels{Other, Other, Other} })
+		into(byAddr, func(destLabels) destLabels { return destLabels{Other, Other, Other, workload{}} })
 	}
 }
 
@@ -192,7 +221,7 @@ func (c *connectCounters) each(fn func(l destLabels, n counts)) {
 	for _, v := range c.overflow {
 		overflowed = overflowed || v > 0
 	}
-	all := destLabels{Other, Other, Other}
+	all := destLabels{Other, Other, Other, workload{}}
 	for l, s := range c.sets {
 		n := s.counts()
 		if l == all {

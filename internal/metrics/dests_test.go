@@ -80,8 +80,8 @@ func TestConnectCountersFold(t *testing.T) {
 	}
 	got := series(c)
 	want := map[destLabels]uint64{
-		{"10.0.0.3", "9092", "app"}: 3, {"10.0.0.4", "9092", "app"}: 4, {"10.0.0.5", "9092", "app"}: 5,
-		{Other, "9092", "app"}: 1 + 2,
+		{"10.0.0.3", "9092", "app", workload{}}: 3, {"10.0.0.4", "9092", "app", workload{}}: 4, {"10.0.0.5", "9092", "app", workload{}}: 5,
+		{Other, "9092", "app", workload{}}: 1 + 2,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("series %v, want %v", got, want)
@@ -94,7 +94,7 @@ func TestConnectCountersFold(t *testing.T) {
 	k.add("10.0.0.1", 9092, "app", events.OutcomeRefused, 7)
 	c.update(t0.Add(10 * time.Second))
 	got = series(c)
-	if got[destLabels{"10.0.0.1", "9092", "app"}] != 7 || total(got) != 1+2+3+4+5+7 {
+	if got[destLabels{daddr: "10.0.0.1", dport: "9092", comm: "app"}] != 7 || total(got) != 1+2+3+4+5+7 {
 		t.Errorf("after 10.0.0.1 came back: %v", got)
 	}
 	if len(got) != 4 { // three real, one folded
@@ -123,7 +123,7 @@ func TestConnectCountersBounded(t *testing.T) {
 	if total(got) != made {
 		t.Errorf("counted %d attempts, made %d", total(got), made)
 	}
-	if got[destLabels{Other, Other, Other}] == 0 {
+	if got[destLabels{daddr: Other, dport: Other, comm: Other}] == 0 {
 		t.Errorf("nothing folded all the way: %v", got)
 	}
 }
@@ -139,10 +139,10 @@ func TestConnectCountersForget(t *testing.T) {
 	c.update(t0.Add(10 * time.Minute))
 	c.update(t0.Add(16 * time.Minute)) // 10.0.0.1 quiet for 16m, 10.0.0.2 for 6m
 	got := series(c)
-	if _, ok := got[destLabels{"10.0.0.1", "443", "curl"}]; ok {
+	if _, ok := got[destLabels{daddr: "10.0.0.1", dport: "443", comm: "curl"}]; ok {
 		t.Errorf("10.0.0.1 not forgotten after 16 minutes of quiet: %v", got)
 	}
-	if got[destLabels{"10.0.0.2", "443", "curl"}] != 2 {
+	if got[destLabels{daddr: "10.0.0.2", dport: "443", comm: "curl"}] != 2 {
 		t.Errorf("10.0.0.2: %v, want 2", got)
 	}
 	if len(k.n) != 1 {
@@ -155,7 +155,7 @@ func TestUnknownOwner(t *testing.T) {
 	c := newConnectCounters(k, 10, 0)
 	k.add("::1", 80, "", events.OutcomeRefused, 1)
 	c.update(time.Unix(1, 0))
-	if got := series(c); got[destLabels{"::1", "80", UnknownComm}] != 1 {
+	if got := series(c); got[destLabels{daddr: "::1", dport: "80", comm: UnknownComm}] != 1 {
 		t.Errorf("series %v, want comm %q for an unknown owner", got, UnknownComm)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
@@ -28,6 +29,11 @@ type Options struct {
 	MaxDestinations int           // destination label sets kept (default 1000)
 	ForgetAfter     time.Duration // a destination quiet this long disappears (default 15m)
 	Version         string        // socktrace's, for socktrace_build_info
+	// WorkloadLabels: the metrics by destination and by owner also get
+	// namespace, pod, container and unit labels (the owner's identity;
+	// "" when not known or not applicable). Label sets stay within
+	// MaxDestinations all the same.
+	WorkloadLabels bool
 }
 
 // Defaults for Options.
@@ -40,65 +46,85 @@ const (
 // handshakes take tens of microseconds, a SYN retransmitted takes 1 s.
 var HandshakeBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-var (
-	descAttempts = prometheus.NewDesc("socktrace_connect_attempts_total",
+// descs are the metrics' descriptions, which depend on Options.
+type descs struct {
+	attempts, synRetrans, retrans, resets, bytes, failing, streak, duration, sockets, closeWait, queueFull, transitions, lost, skipped, reconciled, reconciles, folded, untracked, build, up *prometheus.Desc
+}
+
+// newDescs makes the metrics' descriptions; with workload, the metrics
+// by destination and by owner also carry namespace, pod, container and
+// unit labels.
+func newDescs(workload bool) *descs {
+	labels := func(l []string) []string {
+		if workload {
+			return append(l, workloadLabels...)
+		}
+		return l
+	}
+	d := &descs{}
+	d.attempts = prometheus.NewDesc("socktrace_connect_attempts_total",
 		"Connect attempts (active opens) that ended, by destination, owning process and outcome (established, refused, timeout, unreachable, aborted); counted in the kernel, exact when transitions are lost.",
-		[]string{"daddr", "dport", "comm", "outcome"}, nil)
-	descSynRetrans = prometheus.NewDesc("socktrace_syn_retransmits_total",
+		labels([]string{"daddr", "dport", "comm", "outcome"}), nil)
+	d.synRetrans = prometheus.NewDesc("socktrace_syn_retransmits_total",
 		"SYNs retransmitted by connect attempts to this destination (no answer to the first): counted in the kernel.",
-		[]string{"daddr", "dport", "comm"}, nil)
-	descRetrans = prometheus.NewDesc("socktrace_retransmits_total",
+		labels([]string{"daddr", "dport", "comm"}), nil)
+	d.retrans = prometheus.NewDesc("socktrace_retransmits_total",
 		"Data segments retransmitted by connections to this destination: counted in the kernel.",
-		[]string{"daddr", "dport", "comm"}, nil)
-	descResets = prometheus.NewDesc("socktrace_resets_total",
+		labels([]string{"daddr", "dport", "comm"}), nil)
+	d.resets = prometheus.NewDesc("socktrace_resets_total",
 		"RSTs sent and received on connections (and connect attempts) to this destination: counted in the kernel.",
-		[]string{"daddr", "dport", "comm", "direction"}, nil)
-	descBytes = prometheus.NewDesc("socktrace_bytes_total",
+		labels([]string{"daddr", "dport", "comm", "direction"}), nil)
+	d.bytes = prometheus.NewDesc("socktrace_bytes_total",
 		"Bytes sent (and acknowledged) and received by connections to this destination that closed: counted in the kernel.",
-		[]string{"daddr", "dport", "comm", "direction"}, nil)
-	descFailing = prometheus.NewDesc("socktrace_destination_failing",
+		labels([]string{"daddr", "dport", "comm", "direction"}), nil)
+	d.failing = prometheus.NewDesc("socktrace_destination_failing",
 		"1 while a destination's connects keep failing (--fail-after in a row), 0 after it recovered.",
-		[]string{"daddr", "dport", "comm"}, nil)
-	descStreak = prometheus.NewDesc("socktrace_destination_failure_streak",
+		labels([]string{"daddr", "dport", "comm"}), nil)
+	d.streak = prometheus.NewDesc("socktrace_destination_failure_streak",
 		"Connect attempts in a row that failed, to this destination, up to the last one that ended.",
-		[]string{"daddr", "dport", "comm"}, nil)
-	descDuration = prometheus.NewDesc("socktrace_connect_duration_seconds",
+		labels([]string{"daddr", "dport", "comm"}), nil)
+	d.duration = prometheus.NewDesc("socktrace_connect_duration_seconds",
 		"Handshake time of the connects that were established (syn-sent to established).",
 		[]string{"daddr", "dport"}, nil)
-	descSockets = prometheus.NewDesc("socktrace_sockets",
+	d.sockets = prometheus.NewDesc("socktrace_sockets",
 		"Live TCP sockets by ss state, exact after each reconciliation with the kernel (sock_diag).",
 		[]string{"state"}, nil)
-	descCloseWait = prometheus.NewDesc("socktrace_close_wait_sockets",
+	d.closeWait = prometheus.NewDesc("socktrace_close_wait_sockets",
 		"Sockets in CLOSE-WAIT for longer than --close-wait-after (the peer closed, the application did not), by owning process.",
-		[]string{"comm"}, nil)
-	descQueueFull = prometheus.NewDesc("socktrace_listen_queue_full",
+		labels([]string{"comm"}), nil)
+	d.queueFull = prometheus.NewDesc("socktrace_listen_queue_full",
 		"1 when a listener's accept queue is full (new connections are dropped), 0 when it is under pressure but not full.",
-		[]string{"sport", "comm"}, nil)
-	descTransitions = prometheus.NewDesc("socktrace_transitions_total",
+		labels([]string{"sport", "comm"}), nil)
+	d.transitions = prometheus.NewDesc("socktrace_transitions_total",
 		"TCP state transitions received from the kernel.", nil, nil)
-	descLost = prometheus.NewDesc("socktrace_transitions_lost_total",
+	d.lost = prometheus.NewDesc("socktrace_transitions_lost_total",
 		"Transitions lost because the ring buffer was full (raise --ring-size); reconciliation repairs the live tables.", nil, nil)
-	descSkipped = prometheus.NewDesc("socktrace_transitions_skipped_total",
+	d.skipped = prometheus.NewDesc("socktrace_transitions_skipped_total",
 		"State changes the kernel did not run socktrace's program for (it was already running on that CPU).", nil, nil)
-	descReconciled = prometheus.NewDesc("socktrace_reconciled_sockets_total",
+	d.reconciled = prometheus.NewDesc("socktrace_reconciled_sockets_total",
 		"Sockets corrected by reconciliation with the kernel: closed (their close was not seen), added (their birth was not seen), changed (state moved unseen).",
 		[]string{"kind"}, nil)
-	descReconciles = prometheus.NewDesc("socktrace_reconciliations_total",
+	d.reconciles = prometheus.NewDesc("socktrace_reconciliations_total",
 		"Reconciliations of the live table with the kernel.", nil, nil)
-	descFolded = prometheus.NewDesc("socktrace_destinations_folded_total",
+	d.folded = prometheus.NewDesc("socktrace_destinations_folded_total",
 		"Destination label sets folded into daddr=\"other\" to stay within --max-destinations.", nil, nil)
-	descUntracked = prometheus.NewDesc("socktrace_sockets_untracked_total",
+	d.untracked = prometheus.NewDesc("socktrace_sockets_untracked_total",
 		"Sockets not remembered because the live table was full (--max-sockets).", nil, nil)
-	descBuild = prometheus.NewDesc("socktrace_build_info",
+	d.build = prometheus.NewDesc("socktrace_build_info",
 		"Always 1: the version of socktrace, the Go it was built with, and the kernel it runs on.",
 		[]string{"version", "goversion", "kernel"}, nil)
-	descUp = prometheus.NewDesc("socktrace_up",
+	d.up = prometheus.NewDesc("socktrace_up",
 		"1 while socktrace's program is attached and its events are read.", []string{"attach"}, nil)
-)
+	return d
+}
+
+// workloadLabels are the identity labels --workload-labels adds.
+var workloadLabels = []string{"namespace", "pod", "container", "unit"}
 
 // Collector is a prometheus.Collector for one running trace.
 type Collector struct {
 	opt Options
+	d   *descs
 
 	// mu guards the fields below but hists. Lock order: the pipeline's
 	// lock (held around the Connected hook) before histMu; Collect takes
@@ -134,7 +160,7 @@ func New(o Options) *Collector {
 	if o.ForgetAfter < 0 {
 		o.ForgetAfter = 0
 	}
-	return &Collector{opt: o, hists: map[histKey]*hist{}}
+	return &Collector{opt: o, d: newDescs(o.WorkloadLabels), hists: map[histKey]*hist{}}
 }
 
 // Hooks returns the pipeline hooks that feed the collector.
@@ -147,6 +173,9 @@ func (c *Collector) attached(p *pipeline.Pipeline, tr *events.Tracer) {
 	defer c.mu.Unlock()
 	c.p, c.method = p, tr.Method()
 	c.connects = newConnectCounters(tr, c.opt.MaxDestinations, c.opt.ForgetAfter)
+	if c.opt.WorkloadLabels {
+		c.connects.identify = p.Identify
+	}
 }
 
 // Attached reports whether the trace is running, and since when its
@@ -228,9 +257,9 @@ func (c *Collector) Update() error {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAttempts, descSynRetrans, descRetrans, descResets, descBytes, descFailing, descStreak, descDuration, descSockets,
-		descCloseWait, descQueueFull, descTransitions, descLost, descSkipped, descReconciled,
-		descReconciles, descFolded, descUntracked, descUp, descBuild} {
+	for _, d := range []*prometheus.Desc{c.d.attempts, c.d.synRetrans, c.d.retrans, c.d.resets, c.d.bytes, c.d.failing, c.d.streak, c.d.duration, c.d.sockets,
+		c.d.closeWait, c.d.queueFull, c.d.transitions, c.d.lost, c.d.skipped, c.d.reconciled,
+		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build} {
 		ch <- d
 	}
 }
@@ -239,12 +268,12 @@ var outcomeNames = [events.NumOutcomes]string{"established", "refused", "timeout
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.opt.Version, runtime.Version(), kernelRelease())
+	ch <- prometheus.MustNewConstMetric(c.d.build, prometheus.GaugeValue, 1, c.opt.Version, runtime.Version(), kernelRelease())
 	c.mu.Lock()
 	p := c.p
 	c.mu.Unlock()
 	if p == nil {
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0, "")
+		ch <- prometheus.MustNewConstMetric(c.d.up, prometheus.GaugeValue, 0, "")
 		return
 	}
 	st := p.State()
@@ -253,19 +282,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	c.lastErr = c.connects.update(now)
 
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1, c.method)
+	ch <- prometheus.MustNewConstMetric(c.d.up, prometheus.GaugeValue, 1, c.method)
 	c.connects.each(func(l destLabels, n counts) {
 		for o := 0; o < events.NumOutcomes; o++ {
-			ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(n[o]), l.daddr, l.dport, l.comm, outcomeNames[o])
+			ch <- prometheus.MustNewConstMetric(c.d.attempts, prometheus.CounterValue, float64(n[o]), c.vals(l.who, l.daddr, l.dport, l.comm, outcomeNames[o])...)
 		}
-		ch <- prometheus.MustNewConstMetric(descSynRetrans, prometheus.CounterValue, float64(n[events.CounterSynRetrans]), l.daddr, l.dport, l.comm)
-		ch <- prometheus.MustNewConstMetric(descRetrans, prometheus.CounterValue, float64(n[events.CounterRetrans]), l.daddr, l.dport, l.comm)
-		ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(n[events.CounterRstSent]), l.daddr, l.dport, l.comm, "sent")
-		ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(n[events.CounterRstReceived]), l.daddr, l.dport, l.comm, "received")
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(n[events.CounterBytesAcked]), l.daddr, l.dport, l.comm, "sent")
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(n[events.CounterBytesReceived]), l.daddr, l.dport, l.comm, "received")
+		ch <- prometheus.MustNewConstMetric(c.d.synRetrans, prometheus.CounterValue, float64(n[events.CounterSynRetrans]), c.vals(l.who, l.daddr, l.dport, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.retrans, prometheus.CounterValue, float64(n[events.CounterRetrans]), c.vals(l.who, l.daddr, l.dport, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.resets, prometheus.CounterValue, float64(n[events.CounterRstSent]), c.vals(l.who, l.daddr, l.dport, l.comm, "sent")...)
+		ch <- prometheus.MustNewConstMetric(c.d.resets, prometheus.CounterValue, float64(n[events.CounterRstReceived]), c.vals(l.who, l.daddr, l.dport, l.comm, "received")...)
+		ch <- prometheus.MustNewConstMetric(c.d.bytes, prometheus.CounterValue, float64(n[events.CounterBytesAcked]), c.vals(l.who, l.daddr, l.dport, l.comm, "sent")...)
+		ch <- prometheus.MustNewConstMetric(c.d.bytes, prometheus.CounterValue, float64(n[events.CounterBytesReceived]), c.vals(l.who, l.daddr, l.dport, l.comm, "received")...)
 	})
-	ch <- prometheus.MustNewConstMetric(descFolded, prometheus.CounterValue, float64(c.connects.folded))
+	ch <- prometheus.MustNewConstMetric(c.d.folded, prometheus.CounterValue, float64(c.connects.folded))
 
 	// Failing destinations, from the analysis: the most recently
 	// attempted, failing ones first, within the same bounds.
@@ -275,16 +304,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if c.opt.ForgetAfter > 0 && now.Sub(d.LastAttempt) > c.opt.ForgetAfter {
 			continue
 		}
-		l := destLabels{addrString(d.Addr), strconv.Itoa(int(d.Port)), UnknownComm}
+		l := destLabels{daddr: addrString(d.Addr), dport: strconv.Itoa(int(d.Port)), comm: UnknownComm}
 		if d.OwnerKnown {
 			l.comm = d.Comm
+			if c.opt.WorkloadLabels {
+				l.who = workloadOf(d.Owner)
+			}
 		}
 		if seen[l] || (len(seen) >= c.opt.MaxDestinations && !d.Failing) {
 			continue
 		}
 		seen[l] = true
-		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, b2f(d.Failing), l.daddr, l.dport, l.comm)
-		ch <- prometheus.MustNewConstMetric(descStreak, prometheus.GaugeValue, float64(d.Streak), l.daddr, l.dport, l.comm)
+		ch <- prometheus.MustNewConstMetric(c.d.failing, prometheus.GaugeValue, b2f(d.Failing), c.vals(l.who, l.daddr, l.dport, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.streak, prometheus.GaugeValue, float64(d.Streak), c.vals(l.who, l.daddr, l.dport, l.comm)...)
 	}
 
 	c.histMu.Lock()
@@ -304,39 +336,54 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if k.daddr == Other {
 			port = Other
 		}
-		ch <- prometheus.MustNewConstHistogram(descDuration, h.n, h.sum, buckets, k.daddr, port)
+		ch <- prometheus.MustNewConstHistogram(c.d.duration, h.n, h.sum, buckets, k.daddr, port)
 	}
 
 	for s := tcpstate.First; s <= tcpstate.Last; s++ {
 		if s == tcpstate.Close || s == tcpstate.NewSynRecv {
 			continue // no socket stays in them
 		}
-		ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(st.Sockets[s]), s.String())
+		ch <- prometheus.MustNewConstMetric(c.d.sockets, prometheus.GaugeValue, float64(st.Sockets[s]), s.String())
 	}
-	cw := map[string]int{}
+	type owner struct {
+		comm string
+		who  workload
+	}
+	ownerOf := func(known bool, comm string, id *identity.Identity) owner {
+		o := owner{comm: commOf(known, comm)}
+		if known && c.opt.WorkloadLabels {
+			o.who = workloadOf(id)
+		}
+		return o
+	}
+	cw := map[owner]int{}
 	for _, l := range st.Pressure.CloseWait {
-		cw[commOf(l.OwnerKnown, l.Comm)] += l.Count
+		cw[ownerOf(l.OwnerKnown, l.Comm, l.Owner)] += l.Count
 	}
-	for comm, n := range cw {
-		ch <- prometheus.MustNewConstMetric(descCloseWait, prometheus.GaugeValue, float64(n), comm)
+	for o, n := range cw {
+		ch <- prometheus.MustNewConstMetric(c.d.closeWait, prometheus.GaugeValue, float64(n), c.vals(o.who, o.comm)...)
 	}
-	full := map[[2]string]bool{}
+	type listener struct {
+		port string
+		owner
+	}
+	full := map[listener]bool{}
 	for _, l := range st.Pressure.Listeners {
-		k := [2]string{strconv.Itoa(int(l.Port)), commOf(l.OwnerKnown, l.Comm)}
+		k := listener{strconv.Itoa(int(l.Port)), ownerOf(l.OwnerKnown, l.Comm, l.Owner)}
 		full[k] = full[k] || l.Full
 	}
 	for k, f := range full {
-		ch <- prometheus.MustNewConstMetric(descQueueFull, prometheus.GaugeValue, b2f(f), k[0], k[1])
+		ch <- prometheus.MustNewConstMetric(c.d.queueFull, prometheus.GaugeValue, b2f(f), c.vals(k.who, k.port, k.comm)...)
 	}
 
-	ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(st.Transitions))
-	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(st.Lost))
-	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(st.Skipped))
-	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Closed), "closed")
-	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Added), "added")
-	ch <- prometheus.MustNewConstMetric(descReconciled, prometheus.CounterValue, float64(st.Changed), "changed")
-	ch <- prometheus.MustNewConstMetric(descReconciles, prometheus.CounterValue, float64(st.Reconciles))
-	ch <- prometheus.MustNewConstMetric(descUntracked, prometheus.CounterValue, float64(st.History.Untracked))
+	ch <- prometheus.MustNewConstMetric(c.d.transitions, prometheus.CounterValue, float64(st.Transitions))
+	ch <- prometheus.MustNewConstMetric(c.d.lost, prometheus.CounterValue, float64(st.Lost))
+	ch <- prometheus.MustNewConstMetric(c.d.skipped, prometheus.CounterValue, float64(st.Skipped))
+	ch <- prometheus.MustNewConstMetric(c.d.reconciled, prometheus.CounterValue, float64(st.Closed), "closed")
+	ch <- prometheus.MustNewConstMetric(c.d.reconciled, prometheus.CounterValue, float64(st.Added), "added")
+	ch <- prometheus.MustNewConstMetric(c.d.reconciled, prometheus.CounterValue, float64(st.Changed), "changed")
+	ch <- prometheus.MustNewConstMetric(c.d.reconciles, prometheus.CounterValue, float64(st.Reconciles))
+	ch <- prometheus.MustNewConstMetric(c.d.untracked, prometheus.CounterValue, float64(st.History.Untracked))
 }
 
 func kernelRelease() string {
@@ -345,6 +392,14 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// vals is a metric's label values: vs, then the workload labels if on.
+func (c *Collector) vals(who workload, vs ...string) []string {
+	if c.opt.WorkloadLabels {
+		return append(vs, who.values()...)
+	}
+	return vs
 }
 
 func commOf(known bool, comm string) string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/identity"
 )
 
 // Alerts and summaries are rare, so they go through encoding/json; the
@@ -21,11 +22,12 @@ type jsonFailures struct {
 }
 
 type jsonDest struct {
-	Netns        uint32       `json:"netns"`
-	Daddr        string       `json:"daddr"`
-	Dport        uint16       `json:"dport"`
-	PID          *uint32      `json:"pid"`
-	Comm         *string      `json:"comm"`
+	Netns uint32  `json:"netns"`
+	Daddr string  `json:"daddr"`
+	Dport uint16  `json:"dport"`
+	PID   *uint32 `json:"pid"`
+	Comm  *string `json:"comm"`
+	jsonIdentity
 	Status       string       `json:"status"`
 	Attempts     uint64       `json:"attempts"`
 	Successes    uint64       `json:"successes"`
@@ -82,6 +84,7 @@ func destJSON(d *analysis.Dest) jsonDest {
 	if d.OwnerKnown {
 		pid, comm := d.PID, d.Comm
 		j.PID, j.Comm = &pid, &comm
+		j.jsonIdentity = identityJSON(d.Owner)
 	}
 	if d.Successes+d.Failed() > 0 {
 		o := d.LastOutcome.String()
@@ -138,8 +141,9 @@ type jsonCount struct {
 }
 
 type jsonLeak struct {
-	PID           *uint32     `json:"pid"`
-	Comm          *string     `json:"comm"`
+	PID  *uint32 `json:"pid"`
+	Comm *string `json:"comm"`
+	jsonIdentity
 	Sockets       int         `json:"sockets"`
 	OldestNs      int64       `json:"oldest_ns"`
 	OldestAtLeast bool        `json:"oldest_at_least"`
@@ -147,15 +151,16 @@ type jsonLeak struct {
 }
 
 type jsonListener struct {
-	Netns   uint32  `json:"netns"`
-	Saddr   string  `json:"saddr"`
-	Sport   uint16  `json:"sport"`
-	PID     *uint32 `json:"pid"`
-	Comm    *string `json:"comm"`
-	AcceptQ uint32  `json:"accept_q"`
-	Backlog uint32  `json:"backlog"`
-	SynRecv int     `json:"syn_recv"`
-	Full    bool    `json:"full"`
+	Netns uint32  `json:"netns"`
+	Saddr string  `json:"saddr"`
+	Sport uint16  `json:"sport"`
+	PID   *uint32 `json:"pid"`
+	Comm  *string `json:"comm"`
+	jsonIdentity
+	AcceptQ uint32 `json:"accept_q"`
+	Backlog uint32 `json:"backlog"`
+	SynRecv int    `json:"syn_recv"`
+	Full    bool   `json:"full"`
 }
 
 type jsonHistory struct {
@@ -214,11 +219,13 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 	for _, l := range s.CloseWait {
 		jl := jsonLeak{Sockets: l.Count, OldestNs: l.Oldest.Nanoseconds(), OldestAtLeast: l.OldestAtLeast, Peers: counts(l.Peers)}
 		jl.PID, jl.Comm = owner(l.OwnerKnown, l.PID, l.Comm)
+		jl.jsonIdentity = identityJSON(l.Owner)
 		rec.CloseWait = append(rec.CloseWait, jl)
 	}
 	for _, l := range s.Listeners {
 		jl := jsonListener{Netns: l.Netns, Saddr: l.Addr.String(), Sport: l.Port, AcceptQ: l.AcceptQ, Backlog: l.Backlog, SynRecv: l.SynRecv, Full: l.Full}
 		jl.PID, jl.Comm = owner(l.OwnerKnown, l.PID, l.Comm)
+		jl.jsonIdentity = identityJSON(l.Owner)
 		rec.Listeners = append(rec.Listeners, jl)
 	}
 	return j.encode(rec)
@@ -235,11 +242,17 @@ func (j *JSON) encode(v any) error {
 }
 
 // process formats an owner as comm/pid, or "-".
-func process(known bool, pid uint32, comm string) string {
+// process is "comm/pid", or "namespace/pod/container (comm/pid)" (or
+// the unit) where the owner's identity is known.
+func process(known bool, pid uint32, comm string, id *identity.Identity) string {
 	if !known {
 		return "-"
 	}
-	return comm + "/" + strconv.FormatUint(uint64(pid), 10)
+	p := comm + "/" + strconv.FormatUint(uint64(pid), 10)
+	if w := id.Workload(); w != "" {
+		return w + " (" + p + ")"
+	}
+	return p
 }
 
 // failureList is "2 timeout, 1 refused": the causes, most first.
@@ -300,10 +313,10 @@ func (t *Table) Alert(a *analysis.Alert) error {
 			last = clock(d.LastSuccess) + " (" + Age(a.Time.Sub(d.LastSuccess)) + " ago)"
 		}
 		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s; last attempt: %s\n",
-			dest, process(d.OwnerKnown, d.PID, d.Comm), d.Streak, failureList(d), failingSince(d, a.Time), last, d.Last.Cause())
+			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Streak, failureList(d), failingSince(d, a.Time), last, d.Last.Cause())
 	case analysis.Recovered:
 		b = fmt.Appendf(b, " ok RECOVERED %s (%s): connected in %s after %d failed connects over %s\n",
-			dest, process(d.OwnerKnown, d.PID, d.Comm), Age(d.LastConnect), a.Failed, Age(a.FailedFor))
+			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), Age(d.LastConnect), a.Failed, Age(a.FailedFor))
 	}
 	t.buf = b
 	return t.write(b)
@@ -343,7 +356,7 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 			since += "; moved " + Bytes(d.BytesAcked) + "/" + Bytes(d.BytesReceived)
 		}
 		fmt.Fprintf(b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
-			status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm), d.Attempts, d.Successes, d.Failed(),
+			status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Attempts, d.Successes, d.Failed(),
 			d.Failures[analysis.Refused], d.Failures[analysis.Timeout], d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted],
 			d.InFlight, since)
 	}
@@ -398,7 +411,7 @@ func (t *Table) Summary(s *analysis.Summary) error {
 			for _, p := range l.Peers {
 				peers = append(peers, fmt.Sprintf("%s (%d)", t.endpoint(p.Addr, p.Port), p.N))
 			}
-			fmt.Fprintf(&b, "%-24s %7d %9s  %s\n", process(l.OwnerKnown, l.PID, l.Comm), l.Count, oldest, strings.Join(peers, ", "))
+			fmt.Fprintf(&b, "%-24s %7d %9s  %s\n", process(l.OwnerKnown, l.PID, l.Comm, l.Owner), l.Count, oldest, strings.Join(peers, ", "))
 		}
 	}
 
@@ -422,7 +435,7 @@ func (t *Table) Summary(s *analysis.Summary) error {
 			if l.Full {
 				note = "FULL: new connections are dropped; the application is not accepting fast enough"
 			}
-			fmt.Fprintf(&b, "%-28s %-20s %8d %7d %8d  %s\n", t.endpoint(l.Addr, l.Port), process(l.OwnerKnown, l.PID, l.Comm), l.AcceptQ, l.Backlog, l.SynRecv, note)
+			fmt.Fprintf(&b, "%-28s %-20s %8d %7d %8d  %s\n", t.endpoint(l.Addr, l.Port), process(l.OwnerKnown, l.PID, l.Comm, l.Owner), l.AcceptQ, l.Backlog, l.SynRecv, note)
 		}
 	}
 	fmt.Fprintf(&b, "\nhistory: %d live sockets, %d closed kept (cap %d), %d evicted", s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted)

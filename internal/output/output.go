@@ -75,6 +75,7 @@ func (j *JSON) Transition(t *events.Transition) error {
 	} else {
 		b = append(b, `,"pid":null,"tid":null,"comm":null`...)
 	}
+	b = appendIdentity(b, t.OwnerID)
 	b = append(b, `,"task_pid":`...)
 	b = strconv.AppendUint(b, uint64(t.TaskPID), 10)
 	b = append(b, `,"task_tid":`...)
@@ -218,6 +219,7 @@ func (j *JSON) Packet(t *events.Transition) error {
 	} else {
 		b = append(b, `,"pid":null,"comm":null`...)
 	}
+	b = appendIdentity(b, t.OwnerID)
 	b = append(b, `,"error":`...)
 	if t.SkErr != 0 {
 		b = AppendString(b, errnoName(t.SkErr))
@@ -367,8 +369,14 @@ func (t *Table) line(tr *events.Transition, what string) []byte {
 		b = append(b, ' ')
 	}
 	b = append(b, Detail(tr, t.info)...)
+	// Who the owner is, at the end of the line as ss -p puts users:
+	// pod:NAMESPACE/POD/CONTAINER, unit:NAME or container:RUNTIME/ID.
 	for len(b) > 0 && b[len(b)-1] == ' ' {
 		b = b[:len(b)-1]
+	}
+	if w := tr.OwnerID.Label(); w != "" && tr.OwnerKnown {
+		b = append(b, ' ')
+		b = append(b, w...)
 	}
 	b = append(b, '\n')
 	t.buf = b

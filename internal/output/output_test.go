@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/names"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -92,6 +93,32 @@ func otCheck(t *testing.T, got, want map[string]any) {
 
 type num = json.Number
 
+// otPod is a Kubernetes container's identity.
+var otPod = &identity.Identity{
+	Cgroup:      "/kubepods/burstable/pod0f1e2d3c-4b5a-6978-8899-aabbccddeeff/0123456789abcdef",
+	ContainerID: "0123456789abcdef", PodUID: "0f1e2d3c-4b5a-6978-8899-aabbccddeeff",
+	Namespace: "shop", Pod: "checkout-7d9f8b6c5-x2x4z", Container: "checkout",
+}
+
+// otIdentityJSON is otPod as JSON keys.
+const otIdentityJSON = `"cgroup":"/kubepods/burstable/pod0f1e2d3c-4b5a-6978-8899-aabbccddeeff/0123456789abcdef",` +
+	`"unit":null,"container_id":"0123456789abcdef","runtime":null,"pod":"checkout-7d9f8b6c5-x2x4z",` +
+	`"namespace":"shop","container":"checkout"`
+
+// otNoIdentity is the identity keys of an unknown owner.
+var otNoIdentity = map[string]any{"cgroup": nil, "unit": nil, "container_id": nil, "runtime": nil, "pod": nil, "namespace": nil, "container": nil}
+
+// with returns a new map with the keys of both.
+func with(a, b map[string]any) map[string]any {
+	m := map[string]any{}
+	for _, x := range []map[string]any{a, b} {
+		for k, v := range x {
+			m[k] = v
+		}
+	}
+	return m
+}
+
 func otTransition() events.Transition {
 	return events.Transition{
 		Time: otTime, Ktime: 123456789012, Cookie: 1<<64 - 1, Netns: 4026531840,
@@ -102,8 +129,9 @@ func otTransition() events.Transition {
 		InOld: 1500 * time.Microsecond, InOldKnown: true,
 		TaskPID: 0, TaskTID: 0, TaskComm: "swapper/3",
 		OwnerKnown: true, OwnerPID: 42, OwnerTID: 43, OwnerComm: "java",
-		UID:   1000,
-		SkErr: uint16(unix.ECONNREFUSED),
+		OwnerID: otPod,
+		UID:     1000,
+		SkErr:   uint16(unix.ECONNREFUSED),
 	}
 }
 
@@ -118,7 +146,7 @@ func TestJSONTransition(t *testing.T) {
 		`"cookie":18446744073709551615,"netns":4026531840,"family":"inet",` +
 		`"saddr":"192.0.2.10","sport":40000,"daddr":"198.51.100.7","dport":9092,` +
 		`"old_state":"syn-sent","new_state":"close","old_state_duration_ns":1500000,` +
-		`"pid":42,"tid":43,"comm":"java","task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
+		`"pid":42,"tid":43,"comm":"java",` + otIdentityJSON + `,"task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
 		`"uid":1000,"error":"ECONNREFUSED","syn_retransmits":0,` +
 		`"bytes_acked":null,"bytes_received":null,"segs_out":null,"segs_in":null,"total_retrans":null,"srtt_us":null,` +
 		`"rst_received":false,"rst_sent":false,"lifetime_ns":null}` + "\n"
@@ -131,6 +159,8 @@ func TestJSONTransition(t *testing.T) {
 		"saddr": "192.0.2.10", "sport": num("40000"), "daddr": "198.51.100.7", "dport": num("9092"),
 		"old_state": "syn-sent", "new_state": "close", "old_state_duration_ns": num("1500000"),
 		"pid": num("42"), "tid": num("43"), "comm": "java",
+		"cgroup": otPod.Cgroup, "unit": nil, "container_id": "0123456789abcdef", "runtime": nil,
+		"pod": "checkout-7d9f8b6c5-x2x4z", "namespace": "shop", "container": "checkout",
 		"task_pid": num("0"), "task_tid": num("0"), "task_comm": "swapper/3",
 		"uid": num("1000"), "error": "ECONNREFUSED", "syn_retransmits": num("0"),
 		"bytes_acked": nil, "bytes_received": nil, "segs_out": nil, "segs_in": nil, "total_retrans": nil, "srtt_us": nil,
@@ -151,7 +181,7 @@ func TestJSONTransitionNulls(t *testing.T) {
 	tr.SPort, tr.DPort = 443, 0
 	tr.Old, tr.New = tcpstate.Listen, tcpstate.SynRecv
 	tr.InOldKnown, tr.InOld = false, 0
-	tr.OwnerKnown, tr.OwnerPID, tr.OwnerTID, tr.OwnerComm = false, 0, 0, ""
+	tr.OwnerKnown, tr.OwnerPID, tr.OwnerTID, tr.OwnerComm, tr.OwnerID = false, 0, 0, "", nil
 	tr.SkErr = 0
 	tr.Cookie, tr.Ktime, tr.UID = 0, 0, 0
 	tr.Time = time.Date(2024, 12, 31, 23, 59, 59, 0, time.UTC)
@@ -163,12 +193,13 @@ func TestJSONTransitionNulls(t *testing.T) {
 		`"cookie":0,"netns":4026531840,"family":"inet6",` +
 		`"saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":0,` +
 		`"old_state":"listening","new_state":"syn-recv","old_state_duration_ns":null,` +
-		`"pid":null,"tid":null,"comm":null,"task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
+		`"pid":null,"tid":null,"comm":null,"cgroup":null,"unit":null,"container_id":null,"runtime":null,` +
+		`"pod":null,"namespace":null,"container":null,"task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
 		`"uid":0,"error":null}` + "\n"
 	if got := buf.String(); got != want {
 		t.Errorf("Transition wrote\n%s\nwant\n%s", got, want)
 	}
-	otCheck(t, otRecord(t, buf.Bytes()), map[string]any{
+	otCheck(t, otRecord(t, buf.Bytes()), with(otNoIdentity, map[string]any{
 		"type": "transition", "time": "2024-12-31T23:59:59.000000000Z", "ktime_ns": num("0"),
 		"cookie": num("0"), "netns": num("4026531840"), "family": "inet6",
 		"saddr": "2001:db8::1", "sport": num("443"), "daddr": "2001:db8::2", "dport": num("0"),
@@ -176,7 +207,7 @@ func TestJSONTransitionNulls(t *testing.T) {
 		"pid": nil, "tid": nil, "comm": nil,
 		"task_pid": num("0"), "task_tid": num("0"), "task_comm": "swapper/3",
 		"uid": num("0"), "error": nil,
-	})
+	}))
 }
 
 func TestJSONTransitionFields(t *testing.T) {
@@ -202,6 +233,12 @@ func TestJSONTransitionFields(t *testing.T) {
 		{"empty comm", func(tr *events.Transition) { tr.OwnerComm = "" }, "comm", ""},
 		{"max pid", func(tr *events.Transition) { tr.OwnerPID = 1<<32 - 1 }, "pid", num("4294967295")},
 		{"max port", func(tr *events.Transition) { tr.DPort = 65535 }, "dport", num("65535")},
+		{"a unit", func(tr *events.Transition) {
+			tr.OwnerID = &identity.Identity{Cgroup: "/system.slice/payments.service", Unit: "payments.service"}
+		}, "unit", "payments.service"},
+		{"a pod name with a quote", func(tr *events.Transition) {
+			tr.OwnerID = &identity.Identity{Pod: `a"b`, Namespace: "x"}
+		}, "pod", `a"b`},
 		{"v4-mapped given as v4", func(tr *events.Transition) {
 			tr.Family = unix.AF_INET6
 			tr.Src = netip.MustParseAddr("10.0.0.1")
@@ -218,7 +255,7 @@ func TestJSONTransitionFields(t *testing.T) {
 		if got := m[c.key]; !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %q = %#v, want %#v (line %s)", c.name, c.key, got, c.want, buf.Bytes())
 		}
-		if want := 21 + wireKeys(&tr); len(m) != want {
+		if want := 28 + wireKeys(&tr); len(m) != want {
 			t.Errorf("%s: %d keys, want %d", c.name, len(m), want)
 		}
 	}
@@ -270,7 +307,8 @@ func otRow() timeline.Row {
 			RecvQ: 0, SendQ: 517, UID: 33, Inode: 123456, Netns: 4026531840, Cookie: 99,
 		},
 		OwnerKnown: true, OwnerPID: 7, OwnerComm: "nginx",
-		Users: []procs.Owner{{PID: 7, Comm: "nginx", FD: 12}, {PID: 8, Comm: `ng"x`, FD: 3}},
+		OwnerID: &identity.Identity{Cgroup: "/system.slice/nginx.service", Unit: "nginx.service"},
+		Users:   []procs.Owner{{PID: 7, Comm: "nginx", FD: 12}, {PID: 8, Comm: `ng"x`, FD: 3}},
 	}
 }
 
@@ -283,6 +321,7 @@ func TestJSONSocket(t *testing.T) {
 	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":99,"netns":4026531840,` +
 		`"family":"inet6","saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":51000,` +
 		`"state":"established","pid":7,"comm":"nginx",` +
+		`"cgroup":"/system.slice/nginx.service","unit":"nginx.service","container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,` +
 		`"users":[{"pid":7,"comm":"nginx","fd":12},{"pid":8,"comm":"ng\"x","fd":3}],` +
 		`"uid":33,"inode":123456,"recv_q":0,"send_q":517,"timer":"keepalive",` +
 		`"timer_expires_ms":61500,"retrans":2,"preexisting":true}` + "\n"
@@ -294,6 +333,8 @@ func TestJSONSocket(t *testing.T) {
 		"family": "inet6", "saddr": "2001:db8::1", "sport": num("443"),
 		"daddr": "2001:db8::2", "dport": num("51000"), "state": "established",
 		"pid": num("7"), "comm": "nginx",
+		"cgroup": "/system.slice/nginx.service", "unit": "nginx.service", "container_id": nil, "runtime": nil,
+		"pod": nil, "namespace": nil, "container": nil,
 		"users": []any{
 			map[string]any{"pid": num("7"), "comm": "nginx", "fd": num("12")},
 			map[string]any{"pid": num("8"), "comm": `ng"x`, "fd": num("3")},
@@ -317,14 +358,15 @@ func TestJSONSocketNulls(t *testing.T) {
 	}
 	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":5,"netns":1,` +
 		`"family":"inet","saddr":"0.0.0.0","sport":22,"daddr":"0.0.0.0","dport":0,` +
-		`"state":"listening","pid":null,"comm":null,"users":[],` +
+		`"state":"listening","pid":null,"comm":null,` +
+		`"cgroup":null,"unit":null,"container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,"users":[],` +
 		`"uid":0,"inode":0,"recv_q":0,"send_q":128,"timer":null,` +
 		`"timer_expires_ms":null,"retrans":0,"preexisting":false}` + "\n"
 	if got := buf.String(); got != want {
 		t.Errorf("Socket wrote\n%s\nwant\n%s", got, want)
 	}
 	m := otRecord(t, buf.Bytes())
-	otCheck(t, m, map[string]any{
+	otCheck(t, m, with(otNoIdentity, map[string]any{
 		"type": "socket", "time": otTimeJSON, "cookie": num("5"), "netns": num("1"),
 		"family": "inet", "saddr": "0.0.0.0", "sport": num("22"),
 		"daddr": "0.0.0.0", "dport": num("0"), "state": "listening",
@@ -332,7 +374,7 @@ func TestJSONSocketNulls(t *testing.T) {
 		"uid": num("0"), "inode": num("0"), "recv_q": num("0"), "send_q": num("128"),
 		"timer": nil, "timer_expires_ms": nil, "retrans": num("0"),
 		"preexisting": false,
-	})
+	}))
 }
 
 func TestJSONSocketTimers(t *testing.T) {
@@ -661,7 +703,7 @@ func TestTableTransition(t *testing.T) {
 	clock := otTime.Local().Format("15:04:05.000000")
 	line1 := otTrimRight(fmt.Sprintf("%s %-10s %-7s %-15s %-28s %-28s %-29s %-9s %s",
 		clock, "12345", "42", "java", "192.0.2.10:40000", "198.51.100.7:9092",
-		"syn-sent -> close", "1.500", "ECONNREFUSED")) + "\n"
+		"syn-sent -> close", "1.500", "ECONNREFUSED pod:shop/checkout-7d9f8b6c5-x2x4z/checkout")) + "\n"
 
 	// No owner, no duration, no error, IPv6, port 0.
 	tr2 := otTransition()
@@ -777,7 +819,7 @@ func TestTableSocket(t *testing.T) {
 	}
 	line1 := fmt.Sprintf("%-10s %-6s %-6s %-29s %-29s %s\n", "ESTAB", "0", "517",
 		"[2001:db8::1]:443", "[2001:db8::2]:51000",
-		`users:(("nginx",pid=7,fd=12)) timer:(keepalive,1min1sec,2) uid:33 ino:123456 cookie:99`)
+		`users:(("nginx",pid=7,fd=12)) timer:(keepalive,1min1sec,2) uid:33 ino:123456 cookie:99 unit:nginx.service`)
 
 	// Owner known only from BPF (no fd), a listener, no timer, no uid or inode.
 	r2 := timeline.Row{

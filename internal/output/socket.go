@@ -43,6 +43,7 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	} else {
 		b = append(b, `,"pid":null,"comm":null`...)
 	}
+	b = appendIdentity(b, r.OwnerID)
 	b = append(b, `,"users":[`...)
 	for i, u := range r.Users {
 		if i > 0 {
@@ -165,6 +166,10 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 			float64(i.Rto)/1000, float64(i.Rtt)/1000, float64(i.Rttvar)/1000, i.Snd_mss, i.Snd_cwnd,
 			i.Bytes_acked, i.Bytes_received, i.Segs_out, i.Segs_in, i.Retrans, i.Total_retrans,
 			i.Last_data_sent, i.Last_data_recv, i.Last_ack_recv))
+	}
+	// Who the owner is, last: what ss does not show.
+	if w := r.OwnerID.Label(); w != "" && r.OwnerKnown {
+		extra = append(extra, w)
 	}
 	b = append(b, strings.Join(extra, " ")...)
 	b = append(b, '\n')

@@ -61,6 +61,12 @@ type Options struct {
 
 	// Version of socktrace, for capture headers.
 	Version string
+
+	// HostRoot: where the host's / is ("" or "/": ours), for /proc and
+	// the cgroup mount; KubeletLogDir: the parent of the kubelet's pods/
+	// and containers/ log directories, under HostRoot ("": no pod names).
+	HostRoot      string
+	KubeletLogDir string
 }
 
 // DefaultReconcileEvery is how often a trace checks its live table

@@ -11,6 +11,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -22,7 +23,8 @@ import (
 type snap struct {
 	socks      []snapshot.Socket
 	owners     procs.Table
-	start, end uint64 // CLOCK_MONOTONIC, around the dump
+	ids        map[uint64]*identity.Identity // by cookie: owners' identities read back from a capture
+	start, end uint64                        // CLOCK_MONOTONIC, around the dump
 	at         time.Time
 }
 
@@ -66,6 +68,9 @@ type pipeline struct {
 	hooks *Hooks
 	// beat: UnixNano of the reading loop's latest round.
 	beat atomic.Int64
+	// ids: who owns sockets beyond their process (nil in a replay: the
+	// capture says).
+	ids *identity.Resolver
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -118,6 +123,16 @@ func (p *pipeline) snapshot(s *snap) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rows := p.table.AddSnapshot(s.socks, s.owners, s.start, s.end)
+	p.identify(rows)
+	byCookie := map[uint64]*identity.Identity{}
+	for _, r := range rows {
+		if r.OwnerID == nil && s.ids != nil {
+			r.OwnerID = s.ids[r.Cookie]
+		}
+		if r.OwnerID != nil {
+			byCookie[r.Cookie] = r.OwnerID
+		}
+	}
 	if p.rec != nil {
 		if err := p.rec.SnapshotStart(s.at, s.start, s.end); err != nil {
 			return err
@@ -127,7 +142,7 @@ func (p *pipeline) snapshot(s *snap) error {
 			if s.socks[i].Inode != 0 {
 				users = s.owners[s.socks[i].Inode]
 			}
-			if err := p.rec.Socket(&s.socks[i], users); err != nil {
+			if err := p.rec.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie]); err != nil {
 				return err
 			}
 		}
@@ -209,6 +224,9 @@ func (p *pipeline) event(r *events.Record) error {
 	}
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
+	if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
+		t.OwnerID = p.ids.ByID(t.OwnerCgroup, t.OwnerPID)
+	}
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.rec != nil {
@@ -254,12 +272,43 @@ func (p *pipeline) packet(t *events.Transition) error {
 	}
 	if r := p.table.Lookup(t.Cookie); r != nil && !t.OwnerKnown && r.OwnerKnown {
 		t.OwnerKnown, t.OwnerPID, t.OwnerTID, t.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm
+		t.OwnerID = r.OwnerID
+	} else if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
+		t.OwnerID = p.ids.ByID(t.OwnerCgroup, t.OwnerPID)
 	}
 	subj := filter.OfTransition(t)
 	if !p.o.Match(&subj) || p.quiet || p.o.AlertsOnly {
 		return nil
 	}
 	return p.w.Packet(t)
+}
+
+// identify gives the rows whose owner /proc named their identity, from
+// the owner's /proc/PID/cgroup (once per process).
+func (p *pipeline) identify(rows []*timeline.Row) {
+	if p.ids == nil {
+		return
+	}
+	byPID := map[uint32]*identity.Identity{}
+	for _, r := range rows {
+		if !r.OwnerKnown || r.OwnerID != nil {
+			continue
+		}
+		id, ok := byPID[r.OwnerPID]
+		if !ok {
+			id = p.ids.ByPID(r.OwnerPID)
+			byPID[r.OwnerPID] = id
+		}
+		r.OwnerID = id
+	}
+}
+
+// identifyPID is the identity of process pid, nil if unknown.
+func (p *pipeline) identifyPID(pid uint32) *identity.Identity {
+	if p.ids == nil {
+		return nil
+	}
+	return p.ids.ByPID(pid)
 }
 
 // flush hands the output (and the recording) to the kernel.
@@ -320,6 +369,7 @@ func (p *pipeline) livePressure() (analysis.Pressure, error) {
 		Sockets: socks, Owners: owners, Table: p.table,
 		Now: events.Monotonic(), Start: p.startK,
 		CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(owners),
+		Identify: p.identifyPID,
 	}), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 )
 
@@ -69,6 +70,12 @@ func Read(o *Options, files []string) error {
 				s = &snap{owners: procs.Table{}, at: h.Started}
 			}
 			s.socks = append(s.socks, rec.Socket)
+			if rec.Owner != nil {
+				if s.ids == nil {
+					s.ids = map[uint64]*identity.Identity{}
+				}
+				s.ids[rec.Socket.Cookie] = rec.Owner
+			}
 			if rec.Socket.Inode != 0 && len(rec.Users) > 0 {
 				s.owners[rec.Socket.Inode] = append([]procs.Owner(nil), rec.Users...)
 			}

@@ -302,6 +302,7 @@ func (p *pipeline) takeOwners() {
 				r.OwnerKnown, r.OwnerPID, r.OwnerComm = true, us[0].PID, us[0].Comm
 			}
 		}
+		p.identify(o.rows)
 		p.mu.Unlock()
 	default:
 	}
@@ -372,6 +373,7 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 			Sockets: press, Owners: r.dump.Owners, Table: p.table,
 			Now: r.dump.End, Start: p.startK,
 			CloseWaitAfter: p.o.CloseWaitAfter, Keep: p.o.keepSocket(r.dump.Owners),
+			Identify: p.identifyPID,
 		})
 	}
 
@@ -412,6 +414,6 @@ func subjectOfRow(r *timeline.Row) filter.Subject {
 		State: r.State, Family: r.Family, Src: r.Src, Dst: r.Dst,
 		SPort: r.SPort, DPort: r.DPort,
 		OwnerKnown: r.OwnerKnown, PID: r.OwnerPID, Comm: r.OwnerComm,
-		Netns: r.Netns,
+		Owner: r.OwnerID, Netns: r.Netns,
 	}
 }

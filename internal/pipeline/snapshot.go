@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -42,8 +43,18 @@ func Once(o *Options) error {
 	w := newWriter(o, stdout)
 	// One row at a time, straight to the output: nothing to remember.
 	var r timeline.Row
+	ids := identity.NewResolver(o.HostRoot, o.KubeletLogDir)
+	byPID := map[uint32]*identity.Identity{}
 	for i := range s.socks {
 		timeline.FillRow(&r, &s.socks[i], s.owners)
+		if r.OwnerKnown {
+			id, ok := byPID[r.OwnerPID]
+			if !ok {
+				id = ids.ByPID(r.OwnerPID)
+				byPID[r.OwnerPID] = id
+			}
+			r.OwnerID = id
+		}
 		subj := subjectOfRow(&r)
 		if !o.Match(&subj) {
 			continue

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 )
@@ -66,3 +67,11 @@ func (x *Pipeline) State() *State {
 // Heartbeat is when the reading goroutine last came round its loop (it
 // does at least once a second while it runs).
 func (x *Pipeline) Heartbeat() time.Time { return time.Unix(0, x.p.beat.Load()) }
+
+// Identify is the identity of cgroup v2 id cgroup (nil if unknown).
+func (x *Pipeline) Identify(cgroup uint64) *identity.Identity {
+	if x.p.ids == nil {
+		return nil
+	}
+	return x.p.ids.ByID(cgroup, 0)
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,6 +50,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	defer tr.Close()
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
+	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir)
 	p.quiet = o.Quiet
 	if hooks != nil {
 		p.hooks = hooks

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -42,7 +43,8 @@ type Row struct {
 	OwnerPID   uint32
 	OwnerTID   uint32
 	OwnerComm  string
-	Users      []procs.Owner // every holder found in /proc (ss -p)
+	OwnerID    *identity.Identity // cgroup, unit, container, pod; nil if unknown
+	Users      []procs.Owner      // every holder found in /proc (ss -p)
 
 	// Since: CLOCK_MONOTONIC time the socket entered State; 0 when not
 	// known (a pre-existing socket that has not moved since the snapshot).
@@ -318,14 +320,20 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 	// Owner.
 	if tr.OwnerKnown {
 		r.OwnerKnown, r.OwnerPID, r.OwnerTID, r.OwnerComm = true, tr.OwnerPID, tr.OwnerTID, tr.OwnerComm
+		if tr.OwnerID != nil || r.OwnerID == nil || r.OwnerPID != tr.OwnerPID {
+			r.OwnerID = tr.OwnerID
+		}
+		tr.OwnerID = r.OwnerID
 	} else {
 		if !r.OwnerKnown && tr.Old == tcpstate.Listen && tr.New == tcpstate.SynRecv {
 			if l := t.listeners[listenKey{tr.Netns, tr.SPort}]; l != nil && l.OwnerKnown {
 				r.OwnerKnown, r.OwnerPID, r.OwnerTID, r.OwnerComm = true, l.OwnerPID, l.OwnerTID, l.OwnerComm
+				r.OwnerID = l.OwnerID
 			}
 		}
 		if r.OwnerKnown {
 			tr.OwnerKnown, tr.OwnerPID, tr.OwnerTID, tr.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm
+			tr.OwnerID = r.OwnerID
 		}
 	}
 
