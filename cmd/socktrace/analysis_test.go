@@ -27,12 +27,57 @@ import (
 // dropped SYN times out after about 3 s).
 const clientEnv = "SOCKTRACE_TEST_CLIENT"
 
+// serverEnv makes the test binary a server (see TestMain): it listens on
+// the address given and accepts and closes connections until killed.
+const serverEnv = "SOCKTRACE_TEST_SERVER"
+
 func TestMain(m *testing.M) {
 	if targets := os.Getenv(clientEnv); targets != "" {
 		connectLoop(strings.Split(targets, ","))
 		return
 	}
+	if addr := os.Getenv(serverEnv); addr != "" {
+		acceptLoop(addr)
+		return
+	}
+	if addr := os.Getenv(holdEnv); addr != "" {
+		holdLoop(addr)
+		return
+	}
 	os.Exit(m.Run())
+}
+
+// holdEnv makes the test binary a client that connects to the address
+// given every 200ms and keeps its connections (up to 20) open.
+const holdEnv = "SOCKTRACE_TEST_HOLD"
+
+func holdLoop(addr string) {
+	var held []net.Conn
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			held = append(held, c)
+		}
+		if len(held) > 20 {
+			held[0].Close()
+			held = held[1:]
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func acceptLoop(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		c.Close()
+	}
 }
 
 func connectLoop(targets []string) {
