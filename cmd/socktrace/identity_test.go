@@ -190,6 +190,14 @@ func TestIdentity(t *testing.T) {
 			}
 		}
 	}
+	// A pod's namespace by the pod's name; and named in the listing.
+	recs := once("--netns", "pod:shop/checkout-7d9f8b6c5-x2x4z", "--state", "listening")
+	if len(recs) != 1 || uint32(recs[0].num("netns")) != ns.Inode || recs[0].str("netns_name") == "" {
+		t.Errorf("--netns pod:shop/checkout-7d9f8b6c5-x2x4z --state listening: %v, want the listener of namespace %d, named", recs, ns.Inode)
+	}
+	if out, err := runSocktrace(t, "--once", "--netns", "pod:shop/nope", "--kubelet-log-dir", logs); err == nil || !strings.Contains(out, "no process of pod shop/nope found") {
+		t.Errorf("--netns of a pod that does not exist: %v: %s", err, out)
+	}
 	out, err := exec.Command(socktraceBin(t), "--once", "-n", "--netns", ns.Path(), "--state", "listening").Output()
 	if err != nil || !strings.Contains(string(out), "container:docker/"+hexID(serverCtr)[:12]) {
 		t.Errorf("--once table: no container:docker/%s on the listener (err %v):\n%s", hexID(serverCtr)[:12], err, out)

@@ -11,6 +11,8 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/netnsname"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -180,6 +182,13 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad --ring-size value %q: %w", f.ringSize, err)
 	}
+	if ns, pod, ok := strings.Cut(f.netns, "pod:"); ok && ns == "" {
+		path, err := podNetns(pod, f.hostRoot, f.kubeletLogDir)
+		if err != nil {
+			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
+		}
+		f.netns, o.Netns = path, path
+	}
 	if f.netns != "" && f.netns != "all" {
 		ino, err := snapshot.NetnsInode(f.netns)
 		if err != nil {
@@ -310,4 +319,20 @@ func splitList(vals []string) []string {
 		}
 	}
 	return out
+}
+
+// podNetns is the path of the network namespace of pod NAMESPACE/NAME:
+// that of a process in the pod, found by its cgroup and the kubelet's
+// log directories.
+func podNetns(pod, hostRoot, kubeletLogDir string) (string, error) {
+	ns, name, ok := strings.Cut(pod, "/")
+	if !ok || ns == "" || name == "" {
+		return "", fmt.Errorf("want pod:NAMESPACE/NAME")
+	}
+	r := netnsname.New(hostRoot, identity.NewResolver(hostRoot, kubeletLogDir))
+	pid, _, ok := r.FindPod(ns, name)
+	if !ok {
+		return "", fmt.Errorf("no process of pod %s/%s found (pods are named from the kubelet's logs in %s/pods; see --kubelet-log-dir and --host-root)", ns, name, kubeletLogDir)
+	}
+	return fmt.Sprintf("%s/proc/%d/ns/net", strings.TrimSuffix(hostRoot, "/"), pid), nil
 }

@@ -47,7 +47,7 @@ func TestResolver(t *testing.T) {
 	if id, ok := r.ID(cg.Path); !ok || id != cg.ID {
 		t.Errorf("ID(%q) = %d %v, want %d", cg.Path, id, ok, cg.ID)
 	}
-	cmd := cg.Start(t, "", "sleep", "30")
+	cmd := cg.Start(t, "")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		p, ok := r.OfPID(uint32(cmd.Process.Pid))

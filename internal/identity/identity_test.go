@@ -64,8 +64,7 @@ func TestResolver(t *testing.T) {
 			t.Errorf("with the pod's logs: %+v", got)
 		}
 	}
-	cmd := cg.Start(t, "", "sleep", "30")
-	// The shell moves itself in, then execs sleep.
+	cmd := cg.Start(t, "")
 	var got *identity.Identity
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && (got == nil || got.Cgroup != path); {
 		got = r.ByPID(uint32(cmd.Process.Pid))

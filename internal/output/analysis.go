@@ -22,11 +22,12 @@ type jsonFailures struct {
 }
 
 type jsonDest struct {
-	Netns uint32  `json:"netns"`
-	Daddr string  `json:"daddr"`
-	Dport uint16  `json:"dport"`
-	PID   *uint32 `json:"pid"`
-	Comm  *string `json:"comm"`
+	Netns     uint32  `json:"netns"`
+	NetnsName *string `json:"netns_name"`
+	Daddr     string  `json:"daddr"`
+	Dport     uint16  `json:"dport"`
+	PID       *uint32 `json:"pid"`
+	Comm      *string `json:"comm"`
 	jsonIdentity
 	Status       string       `json:"status"`
 	Attempts     uint64       `json:"attempts"`
@@ -67,7 +68,11 @@ func timePtr(t time.Time) *string {
 	return &s
 }
 
-func destJSON(d *analysis.Dest) jsonDest {
+func (j *JSON) destJSON(d *analysis.Dest) jsonDest {
+	return destJSON(d, netnsNameOf(j.netnsName, d.Netns))
+}
+
+func destJSON(d *analysis.Dest, netnsName string) jsonDest {
 	j := jsonDest{
 		Netns: d.Netns, Daddr: d.Addr.String(), Dport: d.Port, Status: "ok",
 		Attempts: d.Attempts, Successes: d.Successes, Failed: d.Failed(),
@@ -80,6 +85,9 @@ func destJSON(d *analysis.Dest) jsonDest {
 	}
 	if d.Failing {
 		j.Status = "failing"
+	}
+	if netnsName != "" {
+		j.NetnsName = &netnsName
 	}
 	if d.OwnerKnown {
 		pid, comm := d.PID, d.Comm
@@ -125,7 +133,7 @@ type jsonAlert struct {
 
 // Alert writes a {"type":"alert",...} record.
 func (j *JSON) Alert(a *analysis.Alert) error {
-	rec := jsonAlert{Type: "alert", Time: a.Time.UTC().Format(TimeLayout), Alert: a.Kind.String(), jsonDest: destJSON(&a.Dest)}
+	rec := jsonAlert{Type: "alert", Time: a.Time.UTC().Format(TimeLayout), Alert: a.Kind.String(), jsonDest: j.destJSON(&a.Dest)}
 	if a.Kind == analysis.Recovered {
 		n, d := a.Failed, a.FailedFor.Nanoseconds()
 		rec.StreakFailed, rec.StreakDuration = &n, &d
@@ -214,7 +222,7 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 		Skipped:          s.Skipped,
 	}
 	for i := range s.Dests {
-		rec.Destinations = append(rec.Destinations, destJSON(&s.Dests[i]))
+		rec.Destinations = append(rec.Destinations, j.destJSON(&s.Dests[i]))
 	}
 	for _, l := range s.CloseWait {
 		jl := jsonLeak{Sockets: l.Count, OldestNs: l.Oldest.Nanoseconds(), OldestAtLeast: l.OldestAtLeast, Peers: counts(l.Peers)}
@@ -294,6 +302,16 @@ func failingSince(d *analysis.Dest, now time.Time) string {
 	return clock(d.FailingSince) + " (" + Age(now.Sub(d.FailingSince)) + ")"
 }
 
+// dest is the destination's address, and the network namespace it was
+// reached from when that is not the host's: "10.0.0.7:9092 in pod:shop/x".
+func (t *Table) dest(d *analysis.Dest) string {
+	s := t.endpoint(d.Addr, d.Port)
+	if n := netnsNameOf(t.netnsName, d.Netns); n != "" && n != "host" {
+		s += " in " + n
+	}
+	return s
+}
+
 func clock(t time.Time) string { return t.Local().Format("15:04:05") }
 
 func (t *Table) write(b []byte) error {
@@ -305,7 +323,7 @@ func (t *Table) write(b []byte) error {
 func (t *Table) Alert(a *analysis.Alert) error {
 	d := &a.Dest
 	b := a.Time.Local().AppendFormat(t.buf[:0], "15:04:05.000000")
-	dest := t.endpoint(d.Addr, d.Port)
+	dest := t.dest(d)
 	switch a.Kind {
 	case analysis.TurnedFailing:
 		last := "never"
@@ -356,7 +374,7 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 			since += "; moved " + Bytes(d.BytesAcked) + "/" + Bytes(d.BytesReceived)
 		}
 		fmt.Fprintf(b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
-			status, t.endpoint(d.Addr, d.Port), process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Attempts, d.Successes, d.Failed(),
+			status, t.dest(d), process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Attempts, d.Successes, d.Failed(),
 			d.Failures[analysis.Refused], d.Failures[analysis.Timeout], d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted],
 			d.InFlight, since)
 	}

@@ -39,6 +39,25 @@ type flusher interface {
 type JSON struct {
 	w   flusher
 	buf []byte
+	// netnsName names network namespaces (package netnsname); nil: not
+	// known (a replay on another host).
+	netnsName func(uint32) string
+}
+
+// SetNetnsNames gives the writer a way to name network namespaces
+// (netns_name in socket rows, destinations and alerts).
+func (j *JSON) SetNetnsNames(f func(uint32) string) { j.netnsName = f }
+
+// SetNetnsNames gives the writer a way to name network namespaces (after
+// the destination in alerts and failures).
+func (t *Table) SetNetnsNames(f func(uint32) string) { t.netnsName = f }
+
+// netnsNameOf is f(ino), or "" without f.
+func netnsNameOf(f func(uint32) string, ino uint32) string {
+	if f == nil {
+		return ""
+	}
+	return f(ino)
 }
 
 // NewJSON returns a JSON writer on w.
@@ -306,6 +325,7 @@ type Table struct {
 	sockHeader bool // socket header written
 	info       bool // -i
 	buf        []byte
+	netnsName  func(uint32) string
 }
 
 // TableOptions choose how the table shows ports and addresses.

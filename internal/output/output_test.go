@@ -318,7 +318,7 @@ func TestJSONSocket(t *testing.T) {
 	if err := NewJSON(&buf).Socket(&r, otTime); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":99,"netns":4026531840,` +
+	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":99,"netns":4026531840,"netns_name":null,` +
 		`"family":"inet6","saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":51000,` +
 		`"state":"established","pid":7,"comm":"nginx",` +
 		`"cgroup":"/system.slice/nginx.service","unit":"nginx.service","container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,` +
@@ -329,7 +329,7 @@ func TestJSONSocket(t *testing.T) {
 		t.Errorf("Socket wrote\n%s\nwant\n%s", got, want)
 	}
 	otCheck(t, otRecord(t, buf.Bytes()), map[string]any{
-		"type": "socket", "time": otTimeJSON, "cookie": num("99"), "netns": num("4026531840"),
+		"type": "socket", "time": otTimeJSON, "cookie": num("99"), "netns": num("4026531840"), "netns_name": nil,
 		"family": "inet6", "saddr": "2001:db8::1", "sport": num("443"),
 		"daddr": "2001:db8::2", "dport": num("51000"), "state": "established",
 		"pid": num("7"), "comm": "nginx",
@@ -356,7 +356,7 @@ func TestJSONSocketNulls(t *testing.T) {
 	if err := NewJSON(&buf).Socket(&r, otTime); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":5,"netns":1,` +
+	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":5,"netns":1,"netns_name":null,` +
 		`"family":"inet","saddr":"0.0.0.0","sport":22,"daddr":"0.0.0.0","dport":0,` +
 		`"state":"listening","pid":null,"comm":null,` +
 		`"cgroup":null,"unit":null,"container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,"users":[],` +
@@ -367,7 +367,7 @@ func TestJSONSocketNulls(t *testing.T) {
 	}
 	m := otRecord(t, buf.Bytes())
 	otCheck(t, m, with(otNoIdentity, map[string]any{
-		"type": "socket", "time": otTimeJSON, "cookie": num("5"), "netns": num("1"),
+		"type": "socket", "time": otTimeJSON, "cookie": num("5"), "netns": num("1"), "netns_name": nil,
 		"family": "inet", "saddr": "0.0.0.0", "sport": num("22"),
 		"daddr": "0.0.0.0", "dport": num("0"), "state": "listening",
 		"pid": nil, "comm": nil, "users": []any{},

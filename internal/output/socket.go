@@ -22,6 +22,7 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	b = strconv.AppendUint(b, r.Cookie, 10)
 	b = append(b, `,"netns":`...)
 	b = strconv.AppendUint(b, uint64(r.Netns), 10)
+	b = appendKeyString(b, `,"netns_name":`, netnsNameOf(j.netnsName, r.Netns))
 	b = append(b, `,"family":"`...)
 	b = append(b, familyName(r.Family)...)
 	b = append(b, `","saddr":"`...)

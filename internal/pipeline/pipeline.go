@@ -108,6 +108,7 @@ type writer interface {
 	Reconciled(*output.Reconciliation) error
 	Packet(*events.Transition) error
 	LostOther(n, total uint64, at time.Time) error
+	SetNetnsNames(func(uint32) string)
 }
 
 func newWriter(o *Options, stdout *bufio.Writer) writer {

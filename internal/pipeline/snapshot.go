@@ -7,6 +7,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/netnsname"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -44,6 +45,7 @@ func Once(o *Options) error {
 	// One row at a time, straight to the output: nothing to remember.
 	var r timeline.Row
 	ids := identity.NewResolver(o.HostRoot, o.KubeletLogDir)
+	w.SetNetnsNames(netnsname.New(o.HostRoot, ids).Name)
 	byPID := map[uint32]*identity.Identity{}
 	for i := range s.socks {
 		timeline.FillRow(&r, &s.socks[i], s.owners)

@@ -18,6 +18,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/netnsname"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +52,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
 	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir)
+	p.w.SetNetnsNames(netnsname.New(o.HostRoot, p.ids).Name)
 	p.quiet = o.Quiet
 	if hooks != nil {
 		p.hooks = hooks

@@ -8,12 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/testnet"
+	"golang.org/x/sys/unix"
 )
 
 // Cgroup is a cgroup made for a test.
@@ -61,8 +64,9 @@ func New(t testing.TB, path string) *Cgroup {
 
 // Command returns cmd, to be started, that runs argv inside the cgroup
 // (and in the network namespace at netnsPath, unless ""): a shell moves
-// itself in through cgroup.procs, then execs argv. Kill it before the
-// test ends: the cgroup is removed then.
+// itself in through cgroup.procs, then execs argv. It needs sh and
+// nsenter (the host has them; the test VMs do not: use Start there).
+// Kill it before the test ends: the cgroup is removed then.
 func (c *Cgroup) Command(netnsPath string, argv ...string) *exec.Cmd {
 	script := fmt.Sprintf(`echo $$ > %q && exec "$@"`, filepath.Join(c.Dir, "cgroup.procs"))
 	args := append([]string{"sh", "-c", script, "sh"}, argv...)
@@ -74,18 +78,62 @@ func (c *Cgroup) Command(netnsPath string, argv ...string) *exec.Cmd {
 	return cmd
 }
 
-// Start starts Command and kills it when the test ends.
-func (c *Cgroup) Start(t testing.TB, netnsPath string, argv ...string) *exec.Cmd {
+// Start starts a process that sleeps inside the cgroup until the test
+// ends, in the network namespace at netnsPath ("": ours; "new": one of
+// its own). It needs no other program: it is the test binary itself,
+// created straight into the cgroup (clone3 CLONE_INTO_CGROUP), which
+// this package's init makes wait (see sleepEnv).
+func (c *Cgroup) Start(t testing.TB, netnsPath string) *exec.Cmd {
 	t.Helper()
-	cmd := c.Command(netnsPath, argv...)
+	dir, err := os.Open(c.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), sleepEnv+"=1", netnsEnv+"="+netnsPath)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	if netnsPath == "new" {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %v in %s: %v", argv, c.Path, err)
+		t.Fatalf("start a process in %s: %v", c.Path, err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
 	return cmd
+}
+
+// A test binary started by Start finds these in its environment.
+const (
+	sleepEnv = "SOCKTRACE_TESTCGROUP_SLEEP"
+	netnsEnv = "SOCKTRACE_TESTCGROUP_NETNS"
+)
+
+// init turns a test binary started by Start into a sleeper, before any
+// test runs: on the main thread (the one /proc/PID/ns/net shows), it
+// enters the namespace asked for, then waits to be killed.
+func init() {
+	if os.Getenv(sleepEnv) == "" {
+		return
+	}
+	runtime.LockOSThread() // in init: the main thread
+	if p := os.Getenv(netnsEnv); p != "" && p != "new" {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Setns(fd, unix.CLONE_NEWNET)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "testcgroup sleeper: enter %s: %v\n", p, err)
+			os.Exit(2)
+		}
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 // Join moves the calling process (all its threads) into the cgroup,
