@@ -560,7 +560,7 @@ func TestDaemonSetStrict(t *testing.T) {
 	if c.Image != "socktrace:latest" {
 		t.Errorf("image = %q", c.Image)
 	}
-	if want := []string{"agent", "--listen", "0.0.0.0:9464", "--netns", "all"}; !slices.Equal(c.Args, want) {
+	if want := []string{"agent", "--listen", "0.0.0.0:9464", "--netns", "all", "--host-root", "/host"}; !slices.Equal(c.Args, want) {
 		t.Errorf("args = %q, want %q", c.Args, want)
 	}
 	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != 9464 {
@@ -638,7 +638,7 @@ func TestDaemonSetStrict(t *testing.T) {
 	}{
 		{"/sys/kernel/btf", "/sys/kernel/btf", true},
 		{"/run/netns", "/run/netns", true},
-		{"/sys/fs/cgroup", "/sys/fs/cgroup", true},
+		{"/", "/host", true}, // --host-root: /proc, the cgroup mount, the kubelet's logs
 		{"/var/lib/socktrace", "/var/lib/socktrace", false},
 	} {
 		vm, ok := mounts[w.hostPath]

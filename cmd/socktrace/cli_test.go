@@ -252,7 +252,9 @@ func TestJSONStream(t *testing.T) {
 		t.Fatalf("got %d records in our namespace, want 14 (listener 2, client 5, accepted 5, refused 2)", len(recs))
 	}
 	keys := []string{"type", "time", "ktime_ns", "cookie", "netns", "family", "saddr", "sport", "daddr", "dport",
-		"old_state", "new_state", "old_state_duration_ns", "pid", "tid", "comm", "task_pid", "task_tid", "task_comm", "uid", "error"}
+		"old_state", "new_state", "old_state_duration_ns", "pid", "tid", "comm",
+		"cgroup", "unit", "container_id", "runtime", "pod", "namespace", "container",
+		"task_pid", "task_tid", "task_comm", "uid", "error"}
 	var transitions []string
 	for _, r := range recs {
 		// What happened on the wire, on the transitions it explains.

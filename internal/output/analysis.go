@@ -250,15 +250,15 @@ func (j *JSON) encode(v any) error {
 }
 
 // process formats an owner as comm/pid, or "-".
-// process is "comm/pid", or "namespace/pod/container (comm/pid)" (or
-// the unit) where the owner's identity is known.
+// process is "comm/pid", then who the owner is where known:
+// "java/4711 pod:shop/checkout-7d9f8b6c5-x2x4z/checkout", "unit:...".
 func process(known bool, pid uint32, comm string, id *identity.Identity) string {
 	if !known {
 		return "-"
 	}
 	p := comm + "/" + strconv.FormatUint(uint64(pid), 10)
-	if w := id.Workload(); w != "" {
-		return w + " (" + p + ")"
+	if w := id.Label(); w != "" {
+		return p + " " + w
 	}
 	return p
 }
@@ -303,10 +303,12 @@ func failingSince(d *analysis.Dest, now time.Time) string {
 }
 
 // dest is the destination's address, and the network namespace it was
-// reached from when that is not the host's: "10.0.0.7:9092 in pod:shop/x".
+// reached from when it has a name: "10.0.0.7:9092 in pod:shop/x".
 func (t *Table) dest(d *analysis.Dest) string {
 	s := t.endpoint(d.Addr, d.Port)
-	if n := netnsNameOf(t.netnsName, d.Netns); n != "" && n != "host" {
+	// A pod's or an ip netns name; not a process living there (the owner
+	// is shown beside), nor the host's.
+	if n := netnsNameOf(t.netnsName, d.Netns); strings.HasPrefix(n, "pod:") || strings.HasPrefix(n, "netns:") {
 		s += " in " + n
 	}
 	return s
