@@ -153,7 +153,7 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 
 // addIdentityFlags registers where the owner's identity is read from.
 func addIdentityFlags(fl *pflag.FlagSet, f *flags) {
-	fl.StringVar(&f.hostRoot, "host-root", "", "the host's / is mounted at `DIR` (e.g. /host, in a container): read /proc, the cgroup mount and the kubelet's logs under it")
+	fl.StringVar(&f.hostRoot, "host-root", "", "the host's / is mounted at `DIR` (e.g. /host, in a container): read its mount table, cgroups, processes' cgroups and the kubelet's logs there (owners and namespaces come from socktrace's own /proc: run with the host's PID namespace)")
 	fl.StringVar(&f.kubeletLogDir, "kubelet-log-dir", "/var/log", "pod and container names from the kubelet's `DIR`/pods and DIR/containers (under --host-root)")
 }
 
