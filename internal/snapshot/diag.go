@@ -10,6 +10,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,6 +67,19 @@ type Socket struct {
 	Info *unix.TCPInfo
 	// With Options.Mem: socket memory (ss -m's skmem), nil if not asked.
 	Mem *SkMem
+
+	// What the kernel adds on its own where it has it (ss -e shows them):
+	// the socket's cgroup v2 id (0: not reported), its fwmark (only to
+	// CAP_NET_ADMIN), IPV6_V6ONLY (-1: not reported; the kernel reports
+	// it for listeners), and which directions are shut down (full
+	// sockets only). Cong: the congestion control (with Options.Info).
+	CgroupID      uint64
+	Mark          uint32
+	MarkKnown     bool
+	V6Only        int8
+	Shutdown      uint8 // RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2, with ShutdownKnown
+	ShutdownKnown bool
+	Cong          string
 }
 
 // SkMem is a socket's memory, as ss -m shows it: skmem:(r,rb,t,tb,f,w,o,bl,d).
@@ -76,9 +90,15 @@ type SkMem struct {
 // Extensions asked of sock_diag (linux/inet_diag.h: bit INET_DIAG_X - 1).
 const (
 	extInfo      = 1 << (2 - 1) // INET_DIAG_INFO: struct tcp_info
+	extCong      = 1 << (4 - 1) // INET_DIAG_CONG: the congestion control's name
 	extSkMemInfo = 1 << (7 - 1) // INET_DIAG_SKMEMINFO: u32[SK_MEMINFO_VARS]
 	attrInfo     = 2
+	attrCong     = 4
 	attrSkMem    = 7
+	attrShutdown = 8
+	attrV6Only   = 11
+	attrMark     = 15
+	attrCgroupID = 21
 )
 
 // Wire sizes and constants (linux/inet_diag.h, linux/netlink.h).
@@ -138,6 +158,7 @@ func decodeMsg(b []byte, s *Socket) error {
 		SendQ:   ne.Uint32(b[60:]),
 		UID:     ne.Uint32(b[64:]),
 		Inode:   ne.Uint32(b[68:]),
+		V6Only:  -1,
 	}
 	switch s.Family {
 	case unix.AF_INET:
@@ -171,6 +192,28 @@ func decodeMsg(b []byte, s *Socket) error {
 				}
 			}
 			s.Mem = &SkMem{m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]}
+		case attrShutdown:
+			if len(payload) >= 1 {
+				s.Shutdown, s.ShutdownKnown = payload[0], true
+			}
+		case attrV6Only:
+			if len(payload) >= 1 {
+				s.V6Only = int8(payload[0] & 1)
+			}
+		case attrMark:
+			if len(payload) >= 4 {
+				s.Mark, s.MarkKnown = ne.Uint32(payload), true
+			}
+		case attrCgroupID:
+			if len(payload) >= 8 {
+				s.CgroupID = ne.Uint64(payload)
+			}
+		case attrCong:
+			if n := bytes.IndexByte(payload, 0); n >= 0 {
+				s.Cong = string(payload[:n])
+			} else {
+				s.Cong = string(payload)
+			}
 		}
 		if align(l) >= len(a) {
 			break

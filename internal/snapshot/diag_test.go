@@ -70,10 +70,10 @@ func TestParseReplies(t *testing.T) {
 	want := []Socket{
 		{Family: unix.AF_INET, State: tcpstate.Established, Timer: TimerKeepalive, Retrans: 1,
 			Src: netip.MustParseAddr("10.0.0.1"), SPort: 8080, Dst: netip.MustParseAddr("10.0.0.2"), DPort: 43512,
-			IfIndex: 3, Cookie: 0x1_0000_0262, Expires: 2 * time.Hour, RecvQ: 5, SendQ: 16, UID: 1000, Inode: 590},
+			IfIndex: 3, Cookie: 0x1_0000_0262, Expires: 2 * time.Hour, RecvQ: 5, SendQ: 16, UID: 1000, Inode: 590, V6Only: -1},
 		{Family: unix.AF_INET6, State: tcpstate.Listen,
 			Src: netip.MustParseAddr("127.0.0.1"), SPort: 9092, Dst: netip.IPv6Unspecified(),
-			Cookie: 10, RecvQ: 2, SendQ: 4096, Inode: 7},
+			Cookie: 10, RecvQ: 2, SendQ: 4096, Inode: 7, V6Only: -1},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d sockets, want %d", len(got), len(want))
@@ -82,6 +82,27 @@ func TestParseReplies(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("socket %d\ngot  %+v\nwant %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// TestAttributes: what the kernel adds unasked (ss -e's fields) and the
+// congestion control (ss -i).
+func TestAttributes(t *testing.T) {
+	attrs := `05000800 03000000` + // INET_DIAG_SHUTDOWN: both directions
+		`05000b00 01000000` + // INET_DIAG_SKV6ONLY: 1
+		`08000f00 2a000000` + // INET_DIAG_MARK: 42
+		`0c001500 e8030000 00000000` + // INET_DIAG_CGROUP_ID: 1000
+		`0a000400 63756269 6300 0000` // INET_DIAG_CONG: "cubic"
+	msg := unhex(t, estabV4Msg+attrs)
+	var s Socket
+	if err := decodeMsg(msg, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !s.ShutdownKnown || s.Shutdown != 3 || s.V6Only != 1 || !s.MarkKnown || s.Mark != 42 || s.CgroupID != 1000 || s.Cong != "cubic" {
+		t.Errorf("attributes decoded as %+v", s)
+	}
+	if err := decodeMsg(unhex(t, estabV4Msg), &s); err != nil || s.ShutdownKnown || s.V6Only != -1 || s.MarkKnown || s.CgroupID != 0 || s.Cong != "" {
+		t.Errorf("without attributes: %+v %v", s, err)
 	}
 }
 

@@ -77,7 +77,7 @@ func famName(f uint8) string {
 func (o Options) ext() uint8 {
 	var e uint8
 	if o.Info {
-		e |= extInfo
+		e |= extInfo | extCong
 	}
 	if o.Mem {
 		e |= extSkMemInfo
