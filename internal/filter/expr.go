@@ -2,7 +2,7 @@ package filter
 
 import (
 	"fmt"
-	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,7 +58,7 @@ func ParseExpr(args []string) (Expr, error) {
 		return nil, nil
 	}
 	p := &parser{input: input, toks: toks}
-	e, err := p.or()
+	e, err := p.list()
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +67,9 @@ func ParseExpr(args []string) (Expr, error) {
 			return nil, p.errAt(t, "unbalanced ')': no '(' opens it")
 		}
 		return nil, p.errAt(t, fmt.Sprintf("unexpected %q", t.text))
+	}
+	if len(p.families) > 0 {
+		e = familyExpr{p.families, e}
 	}
 	return e, nil
 }
@@ -116,9 +119,10 @@ func tokenize(s string) []token {
 }
 
 type parser struct {
-	input string
-	toks  []token
-	i     int
+	input    string
+	toks     []token
+	i        int
+	families []uint16 // named by inet: and inet6: prefixes
 }
 
 func (p *parser) peek() *token {
@@ -146,41 +150,32 @@ func (p *parser) errAt(t *token, msg string) error {
 func isOr(s string) bool  { return s == "or" || s == "||" || s == "|" }
 func isAnd(s string) bool { return s == "and" || s == "&&" || s == "&" }
 
-func (p *parser) or() (Expr, error) {
-	l, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	for t := p.peek(); t != nil && isOr(t.text); t = p.peek() {
-		p.next()
-		r, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		l = orExpr{l, r}
-	}
-	return l, nil
-}
-
-func (p *parser) and() (Expr, error) {
+// list reads tests joined by and, or or nothing (and), strictly left to
+// right, as ss's grammar does: "a or b and c" is "(a or b) and c".
+func (p *parser) list() (Expr, error) {
 	l, err := p.unary()
 	if err != nil {
 		return nil, err
 	}
-	for t := p.peek(); t != nil && !isOr(t.text) && t.text != ")"; t = p.peek() {
-		if isAnd(t.text) {
+	for t := p.peek(); t != nil && t.text != ")"; t = p.peek() {
+		or := isOr(t.text)
+		if or || isAnd(t.text) {
 			p.next()
 		}
 		r, err := p.unary()
 		if err != nil {
 			return nil, err
 		}
-		l = andExpr{l, r}
+		if or {
+			l = orExpr{l, r}
+		} else {
+			l = andExpr{l, r}
+		}
 	}
 	return l, nil
 }
 
-const keywords = "sport, dport, src, dst, state, exclude, pid, comm, cgroup, unit, container, pod, namespace, with and, or, not and ( )"
+const keywords = "sport, dport, src, dst, dev, fwmark, cgroup, autobound, state, exclude, pid, comm, unit, container, pod, namespace, with and, or, not and ( )"
 
 func (p *parser) unary() (Expr, error) {
 	t := p.next()
@@ -195,7 +190,7 @@ func (p *parser) unary() (Expr, error) {
 		}
 		return notExpr{e}, nil
 	case "(":
-		e, err := p.or()
+		e, err := p.list()
 		if err != nil {
 			return nil, err
 		}
@@ -219,8 +214,12 @@ func (p *parser) unary() (Expr, error) {
 		return p.pid()
 	case "comm":
 		return p.comm()
-	case "cgroup", "unit", "container", "pod", "namespace":
+	case "unit", "container", "pod", "namespace":
 		return p.ident(strings.ToLower(t.text))
+	case "cgroup", "dev", "fwmark":
+		return p.sockAttr(strings.ToLower(t.text))
+	case "autobound":
+		return newAutobound(), nil
 	case "and", "&&", "&", "or", "||", "|":
 		return nil, p.errAt(t, fmt.Sprintf("%q needs a test on its left", t.text))
 	}
@@ -243,7 +242,7 @@ var opNames = [...]string{"=", "!=", ">", "<", ">=", "<="}
 
 func (o cmpOp) String() string { return opNames[o] }
 
-func (o cmpOp) cmp(a, b uint32) bool {
+func (o cmpOp) cmp(a, b int64) bool {
 	switch o {
 	case opEq:
 		return a == b
@@ -322,16 +321,22 @@ func (p *parser) port(key string) (Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := strings.TrimPrefix(t.text, ":")
-	if v == "*" {
-		if o != opEq {
-			return nil, p.errAt(t, "'*' (any port) only goes with =")
-		}
-		return trueExpr{key + " = *"}, nil
+	v := t.text
+	for _, fam := range []string{"inet:", "inet6:"} {
+		v = strings.TrimPrefix(v, fam)
 	}
-	n, err := parsePort(v)
+	n, any, err := parsePortValue(strings.TrimPrefix(v, ":"))
 	if err != nil {
 		return nil, p.errAt(t, err.Error())
+	}
+	if any {
+		switch o {
+		case opEq:
+			return trueExpr{key + " = *"}, nil
+		case opNe:
+			return notExpr{trueExpr{key + " = *"}}, nil
+		}
+		return nil, p.errAt(t, "'*' (any port) only goes with = or !=")
 	}
 	return portExpr{dst: key == "dport", op: o, port: n}, nil
 }
@@ -350,89 +355,14 @@ func (p *parser) host(key string) (Expr, error) {
 		return nil, p.errAt(t, err.Error())
 	}
 	h.dst = key == "dst"
+	if h.family != 0 && !slices.Contains(p.families, h.family) {
+		p.families = append(p.families, h.family)
+	}
 	var e Expr = h
 	if o == opNe {
 		e = notExpr{e}
 	}
 	return e, nil
-}
-
-// parseHost reads ss's host forms: 10.0.0.1, 10.0.0.0/8, 10.0.0.1:80,
-// [::1]:80, ::1, fd00::/8, [fd00::]/8, *:80, :80, *.
-func parseHost(s string) (hostExpr, error) {
-	bad := fmt.Errorf("bad address %q: want ADDR, ADDR/LEN, ADDR:PORT, [IPV6]:PORT or *:PORT", s)
-	h := hostExpr{}
-	addr := s
-	if strings.HasPrefix(s, "[") {
-		end := strings.IndexByte(s, ']')
-		if end < 0 {
-			return h, bad
-		}
-		addr = s[1:end]
-		rest := s[end+1:]
-		switch {
-		case rest == "":
-		case strings.HasPrefix(rest, "/"):
-			addr += rest
-		case strings.HasPrefix(rest, ":"):
-			if err := h.setPort(rest[1:]); err != nil {
-				return h, err
-			}
-		default:
-			return h, bad
-		}
-	} else if i := strings.LastIndexByte(s, ':'); i >= 0 && strings.Count(s, ":") == 1 {
-		// One colon: ADDR:PORT (IPv6 has at least two).
-		addr = s[:i]
-		if err := h.setPort(s[i+1:]); err != nil {
-			return h, err
-		}
-	}
-	if addr == "" || addr == "*" {
-		h.any = true
-		if !h.hasPort {
-			h.str = "*"
-		}
-		return h.finish(s), nil
-	}
-	ps, err := ParsePrefixes(addr)
-	if err != nil || len(ps) != 1 {
-		return h, bad
-	}
-	h.prefix = ps[0]
-	return h.finish(s), nil
-}
-
-func (h *hostExpr) setPort(s string) error {
-	if s == "*" {
-		return nil
-	}
-	n, err := parsePort(s)
-	if err != nil {
-		return err
-	}
-	h.hasPort, h.port = true, n
-	return nil
-}
-
-func (h hostExpr) finish(string) hostExpr {
-	var b strings.Builder
-	if h.any {
-		b.WriteString("*")
-	} else if h.prefix.Bits() == h.prefix.Addr().BitLen() {
-		if h.prefix.Addr().Is6() && h.hasPort {
-			b.WriteString("[" + h.prefix.Addr().String() + "]")
-		} else {
-			b.WriteString(h.prefix.Addr().String())
-		}
-	} else {
-		b.WriteString(h.prefix.String())
-	}
-	if h.hasPort {
-		b.WriteString(":" + strconv.Itoa(int(h.port)))
-	}
-	h.str = b.String()
-	return h
 }
 
 func (p *parser) state(key string) (Expr, error) {
@@ -492,7 +422,6 @@ func (p *parser) comm() (Expr, error) {
 
 // identWhat says what each identity keyword takes.
 var identWhat = map[string]string{
-	"cgroup":    "a cgroup path such as /system.slice/nginx.service",
 	"unit":      "a systemd unit such as nginx.service",
 	"container": "a container name or id (4+ characters of it)",
 	"pod":       "a pod NAME or NAMESPACE/NAME",
@@ -509,9 +438,6 @@ func (p *parser) ident(key string) (Expr, error) {
 	t, err := p.value(key, identWhat[key])
 	if err != nil {
 		return nil, err
-	}
-	if key == "cgroup" && !strings.HasPrefix(t.text, "/") {
-		return nil, p.errAt(t, fmt.Sprintf("bad cgroup %q: want a path from the cgroup mount, starting with /", t.text))
 	}
 	return identExpr{key: key, val: t.text, ne: o == opNe}, nil
 }
@@ -533,19 +459,11 @@ type (
 	portExpr struct {
 		dst  bool
 		op   cmpOp
-		port uint16
+		port int64 // as ss: any number, even beyond 65535 (it never matches)
 	}
 	pidExpr struct {
 		op  cmpOp
 		pid uint32
-	}
-	hostExpr struct {
-		dst     bool
-		any     bool
-		prefix  netip.Prefix
-		hasPort bool
-		port    uint16
-		str     string
 	}
 )
 
@@ -573,7 +491,7 @@ func (e portExpr) Match(s *Subject) bool {
 	if e.dst {
 		p = s.DPort
 	}
-	return e.op.cmp(uint32(p), uint32(e.port))
+	return e.op.cmp(int64(p), e.port)
 }
 
 func (e portExpr) String() string {
@@ -584,26 +502,7 @@ func (e portExpr) String() string {
 	return fmt.Sprintf("%s %s :%d", k, e.op, e.port)
 }
 
-func (e hostExpr) Match(s *Subject) bool {
-	a, p := s.Src, s.SPort
-	if e.dst {
-		a, p = s.Dst, s.DPort
-	}
-	if e.hasPort && p != e.port {
-		return false
-	}
-	return e.any || e.prefix.Contains(a)
-}
-
-func (e hostExpr) String() string {
-	k := "src"
-	if e.dst {
-		k = "dst"
-	}
-	return k + " " + e.str
-}
-
-func (e pidExpr) Match(s *Subject) bool { return s.OwnerKnown && e.op.cmp(s.PID, e.pid) }
+func (e pidExpr) Match(s *Subject) bool { return s.OwnerKnown && e.op.cmp(int64(s.PID), int64(e.pid)) }
 func (e pidExpr) String() string        { return fmt.Sprintf("pid %s %d", e.op, e.pid) }
 
 // An owner test never matches a socket whose owner is unknown, whatever
@@ -626,8 +525,6 @@ func (e identExpr) Match(s *Subject) bool {
 	}
 	var is bool
 	switch e.key {
-	case "cgroup":
-		is = id.Cgroup == e.val
 	case "unit":
 		is = UnitIs(id, e.val)
 	case "container":
@@ -645,4 +542,43 @@ func (e identExpr) String() string {
 		return e.key + " != " + e.val
 	}
 	return e.key + " = " + e.val
+}
+
+// sockAttr reads the cgroup, dev and fwmark tests.
+func (p *parser) sockAttr(key string) (Expr, error) {
+	o, err := p.op(key, true)
+	if err != nil {
+		return nil, err
+	}
+	what := map[string]string{"cgroup": "a cgroup path such as /system.slice/nginx.service",
+		"dev": "an interface name or index", "fwmark": "a mark, VALUE or VALUE/MASK"}[key]
+	t, err := p.value(key, what)
+	if err != nil {
+		return nil, err
+	}
+	var e Expr
+	switch key {
+	case "cgroup":
+		if !strings.HasPrefix(t.text, "/") {
+			return nil, p.errAt(t, fmt.Sprintf("bad cgroup %q: want a path from the cgroup mount, starting with /", t.text))
+		}
+		c := parseCgroup(t.text)
+		c.ne = o == opNe
+		e = c
+	case "dev":
+		d, err := parseDev(t.text)
+		if err != nil {
+			return nil, p.errAt(t, err.Error())
+		}
+		d.ne = o == opNe
+		e = d
+	case "fwmark":
+		m, err := parseMark(t.text)
+		if err != nil {
+			return nil, p.errAt(t, err.Error())
+		}
+		m.ne = o == opNe
+		e = m
+	}
+	return e, nil
 }

@@ -50,6 +50,15 @@ type Subject struct {
 	Comm       string
 	Owner      *identity.Identity // nil: not known
 	Netns      uint32
+
+	// What ss's dev, fwmark and cgroup tests look at: the interface the
+	// socket is bound to (0: none), its fwmark (0 when the kernel did not
+	// say), its cgroup v2 id (sock_diag's; 0 on transitions) and the
+	// owner's (the BPF program's).
+	IfIndex     uint32
+	Mark        uint32
+	SockCgroup  uint64
+	OwnerCgroup uint64
 }
 
 // OfTransition returns the subject of a transition: its new state.
@@ -58,7 +67,7 @@ func OfTransition(t *events.Transition) Subject {
 		State: t.New, Family: t.Family, Src: t.Src, Dst: t.Dst,
 		SPort: t.SPort, DPort: t.DPort,
 		OwnerKnown: t.OwnerKnown, PID: t.OwnerPID, Comm: t.OwnerComm,
-		Owner: t.OwnerID, Netns: t.Netns,
+		Owner: t.OwnerID, Netns: t.Netns, OwnerCgroup: t.OwnerCgroup,
 	}
 }
 

@@ -30,7 +30,7 @@ func LoadServices() Services {
 	}
 	defer f.Close()
 	s := ParseServices(f)
-	if lo, hi, ok := ephemeralRange(); ok {
+	if lo, hi, ok := EphemeralRange(); ok {
 		s.Drop(lo, hi)
 	}
 	return s
@@ -45,7 +45,8 @@ func (s Services) Drop(lo, hi uint16) {
 	}
 }
 
-func ephemeralRange() (lo, hi uint16, ok bool) {
+// EphemeralRange is net.ipv4.ip_local_port_range of this namespace.
+func EphemeralRange() (lo, hi uint16, ok bool) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 0, 0, false

@@ -98,7 +98,7 @@ func TestLoadServices(t *testing.T) {
 	}
 	defer f.Close()
 	want := ParseServices(f)
-	if lo, hi, ok := ephemeralRange(); ok {
+	if lo, hi, ok := EphemeralRange(); ok {
 		want.Drop(lo, hi) // like ss, no names for ephemeral ports
 		for p := range got {
 			if p >= lo && p <= hi {

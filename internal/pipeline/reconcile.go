@@ -415,5 +415,6 @@ func subjectOfRow(r *timeline.Row) filter.Subject {
 		SPort: r.SPort, DPort: r.DPort,
 		OwnerKnown: r.OwnerKnown, PID: r.OwnerPID, Comm: r.OwnerComm,
 		Owner: r.OwnerID, Netns: r.Netns,
+		IfIndex: r.Diag.IfIndex, Mark: r.Diag.Mark, SockCgroup: r.Diag.CgroupID,
 	}
 }
