@@ -172,3 +172,48 @@ func (h *Hosts) Name(a netip.Addr) string {
 	}
 	return name
 }
+
+// Resolve looks up, in parallel, every address of addrs not known yet,
+// and waits for the answers up to timeout in all: a listing (ss -r,
+// --once -r) prints names, where a stream never waits. Addresses still
+// unanswered then show as addresses.
+func (h *Hosts) Resolve(addrs []netip.Addr, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var todo []netip.Addr
+	asked := map[netip.Addr]bool{}
+	h.mu.Lock()
+	for _, a := range addrs {
+		if _, seen := h.cache[a]; !seen && !asked[a] {
+			asked[a] = true
+			todo = append(todo, a)
+		}
+	}
+	h.mu.Unlock()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, a := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			names, err := h.lookup(ctx, a.String())
+			name := ""
+			if err == nil && len(names) > 0 {
+				name = strings.TrimSuffix(names[0], ".")
+			}
+			h.mu.Lock()
+			if len(h.cache) >= maxCached {
+				h.cache = make(map[netip.Addr]string)
+			}
+			h.cache[a] = name
+			h.mu.Unlock()
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,204 @@
+package ss
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/cgroups"
+	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/names"
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
+	"github.com/socktrace/socktrace/internal/sslayout"
+	"golang.org/x/sys/unix"
+)
+
+// resolveWait bounds how long -r waits for host names in all.
+const resolveWait = 2 * time.Second
+
+// List prints the sockets o selects to w, as ss prints them; width is the
+// terminal's columns, 0 when w is not a terminal.
+func List(w io.Writer, o *Options, width int) error {
+	socks, err := snapshot.Dump(snapshot.Options{
+		States: o.States, IPv4: o.Family == unix.AF_INET, IPv6: o.Family == unix.AF_INET6,
+		Netns: o.Netns, Info: o.Info, Mem: o.Memory,
+	})
+	if err != nil {
+		return err
+	}
+	var owners procs.Table
+	if o.Processes {
+		want := map[uint32]bool{}
+		for i := range socks {
+			if socks[i].Inode != 0 {
+				want[socks[i].Inode] = true
+			}
+		}
+		owners = procs.Scan(want)
+	}
+	f := newFormatter(o)
+	var kept []*snapshot.Socket
+	for i := range socks {
+		s := &socks[i]
+		if o.States != 0 && !o.States.Has(s.State) {
+			continue
+		}
+		if o.Expr != nil {
+			subj := filter.Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst,
+				SPort: s.SPort, DPort: s.DPort, Netns: s.Netns,
+				IfIndex: s.IfIndex, Mark: s.Mark, SockCgroup: s.CgroupID}
+			if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
+				subj.OwnerKnown, subj.PID, subj.Comm = true, us[0].PID, us[0].Comm
+			}
+			if !o.Expr.Match(&subj) {
+				continue
+			}
+		}
+		kept = append(kept, s)
+	}
+	if o.Resolve {
+		var addrs []netip.Addr
+		for _, s := range kept {
+			addrs = append(addrs, s.Src, s.Dst)
+		}
+		f.hosts.Resolve(addrs, resolveWait)
+	}
+	rows := make([]sslayout.Row, 0, len(kept))
+	for _, s := range kept {
+		rows = append(rows, f.row(s, owners[s.Inode]))
+	}
+	return sslayout.Render(w, sslayout.Columns{State: !o.OneState(), Header: !o.NoHeader}, rows, width)
+}
+
+// formatter turns sockets into ss's fields.
+type formatter struct {
+	o        *Options
+	services names.Services
+	hosts    *names.Hosts
+	cgroups  *cgroups.Resolver
+	ifnames  map[uint32]string
+}
+
+func newFormatter(o *Options) *formatter {
+	f := &formatter{o: o, ifnames: map[uint32]string{}}
+	if !o.Numeric {
+		f.services = names.LoadServices()
+	}
+	if o.Resolve {
+		f.hosts = names.NewHosts(nil)
+	}
+	if o.Extended {
+		f.cgroups = cgroups.New("/")
+		f.cgroups.MinRefresh = 0
+	}
+	return f
+}
+
+func (f *formatter) row(s *snapshot.Socket, users []procs.Owner) sslayout.Row {
+	r := sslayout.Row{
+		State: sslayout.StateName(uint8(s.State)),
+		RecvQ: s.RecvQ, SendQ: s.SendQ,
+		Local: f.addr(s, s.Src, s.V6Only, s.IfIndex), Peer: f.addr(s, s.Dst, s.V6Only, 0),
+		LPort: sslayout.Port(s.SPort, f.services.Port(s.SPort)),
+		PPort: sslayout.Port(s.DPort, f.services.Port(s.DPort)),
+	}
+	var ext strings.Builder
+	if f.o.Processes && len(users) > 0 {
+		us := make([]sslayout.Owner, len(users))
+		for i, u := range users {
+			us[i] = sslayout.Owner{Comm: u.Comm, PID: int(u.PID), FD: u.FD}
+		}
+		ext.WriteString(sslayout.Users(us))
+	}
+	if f.o.Timers && s.Timer != snapshot.TimerNone {
+		name := s.Timer.String()
+		if s.Timer > snapshot.TimerPersist {
+			name = "unknown"
+		}
+		ext.WriteString(sslayout.Timer(name, s.Expires, s.Retrans))
+	}
+	if f.o.Extended {
+		f.extended(&ext, s)
+	}
+	if f.o.Memory || f.o.Info {
+		if !f.o.OneLine {
+			ext.WriteString("\n\t")
+		}
+		if m := s.Mem; f.o.Memory && m != nil {
+			fmt.Fprintf(&ext, " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)",
+				m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops)
+		}
+		if f.o.Info && s.Info != nil {
+			writeInfo(&ext, s, f.o)
+		}
+	}
+	r.Ext = ext.String()
+	return r
+}
+
+// addr is the address token: a host name with -r where one is known.
+func (f *formatter) addr(s *snapshot.Socket, a netip.Addr, v6only int8, ifindex uint32) string {
+	ifname := ""
+	if ifindex != 0 {
+		ifname = f.ifname(ifindex)
+	}
+	text := sslayout.Addr(s.Family, a, v6only, ifname)
+	if f.hosts == nil || text == "*" || strings.HasPrefix(text, "*%") {
+		return text
+	}
+	if name := f.hosts.Name(a); name != a.String() && name != "" {
+		if ifname != "" {
+			name += "%" + ifname
+		}
+		return name
+	}
+	return text
+}
+
+func (f *formatter) ifname(i uint32) string {
+	if n, ok := f.ifnames[i]; ok {
+		return n
+	}
+	n := "if" + strconv.Itoa(int(i))
+	if ifc, err := net.InterfaceByIndex(int(i)); err == nil {
+		n = ifc.Name
+	}
+	f.ifnames[i] = n
+	return n
+}
+
+// extended writes ss -e's items.
+func (f *formatter) extended(b *strings.Builder, s *snapshot.Socket) {
+	if s.UID != 0 {
+		fmt.Fprintf(b, " uid:%d", s.UID)
+	}
+	fmt.Fprintf(b, " ino:%d sk:%x", s.Inode, s.Cookie)
+	if s.MarkKnown && s.Mark != 0 {
+		fmt.Fprintf(b, " fwmark:0x%x", s.Mark)
+	}
+	if s.CgroupID != 0 {
+		if p, ok := f.cgroups.Path(s.CgroupID); ok {
+			b.WriteString(" cgroup:" + p)
+		} else {
+			fmt.Fprintf(b, " cgroup:unreachable:%x", s.CgroupID)
+		}
+	}
+	if s.Family == unix.AF_INET6 && s.V6Only >= 0 {
+		fmt.Fprintf(b, " v6only:%d", s.V6Only)
+	}
+	if s.ShutdownKnown {
+		r, w := byte('<'), byte('>')
+		if s.Shutdown&1 != 0 {
+			r = '-'
+		}
+		if s.Shutdown&2 != 0 {
+			w = '-'
+		}
+		b.WriteString(" " + string(r) + "-" + string(w))
+	}
+}
