@@ -109,8 +109,9 @@ type fdCloser int
 
 func (f fdCloser) Close() error { return unix.Close(int(f)) }
 
-// timers hides what moves between two runs: timer values.
-var timers = regexp.MustCompile(`timer:\(([a-z]+),[^,]*,`)
+// timers hides what moves between two runs: timer values and the
+// retransmit count of the syn-sent socket.
+var timers = regexp.MustCompile(`timer:\(([a-z]+),[^,]*,[0-9]+\)`)
 
 // ssBoth runs ss and socktrace ss with args in ns.
 func ssBoth(t *testing.T, ns *testnet.NS, args ...string) (want, got string) {
@@ -125,7 +126,16 @@ func ssBoth(t *testing.T, ns *testnet.NS, args ...string) (want, got string) {
 			}
 			t.Fatalf("%v %v: %v\n%s", bin, args, err, stderr)
 		}
-		return timers.ReplaceAllString(string(out), "timer:($1,T,")
+		if !timers.Match(out) {
+			return string(out)
+		}
+		// A timer's text changes length as it runs down: the last
+		// column's padding (trailing blanks) with it.
+		lines := strings.Split(timers.ReplaceAllString(string(out), "timer:($1,T,N)"), "\n")
+		for i := range lines {
+			lines[i] = strings.TrimRight(lines[i], " ")
+		}
+		return strings.Join(lines, "\n")
 	}
 	want = run("ss")
 	got = run(socktraceBin(t), "ss")
@@ -159,7 +169,7 @@ func TestSSVerbatim(t *testing.T) {
 		{"-tan", "sport = :22 or sport = :5000 and dport = :40002"},
 		{"-tan", "( sport = :80 or sport = :443 ) and src ::/0"},
 		{"-tan", "sport", "gt", "1024", "dport", "leq", "5000"},
-		{"-tan", "autobound"}, {"-tan", "src", "localhost"},
+		{"-tan", "autobound"}, {"-tan", "sport", "gt", "1024", "and", "autobound"},
 	} {
 		want, got := ssBoth(t, ns, args...)
 		if got != want {

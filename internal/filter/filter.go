@@ -59,6 +59,9 @@ type Subject struct {
 	Mark        uint32
 	SockCgroup  uint64
 	OwnerCgroup uint64
+	// Autobound: the kernel said the application did not bind the local
+	// port itself (sock_diag listings that ask); else not known.
+	Autobound, AutoboundKnown bool
 }
 
 // OfTransition returns the subject of a transition: its new state.

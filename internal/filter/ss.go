@@ -178,11 +178,8 @@ func parseSSPrefix(s string, family uint16) (netip.Prefix, bool) {
 		}
 		bits = n
 	}
-	if family == unix.AF_INET && !addr.Is4() && !addr.Is4In6() || family == unix.AF_INET6 && addr.Is4() {
+	if family == unix.AF_INET && !addr.Is4() || family == unix.AF_INET6 && addr.Is4() {
 		return netip.Prefix{}, false
-	}
-	if addr.Is4In6() && bits >= 96 {
-		addr, bits = addr.Unmap(), bits-96
 	}
 	p, err := addr.Prefix(bits)
 	return p, err == nil
@@ -249,10 +246,12 @@ func parsePortValue(s string) (n int64, any bool, err error) {
 	return int64(p), false, nil
 }
 
-// Match: the socket's address is in one of the prefixes (an IPv4 prefix
-// also takes IPv4-mapped IPv6 addresses; a /0 takes its family's
-// addresses, and any/all/default every one), its port is the port, and
-// its family is the one asked for.
+// Match: the socket's address is in one of the prefixes, its port is
+// the port, and its family the one asked for. As ss's kernel filter: an
+// IPv4 prefix takes IPv4 addresses, an IPv4-mapped one of an IPv6 socket
+// too; an IPv6 prefix (::ffff:a.b.c.d included) only IPv6 sockets'
+// addresses; so 0.0.0.0/0 is every IPv4 address, ::/0 every IPv6 socket,
+// and any/all/default every socket.
 func (e hostExpr) Match(s *Subject) bool {
 	if e.family != 0 && s.Family != e.family {
 		return false
@@ -268,12 +267,16 @@ func (e hostExpr) Match(s *Subject) bool {
 		return true
 	}
 	for _, pf := range e.prefixes {
-		if pf.Contains(a) {
-			return true
-		}
-		// An IPv6 socket's IPv4-mapped address against an IPv6 prefix.
-		if a.Is4() && s.Family == unix.AF_INET6 && pf.Addr().Is6() && pf.Contains(netip.AddrFrom16(a.As16())) {
-			return true
+		switch {
+		case pf.Addr().Is4():
+			if a.Is4() && pf.Contains(a) {
+				return true
+			}
+		case s.Family == unix.AF_INET6:
+			// Subjects give IPv4-mapped addresses as IPv4: map back.
+			if pf.Contains(netip.AddrFrom16(a.As16())) {
+				return true
+			}
 		}
 	}
 	return false
@@ -377,8 +380,9 @@ func (e cgroupExpr) String() string {
 	return "cgroup = " + e.path
 }
 
-// autoboundExpr: the local port was picked by the kernel, which ss's
-// user-space check takes as: it lies in ip_local_port_range.
+// autoboundExpr: the local port was picked by the kernel: as ss, the
+// kernel says so (where a listing asked it) and the port lies in
+// ip_local_port_range (ss's own re-check; all there is on transitions).
 type autoboundExpr struct{ lo, hi uint16 }
 
 func newAutobound() autoboundExpr {
@@ -389,7 +393,15 @@ func newAutobound() autoboundExpr {
 	return autoboundExpr{lo, hi}
 }
 
-func (e autoboundExpr) Match(s *Subject) bool { return s.SPort >= e.lo && s.SPort <= e.hi }
+func (e autoboundExpr) Match(s *Subject) bool {
+	return (!s.AutoboundKnown || s.Autobound) && s.SPort >= e.lo && s.SPort <= e.hi
+}
+
+// UsesAutobound says whether an expression has an autobound test (a
+// listing then asks the kernel which sockets are).
+func UsesAutobound(e Expr) bool {
+	return e != nil && strings.Contains(" "+e.String()+" ", " autobound ")
+}
 func (e autoboundExpr) String() string        { return "autobound" }
 
 // familyExpr restricts a whole expression to the families that inet: and

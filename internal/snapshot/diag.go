@@ -138,6 +138,19 @@ func encodeRequest(family uint8, states tcpstate.Mask, seq uint32, ext uint8) []
 	return b
 }
 
+// bytecodeAutobound is a sock_diag filter program (INET_DIAG_REQ_BYTECODE)
+// of one op, INET_DIAG_BC_AUTO: the kernel keeps the sockets whose local
+// port the application did not bind (ss's autobound). Op: code, yes
+// (jump to the end: keep), no (past the end: drop).
+var bytecodeAutobound = []byte{8, 0, 1, 0, 6, 4, 8, 0}
+
+// withBytecode appends a filter program to a dump request.
+func withBytecode(req, bc []byte) []byte {
+	req = append(req, bc...)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	return req
+}
+
 // decodeMsg decodes one inet_diag_msg (the payload after nlmsghdr).
 func decodeMsg(b []byte, s *Socket) error {
 	if len(b) < msgLen {

@@ -21,6 +21,9 @@ type Options struct {
 	// Info asks for each socket's tcp_info (ss -i), Mem for its memory
 	// (ss -m).
 	Info, Mem bool
+	// AutoboundOnly: only the sockets whose local port the application
+	// did not bind itself (the kernel tells; ss's autobound).
+	AutoboundOnly bool
 }
 
 // Dump lists the TCP sockets of one network namespace. A dump the kernel
@@ -41,7 +44,7 @@ func Dump(o Options) ([]Socket, error) {
 		var socks []Socket
 		var err error
 		for attempt := 1; ; attempt++ {
-			socks, err = dumpFamily(fd, fam, states, uint32(attempt), o.ext())
+			socks, err = dumpFamily(fd, fam, states, uint32(attempt), o.ext(), o.AutoboundOnly)
 			if err != ErrInterrupted || attempt == maxDumpAttempts {
 				break
 			}
@@ -86,8 +89,11 @@ func (o Options) ext() uint8 {
 }
 
 // dumpFamily runs one dump request to completion.
-func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8) ([]Socket, error) {
+func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8, autobound bool) ([]Socket, error) {
 	req := encodeRequest(family, states, seq, ext)
+	if autobound {
+		req = withBytecode(req, bytecodeAutobound)
+	}
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("send sock_diag request: %w", err)
 	}

@@ -41,6 +41,18 @@ func List(w io.Writer, o *Options, width int) error {
 		}
 		owners = procs.Scan(want)
 	}
+	var auto map[uint64]bool // the kernel's autobound sockets, if asked
+	if filter.UsesAutobound(o.Expr) {
+		as, err := snapshot.Dump(snapshot.Options{States: o.States, IPv4: o.Family == unix.AF_INET,
+			IPv6: o.Family == unix.AF_INET6, Netns: o.Netns, AutoboundOnly: true})
+		if err != nil {
+			return err
+		}
+		auto = map[uint64]bool{}
+		for _, s := range as {
+			auto[s.Cookie] = true
+		}
+	}
 	f := newFormatter(o)
 	var kept []*snapshot.Socket
 	for i := range socks {
@@ -51,7 +63,8 @@ func List(w io.Writer, o *Options, width int) error {
 		if o.Expr != nil {
 			subj := filter.Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst,
 				SPort: s.SPort, DPort: s.DPort, Netns: s.Netns,
-				IfIndex: s.IfIndex, Mark: s.Mark, SockCgroup: s.CgroupID}
+				IfIndex: s.IfIndex, Mark: s.Mark, SockCgroup: s.CgroupID,
+				Autobound: auto[s.Cookie], AutoboundKnown: auto != nil}
 			if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
 				subj.OwnerKnown, subj.PID, subj.Comm = true, us[0].PID, us[0].Comm
 			}
