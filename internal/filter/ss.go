@@ -402,7 +402,7 @@ func (e autoboundExpr) Match(s *Subject) bool {
 func UsesAutobound(e Expr) bool {
 	return e != nil && strings.Contains(" "+e.String()+" ", " autobound ")
 }
-func (e autoboundExpr) String() string        { return "autobound" }
+func (e autoboundExpr) String() string { return "autobound" }
 
 // familyExpr restricts a whole expression to the families that inet: and
 // inet6: named in it, as ss restricts its whole listing. Its text is the
