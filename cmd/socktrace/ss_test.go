@@ -5,12 +5,16 @@ package main
 // bytes (timers, which move between the two runs, aside).
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
@@ -113,7 +117,9 @@ func (f fdCloser) Close() error { return unix.Close(int(f)) }
 // retransmit count of the syn-sent socket.
 var timers = regexp.MustCompile(`timer:\(([a-z]+),[^,]*,[0-9]+\)`)
 
-// ssBoth runs ss and socktrace ss with args in ns.
+// ssBoth runs ss and socktrace ss with args in ns. A command line that
+// both refuse gives two equal texts saying so; one that only one
+// refuses, that one's error.
 func ssBoth(t *testing.T, ns *testnet.NS, args ...string) (want, got string) {
 	t.Helper()
 	run := func(bin ...string) string {
@@ -124,7 +130,7 @@ func ssBoth(t *testing.T, ns *testnet.NS, args ...string) (want, got string) {
 			if ee, ok := err.(*exec.ExitError); ok {
 				stderr = string(ee.Stderr)
 			}
-			t.Fatalf("%v %v: %v\n%s", bin, args, err, stderr)
+			return "refused\n" + "(" + strings.TrimSpace(stderr) + ")\n"
 		}
 		if !timers.Match(out) {
 			return string(out)
@@ -139,6 +145,9 @@ func ssBoth(t *testing.T, ns *testnet.NS, args ...string) (want, got string) {
 	}
 	want = run("ss")
 	got = run(socktraceBin(t), "ss")
+	if strings.HasPrefix(want, "refused\n") && strings.HasPrefix(got, "refused\n") {
+		return "refused by both\n", "refused by both\n"
+	}
 	return want, got
 }
 
@@ -173,6 +182,98 @@ func TestSSVerbatim(t *testing.T) {
 	} {
 		want, got := ssBoth(t, ns, args...)
 		if got != want {
+			t.Errorf("ss %s:\n--- ss\n%s--- socktrace ss\n%s", strings.Join(args, " "), want, got)
+		}
+	}
+}
+
+// exprGen makes random expressions from the grammar ss and socktrace
+// share, over values that name the population's sockets. It leaves out
+// what the README documents as read differently: host names (no lookups
+// in tests), dev, cgroup / (ss 6.1 matches nothing with it; cgroups have
+// a test of their own), ports beyond 65535, and under a negation /0
+// prefixes, [::] and autobound (there ss's kernel filter and its own
+// re-check disagree).
+type exprGen struct{ r *rand.Rand }
+
+func (g exprGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
+
+func (g exprGen) test(negated bool) string {
+	ops := []string{"", "=", "==", "eq", "!=", "ne", "neq", ">", "gt", "<", "lt", ">=", "ge", "geq", "<=", "le", "leq"}
+	ports := []string{"22", ":22", "80", ":443", "443", "3030", "5000", ":8080", "9200", "40000", ":40001",
+		"40002", "40003", "40004", "1024", "0x16", ":ssh", "https", "65535"}
+	hosts := []string{"127.0.0.1", "127.0.0.2", "127.1", "127/8", "127.0.0.0/24", "[::1]", "[::1]:443", "::1:443",
+		"::1/128", "[::ffff:127.0.0.1]", "[::ffff:127.0.0.1]:40002", "*:22", "*:8080", "*", "127.0.0.1:22",
+		"inet:127.0.0.1", "inet6:[::1]", "0x7f.0.0.1", "127.0.0.0/255.0.0.0", "127.0.0.1:40004", "::1:40001"}
+	if !negated {
+		hosts = append(hosts, "0.0.0.0/0", "::/0", "any", "[::]")
+	}
+	kinds := []string{"sport", "dport", "src", "dst", "fwmark"}
+	if !negated {
+		kinds = append(kinds, "autobound")
+	}
+	switch k := g.pick(kinds...); k {
+	case "sport", "dport":
+		op := g.pick(ops...)
+		return strings.TrimSpace(k + " " + op + " " + g.pick(ports...))
+	case "src", "dst":
+		return strings.TrimSpace(k + " " + g.pick("", "=") + " " + g.pick(hosts...))
+	case "fwmark":
+		return "fwmark " + g.pick("0", "1", "0/0x1", "0x0")
+	default:
+		return k
+	}
+}
+
+func (g exprGen) expr(depth int, negated bool) string {
+	var parts []string
+	n := 1 + g.r.IntN(3)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			if j := g.pick("and", "&&", "&", "or", "||", "|", ""); j != "" {
+				parts = append(parts, j)
+			}
+		}
+		neg := negated
+		if g.r.IntN(4) == 0 {
+			parts = append(parts, g.pick("not", "!"))
+			neg = true
+		}
+		if depth > 0 && g.r.IntN(3) == 0 {
+			parts = append(parts, "(", g.expr(depth-1, neg), ")")
+		} else {
+			parts = append(parts, g.test(neg))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestSSDifferential: random expressions, through ss and socktrace ss on
+// the same sockets, list the same lines. SOCKTRACE_SS_EXPRS=N runs N of
+// them from a random seed (make ss-differential); make test runs 300 from
+// a fixed one.
+func TestSSDifferential(t *testing.T) {
+	n, seed := 300, uint64(20261202)
+	if s := os.Getenv("SOCKTRACE_SS_EXPRS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("SOCKTRACE_SS_EXPRS=%q: %v", s, err)
+		}
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("%d expressions, seed %d", n, seed)
+	ns := testnet.New(t)
+	ssPopulation(t, ns)
+	g := exprGen{rand.New(rand.NewPCG(seed, 1))}
+	states := []string{"", "state established", "state listening", "exclude time-wait", "state connected",
+		"state syn-sent", "state close-wait state fin-wait-2"}
+	failed := 0
+	for i := 0; i < n && failed < 10; i++ {
+		args := append([]string{"-tanH"}, strings.Fields(g.pick(states...))...)
+		args = append(args, strings.Fields(g.expr(2, false))...)
+		want, got := ssBoth(t, ns, args...)
+		if got != want {
+			failed++
 			t.Errorf("ss %s:\n--- ss\n%s--- socktrace ss\n%s", strings.Join(args, " "), want, got)
 		}
 	}

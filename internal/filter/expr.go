@@ -350,7 +350,11 @@ func (p *parser) host(key string) (Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := parseHost(t.text)
+	var family uint16
+	if len(p.families) > 0 {
+		family = p.families[len(p.families)-1]
+	}
+	h, err := parseHost(t.text, family)
 	if err != nil {
 		return nil, p.errAt(t, err.Error())
 	}

@@ -39,8 +39,11 @@ type hostExpr struct {
 // [V6][:PORT], *[:PORT], :PORT, any, all, default, host names (every
 // address they resolve to), and, beyond ss, a bare IPv6 address (which
 // ss reads as ADDR:PORT split at its last colon: "::1" is an error there).
-func parseHost(s string) (hostExpr, error) {
-	h := hostExpr{str: s}
+//
+// family is the one an earlier inet: or inet6: named (0: none): as in ss,
+// it holds for the values after it.
+func parseHost(s string, family uint16) (hostExpr, error) {
+	h := hostExpr{str: s, family: family}
 	bad := fmt.Errorf("bad address %q: want ADDR, ADDR/LEN, ADDR:PORT, [IPV6]:PORT, *:PORT or a host name", s)
 	rest := s
 	switch {
@@ -355,8 +358,14 @@ type cgroupExpr struct {
 	ne   bool
 }
 
+// parseCgroup reads a cgroup path: under the cgroup2 mount, or (as ss
+// takes it too) the full path of its directory.
 func parseCgroup(path string) cgroupExpr {
-	id, _ := cgroups.New("/").ID(path)
+	r := cgroups.New("/")
+	if m := r.Mount(); m != "" && strings.HasPrefix(path, m+"/") {
+		path = strings.TrimPrefix(path, m)
+	}
+	id, _ := r.ID(path)
 	return cgroupExpr{path: path, id: id}
 }
 

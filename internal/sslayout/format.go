@@ -31,7 +31,8 @@ func StateName(s uint8) string {
 // dotted quad (0.0.0.0 included). AF_INET6 prints glibc's inet_ntop text in
 // brackets, an IPv4 address given for an AF_INET6 socket as v4-mapped; the
 // all-zero address is "*" unless v6only is 1 (v6only: -1 unknown or absent,
-// 0, 1). A non-empty ifname is appended as "%ifname".
+// 0, 1). A non-empty ifname is appended as "%ifname" (ss does so for a
+// local address bound to a device, never for the peer).
 func Addr(family uint16, a netip.Addr, v6only int8, ifname string) string {
 	var s string
 	switch b := a.As16(); {

@@ -84,14 +84,14 @@ func TestSS(t *testing.T) {
 		t.Skip("needs ss from iproute2 6.1")
 	}
 	_, err := exec.LookPath("script")
-	tty := err == nil
+	tty := err == nil && !testing.Short()
 	for _, args := range []string{"-tan", "-tanH", "-tln", "-tlnH", "-tlnp", "-ta", "-tanoe", "-tanp",
 		"-tn state established", "-tnH state established", "-tn state syn-sent", "-tnH state syn-sent",
 		"-tani", "-tanm", "-tanimO", "-tanm --inet-sockopt", "-tanHie"} {
 		c := Columns{State: !strings.Contains(args, "state"), Header: !strings.Contains(args, "H")}
 		widths := []int{0}
 		if tty {
-			widths = append(widths, 300, 200, 132, 80, 50, 33, 20, 7, 1)
+			widths = append(widths, 300, 132, 80, 50, 33, 20, 7)
 		}
 		for _, width := range widths {
 			var out []byte
@@ -109,7 +109,13 @@ func TestSS(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.String() != string(out) {
-				t.Errorf("ss %s, width %d:\n%s\nRender:\n%s", args, width, out, got.Bytes())
+				want, got := strings.SplitAfter(string(out), "\n"), strings.SplitAfter(got.String(), "\n")
+				i := 0
+				for i < min(len(got), len(want)) && got[i] == want[i] {
+					i++
+				}
+				t.Errorf("ss %s, width %d: line %d differs (of %d):\nss:     %q\nRender: %q",
+					args, width, i+1, len(want), want[min(i, len(want)-1)], got[min(i, len(got)-1)])
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package sslayout
 
 import (
 	"bytes"
-	"fmt"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -195,42 +194,46 @@ func TestRenderQueues(t *testing.T) {
 	}
 }
 
-// In a terminal, a column wider than the screen is cut to it and has a
-// screen line of its own; the terminal wraps the rest.
+// In a terminal, a column wider than the screen is cut to it and the
+// columns are grouped into screen lines, each filled to the screen width.
 func TestRenderNarrowTerminal(t *testing.T) {
 	var b bytes.Buffer
 	Render(&b, Columns{true, false}, []Row{with(l22, " "+strings.Repeat("x", 30))}, 20)
-	// Widths 6 7 7 10 2 8 1 31: State..Send-Q fill 20 (exact); Local,
-	// LPort, Peer and PPort take 21 > 20, so PPort moves on: 20 = 10+2+8;
-	// PPort alone gets 19 spare; Ext is cut to 20 (exact).
-	want := "LISTEN 0      128    127.0.0.1:22 0.0.0.0:*                    " + " " + strings.Repeat("x", 30) + "\n"
+	// Measured widths 6 7 7 11 2 9 1 31, Ext cut to 20. Screen lines:
+	// State..Send-Q (20, exact); Local+LPort (13, Peer would make 22: +7 =
+	// 3+3+1 from the right); Peer+PPort (10, Ext would make 30: +5 each);
+	// Ext (20, exact). Ext's token is longer than its width: no padding.
+	want := "LISTEN 0      128       127.0.0.1:22          0.0.0.0:*      " + strings.Repeat("x", 30) + "\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
 	}
 }
 
-// ss renders its buffer when a line starts with 5 chunks of 1 MiB filled:
+// ss renders its buffer when a line starts with 5 chunks of 1 MiB opened:
 // the lines so far are printed with the widths measured so far, the later
 // ones at least as wide.
 func TestRenderBatches(t *testing.T) {
 	ext := " " + strings.Repeat("x", 1000)
 	var rows []Row
 	for i := range 5000 {
-		rows = append(rows, Row{"ESTAB", 0, 0, "127.0.0.1", "127.0.0.1", fmt.Sprint(i), "9", ext})
+		p := "1000"
+		if i > 3940 {
+			p = "10000"
+		}
+		rows = append(rows, Row{"ESTAB", 0, 0, "127.0.0.1", "127.0.0.1", p, "9", ext})
 	}
 	var b bytes.Buffer
 	Render(&b, Columns{true, false}, rows, 0)
 	lines := strings.Split(b.String(), "\n")
-	// A row takes 2*9 bytes of lengths, 6+6+6+10+4+10+2+1002 of text (odd
-	// lengths rounded up), 1064 in all, so 985 fit in a chunk; the 5th chunk
-	// is opened by row 3941 (index 3940), and row 3942 starts the second
-	// batch, wider by one for the 4-digit ports.
-	for i, want := range map[int]string{
-		0: "ESTAB 0      0      127.0.0.1:0    127.0.0.1:9" + ext, 3940: "ESTAB 0      0      127.0.0.1:3940 127.0.0.1:9" + ext,
-		3941: "ESTAB 0      0      127.0.0.1:3941 127.0.0.1:9" + ext,
-	} {
-		if lines[i] != want {
-			t.Errorf("line %d: got %.60q, want %.60q", i, lines[i], want)
+	// A row takes 9 2-byte lengths and 6+6+6+10+4+10+2+1002 bytes of
+	// tokens (odd lengths rounded up), 1064 in all. A chunk has 1048560
+	// bytes: the first holds rows 0-984 and row 985 up to its Ext, which
+	// moves to the next chunk; chunks 2 to 4 then hold 984 rows each, so
+	// row 3940's Ext opens chunk 5 and the buffer is rendered before row
+	// 3941. The first batch does not see the 5-digit ports.
+	for i, p := range map[int]string{0: "1000", 3940: "1000", 3941: "10000", 4999: "10000"} {
+		if want := "ESTAB 0      0      127.0.0.1:" + p + " 127.0.0.1:9" + ext; lines[i] != want {
+			t.Errorf("line %d: got %.50q, want %.50q", i, lines[i], want)
 		}
 	}
 }
