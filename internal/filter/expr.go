@@ -2,7 +2,6 @@ package filter
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -69,7 +68,8 @@ func ParseExpr(args []string) (Expr, error) {
 		return nil, p.errAt(t, fmt.Sprintf("unexpected %q", t.text))
 	}
 	if len(p.families) > 0 {
-		e = familyExpr{p.families, e}
+		// The last family named wins, as ss's preferred family does.
+		e = familyExpr{p.families[len(p.families)-1:], e}
 	}
 	return e, nil
 }
@@ -359,7 +359,7 @@ func (p *parser) host(key string) (Expr, error) {
 		return nil, p.errAt(t, err.Error())
 	}
 	h.dst = key == "dst"
-	if h.family != 0 && !slices.Contains(p.families, h.family) {
+	if h.family != 0 {
 		p.families = append(p.families, h.family)
 	}
 	var e Expr = h

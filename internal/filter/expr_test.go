@@ -124,9 +124,10 @@ func TestExprMatch(t *testing.T) {
 		{"dst any", all},
 		{"dst all:9092", []*Subject{&kafkaSyn, &orphanWait}},
 		{"src inet:127.0.0.1", []*Subject{&orphanWait}},
-		{"src inet6:fd00::/8 or sport = 5555", []*Subject{&webEstab}}, // inet6: restricts it all
-		{"src localhost", []*Subject{&orphanWait}},                    // a host name (stubbed: no lookups in tests)
-		{"dst kafka.example:9092", []*Subject{&kafkaSyn}},             // every address of a name
+		{"src inet6:fd00::/8 or sport = 5555", []*Subject{&webEstab}},      // inet6: restricts it all
+		{"src inet:127.0.0.1 or src inet6:fd00::1", []*Subject{&webEstab}}, // the last family named wins
+		{"src localhost", []*Subject{&orphanWait}},                         // a host name (stubbed: no lookups in tests)
+		{"dst kafka.example:9092", []*Subject{&kafkaSyn}},                  // every address of a name
 		{"dst web.example", []*Subject{&webEstab}},
 		{"dev = 0", all},
 		{"dev lo", nil},
