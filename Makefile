@@ -76,6 +76,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/output/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/workload/
 
+# socktrace ss against ss on many random filter expressions from a random
+# seed (make test runs 300 from a fixed one). SS_EXPRS sets how many.
+SS_EXPRS ?= 3000
+.PHONY: ss-differential
+ss-differential: deps
+	SOCKTRACE_SS_EXPRS=$(SS_EXPRS) SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 30m -run '^TestSSDifferential$$' -v ./cmd/socktrace/ | grep -v '^=== RUN'
+
 vmtest-deps:
 	$(call apt-install,$(VMTEST_PACKAGES))
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/testcgroup"
 	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -276,6 +277,140 @@ func TestSSDifferential(t *testing.T) {
 		if got != want {
 			failed++
 			t.Errorf("ss %s:\n--- ss\n%s--- socktrace ss\n%s", strings.Join(args, " "), want, got)
+		}
+	}
+}
+
+// TestSSCgroup: ss's cgroup test, by the cgroup's path under the mount
+// and by its full path, on a listener of a process in that cgroup.
+func TestSSCgroup(t *testing.T) {
+	ns := testnet.New(t)
+	cg := testcgroup.New(t, "/socktrace-test-ss.scope")
+	cmd := cg.Command(ns.Path(), os.Args[0])
+	cmd.Env = append(os.Environ(), serverEnv+"=127.0.0.1:7777")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if want, _ := ssBoth(t, ns, "-tlnH"); strings.Contains(want, ":7777") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server in the cgroup never listened")
+		}
+	}
+	for _, args := range [][]string{
+		{"-tlnH", "cgroup", cg.Path}, {"-tlnH", "cgroup", cg.Dir}, {"-tlnH", "cgroup", "!=", cg.Path},
+		{"-tlnHe", "cgroup", cg.Path},
+	} {
+		want, got := ssBoth(t, ns, args...)
+		if !strings.Contains(want, "7777") && args[2] != "!=" {
+			t.Errorf("ss %s lists no listener of the cgroup:\n%s", strings.Join(args, " "), want)
+		}
+		if got != want {
+			t.Errorf("ss %s:\n--- ss\n%s--- socktrace ss\n%s", strings.Join(args, " "), want, got)
+		}
+	}
+}
+
+// TestSSRefuses: what ss shows but socktrace ss does not, said clearly.
+func TestSSRefuses(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{"-u", "-u asks for UDP sockets: socktrace ss shows TCP sockets only"},
+		{"-tux", "-u asks for UDP sockets"},
+		{"-x", "-x asks for Unix sockets"},
+		{"-w", "-w asks for raw sockets"},
+		{"-S", "-S asks for SCTP sockets"},
+		{"--udp", "--udp asks for UDP sockets"},
+		{"-A unix", "-A unix asks for Unix sockets"},
+		{"-f link", "-f link asks for link sockets"},
+		{"-t state listen", "wrong state name: listen"},
+		{"-t -Z", "invalid option -- 'Z'"},
+		{"--resol", ""}, // a unique prefix of --resolve
+		{"-t dst 10.0.0.0/33", "bad address"},
+	} {
+		out, err := runSocktrace(t, append([]string{"ss"}, strings.Fields(tc.args)...)...)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("ss %s: %v\n%s", tc.args, err, out)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("ss %s: %v, want an error saying %q; output:\n%s", tc.args, err, tc.want, out)
+		}
+	}
+}
+
+// TestSSFollow: after the listing, the transitions of the sockets the
+// filter selects.
+func TestSSFollow(t *testing.T) {
+	ns := testnet.New(t)
+	cmd := exec.Command("nsenter", "--net="+ns.Path(), socktraceBin(t), "ss", "-tn", "dport", "=", ":9300", "--follow")
+	p := &proc{cmd: cmd, eof: make(chan struct{})}
+	cmd.Stderr = &p.stderr
+	var err error
+	if p.stdout, err = cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	go p.scan()
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:9300")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		for i := 0; i < 20; i++ { // until the trace has started
+			c, err := net.Dial("tcp4", "127.0.0.1:9300")
+			if err != nil {
+				return err
+			}
+			c.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	})
+	p.waitFor(t, "a transition of a connect to 9300", func(lines []string) bool {
+		for _, l := range lines {
+			if strings.Contains(l, ":9300") && strings.Contains(l, "close -> syn-sent") {
+				return true
+			}
+		}
+		return false
+	})
+	lines := p.stop(t)
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "Recv-Q Send-Q") && !strings.HasPrefix(lines[0], "State") {
+		t.Errorf("no ss listing first:\n%s", strings.Join(lines, "\n"))
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "->") && !strings.Contains(l, ":9300") && strings.Contains(l, "syn-sent") {
+			t.Errorf("a transition the filter does not select: %s", l)
+		}
+	}
+}
+
+// TestOnceResolve: --once -r shows host names in the listing, as ss -r
+// does (127.0.0.1 is localhost in /etc/hosts: no lookup leaves the host).
+func TestOnceResolve(t *testing.T) {
+	ns := testnet.New(t)
+	port := listen(t, ns)
+	for _, args := range [][]string{
+		{"--once", "-r", "-n", "--netns", ns.Path(), "sport = :" + strconv.Itoa(port)},
+		{"ss", "-tlrn", "-N", ns.Path(), "sport = :" + strconv.Itoa(port)},
+	} {
+		out, err := runSocktrace(t, args...)
+		if err != nil || !strings.Contains(out, "localhost:"+strconv.Itoa(port)) {
+			t.Errorf("socktrace %s: %v, want localhost:%d in:\n%s", strings.Join(args, " "), err, port, out)
 		}
 	}
 }

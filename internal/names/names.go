@@ -149,6 +149,9 @@ func (h *Hosts) work() {
 // Name returns the host name of a if known, else a's text form, and
 // starts a lookup the first time it sees a. It never blocks.
 func (h *Hosts) Name(a netip.Addr) string {
+	if a.IsUnspecified() {
+		return a.String()
+	}
 	h.mu.Lock()
 	name, seen := h.cache[a]
 	if !seen {
@@ -184,6 +187,9 @@ func (h *Hosts) Resolve(addrs []netip.Addr, timeout time.Duration) {
 	asked := map[netip.Addr]bool{}
 	h.mu.Lock()
 	for _, a := range addrs {
+		if a.IsUnspecified() {
+			continue // 0.0.0.0 and :: have no name worth asking for
+		}
 		if _, seen := h.cache[a]; !seen && !asked[a] {
 			asked[a] = true
 			todo = append(todo, a)

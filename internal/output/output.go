@@ -48,6 +48,15 @@ type JSON struct {
 // (netns_name in socket rows, destinations and alerts).
 func (j *JSON) SetNetnsNames(f func(uint32) string) { j.netnsName = f }
 
+// ResolveNames looks up the host names of addrs (with -r) and waits for
+// them, two seconds at most: a listing shows names, where the stream
+// never waits for them.
+func (t *Table) ResolveNames(addrs []netip.Addr) {
+	if t.hosts != nil {
+		t.hosts.Resolve(addrs, 2*time.Second)
+	}
+}
+
 // SetNetnsNames gives the writer a way to name network namespaces (after
 // the destination in alerts and failures).
 func (t *Table) SetNetnsNames(f func(uint32) string) { t.netnsName = f }

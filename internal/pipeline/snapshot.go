@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"bufio"
+	"net/netip"
 	"os"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/netnsname"
+	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -47,6 +49,15 @@ func Once(o *Options) error {
 	ids := identity.NewResolver(o.HostRoot, o.KubeletLogDir)
 	w.SetNetnsNames(netnsname.New(o.HostRoot, ids).Name)
 	byPID := map[uint32]*identity.Identity{}
+	// -r: the names first, looked up in parallel and waited for (for a
+	// bounded time), as ss does in its listing.
+	if t, ok := w.(*output.Table); ok && o.Table.Resolve {
+		var addrs []netip.Addr
+		for i := range s.socks {
+			addrs = append(addrs, s.socks[i].Src, s.socks[i].Dst)
+		}
+		t.ResolveNames(addrs)
+	}
 	for i := range s.socks {
 		timeline.FillRow(&r, &s.socks[i], s.owners)
 		if r.OwnerKnown {
