@@ -101,6 +101,39 @@ struct trace_event_raw_inet_sock_set_state {
 	int newstate;
 };
 
+/* For the socket owners iterator (owners.bpf.c): the task and file
+ * iter/task_file gives, and the socket behind a file. */
+struct task_struct {
+	int pid;
+	int tgid;
+	char comm[16];
+};
+
+struct inode {
+	unsigned long i_ino;
+};
+
+struct file {
+	struct inode *f_inode;
+};
+
+struct socket {
+	struct sock *sk;
+};
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+};
+
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	u32 fd;
+	struct file *file;
+};
+
 #pragma clang attribute pop
 
 #endif /* SOCKTRACE_KERNEL_H */

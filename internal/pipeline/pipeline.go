@@ -13,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -365,7 +366,7 @@ func (p *pipeline) livePressure() (analysis.Pressure, error) {
 			want[s.Inode] = true
 		}
 	}
-	owners := procs.Scan(want)
+	owners, _, _ := owners.Scan(want)
 	return analysis.Measure(analysis.PressureInput{
 		Sockets: socks, Owners: owners, Table: p.table,
 		Now: events.Monotonic(), Start: p.startK,

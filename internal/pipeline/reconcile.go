@@ -9,6 +9,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -244,7 +245,7 @@ func (rc *reconciler) dumpAll(rowsNetns map[uint32]bool) *dumpResult {
 	// Owners are looked for in /proc only when needed (see applyReconcile):
 	// walking every process's descriptors costs more than the dump.
 	if o.Gauges {
-		d.Owners = procs.Scan(dumpInodes(d.Sockets))
+		d.Owners, _, _ = owners.Scan(dumpInodes(d.Sockets))
 	}
 	states := o.Filter.States
 	if states == 0 {
@@ -359,7 +360,11 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 	// the dump was (a trace's dump looked for none).
 	if !p.o.Gauges {
 		if want := addedInodes(res.Added); len(want) > 0 {
-			go func() { p.rc.owners <- ownersOf{procs.Scan(want), res.Added}; p.rc.wake() }()
+			go func() {
+				t, _, _ := owners.Scan(want)
+				p.rc.owners <- ownersOf{t, res.Added}
+				p.rc.wake()
+			}()
 		}
 	} else {
 		// The pressure picture comes with the dump.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"fmt"
 	"net/netip"
 	"os"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/netnsname"
 	"github.com/socktrace/socktrace/internal/output"
+	"github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -19,17 +21,33 @@ import (
 // takeSnap lists the sockets of the chosen namespaces, in the states
 // asked for, with the processes that hold them.
 func takeSnap(o *Options) (*snap, error) {
-	// The owners are found in /proc while the kernel lists the sockets:
-	// the two take about as long, and overlap on two CPUs.
-	scanned := make(chan procs.Table, 1)
-	go func() { scanned <- procs.Scan(nil) }()
+	// The owners are found (by a BPF iterator, else in /proc) while the
+	// kernel lists the sockets: the two overlap on two CPUs.
+	type scan struct {
+		t      procs.Table
+		method string
+		err    error
+	}
+	scanned := make(chan scan, 1)
+	go func() {
+		t, m, err := owners.Scan(nil)
+		scanned <- scan{t, m, err}
+	}()
 	start := events.Monotonic()
 	socks, err := dumpNamespaces(o, o.Filter.States)
 	end := events.Monotonic()
-	owners := <-scanned
+	sc := <-scanned
 	if err != nil {
 		return nil, err
 	}
+	if o.Once && o.Output == "table" {
+		how := "socket owners from a " + sc.method
+		if sc.err != nil {
+			how = "socket owners from " + sc.method + " (no BPF iterator: " + sc.err.Error() + ")"
+		}
+		fmt.Fprintf(os.Stderr, "socktrace: %s\n", how)
+	}
+	owners := sc.t
 	return &snap{socks: socks, owners: owners, start: start, end: end, at: time.Now()}, nil
 }
 

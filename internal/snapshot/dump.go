@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -30,7 +31,7 @@ type Options struct {
 // flags as interrupted (the tables changed under it) is retried; after
 // three, Dump gives up with ErrInterrupted.
 func Dump(o Options) ([]Socket, error) {
-	fd, netns, err := openDiag(o.Netns)
+	fd, netns, hint, err := openDiag(o.Netns)
 	if err != nil {
 		return nil, err
 	}
@@ -39,12 +40,15 @@ func Dump(o Options) ([]Socket, error) {
 	if states == 0 {
 		states = tcpstate.All
 	}
-	var out []Socket
+	// The slice is sized from the kernel's own count of the namespace's
+	// sockets: at 100,000 sockets, growing it copied them twice over,
+	// with the garbage collector scanning every copy.
+	out := make([]Socket, 0, hint+hint/8+64)
 	for _, fam := range families(o) {
-		var socks []Socket
+		n := len(out)
 		var err error
 		for attempt := 1; ; attempt++ {
-			socks, err = dumpFamily(fd, fam, states, uint32(attempt), o.ext(), o.AutoboundOnly)
+			out, err = dumpFamily(fd, fam, states, uint32(attempt), o.ext(), o.AutoboundOnly, out[:n])
 			if err != ErrInterrupted || attempt == maxDumpAttempts {
 				break
 			}
@@ -52,12 +56,37 @@ func Dump(o Options) ([]Socket, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s sockets: %w", famName(fam), err)
 		}
-		for i := range socks {
-			socks[i].Netns = netns
-		}
-		out = append(out, socks...)
+	}
+	for i := range out {
+		out[i].Netns = netns
 	}
 	return out, nil
+}
+
+// socketCount is how many TCP sockets the kernel counts in the calling
+// thread's network namespace (/proc/net/sockstat{,6}: in use and in
+// time-wait), 0 if it cannot say: a size for the dump's slice.
+func socketCount() int {
+	n := 0
+	for _, f := range []string{"/proc/thread-self/net/sockstat", "/proc/thread-self/net/sockstat6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) == 0 || (fields[0] != "TCP:" && fields[0] != "TCP6:") {
+				continue
+			}
+			for i := 1; i+1 < len(fields); i += 2 {
+				if fields[i] == "inuse" || fields[i] == "tw" {
+					v, _ := strconv.Atoi(fields[i+1])
+					n += v
+				}
+			}
+		}
+	}
+	return n
 }
 
 func families(o Options) []uint8 {
@@ -88,8 +117,9 @@ func (o Options) ext() uint8 {
 	return e
 }
 
-// dumpFamily runs one dump request to completion.
-func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8, autobound bool) ([]Socket, error) {
+// dumpFamily runs one dump request to completion, appending its sockets
+// to dst.
+func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8, autobound bool, dst []Socket) ([]Socket, error) {
 	req := encodeRequest(family, states, seq, ext)
 	if autobound {
 		req = withBytecode(req, bytecodeAutobound)
@@ -98,7 +128,7 @@ func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint
 		return nil, fmt.Errorf("send sock_diag request: %w", err)
 	}
 	buf := make([]byte, 64<<10)
-	var socks []Socket
+	socks := dst
 	interrupted := false
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
@@ -121,34 +151,36 @@ func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint
 		}
 	}
 	if interrupted {
-		return nil, ErrInterrupted
+		return dst, ErrInterrupted
 	}
 	return socks, nil
 }
 
 // openDiag opens a NETLINK_SOCK_DIAG socket in the namespace at path
-// ("" for ours) and returns it with the namespace's inode.
-func openDiag(path string) (fd int, netns uint32, err error) {
+// ("" for ours) and returns it with the namespace's inode and the
+// kernel's count of its TCP sockets.
+func openDiag(path string) (fd int, netns uint32, count int, err error) {
 	if path == "" {
 		path = "/proc/self/ns/net"
 		fd, err := newDiagSocket()
 		if err != nil {
-			return -1, 0, err
+			return -1, 0, 0, err
 		}
 		ino, err := nsInode(path)
 		if err != nil {
 			unix.Close(fd)
-			return -1, 0, err
+			return -1, 0, 0, err
 		}
-		return fd, ino, nil
+		return fd, ino, socketCount(), nil
 	}
 	ino, err := nsInode(path)
 	if err != nil {
-		return -1, 0, err
+		return -1, 0, 0, err
 	}
 	type result struct {
-		fd  int
-		err error
+		fd    int
+		count int
+		err   error
 	}
 	ch := make(chan result, 1)
 	go func() {
@@ -157,19 +189,19 @@ func openDiag(path string) (fd int, netns uint32, err error) {
 		runtime.LockOSThread()
 		nsfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			ch <- result{-1, fmt.Errorf("open network namespace %s: %w", path, err)}
+			ch <- result{-1, 0, fmt.Errorf("open network namespace %s: %w", path, err)}
 			return
 		}
 		defer unix.Close(nsfd)
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{-1, fmt.Errorf("enter network namespace %s: %w", path, err)}
+			ch <- result{-1, 0, fmt.Errorf("enter network namespace %s: %w", path, err)}
 			return
 		}
 		fd, err := newDiagSocket()
-		ch <- result{fd, err}
+		ch <- result{fd, socketCount(), err}
 	}()
 	r := <-ch
-	return r.fd, ino, r.err
+	return r.fd, ino, r.count, r.err
 }
 
 func newDiagSocket() (int, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/names"
+	sockowners "github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/sslayout"
@@ -39,7 +40,7 @@ func List(w io.Writer, o *Options, width int) error {
 				want[socks[i].Inode] = true
 			}
 		}
-		owners = procs.Scan(want)
+		owners, _, _ = sockowners.Scan(want)
 	}
 	var auto map[uint64]bool // the kernel's autobound sockets, if asked
 	if filter.UsesAutobound(o.Expr) {

@@ -1,0 +1,98 @@
+// Package owners finds which processes hold which TCP sockets (what ss -p
+// shows), from inside the kernel with a BPF iter/task_file program where
+// the kernel can load it (5.11+, with CAP_BPF and CAP_PERFMON), and by
+// reading every /proc/PID/fd link (package procs) where not.
+package owners
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sort"
+	"unsafe"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/socktrace/socktrace/internal/procs"
+)
+
+// The ways owners are found, as Scan names them.
+const (
+	MethodIter = "BPF task_file iterator"
+	MethodProc = "/proc/PID/fd"
+)
+
+// Scan returns the holders of the TCP sockets whose inodes are in want
+// (nil: all), sorted by pid then fd as procs.Scan does, and how they were
+// found. Why the iterator could not be used is in iterErr (nil when it
+// was).
+func Scan(want map[uint32]bool) (t procs.Table, method string, iterErr error) {
+	t, err := scanIter(want)
+	if err == nil {
+		return t, MethodIter, nil
+	}
+	return procs.Scan(want), MethodProc, err
+}
+
+const recSize = int(unsafe.Sizeof(ownersOwnerRec{}))
+
+func scanIter(want map[uint32]bool) (procs.Table, error) {
+	var objs ownersObjects
+	if err := loadOwnersObjects(&objs, nil); err != nil {
+		return nil, fmt.Errorf("load the socket owners iterator: %w", err)
+	}
+	defer objs.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: objs.SocketOwners})
+	if err != nil {
+		return nil, fmt.Errorf("attach the socket owners iterator: %w", err)
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open the socket owners iterator: %w", err)
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("read the socket owners iterator: %w", err)
+	}
+	if len(b)%recSize != 0 {
+		return nil, fmt.Errorf("socket owners iterator: %d bytes, not a whole number of %d-byte records", len(b), recSize)
+	}
+	return decode(b, want), nil
+}
+
+// decode turns the iterator's records into a table.
+func decode(b []byte, want map[uint32]bool) procs.Table {
+	t := procs.Table{}
+	comms := map[[16]byte]string{}
+	ne := binary.NativeEndian
+	for ; len(b) >= recSize; b = b[recSize:] {
+		ino := ne.Uint32(b[0:])
+		if want != nil && !want[ino] {
+			continue
+		}
+		c := [16]byte(b[12:28])
+		comm, ok := comms[c]
+		if !ok {
+			n := bytes.IndexByte(c[:], 0)
+			if n < 0 {
+				n = len(c)
+			}
+			comm = string(c[:n])
+			comms[c] = comm
+		}
+		t[ino] = append(t[ino], procs.Owner{PID: ne.Uint32(b[4:]), Comm: comm, FD: int(ne.Uint32(b[8:]))})
+	}
+	for _, os := range t {
+		if len(os) > 1 {
+			sort.Slice(os, func(i, j int) bool {
+				if os[i].PID != os[j].PID {
+					return os[i].PID < os[j].PID
+				}
+				return os[i].FD < os[j].FD
+			})
+		}
+	}
+	return t
+}
