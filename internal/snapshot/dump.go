@@ -120,40 +120,93 @@ func (o Options) ext() uint8 {
 // dumpFamily runs one dump request to completion, appending its sockets
 // to dst.
 func dumpFamily(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8, autobound bool, dst []Socket) ([]Socket, error) {
+	socks := dst
+	interrupted, err := dumpRequest(fd, family, states, seq, ext, autobound, func(s *Socket) error {
+		socks = append(socks, *s)
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if interrupted {
+		return dst, ErrInterrupted
+	}
+	return socks, nil
+}
+
+// dumpRequest sends one dump request and reads its replies to the end,
+// calling onSocket for each socket and afterRead (if not nil) after each
+// read.
+func dumpRequest(fd int, family uint8, states tcpstate.Mask, seq uint32, ext uint8, autobound bool,
+	onSocket func(*Socket) error, afterRead func() error) (interrupted bool, err error) {
 	req := encodeRequest(family, states, seq, ext)
 	if autobound {
 		req = withBytecode(req, bytecodeAutobound)
 	}
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("send sock_diag request: %w", err)
+		return false, fmt.Errorf("send sock_diag request: %w", err)
 	}
 	buf := make([]byte, 64<<10)
-	socks := dst
-	interrupted := false
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read sock_diag reply: %w", err)
+			return false, fmt.Errorf("read sock_diag reply: %w", err)
 		}
-		done, intr, err := parseReplies(buf[:n], seq, func(s *Socket) error {
-			socks = append(socks, *s)
-			return nil
-		})
+		done, intr, err := parseReplies(buf[:n], seq, onSocket)
 		interrupted = interrupted || intr
 		if err != nil {
-			return nil, err
+			return interrupted, err
+		}
+		if afterRead != nil {
+			if err := afterRead(); err != nil {
+				return interrupted, err
+			}
 		}
 		if done {
-			break
+			return interrupted, nil
 		}
 	}
-	if interrupted {
-		return dst, ErrInterrupted
+}
+
+// DumpEach is Dump for a listing that prints as it goes: each is given
+// the sockets of every read of the kernel's replies, in a slice of their
+// own. Like ss, it does not retry a dump the kernel flags as interrupted
+// (the tables changed while it ran): it has printed it already.
+func DumpEach(o Options, each func([]Socket) error) error {
+	fd, netns, _, err := openDiag(o.Netns)
+	if err != nil {
+		return err
 	}
-	return socks, nil
+	defer unix.Close(fd)
+	states := o.States
+	if states == 0 {
+		states = tcpstate.All
+	}
+	for _, fam := range families(o) {
+		var batch []Socket
+		_, err := dumpRequest(fd, fam, states, 1, o.ext(), o.AutoboundOnly, func(s *Socket) error {
+			if batch == nil {
+				batch = make([]Socket, 0, 256)
+			}
+			s.Netns = netns
+			batch = append(batch, *s)
+			return nil
+		}, func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			b := batch
+			batch = nil
+			return each(b)
+		})
+		if err != nil {
+			return fmt.Errorf("list %s sockets: %w", famName(fam), err)
+		}
+	}
+	return nil
 }
 
 // openDiag opens a NETLINK_SOCK_DIAG socket in the namespace at path

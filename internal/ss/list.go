@@ -25,22 +25,24 @@ const resolveWait = 2 * time.Second
 // List prints the sockets o selects to w, as ss prints them; width is the
 // terminal's columns, 0 when w is not a terminal.
 func List(w io.Writer, o *Options, width int) error {
+	// -p: the holders are found (a BPF iterator, else /proc) while the
+	// kernel lists the sockets.
+	ownersc := make(chan procs.Table, 1)
+	if o.Processes {
+		go func() {
+			t, _, _ := sockowners.Scan(nil)
+			ownersc <- t
+		}()
+	} else {
+		ownersc <- nil
+	}
 	socks, err := snapshot.Dump(snapshot.Options{
 		States: o.States, IPv4: o.Family == unix.AF_INET, IPv6: o.Family == unix.AF_INET6,
 		Netns: o.Netns, Info: o.Info, Mem: o.Memory,
 	})
+	owners := <-ownersc
 	if err != nil {
 		return err
-	}
-	var owners procs.Table
-	if o.Processes {
-		want := map[uint32]bool{}
-		for i := range socks {
-			if socks[i].Inode != 0 {
-				want[socks[i].Inode] = true
-			}
-		}
-		owners, _, _ = sockowners.Scan(want)
 	}
 	var auto map[uint64]bool // the kernel's autobound sockets, if asked
 	if filter.UsesAutobound(o.Expr) {
