@@ -197,6 +197,13 @@ var snapCmds = []snapCmd{
 	{"ss -tanp", func(c *config, ns string) []string {
 		return []string{"nsenter", "--net=" + ns, c.ss, "-tanp"}
 	}, func(p string) int64 { return countAllLines(p) - 1 }},
+	// socktrace's ss, without and with the sockets' holders.
+	{"socktrace ss -tan", func(c *config, ns string) []string {
+		return []string{"nsenter", "--net=" + ns, c.socktrace, "ss", "-tan"}
+	}, func(p string) int64 { return countAllLines(p) - 1 }},
+	{"socktrace ss -tanp", func(c *config, ns string) []string {
+		return []string{"nsenter", "--net=" + ns, c.socktrace, "ss", "-tanp"}
+	}, func(p string) int64 { return countAllLines(p) - 1 }},
 }
 
 func snapshotBench(c *config) ([]snapRun, error) {
