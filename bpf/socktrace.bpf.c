@@ -561,14 +561,14 @@ static __always_inline int on_synack(struct sock *sk, struct request_sock *req)
 	return 0;
 }
 
-static __always_inline int handle(struct sock *sk, int oldstate, int newstate, int cookie_helper)
+static __always_inline int handle(struct sock *sk, int oldstate, int newstate, int cookie_helper, __u8 extra_flags)
 {
 	__u64 skaddr = (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
 	struct sock_info *info, next = {};
 	struct owner cur;
 	__u64 prev_ns = 0;
-	__u8 flags = 0;
+	__u8 flags = extra_flags;
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
@@ -676,28 +676,103 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	return 0;
 }
 
+/*
+ * No transition skipped. Since Linux 6.1, __bpf_trace_run() does not run
+ * a raw_tp/tp_btf program on a CPU where that same program is already
+ * running (prog->active, per program and CPU): a transition made by a
+ * softirq that interrupts the program is lost to it (a recursion miss).
+ * Each program has its own guard, and the programs of one tracepoint run
+ * in the order they were attached. So a backup program, attached after
+ * the primary, handles the transitions the primary is skipped for: the
+ * primary counts itself in and out on its CPU (running), and the backup
+ * acts only while the primary is in, which is only when the kernel has
+ * just skipped it (otherwise the primary has run and gone out before the
+ * backup runs). Before 6.1 there is no guard, the primary runs nested
+ * itself, and user space does not attach the backup. The programs keep
+ * no per-CPU scratch space, so a nested run cannot spoil an outer one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} running SEC(".maps");
+
+/* Transitions the backup handled for the primary, per CPU: the primary's
+ * recursion misses less these are the transitions both missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} rescued SEC(".maps");
+
+static __always_inline int primary(struct sock *sk, int oldstate, int newstate, int cookie_helper)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&running, &zero);
+
+	if (depth)
+		*depth += 1; /* per-CPU: only a nested run on this CPU sees it */
+	handle(sk, oldstate, newstate, cookie_helper, 0);
+	if (depth)
+		*depth -= 1;
+	return 0;
+}
+
+static __always_inline int backup(struct sock *sk, int oldstate, int newstate, int cookie_helper)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&running, &zero);
+
+	if (!depth || *depth == 0)
+		return 0; /* the primary ran for this one */
+	__u64 *n = bpf_map_lookup_elem(&rescued, &zero);
+	if (n)
+		*n += 1;
+	return handle(sk, oldstate, newstate, cookie_helper, EVENT_BACKUP);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_btf_cookie, struct sock *sk, int oldstate, int newstate)
 {
-	return handle(sk, oldstate, newstate, 1);
+	return primary(sk, oldstate, newstate, 1);
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_btf_core, struct sock *sk, int oldstate, int newstate)
 {
-	return handle(sk, oldstate, newstate, 0);
+	return primary(sk, oldstate, newstate, 0);
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
 int raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	return handle((struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], 0);
+	return primary((struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], 0);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_cookie_backup, struct sock *sk, int oldstate, int newstate)
+{
+	return backup(sk, oldstate, newstate, 1);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_core_backup, struct sock *sk, int oldstate, int newstate)
+{
+	return backup(sk, oldstate, newstate, 0);
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int raw_tp_backup(struct bpf_raw_tracepoint_args *ctx)
+{
+	return backup((struct sock *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], 0);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	return handle((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0);
+	return handle((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, 0, 0);
 }
 
 /*

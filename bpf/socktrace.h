@@ -15,6 +15,7 @@
 #define EVENT_PREV_KNOWN (1 << 1)   /* prev_ns is the time spent in oldstate */
 #define EVENT_COOKIE_HELPER (1 << 2) /* cookie came from bpf_get_socket_cookie() */
 #define EVENT_TCP_STATS (1 << 3)    /* bytes_*, segs_*, total_retrans, srtt_us are the socket's */
+#define EVENT_BACKUP (1 << 4)       /* sent by the backup program: the kernel skipped the primary */
 
 /* event.kind: what a ring buffer record is. */
 enum event_kind {

@@ -66,13 +66,20 @@ func tracepointArgs(kernel *btf.Spec, name string) (int, bool) {
 	return len(proto.Params) - 1, true // the first is the context
 }
 
+// sharedMaps are the main program's maps, which the hooks and the backup
+// program use too.
+func (t *Tracer) sharedMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		"events": t.maps.Events, "lost": t.maps.Lost, "socks": t.maps.Socks, "listeners": t.maps.Listeners,
+		"held": t.maps.Held, "dests": t.maps.Dests, "dests_overflow": t.maps.DestsOverflow, "synacks": t.maps.Synacks,
+		"running": t.maps.Running, "rescued": t.maps.Rescued,
+	}
+}
+
 // attachHooks loads and attaches the optional hooks, sharing the maps of
 // the main program; tp_btf says whether to try tracing programs first.
 func (t *Tracer) attachHooks(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, tpBtf bool) {
-	replace := map[string]*ebpf.Map{
-		"events": t.maps.Events, "lost": t.maps.Lost, "socks": t.maps.Socks, "listeners": t.maps.Listeners,
-		"held": t.maps.Held, "dests": t.maps.Dests, "dests_overflow": t.maps.DestsOverflow, "synacks": t.maps.Synacks,
-	}
+	replace := t.sharedMaps()
 	kernel := kernelTypes
 	if kernel == nil {
 		kernel, _ = btf.LoadKernelSpec()

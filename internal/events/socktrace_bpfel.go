@@ -161,6 +161,8 @@ const (
 	socktraceMapHeld                = "held"
 	socktraceMapListeners           = "listeners"
 	socktraceMapLost                = "lost"
+	socktraceMapRescued             = "rescued"
+	socktraceMapRunning             = "running"
 	socktraceMapSocks               = "socks"
 	socktraceMapSynacks             = "synacks"
 	socktraceProgRawErrorReport     = "raw_error_report"
@@ -170,8 +172,11 @@ const (
 	socktraceProgRawSendReset       = "raw_send_reset"
 	socktraceProgRawSynack          = "raw_synack"
 	socktraceProgRawTp              = "raw_tp"
+	socktraceProgRawTpBackup        = "raw_tp_backup"
 	socktraceProgTpBtfCookie        = "tp_btf_cookie"
+	socktraceProgTpBtfCookieBackup  = "tp_btf_cookie_backup"
 	socktraceProgTpBtfCore          = "tp_btf_core"
+	socktraceProgTpBtfCoreBackup    = "tp_btf_core_backup"
 	socktraceProgTpBtfErrorReport   = "tp_btf_error_report"
 	socktraceProgTpBtfReceiveReset  = "tp_btf_receive_reset"
 	socktraceProgTpBtfRetransmit    = "tp_btf_retransmit"
@@ -234,8 +239,11 @@ type socktraceProgramSpecs struct {
 	RawSendReset       *ebpf.ProgramSpec `ebpf:"raw_send_reset"`
 	RawSynack          *ebpf.ProgramSpec `ebpf:"raw_synack"`
 	RawTp              *ebpf.ProgramSpec `ebpf:"raw_tp"`
+	RawTpBackup        *ebpf.ProgramSpec `ebpf:"raw_tp_backup"`
 	TpBtfCookie        *ebpf.ProgramSpec `ebpf:"tp_btf_cookie"`
+	TpBtfCookieBackup  *ebpf.ProgramSpec `ebpf:"tp_btf_cookie_backup"`
 	TpBtfCore          *ebpf.ProgramSpec `ebpf:"tp_btf_core"`
+	TpBtfCoreBackup    *ebpf.ProgramSpec `ebpf:"tp_btf_core_backup"`
 	TpBtfErrorReport   *ebpf.ProgramSpec `ebpf:"tp_btf_error_report"`
 	TpBtfReceiveReset  *ebpf.ProgramSpec `ebpf:"tp_btf_receive_reset"`
 	TpBtfRetransmit    *ebpf.ProgramSpec `ebpf:"tp_btf_retransmit"`
@@ -255,6 +263,8 @@ type socktraceMapSpecs struct {
 	Held          *ebpf.MapSpec `ebpf:"held"`
 	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	Rescued       *ebpf.MapSpec `ebpf:"rescued"`
+	Running       *ebpf.MapSpec `ebpf:"running"`
 	Socks         *ebpf.MapSpec `ebpf:"socks"`
 	Synacks       *ebpf.MapSpec `ebpf:"synacks"`
 }
@@ -295,6 +305,8 @@ type socktraceMaps struct {
 	Held          *ebpf.Map `ebpf:"held"`
 	Listeners     *ebpf.Map `ebpf:"listeners"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	Rescued       *ebpf.Map `ebpf:"rescued"`
+	Running       *ebpf.Map `ebpf:"running"`
 	Socks         *ebpf.Map `ebpf:"socks"`
 	Synacks       *ebpf.Map `ebpf:"synacks"`
 }
@@ -307,6 +319,8 @@ func (m *socktraceMaps) Close() error {
 		m.Held,
 		m.Listeners,
 		m.Lost,
+		m.Rescued,
+		m.Running,
 		m.Socks,
 		m.Synacks,
 	)
@@ -333,8 +347,11 @@ type socktracePrograms struct {
 	RawSendReset       *ebpf.Program `ebpf:"raw_send_reset"`
 	RawSynack          *ebpf.Program `ebpf:"raw_synack"`
 	RawTp              *ebpf.Program `ebpf:"raw_tp"`
+	RawTpBackup        *ebpf.Program `ebpf:"raw_tp_backup"`
 	TpBtfCookie        *ebpf.Program `ebpf:"tp_btf_cookie"`
+	TpBtfCookieBackup  *ebpf.Program `ebpf:"tp_btf_cookie_backup"`
 	TpBtfCore          *ebpf.Program `ebpf:"tp_btf_core"`
+	TpBtfCoreBackup    *ebpf.Program `ebpf:"tp_btf_core_backup"`
 	TpBtfErrorReport   *ebpf.Program `ebpf:"tp_btf_error_report"`
 	TpBtfReceiveReset  *ebpf.Program `ebpf:"tp_btf_receive_reset"`
 	TpBtfRetransmit    *ebpf.Program `ebpf:"tp_btf_retransmit"`
@@ -353,8 +370,11 @@ func (p *socktracePrograms) Close() error {
 		p.RawSendReset,
 		p.RawSynack,
 		p.RawTp,
+		p.RawTpBackup,
 		p.TpBtfCookie,
+		p.TpBtfCookieBackup,
 		p.TpBtfCore,
+		p.TpBtfCoreBackup,
 		p.TpBtfErrorReport,
 		p.TpBtfReceiveReset,
 		p.TpBtfRetransmit,

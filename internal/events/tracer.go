@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/socktrace/socktrace/internal/tcpstate"
+	"golang.org/x/sys/unix"
 )
 
 // PortRange is an inclusive range of ports.
@@ -111,6 +112,11 @@ type Tracer struct {
 	hookProgs  []*ebpf.Program
 	hookLinks  []link.Link
 	hookStatus []HookStatus
+	// The primary program's backup, if attached, or why not.
+	backupProg *ebpf.Program
+	backupLink link.Link
+	backupErr  error
+	rescued    []uint64 // per-CPU read buffer
 
 	stopping atomic.Bool // Stop was called
 	stopOnce sync.Once
@@ -128,6 +134,8 @@ type tracerMaps struct {
 	Dests         *ebpf.Map `ebpf:"dests"`
 	DestsOverflow *ebpf.Map `ebpf:"dests_overflow"`
 	Synacks       *ebpf.Map `ebpf:"synacks"`
+	Running       *ebpf.Map `ebpf:"running"`
+	Rescued       *ebpf.Map `ebpf:"rescued"`
 }
 
 type tracerObjects struct {
@@ -140,16 +148,19 @@ type candidate struct {
 	method string // as shown to users
 	mode   string // the Attach option that selects it
 	prog   string
+	backup string // its backup program (see bpf/socktrace.bpf.c), "" if none
 	attach func(*ebpf.Program) (link.Link, error)
 }
 
+func attachRawTp(p *ebpf.Program) (link.Link, error) {
+	return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: p})
+}
+
 var candidates = []candidate{
-	{"tp_btf (socket cookie from bpf_get_socket_cookie)", AttachTpBtf, "tp_btf_cookie", attachTracing},
-	{"tp_btf (socket cookie read from the socket)", AttachTpBtf, "tp_btf_core", attachTracing},
-	{"raw_tracepoint", AttachRawTp, "raw_tp", func(p *ebpf.Program) (link.Link, error) {
-		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: p})
-	}},
-	{"tracepoint sock:inet_sock_set_state", AttachTracepoint, "tracepoint", func(p *ebpf.Program) (link.Link, error) {
+	{"tp_btf (socket cookie from bpf_get_socket_cookie)", AttachTpBtf, "tp_btf_cookie", "tp_btf_cookie_backup", attachTracing},
+	{"tp_btf (socket cookie read from the socket)", AttachTpBtf, "tp_btf_core", "tp_btf_core_backup", attachTracing},
+	{"raw_tracepoint", AttachRawTp, "raw_tp", "raw_tp_backup", attachRawTp},
+	{"tracepoint sock:inet_sock_set_state", AttachTracepoint, "tracepoint", "", func(p *ebpf.Program) (link.Link, error) {
 		return link.Tracepoint("sock", "inet_sock_set_state", p, nil)
 	}},
 }
@@ -275,11 +286,65 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 		nextSync:  now.Add(clockSyncInterval),
 	}
 	t.attachHooks(spec, kernelTypes, c.mode == AttachTpBtf)
+	t.attachBackup(spec, c, kernelTypes)
 	return t, nil
 }
 
+// attachBackup attaches the primary program's backup, which handles the
+// transitions the kernel skips the primary for (see bpf/socktrace.bpf.c),
+// where the kernel has the recursion guard that makes it skip: 6.1 and
+// later (before, a nested run re-enters the primary, and a backup would
+// send the same transition twice).
+func (t *Tracer) attachBackup(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec) {
+	switch {
+	case c.backup == "":
+		t.backupErr = fmt.Errorf("%s has no backup program", c.method)
+		return
+	case !kernelAtLeast(6, 1):
+		t.backupErr = fmt.Errorf("the kernel runs a nested transition's program itself (no recursion guard before Linux 6.1): no backup needed")
+		return
+	}
+	p, l, err := loadHook(spec, c.backup, t.sharedMaps(), kernelTypes, c.attach)
+	if err != nil {
+		t.backupErr = fmt.Errorf("attach the backup program: %w", err)
+		return
+	}
+	t.backupProg, t.backupLink = p, l
+}
+
+// kernelAtLeast says whether the running kernel is major.minor or later.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var a, b int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || a == major && b >= minor
+}
+
+// Backup says whether a backup program covers the transitions the
+// kernel skips the primary for, and if not, why.
+func (t *Tracer) Backup() (bool, error) { return t.backupProg != nil, t.backupErr }
+
+// RecursionMisses are the kernel's counts of the runs it skipped, of the
+// primary program and of its backup (0 without one).
+func (t *Tracer) RecursionMisses() (primary, backup uint64) {
+	if st, err := t.prog.Stats(); err == nil {
+		primary = st.RecursionMisses
+	}
+	if t.backupProg != nil {
+		if st, err := t.backupProg.Stats(); err == nil {
+			backup = st.RecursionMisses
+		}
+	}
+	return primary, backup
+}
+
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued} {
 		if x != nil {
 			x.Close()
 		}
@@ -437,15 +502,52 @@ func (t *Tracer) Read(r *Record) error {
 	}
 }
 
-// newlySkipped returns how many runs of the program the kernel skipped
-// since it last looked (0 where the kernel does not say).
+// newlySkipped returns how many transitions no program ran for since it
+// last looked (0 where the kernel does not say): the primary's recursion
+// misses, less those its backup handled.
 func (t *Tracer) newlySkipped() uint64 {
 	st, err := t.prog.Stats()
-	if err != nil || st.RecursionMisses < t.skippedSeen {
+	if err != nil {
 		return 0
 	}
-	n := st.RecursionMisses - t.skippedSeen
-	t.skippedSeen = st.RecursionMisses
+	missed := st.RecursionMisses
+	if rescued, ok := t.rescuedTotal(); ok {
+		if rescued > missed {
+			return 0 // read between a miss and its rescue being counted
+		}
+		missed -= rescued
+	}
+	if missed < t.skippedSeen {
+		return 0
+	}
+	n := missed - t.skippedSeen
+	t.skippedSeen = missed
+	return n
+}
+
+// rescuedTotal is how many transitions the backup program handled, summed
+// over the CPUs.
+func (t *Tracer) rescuedTotal() (uint64, bool) {
+	if t.backupProg == nil || t.maps.Rescued == nil {
+		return 0, false
+	}
+	if t.rescued == nil {
+		t.rescued = make([]uint64, len(t.lostVals))
+	}
+	if err := t.maps.Rescued.Lookup(uint32(0), &t.rescued); err != nil {
+		return 0, false
+	}
+	var n uint64
+	for _, v := range t.rescued {
+		n += v
+	}
+	return n, true
+}
+
+// Rescued is how many transitions the backup program handled that the
+// kernel skipped the primary for.
+func (t *Tracer) Rescued() uint64 {
+	n, _ := t.rescuedTotal()
 	return n
 }
 
@@ -501,6 +603,9 @@ func (t *Tracer) Stop() error {
 		if err := t.link.Close(); err != nil {
 			t.stopErr = fmt.Errorf("detach: %w", err)
 		}
+		if t.backupLink != nil {
+			t.backupLink.Close()
+		}
 		for _, l := range t.hookLinks {
 			l.Close()
 		}
@@ -517,6 +622,9 @@ func (t *Tracer) Close() error {
 	err := t.Stop()
 	t.rd.Close()
 	t.prog.Close()
+	if t.backupProg != nil {
+		t.backupProg.Close()
+	}
 	for _, p := range t.hookProgs {
 		p.Close()
 	}

@@ -59,6 +59,9 @@ type Transition struct {
 	SkErr uint16 // sk_err: why a socket closed (unix.ECONNREFUSED...)
 
 	CookieFromHelper bool // false: read from sk_cookie, 0 until someone asked for it
+	// FromBackup: the backup program sent it, for a run of the primary the
+	// kernel skipped (a nested transition); for tests and counts.
+	FromBackup bool
 
 	// Kind: a state transition, or (when asked for with Options.Kinds)
 	// a retransmit, reset or error of the socket; then Old and New are
@@ -139,6 +142,7 @@ const (
 	flagPrevKnown    = 1 << 1
 	flagCookieHelper = 1 << 2
 	flagTCPStats     = 1 << 3
+	flagBackup       = 1 << 4
 
 	rstSent     = 1 << 0
 	rstReceived = 1 << 1
@@ -205,6 +209,7 @@ func (d *Decoder) Decode(raw []byte, t *Transition) error {
 		UID:              e.Uid,
 		SkErr:            e.SkErr,
 		CookieFromHelper: e.Flags&flagCookieHelper != 0,
+		FromBackup:       e.Flags&flagBackup != 0,
 		Kind:             Kind(e.Kind),
 		SynRetrans:       e.SynRetrans,
 		Retrans:          e.Retrans,

@@ -13,7 +13,9 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/socktrace/socktrace/internal/privs"
 	"github.com/socktrace/socktrace/internal/procs"
+	"golang.org/x/sys/unix"
 )
 
 // The ways owners are found, as Scan names them.
@@ -32,6 +34,26 @@ func Scan(want map[uint32]bool) (t procs.Table, method string, iterErr error) {
 		return t, MethodIter, nil
 	}
 	return procs.Scan(want), MethodProc, err
+}
+
+// IteratorLikely says whether Scan will find owners with its BPF
+// iterator: Linux 5.11 or later, and CAP_BPF with CAP_PERFMON (or
+// CAP_SYS_ADMIN). Then /proc's capabilities (CAP_SYS_PTRACE,
+// CAP_DAC_READ_SEARCH) are not needed for owners.
+func IteratorLikely() bool {
+	s, err := privs.Effective()
+	if err != nil || !(s.Has(privs.SysAdmin) || s.Has(privs.BPF) && s.Has(privs.Perfmon)) {
+		return false
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var a, b int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > 5 || a == 5 && b >= 11
 }
 
 const recSize = int(unsafe.Sizeof(ownersOwnerRec{}))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/privs"
 )
 
@@ -11,7 +12,10 @@ import (
 // missing, and warns, one line each, of those whose absence only makes
 // the output partial (no owners, namespaces not listed or not checked).
 func checkPrivileges(o *Options, live bool) error {
-	purposes := []privs.Purpose{privs.Owners}
+	var purposes []privs.Purpose
+	if !owners.IteratorLikely() { // else the kernel finds the owners
+		purposes = append(purposes, privs.Owners)
+	}
 	switch o.Netns {
 	case "":
 	case "all":
