@@ -511,7 +511,10 @@ func (t *Tracer) newlySkipped() uint64 {
 		return 0
 	}
 	missed := st.RecursionMisses
-	if rescued, ok := t.rescuedTotal(); ok {
+	if t.rescued == nil {
+		t.rescued = make([]uint64, len(t.lostVals))
+	}
+	if rescued, ok := t.rescuedTotal(t.rescued); ok {
 		if rescued > missed {
 			return 0 // read between a miss and its rescue being counted
 		}
@@ -526,28 +529,25 @@ func (t *Tracer) newlySkipped() uint64 {
 }
 
 // rescuedTotal is how many transitions the backup program handled, summed
-// over the CPUs.
-func (t *Tracer) rescuedTotal() (uint64, bool) {
+// over the CPUs (buf: one slot a CPU).
+func (t *Tracer) rescuedTotal(buf []uint64) (uint64, bool) {
 	if t.backupProg == nil || t.maps.Rescued == nil {
 		return 0, false
 	}
-	if t.rescued == nil {
-		t.rescued = make([]uint64, len(t.lostVals))
-	}
-	if err := t.maps.Rescued.Lookup(uint32(0), &t.rescued); err != nil {
+	if err := t.maps.Rescued.Lookup(uint32(0), &buf); err != nil {
 		return 0, false
 	}
 	var n uint64
-	for _, v := range t.rescued {
+	for _, v := range buf {
 		n += v
 	}
 	return n, true
 }
 
 // Rescued is how many transitions the backup program handled that the
-// kernel skipped the primary for.
+// kernel skipped the primary for. Safe to call from any goroutine.
 func (t *Tracer) Rescued() uint64 {
-	n, _ := t.rescuedTotal()
+	n, _ := t.rescuedTotal(make([]uint64, len(t.lostVals)))
 	return n
 }
 

@@ -48,7 +48,7 @@ var HandshakeBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .
 
 // descs are the metrics' descriptions, which depend on Options.
 type descs struct {
-	attempts, synRetrans, retrans, resets, bytes, failing, streak, duration, sockets, closeWait, queueFull, transitions, lost, skipped, reconciled, reconciles, folded, untracked, build, up *prometheus.Desc
+	attempts, synRetrans, retrans, resets, bytes, failing, streak, duration, sockets, closeWait, queueFull, transitions, lost, skipped, reconciled, reconciles, folded, untracked, build, up, misses, rescued *prometheus.Desc
 }
 
 // newDescs makes the metrics' descriptions; with workload, the metrics
@@ -110,6 +110,11 @@ func newDescs(workload bool) *descs {
 		"Destination label sets folded into daddr=\"other\" to stay within --max-destinations.", nil, nil)
 	d.untracked = prometheus.NewDesc("socktrace_sockets_untracked_total",
 		"Sockets not remembered because the live table was full (--max-sockets).", nil, nil)
+	d.misses = prometheus.NewDesc("socktrace_bpf_recursion_misses_total",
+		"Runs of socktrace's state-transition programs the kernel skipped because the program was already running on that CPU (a nested transition), by program: the primary, and the backup that sends what the primary is skipped for.",
+		[]string{"program"}, nil)
+	d.rescued = prometheus.NewDesc("socktrace_transitions_rescued_total",
+		"Nested transitions the kernel skipped the primary program for and the backup program sent (socktrace_transitions_skipped_total counts those both missed).", nil, nil)
 	d.build = prometheus.NewDesc("socktrace_build_info",
 		"Always 1: the version of socktrace, the Go it was built with, and the kernel it runs on.",
 		[]string{"version", "goversion", "kernel"}, nil)
@@ -132,6 +137,7 @@ type Collector struct {
 	mu       sync.Mutex
 	p        *pipeline.Pipeline
 	method   string
+	tr       *events.Tracer
 	connects *connectCounters
 	lastErr  error
 
@@ -171,7 +177,7 @@ func (c *Collector) Hooks() *pipeline.Hooks {
 func (c *Collector) attached(p *pipeline.Pipeline, tr *events.Tracer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.p, c.method = p, tr.Method()
+	c.p, c.method, c.tr = p, tr.Method(), tr
 	c.connects = newConnectCounters(tr, c.opt.MaxDestinations, c.opt.ForgetAfter)
 	if c.opt.WorkloadLabels {
 		c.connects.identify = p.Identify
@@ -259,7 +265,7 @@ func (c *Collector) Update() error {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.d.attempts, c.d.synRetrans, c.d.retrans, c.d.resets, c.d.bytes, c.d.failing, c.d.streak, c.d.duration, c.d.sockets,
 		c.d.closeWait, c.d.queueFull, c.d.transitions, c.d.lost, c.d.skipped, c.d.reconciled,
-		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build} {
+		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build, c.d.misses, c.d.rescued} {
 		ch <- d
 	}
 }
@@ -384,6 +390,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.d.reconciled, prometheus.CounterValue, float64(st.Changed), "changed")
 	ch <- prometheus.MustNewConstMetric(c.d.reconciles, prometheus.CounterValue, float64(st.Reconciles))
 	ch <- prometheus.MustNewConstMetric(c.d.untracked, prometheus.CounterValue, float64(st.History.Untracked))
+	if c.tr != nil {
+		primary, backup := c.tr.RecursionMisses()
+		ch <- prometheus.MustNewConstMetric(c.d.misses, prometheus.CounterValue, float64(primary), "primary")
+		ch <- prometheus.MustNewConstMetric(c.d.misses, prometheus.CounterValue, float64(backup), "backup")
+		ch <- prometheus.MustNewConstMetric(c.d.rescued, prometheus.CounterValue, float64(c.tr.Rescued()))
+	}
 }
 
 func kernelRelease() string {
