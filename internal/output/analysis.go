@@ -9,6 +9,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/safetext"
 )
 
 // Alerts and summaries are rare, so they go through encoding/json; the
@@ -256,9 +257,9 @@ func process(known bool, pid uint32, comm string, id *identity.Identity) string 
 	if !known {
 		return "-"
 	}
-	p := comm + "/" + strconv.FormatUint(uint64(pid), 10)
+	p := safetext.Escape(comm) + "/" + strconv.FormatUint(uint64(pid), 10)
 	if w := id.Label(); w != "" {
-		return p + " " + w
+		return p + " " + safetext.Escape(w)
 	}
 	return p
 }
@@ -309,7 +310,7 @@ func (t *Table) dest(d *analysis.Dest) string {
 	// A pod's or an ip netns name; not a process living there (the owner
 	// is shown beside), nor the host's.
 	if n := netnsNameOf(t.netnsName, d.Netns); strings.HasPrefix(n, "pod:") || strings.HasPrefix(n, "netns:") {
-		s += " in " + n
+		s += " in " + safetext.Escape(n)
 	}
 	return s
 }

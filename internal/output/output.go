@@ -12,6 +12,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/names"
+	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
 )
@@ -380,7 +381,7 @@ func (t *Table) line(tr *events.Transition, what string) []byte {
 	b = appendCol(b, strconv.FormatUint(tr.Cookie, 10), 11)
 	if tr.OwnerKnown {
 		b = appendCol(b, strconv.FormatUint(uint64(tr.OwnerPID), 10), 8)
-		b = appendCol(b, tr.OwnerComm, 16)
+		b = appendCol(b, safetext.Escape(tr.OwnerComm), 16)
 	} else {
 		b = appendCol(b, "-", 8)
 		b = appendCol(b, "-", 16)
@@ -405,7 +406,7 @@ func (t *Table) line(tr *events.Transition, what string) []byte {
 	}
 	if w := tr.OwnerID.Label(); w != "" && tr.OwnerKnown {
 		b = append(b, ' ')
-		b = append(b, w...)
+		b = safetext.Append(b, w)
 	}
 	b = append(b, '\n')
 	t.buf = b
@@ -448,7 +449,7 @@ func (t *Table) Skipped(n, total uint64, at time.Time) error {
 func (t *Table) endpoint(a netip.Addr, port uint16) string {
 	host := a.String()
 	if t.hosts != nil && !a.IsUnspecified() {
-		host = t.hosts.Name(a)
+		host = safetext.Escape(t.hosts.Name(a)) // a PTR record says what it likes
 	}
 	if a.Is6() && host == a.String() {
 		host = "[" + host + "]"

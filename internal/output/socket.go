@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
@@ -170,7 +171,7 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 	}
 	// Who the owner is, last: what ss does not show.
 	if w := r.OwnerID.Label(); w != "" && r.OwnerKnown {
-		extra = append(extra, w)
+		extra = append(extra, safetext.Escape(w))
 	}
 	b = append(b, strings.Join(extra, " ")...)
 	b = append(b, '\n')

@@ -13,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/safetext"
 )
 
 // Read replays capture files.
@@ -35,8 +36,9 @@ func Read(o *Options, files []string) error {
 	startK := uint64(h.Started.Sub(h.BootTime))
 	p := newPipeline(o, h.Started, startK)
 	if o.Output == "table" {
+		// The header comes from the file: text of another machine.
 		fmt.Fprintf(os.Stderr, "socktrace: reading a capture of %s (kernel %s) from %s, filters: %s\n",
-			h.Host, h.Kernel, h.Started.Local().Format(time.DateTime), h.Filter)
+			safetext.Escape(h.Host), safetext.Escape(h.Kernel), h.Started.Local().Format(time.DateTime), safetext.Escape(h.Filter))
 	}
 
 	var (

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/socktrace/socktrace/internal/safetext"
 	"golang.org/x/sys/unix"
 )
 
@@ -153,7 +154,7 @@ func Users(owners []Owner) string {
 			b.WriteByte(',')
 		}
 		b.WriteString(`("`)
-		b.WriteString(o.Comm)
+		b.WriteString(safetext.Escape(o.Comm))
 		b.WriteString(`",pid=`)
 		b.WriteString(strconv.FormatUint(uint64(o.PID), 10))
 		b.WriteString(",fd=")

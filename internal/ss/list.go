@@ -14,6 +14,7 @@ import (
 	"github.com/socktrace/socktrace/internal/names"
 	sockowners "github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/sslayout"
 	"golang.org/x/sys/unix"
@@ -127,7 +128,7 @@ func (f *formatter) row(s *snapshot.Socket, users []procs.Owner) sslayout.Row {
 	if f.o.Processes && len(users) > 0 {
 		us := make([]sslayout.Owner, len(users))
 		for i, u := range users {
-			us[i] = sslayout.Owner{Comm: u.Comm, PID: int(u.PID), FD: u.FD}
+			us[i] = sslayout.Owner{Comm: safetext.Escape(u.Comm), PID: int(u.PID), FD: u.FD}
 		}
 		ext.WriteString(sslayout.Users(us))
 	}
@@ -167,7 +168,7 @@ func (f *formatter) addr(s *snapshot.Socket, a netip.Addr, v6only int8, ifindex 
 	if f.hosts == nil || text == "*" || strings.HasPrefix(text, "*%") {
 		return text
 	}
-	if name := f.hosts.Name(a); name != a.String() && name != "" {
+	if name := safetext.Escape(f.hosts.Name(a)); name != a.String() && name != "" {
 		if ifname != "" {
 			name += "%" + ifname
 		}
@@ -182,7 +183,7 @@ func (f *formatter) ifname(i uint32) string {
 	}
 	n := "if" + strconv.Itoa(int(i))
 	if ifc, err := net.InterfaceByIndex(int(i)); err == nil {
-		n = ifc.Name
+		n = safetext.Escape(ifc.Name)
 	}
 	f.ifnames[i] = n
 	return n
@@ -199,7 +200,7 @@ func (f *formatter) extended(b *strings.Builder, s *snapshot.Socket) {
 	}
 	if s.CgroupID != 0 {
 		if p, ok := f.cgroups.Path(s.CgroupID); ok {
-			b.WriteString(" cgroup:" + p)
+			b.WriteString(" cgroup:" + safetext.Escape(p))
 		} else {
 			fmt.Fprintf(b, " cgroup:unreachable:%x", s.CgroupID)
 		}
