@@ -347,8 +347,10 @@ func stateMask(name string) (tcpstate.Mask, error) {
 		"close", "close-wait", "last-ack", "listening", "closing":
 	case "unknown":
 		return 0, nil // matches no TCP socket
+	case "listen":
+		return 0, fmt.Errorf("wrong state name: %s (ss calls it listening)", name)
 	default:
-		return 0, fmt.Errorf("wrong state name: %s", name)
+		return 0, fmt.Errorf("wrong state name: %s (want established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, closed, close-wait, last-ack, listening, closing, or all, connected, synchronized, bucket, big)", name)
 	}
 	s, err := tcpstate.Parse(n)
 	if err != nil {
