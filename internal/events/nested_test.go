@@ -3,6 +3,7 @@ package events_test
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ func TestNestedTransitions(t *testing.T) {
 		ln, err = net.Listen("tcp4", "127.0.0.1:0")
 		return err
 	})
+	var accepted atomic.Int64
 	go func() {
 		for {
 			s, err := ln.Accept()
@@ -38,6 +40,7 @@ func TestNestedTransitions(t *testing.T) {
 				return
 			}
 			s.Close()
+			accepted.Add(1)
 		}
 	}()
 	// Churn until the kernel has nested at least once (it does about once
@@ -66,9 +69,14 @@ func TestNestedTransitions(t *testing.T) {
 			break
 		}
 	}
+	// Every connection accepted before the listener closes (closing it
+	// would abort those still queued: other transitions). Slow VMs lag.
+	for end := time.Now().Add(60 * time.Second); accepted.Load() < int64(made) && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	ln.Close()
 	want := made*10 + 2
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		c.mu.Lock()
 		n := len(c.recs)
 		c.mu.Unlock()
