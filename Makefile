@@ -77,6 +77,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/workload/
 	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/safetext/
 	$(GO) test -run '^$$' -fuzz '^FuzzTableLines$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/output/
+	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/pipeline/
 
 # socktrace ss against ss on many random filter expressions from a random
 # seed (make test runs 300 from a fixed one). SS_EXPRS sets how many.
