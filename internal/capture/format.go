@@ -40,6 +40,7 @@ const (
 	recLost          = 6
 	recSkipped       = 7
 	recIdentity      = 8 // format 3: an owner's identity, numbered, before its first use in the file
+	recNetnsName     = 9 // format 3: who lives in a network namespace (netns_name), before its first use
 )
 
 // maxIdentities bounds the identities one file may number.

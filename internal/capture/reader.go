@@ -78,6 +78,8 @@ type Reader struct {
 	comms map[string]string
 	// ids: the identities the current file numbered (format 3).
 	ids map[uint64]*identity.Identity
+	// netnsNames: the namespace names read so far (format 3).
+	netnsNames map[uint32]string
 
 	prevWall, prevK int64
 	// drained: in Follow mode, the next file exists and the current one
@@ -534,6 +536,22 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		r.ids[n] = &identity.Identity{Cgroup: f[0], Unit: f[1], ContainerID: f[2], Runtime: f[3],
 			PodUID: f[4], Namespace: f[5], Pod: f[6], Container: f[7]}
 		return false, nil // not a record for the caller
+	case recNetnsName:
+		ino := d.uvarint()
+		name := d.str(r.comms)
+		if d.err != nil {
+			return false, d.err
+		}
+		if len(d.b) != 0 {
+			return false, fmt.Errorf("%d stray bytes", len(d.b))
+		}
+		if r.netnsNames == nil {
+			r.netnsNames = map[uint32]string{}
+		}
+		if len(r.netnsNames) < maxIdentities {
+			r.netnsNames[uint32(ino)] = name
+		}
+		return false, nil // not a record for the caller
 	case recLost, recSkipped:
 		*rec = Record{Kind: KindLost, Users: rec.Users[:0]}
 		if body[0] == recSkipped {
@@ -563,3 +581,7 @@ func (r *Reader) Close() error {
 	}
 	return nil
 }
+
+// NetnsName is the name the recording gave network namespace ino (its
+// netns_name), "" if none was read yet.
+func (r *Reader) NetnsName(ino uint32) string { return r.netnsNames[ino] }

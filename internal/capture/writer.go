@@ -40,9 +40,11 @@ type Writer struct {
 	// Transition times are stored as deltas from the previous
 	// transition's, starting again from zero in each file.
 	prevWall, prevK int64
-	// ids numbers the owners' identities written to this file.
+	// ids numbers the owners' identities written to this file; netns,
+	// the namespace names it holds.
 	ids    map[*identity.Identity]uint64
 	idBody []byte
+	netns  map[uint32]string
 }
 
 // FileName is the name of file seq of a recording to base.
@@ -88,6 +90,7 @@ func (w *Writer) open(seq int) error {
 	}
 	w.prevWall, w.prevK = 0, 0
 	w.ids = map[*identity.Identity]uint64{} // each file numbers its own
+	w.netns = map[uint32]string{}
 	w.hdr.Seq = seq
 	hb, err := json.Marshal(&w.hdr)
 	if err != nil {
@@ -113,7 +116,7 @@ func (w *Writer) frame(body []byte) error {
 	w.size += int64(len(w.buf))
 	w.total += int64(len(w.buf))
 	// An identity stays in the file of the record that uses it next.
-	if w.opt.RotateSize > 0 && w.size >= w.opt.RotateSize && body[0] != recHeader && body[0] != recIdentity {
+	if w.opt.RotateSize > 0 && w.size >= w.opt.RotateSize && body[0] != recHeader && body[0] != recIdentity && body[0] != recNetnsName {
 		return w.rotate()
 	}
 	return nil
@@ -362,3 +365,18 @@ func (w *Writer) Transitions() uint64 { return w.events }
 
 // Files is how many files the recording has used.
 func (w *Writer) Files() int { return w.hdr.Seq + 1 }
+
+// NetnsName records who lives in network namespace ino (the netns_name
+// of the output), if the file does not hold that name for it yet: a
+// replay then names it as the live run did.
+func (w *Writer) NetnsName(ino uint32, name string) error {
+	if name == "" || w.netns[ino] == name || len(w.netns) >= maxIdentities {
+		return nil
+	}
+	w.netns[ino] = name
+	b := append(w.idBody[:0], recNetnsName)
+	b = binary.AppendUvarint(b, uint64(ino))
+	b = appendString(b, name)
+	w.idBody = b
+	return w.frame(b)
+}

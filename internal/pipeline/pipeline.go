@@ -72,6 +72,9 @@ type pipeline struct {
 	// ids: who owns sockets beyond their process (nil in a replay: the
 	// capture says).
 	ids *identity.Resolver
+	// netnsName names network namespaces for the output (nil: none);
+	// recorded with -w so that a replay names them alike.
+	netnsName func(uint32) string
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -136,6 +139,11 @@ func (p *pipeline) snapshot(s *snap) error {
 		}
 	}
 	if p.rec != nil {
+		for i := range s.socks {
+			if err := p.recordNetns(s.socks[i].Netns); err != nil {
+				return err
+			}
+		}
 		if err := p.rec.SnapshotStart(s.at, s.start, s.end); err != nil {
 			return err
 		}
@@ -232,6 +240,9 @@ func (p *pipeline) event(r *events.Record) error {
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.rec != nil {
+		if err := p.recordNetns(t.Netns); err != nil {
+			return err
+		}
 		if err := p.rec.Transition(t); err != nil {
 			return err
 		}
@@ -303,6 +314,15 @@ func (p *pipeline) identify(rows []*timeline.Row) {
 		}
 		r.OwnerID = id
 	}
+}
+
+// recordNetns writes the name of namespace ino to the recording (once a
+// file, and again if it changes).
+func (p *pipeline) recordNetns(ino uint32) error {
+	if p.netnsName == nil {
+		return nil
+	}
+	return p.rec.NetnsName(ino, p.netnsName(ino))
 }
 
 // identifyPID is the identity of process pid, nil if unknown.

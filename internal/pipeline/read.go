@@ -35,6 +35,7 @@ func Read(o *Options, files []string) error {
 	h := r.Header()
 	startK := uint64(h.Started.Sub(h.BootTime))
 	p := newPipeline(o, h.Started, startK)
+	p.w.SetNetnsNames(r.NetnsName) // as the recording named them
 	if o.Output == "table" {
 		// The header comes from the file: text of another machine.
 		fmt.Fprintf(os.Stderr, "socktrace: reading a capture of %s (kernel %s) from %s, filters: %s\n",

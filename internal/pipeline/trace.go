@@ -52,7 +52,8 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
 	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir)
-	p.w.SetNetnsNames(netnsname.New(o.HostRoot, p.ids).Name)
+	p.netnsName = netnsname.New(o.HostRoot, p.ids).Name
+	p.w.SetNetnsNames(p.netnsName)
 	p.quiet = o.Quiet
 	if hooks != nil {
 		p.hooks = hooks
