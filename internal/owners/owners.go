@@ -86,7 +86,12 @@ func scanIter(want map[uint32]bool) (procs.Table, error) {
 
 // decode turns the iterator's records into a table.
 func decode(b []byte, want map[uint32]bool) procs.Table {
-	t := procs.Table{}
+	n := len(b) / recSize
+	if want != nil && len(want) < n {
+		n = len(want)
+	}
+	t := make(procs.Table, n)
+	arena := make([]procs.Owner, 0, n)
 	comms := map[[16]byte]string{}
 	ne := binary.NativeEndian
 	for ; len(b) >= recSize; b = b[recSize:] {
@@ -104,7 +109,15 @@ func decode(b []byte, want map[uint32]bool) procs.Table {
 			comm = string(c[:n])
 			comms[c] = comm
 		}
-		t[ino] = append(t[ino], procs.Owner{PID: ne.Uint32(b[4:]), Comm: comm, FD: int(ne.Uint32(b[8:]))})
+		o := procs.Owner{PID: ne.Uint32(b[4:]), Comm: comm, FD: int(ne.Uint32(b[8:]))}
+		if prev, ok := t[ino]; ok {
+			t[ino] = append(prev, o) // shared sockets: rare
+			continue
+		}
+		// Most sockets have one holder: one array for all of them, each
+		// a slice of one (capped, so that a second holder copies).
+		arena = append(arena, o)
+		t[ino] = arena[len(arena)-1 : len(arena) : len(arena)]
 	}
 	for _, os := range t {
 		if len(os) > 1 {
