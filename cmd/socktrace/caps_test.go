@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/privs"
 	"github.com/socktrace/socktrace/internal/testnet"
 )
@@ -178,7 +178,7 @@ func TestLeastPrivilege(t *testing.T) {
 		// Linux 5.11, CAP_BPF and CAP_PERFMON find the owners too: the
 		// owners iterator.)
 		missing := []privs.Cap{privs.SysPtrace, privs.DacReadSearch, privs.SysAdmin}
-		if kernelAtLeast(5, 11) {
+		if kernelver.AtLeast(5, 11) {
 			missing = []privs.Cap{privs.SysAdmin}
 		}
 		for _, c := range missing {
@@ -310,7 +310,7 @@ func TestMissingCapability(t *testing.T) {
 	}
 	for _, tt := range tests {
 		caps := without(tt.set, tt.drop)
-		iter := tt.without == noOwnerUnlessIter && kernelAtLeast(5, 11)
+		iter := tt.without == noOwnerUnlessIter && kernelver.AtLeast(5, 11)
 		if tt.without == noOwnerUnlessIter && !iter {
 			tt.without = noOwner
 		}
@@ -386,17 +386,4 @@ func processComm(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// kernelAtLeast says whether the running kernel is major.minor or later.
-func kernelAtLeast(major, minor int) bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
-	}
-	var a, b int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &a, &b); err != nil {
-		return false
-	}
-	return a > major || a == major && b >= minor
 }

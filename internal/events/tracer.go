@@ -15,8 +15,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
 )
 
 // PortRange is an inclusive range of ports.
@@ -300,7 +300,7 @@ func (t *Tracer) attachBackup(spec *ebpf.CollectionSpec, c candidate, kernelType
 	case c.backup == "":
 		t.backupErr = fmt.Errorf("%s has no backup program", c.method)
 		return
-	case !kernelAtLeast(6, 1):
+	case !kernelver.AtLeast(6, 1):
 		t.backupErr = fmt.Errorf("the kernel runs a nested transition's program itself (no recursion guard before Linux 6.1): no backup needed")
 		return
 	}
@@ -310,19 +310,6 @@ func (t *Tracer) attachBackup(spec *ebpf.CollectionSpec, c candidate, kernelType
 		return
 	}
 	t.backupProg, t.backupLink = p, l
-}
-
-// kernelAtLeast says whether the running kernel is major.minor or later.
-func kernelAtLeast(major, minor int) bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
-	}
-	var a, b int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &a, &b); err != nil {
-		return false
-	}
-	return a > major || a == major && b >= minor
 }
 
 // Backup says whether a backup program covers the transitions the

@@ -21,12 +21,13 @@ import (
 
 // collector reads a tracer in the background.
 type collector struct {
-	tr   *events.Tracer
-	mu   sync.Mutex
-	recs []events.Transition
-	lost uint64
-	done chan error
-	once sync.Once
+	tr      *events.Tracer
+	mu      sync.Mutex
+	recs    []events.Transition
+	lost    uint64
+	skipped uint64 // transitions neither program ran for (skipped records)
+	done    chan error
+	once    sync.Once
 }
 
 func startCollector(t *testing.T, opts events.Options) *collector {
@@ -48,9 +49,13 @@ func startCollector(t *testing.T, opts events.Options) *collector {
 				return
 			}
 			c.mu.Lock()
-			if r.Lost > 0 {
+			switch {
+			case r.Lost > 0:
 				c.lost += r.Lost
-			} else {
+			case r.Skipped > 0:
+				c.skipped += r.Skipped
+			case r.LostOther > 0 || r.Woken:
+			default:
 				c.recs = append(c.recs, r.Transition)
 			}
 			c.mu.Unlock()

@@ -13,9 +13,9 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/privs"
 	"github.com/socktrace/socktrace/internal/procs"
-	"golang.org/x/sys/unix"
 )
 
 // The ways owners are found, as Scan names them.
@@ -45,15 +45,7 @@ func IteratorLikely() bool {
 	if err != nil || !(s.Has(privs.SysAdmin) || s.Has(privs.BPF) && s.Has(privs.Perfmon)) {
 		return false
 	}
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
-	}
-	var a, b int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &a, &b); err != nil {
-		return false
-	}
-	return a > 5 || a == 5 && b >= 11
+	return kernelver.AtLeast(5, 11)
 }
 
 const recSize = int(unsafe.Sizeof(ownersOwnerRec{}))

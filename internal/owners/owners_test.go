@@ -6,10 +6,10 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/sys/unix"
 )
 
 // TestSameAsProc: the iterator finds the holders /proc finds, for this
@@ -54,8 +54,8 @@ func TestSameAsProc(t *testing.T) {
 	want := procs.Scan(inodes)
 	got, method, err := Scan(inodes)
 	if method != MethodIter {
-		if v, _ := kernelVersion(); v[0] > 5 || v[0] == 5 && v[1] >= 11 {
-			t.Fatalf("Linux %v has the iterator, but: %v", v, err)
+		if kernelver.AtLeast(5, 11) {
+			t.Fatalf("Linux 5.11+ has the iterator, but: %v", err)
 		}
 		// A feature the kernel lacks: skipped, whatever SOCKTRACE_REQUIRE_ROOT.
 		t.Skipf("not supported: the socket owners iterator needs Linux 5.11 (bpf_sock_from_file); /proc was used: %v", err)
@@ -79,14 +79,4 @@ func TestSameAsProc(t *testing.T) {
 			t.Errorf("inode %d was not asked for", ino)
 		}
 	}
-}
-
-func kernelVersion() ([2]int, error) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return [2]int{}, err
-	}
-	var v [2]int
-	_, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &v[0], &v[1])
-	return v, err
 }
