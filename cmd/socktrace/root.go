@@ -136,7 +136,7 @@ func addAnalysisFlags(fl *pflag.FlagSet, f *flags) {
 
 // addTraceFlags registers the flags of a live trace that the agent shares.
 func addTraceFlags(fl *pflag.FlagSet, f *flags) {
-	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M); larger loses less under bursts")
+	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M; 8M holds about 43,000 transitions, in 8 MiB of kernel memory); larger loses less under bursts")
 	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
 	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net), pod:NAMESPACE/NAME (a Kubernetes pod's), or all (default: socktrace's own for the listing, every namespace for transitions)")
 	fl.DurationVar(&f.reconcileEvery, "reconcile-every", pipeline.DefaultReconcileEvery, "check the live sockets against the kernel (sock_diag) every `D`, and after any loss; 0: only after losses")

@@ -65,7 +65,8 @@ type Options struct {
 	Kinds Kinds
 }
 
-// DefaultRingSize holds about 58,000 transitions.
+// DefaultRingSize holds about 43,000 transitions (184 bytes each, and
+// the ring's 8-byte header).
 const DefaultRingSize = 8 << 20
 
 // Record is what Read returns: a transition, or a count of lost ones.
