@@ -225,6 +225,16 @@ func runKernel(ctx context.Context, cfg vmConfig, outDir string, bins *binaries,
 	}
 	progress(fmt.Sprintf("booting %s with qemu (%s, %d CPUs, %d MiB), console in %s", filepath.Base(k.Vmlinuz), cfg.accel, cfg.cpus, cfg.memMiB, logPath))
 	res := runVM(ctx, cfg, k.Vmlinuz, initrd, logPath, plan, progress)
+	// A kernel that dies before our init runs says nothing of socktrace
+	// (seen: 6.12 oopsing in an early initcall under qemu's software
+	// emulation, once in several boots): boot it again, twice at most,
+	// keeping the console of each try.
+	for try := 2; !res.Booted && !res.TimedOut && ctx.Err() == nil && try <= 3; try++ {
+		kept := fmt.Sprintf("%s.try%d", logPath, try-1)
+		os.Rename(logPath, kept)
+		progress(fmt.Sprintf("the kernel did not reach the init (its console: %s): booting it again, try %d of 3", kept, try))
+		res = runVM(ctx, cfg, k.Vmlinuz, initrd, logPath, plan, progress)
+	}
 	switch {
 	case res.TimedOut:
 		progress(fmt.Sprintf("TIMEOUT after %v: qemu killed", cfg.timeout))
