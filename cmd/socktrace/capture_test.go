@@ -262,9 +262,12 @@ func TestCaptureFollow(t *testing.T) {
 	f.waitFor(t, "the refused connect, followed", func(lines []string) bool {
 		return strings.Contains(strings.Join(lines, "\n"), `"error":"ECONNREFUSED"`)
 	})
-	// Every transition of the traffic recorded (on a busy machine the
-	// last closes come late), then stop the recorder.
-	f.waitForIn(t, 15*time.Second, "the traffic's transitions, followed", func(lines []string) bool { return transitionsIn(lines) >= 2000 })
+	// The traffic's transitions recorded (on a busy machine the last
+	// closes come late; a nested one both programs missed, or the closing
+	// pair the kernel rarely makes unseen, may be absent: README, "Lost
+	// transitions"), then stop the recorder.
+	const enough = 1990
+	f.waitForIn(t, 15*time.Second, "the traffic's transitions, followed", func(lines []string) bool { return transitionsIn(lines) >= enough })
 	rec.stop(t)
 	if files, _ := filepath.Glob(file + "*"); len(files) < 2 {
 		t.Errorf("want the recording to rotate during the test, got %v", files)
@@ -274,7 +277,7 @@ func TestCaptureFollow(t *testing.T) {
 	all := strings.Split(strings.TrimSpace(out), "\n")
 	f.waitFor(t, "every record, followed", func(lines []string) bool { return len(lines) >= len(all) })
 	got := f.stop(t)
-	if strings.Join(got, "\n") != strings.Join(all, "\n") || transitionsIn(all) < 2000 {
+	if strings.Join(got, "\n") != strings.Join(all, "\n") || transitionsIn(all) < enough {
 		t.Errorf("followed %d records (%d transitions), a plain read has %d: %s", len(got), transitionsIn(got), len(all), firstDiff(all, got))
 	}
 }
