@@ -111,16 +111,15 @@ func TestNestedTransitions(t *testing.T) {
 	if primary == 0 {
 		t.Skipf("the kernel never nested the tracepoint in %d connections: nothing to prove here", made)
 	}
+	// The kernel's counts are of every namespace (other tests run beside
+	// this one); what the backup sent, of this test's only.
 	for k, n := range seen {
 		if n > 1 {
 			t.Errorf("socket %x (cookie %d): %v -> %v sent %d times", k.sk, k.cookie, k.old, k.new, n)
 		}
 	}
-	if uint64(fromBackup) != rescued {
-		t.Errorf("the backup counted %d transitions but sent %d", rescued, fromBackup)
-	}
-	if fromBackup == 0 || rescued > primary {
-		t.Errorf("the kernel skipped the primary %d times, the backup sent %d", primary, fromBackup)
+	if uint64(fromBackup) > rescued || rescued > primary {
+		t.Errorf("the kernel skipped the primary %d times, the backup counted %d and sent %d", primary, rescued, fromBackup)
 	}
 	if c.lost != 0 {
 		t.Fatalf("%d lost in the ring buffer: the test needs none", c.lost)
@@ -134,5 +133,8 @@ func TestNestedTransitions(t *testing.T) {
 	}
 	if missing := want - len(recs); missing < 0 || uint64(missing) > primary-rescued+2 {
 		t.Errorf("%d transitions made, %d sent: %d missing, but only %d runs missed by both programs", want, len(recs), missing, primary-rescued)
+	}
+	if fromBackup == 0 {
+		t.Skipf("no nested transition was of this test's namespace (the kernel's %d were of others): all there and none twice, but nothing nested to prove it on", primary)
 	}
 }
