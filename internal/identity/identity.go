@@ -216,3 +216,24 @@ func remember[K comparable](r *Resolver, m map[K]entry, k K, id *Identity) {
 	}
 	m[k] = e
 }
+
+// PIDs is ByPID for one pass over many sockets: each process's
+// /proc/PID/cgroup is read once (a listing holds many sockets of few
+// processes).
+type PIDs struct {
+	r *Resolver
+	m map[uint32]*Identity
+}
+
+// PIDs returns a fresh per-pass cache of ByPID.
+func (r *Resolver) PIDs() *PIDs { return &PIDs{r: r, m: map[uint32]*Identity{}} }
+
+// Of is the identity of process pid, as ByPID, looked up once.
+func (c *PIDs) Of(pid uint32) *Identity {
+	id, ok := c.m[pid]
+	if !ok {
+		id = c.r.ByPID(pid)
+		c.m[pid] = id
+	}
+	return id
+}

@@ -302,17 +302,11 @@ func (p *pipeline) identify(rows []*timeline.Row) {
 	if p.ids == nil {
 		return
 	}
-	byPID := map[uint32]*identity.Identity{}
+	pids := p.ids.PIDs()
 	for _, r := range rows {
-		if !r.OwnerKnown || r.OwnerID != nil {
-			continue
+		if r.OwnerKnown && r.OwnerID == nil {
+			r.OwnerID = pids.Of(r.OwnerPID)
 		}
-		id, ok := byPID[r.OwnerPID]
-		if !ok {
-			id = p.ids.ByPID(r.OwnerPID)
-			byPID[r.OwnerPID] = id
-		}
-		r.OwnerID = id
 	}
 }
 

@@ -106,14 +106,15 @@ type lister struct {
 	stdout *bufio.Writer
 	w      writer
 	ids    *identity.Resolver
-	byPID  map[uint32]*identity.Identity
+	pids   *identity.PIDs
 	r      timeline.Row
 }
 
 func newLister(o *Options) *lister {
 	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
 	p := &lister{o: o, stdout: stdout, w: newWriter(o, stdout),
-		ids: identity.NewResolver(o.HostRoot, o.KubeletLogDir), byPID: map[uint32]*identity.Identity{}}
+		ids: identity.NewResolver(o.HostRoot, o.KubeletLogDir)}
+	p.pids = p.ids.PIDs()
 	p.w.SetNetnsNames(netnsname.New(o.HostRoot, p.ids).Name)
 	return p
 }
@@ -123,12 +124,7 @@ func (p *lister) socket(s *snapshot.Socket, owners procs.Table, at time.Time) er
 	r := &p.r
 	timeline.FillRow(r, s, owners)
 	if r.OwnerKnown {
-		id, ok := p.byPID[r.OwnerPID]
-		if !ok {
-			id = p.ids.ByPID(r.OwnerPID)
-			p.byPID[r.OwnerPID] = id
-		}
-		r.OwnerID = id
+		r.OwnerID = p.pids.Of(r.OwnerPID)
 	}
 	subj := subjectOfRow(r)
 	if !p.o.Match(&subj) {
