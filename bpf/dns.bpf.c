@@ -66,12 +66,14 @@ static __always_inline void count(__u32 i)
 static __always_inline void remember(struct bpf_sock_addr *ctx)
 {
 	struct dns_owner o = {};
-	__u64 cookie;
+	__u64 cookie, id;
 
 	if (ctx->user_port != bpf_htons(53))
 		return;
 	cookie = bpf_get_socket_cookie(ctx);
-	o.tgid = bpf_get_current_pid_tgid() >> 32;
+	id = bpf_get_current_pid_tgid();
+	o.tgid = id >> 32;
+	o.tid = (__u32)id;
 	o.cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 	bpf_map_update_elem(&dns_askers, &cookie, &o, BPF_ANY);

@@ -19,7 +19,7 @@
 struct dns_owner {
 	__u64 cgroup; /* cgroup v2 id of the process that sent the query */
 	__u32 tgid;
-	__u32 pad;
+	__u32 tid; /* the thread: it may live in another network namespace */
 	char comm[DNS_TASK_COMM_LEN];
 };
 

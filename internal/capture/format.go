@@ -39,9 +39,14 @@ const (
 	recTransition    = 5
 	recLost          = 6
 	recSkipped       = 7
-	recIdentity      = 8 // format 3: an owner's identity, numbered, before its first use in the file
-	recNetnsName     = 9 // format 3: who lives in a network namespace (netns_name), before its first use
+	recIdentity      = 8  // format 3: an owner's identity, numbered, before its first use in the file
+	recNetnsName     = 9  // format 3: who lives in a network namespace (netns_name), before its first use
+	recDNS           = 10 // format 3: a DNS answer seen (readers that predate it skip it)
 )
+
+// maxDNSMessage bounds a recorded DNS message: the most a DNS message
+// can be (TCP's 2-byte length).
+const maxDNSMessage = 65535
 
 // maxIdentities bounds the identities one file may number.
 const maxIdentities = 1 << 16

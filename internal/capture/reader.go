@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"hash/crc32"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,6 +34,7 @@ const (
 	KindTransition                    // Transition
 	KindLost                          // At, Lost, LostTotal
 	KindSkipped                       // At, Lost, LostTotal: skipped by the kernel
+	KindDNS                           // DNS: a DNS answer seen
 )
 
 // Record is one record read back. Only the fields of its Kind are set;
@@ -47,6 +50,7 @@ type Record struct {
 	Transition events.Transition
 	Lost       uint64
 	LostTotal  uint64
+	DNS        dnscache.Observation // DNS.Msg is valid until the next Read
 }
 
 // ReadOptions control reading.
@@ -560,6 +564,31 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		rec.At = time.Unix(0, d.varint())
 		rec.Lost = d.uvarint()
 		rec.LostTotal = d.uvarint()
+	case recDNS:
+		dnsMsg := rec.DNS.Msg[:0]
+		*rec = Record{Kind: KindDNS, Users: rec.Users[:0]}
+		o := &rec.DNS
+		o.At = time.Unix(0, d.varint())
+		o.K = d.uvarint()
+		o.Netns = uint32(d.uvarint())
+		o.PID = uint32(d.uvarint())
+		o.Comm = d.str(r.comms)
+		o.Cgroup = d.uvarint()
+		addr := d.addr()
+		port := d.uvarint()
+		if port > 65535 && d.err == nil {
+			d.err = fmt.Errorf("bad port %d", port)
+		}
+		o.Server = netip.AddrPortFrom(addr, uint16(port))
+		flags := d.u8()
+		o.TCP, o.Self = flags&1 != 0, flags&2 != 0
+		n := d.uvarint()
+		if n > maxDNSMessage && d.err == nil {
+			d.err = fmt.Errorf("DNS message of %d bytes", n)
+		}
+		if d.err == nil {
+			o.Msg = append(dnsMsg, d.bytes(int(n))...)
+		}
 	case recHeader:
 		return false, errors.New("a second header")
 	default:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"os"
 	"strconv"
 	"time"
@@ -365,6 +366,36 @@ func (w *Writer) Transitions() uint64 { return w.events }
 
 // Files is how many files the recording has used.
 func (w *Writer) Files() int { return w.hdr.Seq + 1 }
+
+// DNS records a DNS answer, where it stands among the transitions: a
+// replay learns the names when the live run did.
+func (w *Writer) DNS(o *dnscache.Observation) error {
+	msg := o.Msg
+	if len(msg) > maxDNSMessage {
+		msg = msg[:maxDNSMessage]
+	}
+	b := append(w.body[:0], recDNS)
+	b = binary.AppendVarint(b, o.At.UnixNano())
+	b = binary.AppendUvarint(b, o.K)
+	b = binary.AppendUvarint(b, uint64(o.Netns))
+	b = binary.AppendUvarint(b, uint64(o.PID))
+	b = appendString(b, o.Comm)
+	b = binary.AppendUvarint(b, o.Cgroup)
+	b = appendAddr(b, o.Server.Addr())
+	b = binary.AppendUvarint(b, uint64(o.Server.Port()))
+	var flags byte
+	if o.TCP {
+		flags |= 1
+	}
+	if o.Self {
+		flags |= 2
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(msg)))
+	b = append(b, msg...)
+	w.body = b
+	return w.frame(b)
+}
 
 // NetnsName records who lives in network namespace ino (the netns_name
 // of the output), if the file does not hold that name for it yet: a

@@ -17,7 +17,7 @@ type dnsDnsOwner struct {
 	_      structs.HostLayout
 	Cgroup uint64
 	Tgid   uint32
-	Pad    uint32
+	Tid    uint32
 	Comm   [16]int8
 }
 

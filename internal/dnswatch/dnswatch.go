@@ -36,7 +36,7 @@ type Answer struct {
 	Data []byte
 	// Who sent the query (connect or sendmsg to port 53), when seen.
 	OwnerKnown  bool
-	PID         uint32
+	PID, TID    uint32
 	Comm        string
 	OwnerCgroup uint64
 }
@@ -179,7 +179,7 @@ func decode(b []byte, a *Answer) (bool, error) {
 	}
 	a.Data = data
 	if r.Flags&flagOwnerKnown != 0 {
-		a.OwnerKnown, a.PID, a.OwnerCgroup = true, r.Owner.Tgid, r.Owner.Cgroup
+		a.OwnerKnown, a.PID, a.TID, a.OwnerCgroup = true, r.Owner.Tgid, r.Owner.Tid, r.Owner.Cgroup
 		a.Comm = unix.ByteSliceToString(unsafe.Slice((*byte)(unsafe.Pointer(&r.Owner.Comm[0])), len(r.Owner.Comm)))
 	}
 	return true, nil
