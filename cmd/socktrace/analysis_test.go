@@ -44,6 +44,14 @@ func TestMain(m *testing.M) {
 		holdLoop(addr)
 		return
 	}
+	if spec := os.Getenv(dnsClientEnv); spec != "" {
+		dnsClient(spec)
+		return
+	}
+	if name := os.Getenv(dnsProbeEnv); name != "" {
+		dnsProbe(name)
+		return
+	}
 	os.Exit(m.Run())
 }
 

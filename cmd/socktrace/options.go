@@ -63,6 +63,7 @@ type flags struct {
 
 	units, containers, pods, namespaces []string // who owns the socket beyond its process
 	hostRoot, kubeletLogDir             string
+	noDNS, noDNSLookup                  bool
 
 	cpuProfile, memProfile string // hidden, for developers
 }
@@ -161,6 +162,7 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		}
 	}
 	o.HostRoot, o.KubeletLogDir = f.hostRoot, f.kubeletLogDir
+	o.NoDNS, o.NoDNSLookup = f.noDNS, f.noDNSLookup
 
 	switch f.output {
 	case "table", "json":

@@ -148,6 +148,8 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
 	fl.StringArrayVar(&f.events, "events", nil, "also show these per-packet `EVENTS` of the sockets traced: retransmit, reset, error (comma separated; they are always counted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
+	fl.BoolVar(&f.noDNS, "no-dns", false, "do not watch DNS answers: no dns_name on destinations, no stale-dns alerts")
+	fl.BoolVar(&f.noDNSLookup, "no-dns-lookup", false, "never ask a DNS server whether a failing destination's name moved (socktrace asks the server that answered, at most once per name and namespace every 30s)")
 	addIdentityFlags(fl, f)
 }
 

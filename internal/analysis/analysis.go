@@ -6,6 +6,7 @@ package analysis
 import (
 	"container/list"
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"math"
 	"net/netip"
 	"sort"
@@ -91,6 +92,9 @@ type Dest struct {
 	PID        uint32
 	Comm       string
 	Owner      *identity.Identity // its cgroup, unit, container, pod; nil if unknown
+	// DNS: the answer the address came from, as of the last attempt
+	// that had one; nil if none was seen.
+	DNS *dnscache.Origin
 
 	// What happened on the wire. Last: the last attempt that ended (its
 	// SYNs: 1 + retransmits, how long it was in syn-sent, whether an RST
@@ -214,6 +218,7 @@ type AlertKind uint8
 const (
 	TurnedFailing AlertKind = iota + 1 // the failure streak reached the threshold
 	Recovered                          // a failing destination accepted a connection
+	StaleDNS                           // connects go to an address its name no longer resolves to
 )
 
 func (k AlertKind) String() string {
@@ -222,6 +227,8 @@ func (k AlertKind) String() string {
 		return "failing"
 	case Recovered:
 		return "recovered"
+	case StaleDNS:
+		return "stale-dns"
 	}
 	return "unknown"
 }
@@ -235,6 +242,18 @@ type Alert struct {
 	// how long it lasted.
 	Failed    uint64
 	FailedFor time.Duration
+	// Stale: for StaleDNS, the name's answer that no longer holds the
+	// address, and why it is raised.
+	Stale *Stale
+}
+
+// Stale is the evidence of a stale DNS entry.
+type Stale struct {
+	Origin  *dnscache.Origin     // the answer the owner connects from
+	Current *dnscache.Resolution // the name's latest answer, without the address
+	// Reason: "failing" (connects to the address fail) or "expired" (its
+	// TTL ran out long ago while the name moved on).
+	Reason string
 }
 
 // Options are the analysis thresholds.
@@ -333,6 +352,9 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, p
 	if known {
 		d.OwnerKnown, d.PID, d.Comm, d.Owner = true, pid, comm, owner
 	}
+	if r.DNS != nil {
+		d.DNS = r.DNS
+	}
 	a := &attempt{dest: d, began: at}
 	c.inflight[r] = a
 	return a
@@ -378,6 +400,9 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	d.InFlight--
 	if tr.OwnerKnown {
 		d.OwnerKnown, d.PID, d.Comm, d.Owner = true, tr.OwnerPID, tr.OwnerComm, tr.OwnerID
+	}
+	if tr.DNS != nil {
+		d.DNS = tr.DNS
 	}
 
 	d.SynRetrans += uint64(tr.SynRetrans)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"time"
 	"unsafe"
@@ -92,6 +93,11 @@ type Transition struct {
 	// then. Filled in by the timeline, not the kernel.
 	Lifetime      time.Duration
 	LifetimeKnown bool
+
+	// DNS: where the remote address came from, the DNS answer that gave
+	// it to the owner (or to someone in its namespace); nil when no
+	// answer seen holds it. Filled in by the pipeline.
+	DNS *dnscache.Origin
 }
 
 // Kind is what a ring buffer record is (enum event_kind in bpf/socktrace.h).

@@ -3,6 +3,7 @@ package output
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type jsonDest struct {
 	NetnsName *string `json:"netns_name"`
 	Daddr     string  `json:"daddr"`
 	Dport     uint16  `json:"dport"`
+	DNSName   *string `json:"dns_name"`
 	PID       *uint32 `json:"pid"`
 	Comm      *string `json:"comm"`
 	jsonIdentity
@@ -87,6 +89,9 @@ func destJSON(d *analysis.Dest, netnsName string) jsonDest {
 	if d.Failing {
 		j.Status = "failing"
 	}
+	if d.DNS != nil {
+		j.DNSName = &d.DNS.Name
+	}
 	if netnsName != "" {
 		j.NetnsName = &netnsName
 	}
@@ -130,6 +135,19 @@ type jsonAlert struct {
 	// lasted.
 	StreakFailed   *uint64 `json:"streak_failed,omitempty"`
 	StreakDuration *int64  `json:"streak_duration_ns,omitempty"`
+	*jsonStale
+}
+
+// jsonStale: the fields of a stale-dns alert.
+type jsonStale struct {
+	Reason        string   `json:"reason"` // failing, expired
+	ResolvedAt    string   `json:"resolved_at"`
+	TTL           uint32   `json:"ttl_s"`
+	ResolvedBy    *uint32  `json:"resolved_by_pid"`
+	Server        string   `json:"dns_server"`
+	CurrentAddrs  []string `json:"current_addrs"`
+	CurrentSeenAt string   `json:"current_seen_at"`
+	CurrentBy     string   `json:"current_seen_by"` // socktrace (its own lookup) or comm/pid
 }
 
 // Alert writes a {"type":"alert",...} record.
@@ -138,6 +156,24 @@ func (j *JSON) Alert(a *analysis.Alert) error {
 	if a.Kind == analysis.Recovered {
 		n, d := a.Failed, a.FailedFor.Nanoseconds()
 		rec.StreakFailed, rec.StreakDuration = &n, &d
+	}
+	if st := a.Stale; st != nil {
+		o, c := st.Origin, st.Current
+		s := &jsonStale{Reason: st.Reason, ResolvedAt: o.At.UTC().Format(TimeLayout), TTL: o.TTL,
+			CurrentAddrs: []string{}, CurrentSeenAt: c.At.UTC().Format(TimeLayout), CurrentBy: seenBy(c)}
+		if o.PID != 0 {
+			pid := o.PID
+			s.ResolvedBy = &pid
+		}
+		if o.Server.IsValid() {
+			s.Server = o.Server.String()
+		}
+		for _, a := range c.Addrs {
+			s.CurrentAddrs = append(s.CurrentAddrs, a.String())
+		}
+		rec.jsonStale = s
+		// The destination's name is the one of this answer.
+		rec.DNSName = &o.Name
 	}
 	return j.encode(rec)
 }
@@ -306,7 +342,7 @@ func failingSince(d *analysis.Dest, now time.Time) string {
 // dest is the destination's address, and the network namespace it was
 // reached from when it has a name: "10.0.0.7:9092 in pod:shop/x".
 func (t *Table) dest(d *analysis.Dest) string {
-	s := t.endpoint(d.Addr, d.Port)
+	s := t.peer(d.Addr, d.Port, d.DNS)
 	// A pod's or an ip netns name; not a process living there (the owner
 	// is shown beside), nor the host's.
 	if n := netnsNameOf(t.netnsName, d.Netns); strings.HasPrefix(n, "pod:") || strings.HasPrefix(n, "netns:") {
@@ -335,12 +371,57 @@ func (t *Table) Alert(a *analysis.Alert) error {
 		}
 		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s; last attempt: %s\n",
 			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Streak, failureList(d), failingSince(d, a.Time), last, d.Last.Cause())
+	case analysis.StaleDNS:
+		b = fmt.Appendf(b, " !! STALE DNS %s\n", t.staleLine(a))
 	case analysis.Recovered:
 		b = fmt.Appendf(b, " ok RECOVERED %s (%s): connected in %s after %d failed connects over %s\n",
 			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), Age(d.LastConnect), a.Failed, Age(a.FailedFor))
 	}
 	t.buf = b
 	return t.write(b)
+}
+
+// seenBy says who got a name's latest answer: socktrace (its own
+// lookup), comm/pid, or "-".
+func seenBy(r *dnscache.Resolution) string {
+	switch {
+	case r.Self:
+		return "socktrace"
+	case r.PID != 0:
+		return r.Comm + "/" + strconv.FormatUint(uint64(r.PID), 10)
+	}
+	return "-"
+}
+
+// staleLine is the sentence of a stale-dns alert: "java/13657 connects
+// to 10.4.1.80:9092, which it got from kafka.example.com at 09:12:00
+// (TTL 60s); kafka.example.com now resolves to 10.4.1.81 (seen 09:40:02
+// by socktrace)".
+func (t *Table) staleLine(a *analysis.Alert) string {
+	d, st := &a.Dest, a.Stale
+	o, c := st.Origin, st.Current
+	who := "someone in its network namespace"
+	if o.PID != 0 && (!d.OwnerKnown || o.PID == d.PID) {
+		who = "it"
+	} else if o.PID != 0 {
+		who = safetext.Escape(o.Comm) + "/" + strconv.FormatUint(uint64(o.PID), 10)
+	}
+	now := "does not exist any more (NXDOMAIN)"
+	if len(c.Addrs) > 0 {
+		var as []string
+		for _, x := range c.Addrs {
+			as = append(as, x.String())
+		}
+		now = "now resolves to " + strings.Join(as, ", ")
+	}
+	name := safetext.Escape(o.Name)
+	s := fmt.Sprintf("%s connects to %s, which %s got from %s at %s (TTL %ds); %s %s (seen %s by %s)",
+		process(d.OwnerKnown, d.PID, d.Comm, d.Owner), t.endpoint(d.Addr, d.Port), who, name, clock(o.At), o.TTL,
+		name, now, clock(c.At), safetext.Escape(seenBy(c)))
+	if st.Reason == "expired" {
+		s += fmt.Sprintf("; its TTL ran out %s ago", Age(a.Time.Sub(o.At.Add(time.Duration(o.TTL)*time.Second))))
+	}
+	return s
 }
 
 // destRows writes the destination table.

@@ -4,6 +4,7 @@ package output
 
 import (
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"io"
 	"net/netip"
 	"strconv"
@@ -172,7 +173,17 @@ func appendSocketHead(b []byte, t *events.Transition) []byte {
 	b = t.Dst.AppendTo(b)
 	b = append(b, `","dport":`...)
 	b = strconv.AppendUint(b, uint64(t.DPort), 10)
-	return b
+	return appendDNSName(b, t.DNS)
+}
+
+// appendDNSName adds "dns_name": the name the remote address came from,
+// null when no DNS answer seen holds it.
+func appendDNSName(b []byte, o *dnscache.Origin) []byte {
+	b = append(b, `,"dns_name":`...)
+	if o == nil {
+		return append(b, "null"...)
+	}
+	return AppendString(b, o.Name)
 }
 
 // appendWire adds what happened on the wire where it explains the
@@ -387,7 +398,7 @@ func (t *Table) line(tr *events.Transition, what string) []byte {
 		b = appendCol(b, "-", 16)
 	}
 	b = appendCol(b, t.endpoint(tr.Src, tr.SPort), 29)
-	b = appendCol(b, t.endpoint(tr.Dst, tr.DPort), 29)
+	b = appendCol(b, t.peer(tr.Dst, tr.DPort, tr.DNS), 29)
 	b = appendCol(b, what, 30)
 	if tr.InOldKnown {
 		b = appendCol(b, strconv.FormatFloat(float64(tr.InOld)/float64(time.Millisecond), 'f', 3, 64), 10)
@@ -454,15 +465,28 @@ func (t *Table) endpoint(a netip.Addr, port uint16) string {
 	if a.Is6() && host == a.String() {
 		host = "[" + host + "]"
 	}
-	p := "*"
-	if port != 0 {
-		if t.services != nil {
-			p = t.services.Port(port)
-		} else {
-			p = strconv.Itoa(int(port))
-		}
+	return host + ":" + t.port(port)
+}
+
+// port is a port by service name (unless -n), * for 0.
+func (t *Table) port(port uint16) string {
+	switch {
+	case port == 0:
+		return "*"
+	case t.services != nil:
+		return t.services.Port(port)
 	}
-	return host + ":" + p
+	return strconv.Itoa(int(port))
+}
+
+// peer formats a remote endpoint: name(10.4.1.80):9092 when the address
+// came from a DNS answer (the name it answered wins over -r's PTR
+// lookup), else as endpoint does.
+func (t *Table) peer(a netip.Addr, port uint16, o *dnscache.Origin) string {
+	if o == nil {
+		return t.endpoint(a, port)
+	}
+	return safetext.Escape(o.Name) + "(" + a.String() + "):" + t.port(port)
 }
 
 // appendCol appends s and pads it to width, always leaving one space.

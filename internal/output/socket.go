@@ -34,6 +34,7 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	b = r.Dst.AppendTo(b)
 	b = append(b, `","dport":`...)
 	b = strconv.AppendUint(b, uint64(r.DPort), 10)
+	b = appendDNSName(b, r.DNS)
 	b = append(b, `,"state":"`...)
 	b = append(b, r.State.String()...)
 	b = append(b, '"')
@@ -141,7 +142,7 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 	b = appendCol(b, strconv.FormatUint(uint64(r.Diag.RecvQ), 10), 7)
 	b = appendCol(b, strconv.FormatUint(uint64(r.Diag.SendQ), 10), 7)
 	b = appendCol(b, t.endpoint(r.Src, r.SPort), 30)
-	b = appendCol(b, t.endpoint(r.Dst, r.DPort), 30)
+	b = appendCol(b, t.peer(r.Dst, r.DPort, r.DNS), 30)
 	var extra []string
 	if len(r.Users) > 0 {
 		extra = append(extra, procs.Users(r.Users))

@@ -67,6 +67,10 @@ type Options struct {
 	// and containers/ log directories, under HostRoot ("": no pod names).
 	HostRoot      string
 	KubeletLogDir string
+
+	// NoDNS: no passive DNS, no dns_name (--no-dns); NoDNSLookup: never
+	// ask a DNS server itself whether a name moved (--no-dns-lookup).
+	NoDNS, NoDNSLookup bool
 }
 
 // DefaultReconcileEvery is how often a trace checks its live table

@@ -75,6 +75,8 @@ type pipeline struct {
 	// netnsName names network namespaces for the output (nil: none);
 	// recorded with -w so that a replay names them alike.
 	netnsName func(uint32) string
+	// dns: names on addresses from DNS answers; nil with --no-dns.
+	dns *dnsNames
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -248,6 +250,7 @@ func (p *pipeline) event(r *events.Record) error {
 		}
 	}
 	row := p.table.Apply(t)
+	p.nameDest(t, row)
 	subj := filter.OfTransition(t)
 	show := p.o.Match(&subj)
 	// The history follows sockets into and out of the states asked for:
@@ -257,7 +260,13 @@ func (p *pipeline) event(r *events.Record) error {
 	if row == nil {
 		// Not remembered: the live table is full (counted in its stats).
 	} else if show || p.o.Match(&subj) {
-		if a := p.conns.Observe(t, row); a != nil && !p.quiet {
+		a := p.conns.Observe(t, row)
+		// A stale name explains a failure: it comes first.
+		if s := p.staleAlert(t); s != nil && !p.quiet {
+			err = p.w.Alert(s)
+		}
+		p.staleCleared(t)
+		if a != nil && !p.quiet && err == nil {
 			err = p.w.Alert(a)
 		}
 		if t.Old == tcpstate.SynSent && t.New != tcpstate.Close && t.InOldKnown && p.hooks.Connected != nil {
@@ -283,7 +292,11 @@ func (p *pipeline) packet(t *events.Transition) error {
 			return err
 		}
 	}
-	if r := p.table.Lookup(t.Cookie); r != nil && !t.OwnerKnown && r.OwnerKnown {
+	r := p.table.Lookup(t.Cookie)
+	if r != nil {
+		t.DNS = r.DNS
+	}
+	if r != nil && !t.OwnerKnown && r.OwnerKnown {
 		t.OwnerKnown, t.OwnerPID, t.OwnerTID, t.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm
 		t.OwnerID = r.OwnerID
 	} else if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"io"
 	"os"
 	"os/signal"
@@ -36,6 +37,9 @@ func Read(o *Options, files []string) error {
 	startK := uint64(h.Started.Sub(h.BootTime))
 	p := newPipeline(o, h.Started, startK)
 	p.w.SetNetnsNames(r.NetnsName) // as the recording named them
+	if !o.NoDNS {
+		p.dns = newDNSNames(dnscache.Options{})
+	}
 	if o.Output == "table" {
 		// The header comes from the file: text of another machine.
 		fmt.Fprintf(os.Stderr, "socktrace: reading a capture of %s (kernel %s) from %s, filters: %s\n",
@@ -92,6 +96,10 @@ func Read(o *Options, files []string) error {
 			if err = endSnapshot(); err == nil {
 				ev = events.Record{Transition: rec.Transition}
 				err = p.event(&ev)
+			}
+		case capture.KindDNS:
+			if p.dns != nil {
+				err = p.observeDNS(&rec.DNS)
 			}
 		case capture.KindLost, capture.KindSkipped:
 			if err = endSnapshot(); err == nil {

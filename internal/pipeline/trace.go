@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/socktrace/socktrace/internal/cgroups"
 	"io"
 	"os"
 	"os/signal"
@@ -55,6 +56,8 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	p.netnsName = netnsname.New(o.HostRoot, p.ids).Name
 	p.w.SetNetnsNames(p.netnsName)
 	p.quiet = o.Quiet
+	p.dns = openDNS(o, cgroups.New(o.HostRoot).Mount(), tr.Clock())
+	defer p.dns.close()
 	if hooks != nil {
 		p.hooks = hooks
 	}
@@ -192,6 +195,9 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 			break
 		}
 		if err != nil {
+			return err
+		}
+		if err = p.drainDNS(); err != nil {
 			return err
 		}
 		if rec.Woken {

@@ -5,6 +5,7 @@
 package timeline
 
 import (
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"time"
 
@@ -44,7 +45,10 @@ type Row struct {
 	OwnerTID   uint32
 	OwnerComm  string
 	OwnerID    *identity.Identity // cgroup, unit, container, pod; nil if unknown
-	Users      []procs.Owner      // every holder found in /proc (ss -p)
+	// DNS: the answer the remote address came from (see
+	// events.Transition.DNS); set by the pipeline.
+	DNS   *dnscache.Origin
+	Users []procs.Owner // every holder found in /proc (ss -p)
 
 	// Since: CLOCK_MONOTONIC time the socket entered State; 0 when not
 	// known (a pre-existing socket that has not moved since the snapshot).

@@ -1,0 +1,235 @@
+// Package dnslookup asks a DNS server a question from inside a network
+// namespace, as a process living there would: socktrace's own check of
+// where a name points now, when a process keeps failing to reach the
+// address it got for it. It sends the query and reads the answer; what
+// the answer says reaches socktrace the way every other answer does,
+// through passive DNS, so that it is recorded and replayed alike.
+package dnslookup
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
+)
+
+// Options of a Client.
+type Options struct {
+	Root    string        // the host's / ("" or "/": ours), for /proc
+	Every   time.Duration // one lookup of a name per namespace this often at most (DefaultEvery if 0)
+	Timeout time.Duration // for an answer (DefaultTimeout if 0)
+}
+
+// Defaults of Options.
+const (
+	DefaultEvery   = 30 * time.Second
+	DefaultTimeout = 2 * time.Second
+	// maxInFlight bounds the lookups under way; more are dropped (and
+	// counted): they are a hint, not a duty.
+	maxInFlight = 4
+	// maxKeys bounds the rate limiter's memory.
+	maxKeys = 4096
+)
+
+// Client makes rate-limited lookups in the background. Safe for
+// concurrent use.
+type Client struct {
+	opt      Options
+	mu       sync.Mutex
+	last     map[key]time.Time
+	inflight int
+	stats    Stats
+}
+
+// Stats count the lookups.
+type Stats struct {
+	Sent, Failed, Limited uint64
+}
+
+type key struct {
+	name  string
+	v6    bool
+	netns uint32
+}
+
+// New returns a Client.
+func New(o Options) *Client {
+	if o.Every <= 0 {
+		o.Every = DefaultEvery
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Root == "/" {
+		o.Root = ""
+	}
+	return &Client{opt: o, last: map[key]time.Time{}}
+}
+
+// Stats returns the counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Ask looks name up (A, or AAAA if v6) at server, from the network
+// namespace netns that process pid (thread tid, 0: its main thread)
+// lives in, unless it was asked there lately or too many lookups are
+// under way. It returns at once; done (if not nil) is called with the
+// outcome.
+func (c *Client) Ask(name string, v6 bool, server netip.AddrPort, netns, pid, tid uint32, done func(error)) bool {
+	k := key{name, v6, netns}
+	now := time.Now()
+	c.mu.Lock()
+	if t, ok := c.last[k]; (ok && now.Sub(t) < c.opt.Every) || c.inflight >= maxInFlight {
+		c.stats.Limited++
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.last) >= maxKeys {
+		clear(c.last)
+	}
+	c.last[k] = now
+	c.inflight++
+	c.stats.Sent++
+	c.mu.Unlock()
+	go func() {
+		err := c.lookup(name, v6, server, netns, pid, tid)
+		c.mu.Lock()
+		c.inflight--
+		if err != nil {
+			c.stats.Failed++
+		}
+		c.mu.Unlock()
+		if done != nil {
+			done(err)
+		}
+	}()
+	return true
+}
+
+func (c *Client) lookup(name string, v6 bool, server netip.AddrPort, netns, pid, tid uint32) error {
+	fd, err := c.socket(server, netns, pid, tid)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var sa unix.Sockaddr
+	if server.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(server.Port()), Addr: server.Addr().As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(server.Port()), Addr: server.Addr().As16()}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return fmt.Errorf("look up %s: connect %v: %w", name, server, err)
+	}
+	q, id, err := query(name, v6)
+	if err != nil {
+		return err
+	}
+	if _, err := unix.Write(fd, q); err != nil {
+		return fmt.Errorf("look up %s: send to %v: %w", name, server, err)
+	}
+	tv := unix.NsecToTimeval(c.opt.Timeout.Nanoseconds())
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(c.opt.Timeout)
+	for time.Now().Before(deadline) {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			return fmt.Errorf("look up %s at %v: %w", name, server, err)
+		}
+		var p dnsmessage.Parser
+		if h, err := p.Start(buf[:n]); err == nil && h.ID == id && h.Response {
+			return nil
+		}
+	}
+	return fmt.Errorf("look up %s at %v: no answer", name, server)
+}
+
+// socket makes a UDP socket in the namespace of the asker: a thread
+// enters it, makes the socket and comes back (the socket stays there).
+func (c *Client) socket(server netip.AddrPort, netns, pid, tid uint32) (int, error) {
+	base := c.opt.Root + "/proc/" + strconv.FormatUint(uint64(pid), 10)
+	var paths []string
+	if tid != 0 {
+		paths = append(paths, base+"/task/"+strconv.FormatUint(uint64(tid), 10)+"/ns/net")
+	}
+	paths = append(paths, base+"/ns/net")
+	nsfd := -1
+	for _, p := range paths {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && (netns == 0 || uint32(st.Ino) == netns) {
+			nsfd = fd
+			break
+		}
+		unix.Close(fd)
+	}
+	if nsfd < 0 {
+		return -1, fmt.Errorf("network namespace %d of process %d: gone", netns, pid)
+	}
+	defer unix.Close(nsfd)
+	family := unix.AF_INET
+	if server.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, err}
+			return
+		}
+		defer unix.Close(own)
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("enter network namespace %d: %w", netns, err)}
+			return
+		}
+		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread() // back home: the thread may serve others
+		} // else: the thread stays locked and dies with this goroutine
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+var errName = errors.New("bad name")
+
+// query builds a recursive query for name.
+func query(name string, v6 bool) ([]byte, uint16, error) {
+	n, err := dnsmessage.NewName(name + ".")
+	if err != nil {
+		return nil, 0, fmt.Errorf("look up %q: %w", name, errName)
+	}
+	t := dnsmessage.TypeA
+	if v6 {
+		t = dnsmessage.TypeAAAA
+	}
+	id := uint16(rand.Uint32())
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, RecursionDesired: true})
+	b.StartQuestions()
+	b.Question(dnsmessage.Question{Name: n, Type: t, Class: dnsmessage.ClassINET})
+	m, err := b.Finish()
+	return m, id, err
+}
