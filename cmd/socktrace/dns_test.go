@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,5 +335,32 @@ func TestStaleDNSPassive(t *testing.T) {
 			checkStale(t, a, stale.Process.Pid, fmt.Sprintf("%s/%d", selfComm(), fresh.Process.Pid))
 			return
 		}
+	}
+}
+
+// TestStaleDNSAgent: the agent counts the stale destination, and what
+// passive DNS took in.
+func TestStaleDNSAgent(t *testing.T) {
+	s := newDNSScene(t)
+	_, addr := startAgent(t)
+	stale, _, goOn := s.startDNSClient(t, "once:kafka.example.com:9092")
+	s.setHosts(t, "10.4.1.81")
+	goOn()
+	c := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m := scrape(t, c, "http://"+addr+"/metrics")
+		if m["socktrace_stale_dns_destinations"] == 1 {
+			if m[`socktrace_dns_answers_total{result="taken"}`] < 2 || m[`socktrace_dns_lookups_total{result="sent"}`] < 1 ||
+				m[`socktrace_dns_answers_total{result="lost"}`] != 0 {
+				t.Errorf("DNS counters: taken %v, lookups sent %v, lost %v", m[`socktrace_dns_answers_total{result="taken"}`],
+					m[`socktrace_dns_lookups_total{result="sent"}`], m[`socktrace_dns_answers_total{result="lost"}`])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socktrace_stale_dns_destinations never 1 (client %d); metrics: %v", stale.Process.Pid, m)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -237,4 +237,14 @@ type Summary struct {
 	History timeline.Stats
 	Lost    uint64 // transitions lost so far: the figures may be short
 	Skipped uint64 // state changes the kernel skipped (of any socket)
+	// DNS: what passive DNS took in and kept; nil without it.
+	DNS *DNSSummary
+}
+
+// DNSSummary counts the DNS answers seen and the bounds they met.
+type DNSSummary struct {
+	Answers, Malformed, Cut, Lost uint64 // taken in; not answers; cut short; dropped by the kernel (ring full)
+	Addrs, Names                  int    // kept now
+	AddrsEvicted, NamesEvicted    uint64 // forgotten for room
+	Stale                         int    // destinations going to a stale address now
 }

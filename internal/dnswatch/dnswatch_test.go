@@ -102,3 +102,62 @@ func TestAnswersWithAsker(t *testing.T) {
 		t.Errorf("counts: sent %d lost %d err %v", sent, lost, err)
 	}
 }
+
+// TestFloodBounded: thousands of answers while nobody reads: the ring
+// buffer holds what it can, the kernel counts the rest as lost, and
+// every answer is one or the other.
+func TestFloodBounded(t *testing.T) {
+	w := open(t)
+	ns := testnet.New(t)
+	srv := testdns.Start(t, ns.Do)
+	srv.Set("flood.example", "10.0.0.1")
+	sent0, lost0, _ := w.Counts()
+	const n = 3000
+	ns.Run(t, func() error {
+		c, err := net.Dial("udp4", "127.0.0.1:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1, RecursionDesired: true})
+		b.StartQuestions()
+		b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("flood.example."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+		q, _ := b.Finish()
+		buf := make([]byte, 1500)
+		for i := 0; i < n; i++ {
+			if _, err := c.Write(q); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	sent, lost, err := w.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, lost = sent-sent0, lost-lost0
+	capacity := w.objs.DnsEvents.MaxEntries() / uint32(recordSize)
+	if sent+lost < n || lost == 0 || sent > uint64(capacity)+16 {
+		t.Fatalf("%d answers: %d sent, %d lost (ring holds about %d)", n, sent, lost, capacity)
+	}
+	read := 0
+	var a Answer
+	for {
+		ok, err := w.Read(&a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		read++
+	}
+	if uint64(read) < sent || read > int(capacity)+16 {
+		t.Errorf("read %d answers back, the kernel sent %d", read, sent)
+	}
+	t.Logf("%d answers: %d kept in the ring (%d read back), %d counted lost", n, sent, read, lost)
+}

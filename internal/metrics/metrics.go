@@ -49,6 +49,8 @@ var HandshakeBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .
 // descs are the metrics' descriptions, which depend on Options.
 type descs struct {
 	attempts, synRetrans, retrans, resets, bytes, failing, streak, duration, sockets, closeWait, queueFull, transitions, lost, skipped, reconciled, reconciles, folded, untracked, build, up, misses, rescued *prometheus.Desc
+	// Passive DNS.
+	staleDNS, dnsAnswers, dnsEvicted, dnsLookups *prometheus.Desc
 }
 
 // newDescs makes the metrics' descriptions; with workload, the metrics
@@ -115,6 +117,16 @@ func newDescs(workload bool) *descs {
 		[]string{"program"}, nil)
 	d.rescued = prometheus.NewDesc("socktrace_transitions_rescued_total",
 		"Nested transitions the kernel skipped the primary program for and the backup program sent (socktrace_transitions_skipped_total counts those both missed).", nil, nil)
+	d.staleDNS = prometheus.NewDesc("socktrace_stale_dns_destinations",
+		"Destinations whose last attempt went to an address the DNS name it came from no longer resolves to (a stale-dns alert was raised and no connect succeeded since).", nil, nil)
+	d.dnsAnswers = prometheus.NewDesc("socktrace_dns_answers_total",
+		"DNS answers seen delivered to local sockets, by result: taken (parsed and kept), malformed (not an answer to an A/AAAA question, or not DNS), lost (the kernel dropped them: their ring buffer was full).",
+		[]string{"result"}, nil)
+	d.dnsEvicted = prometheus.NewDesc("socktrace_dns_cache_evictions_total",
+		"Addresses and names forgotten to keep the DNS map within its bounds.", []string{"what"}, nil)
+	d.dnsLookups = prometheus.NewDesc("socktrace_dns_lookups_total",
+		"socktrace's own lookups of failing destinations' names, by result: sent, failed (no answer), limited (not sent: asked lately, or too many under way).",
+		[]string{"result"}, nil)
 	d.build = prometheus.NewDesc("socktrace_build_info",
 		"Always 1: the version of socktrace, the Go it was built with, and the kernel it runs on.",
 		[]string{"version", "goversion", "kernel"}, nil)
@@ -265,7 +277,8 @@ func (c *Collector) Update() error {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.d.attempts, c.d.synRetrans, c.d.retrans, c.d.resets, c.d.bytes, c.d.failing, c.d.streak, c.d.duration, c.d.sockets,
 		c.d.closeWait, c.d.queueFull, c.d.transitions, c.d.lost, c.d.skipped, c.d.reconciled,
-		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build, c.d.misses, c.d.rescued} {
+		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build, c.d.misses, c.d.rescued,
+		c.d.staleDNS, c.d.dnsAnswers, c.d.dnsEvicted, c.d.dnsLookups} {
 		ch <- d
 	}
 }
@@ -395,6 +408,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.d.misses, prometheus.CounterValue, float64(primary), "primary")
 		ch <- prometheus.MustNewConstMetric(c.d.misses, prometheus.CounterValue, float64(backup), "backup")
 		ch <- prometheus.MustNewConstMetric(c.d.rescued, prometheus.CounterValue, float64(c.tr.Rescued()))
+	}
+	if d := st.DNS; d != nil {
+		ch <- prometheus.MustNewConstMetric(c.d.staleDNS, prometheus.GaugeValue, float64(d.StaleDestinations))
+		ch <- prometheus.MustNewConstMetric(c.d.dnsAnswers, prometheus.CounterValue, float64(d.Cache.Answers), "taken")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsAnswers, prometheus.CounterValue, float64(d.Cache.Malformed), "malformed")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsAnswers, prometheus.CounterValue, float64(d.Lost), "lost")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsEvicted, prometheus.CounterValue, float64(d.Cache.AddrsEvicted), "addr")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsEvicted, prometheus.CounterValue, float64(d.Cache.NamesEvicted), "name")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsLookups, prometheus.CounterValue, float64(d.Lookups.Sent), "sent")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsLookups, prometheus.CounterValue, float64(d.Lookups.Failed), "failed")
+		ch <- prometheus.MustNewConstMetric(c.d.dnsLookups, prometheus.CounterValue, float64(d.Lookups.Limited), "limited")
 	}
 }
 

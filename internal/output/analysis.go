@@ -228,6 +228,21 @@ type jsonSummary struct {
 	History             jsonHistory    `json:"history"`
 	Lost                uint64         `json:"lost"`
 	Skipped             uint64         `json:"skipped"`
+	DNS                 *jsonDNS       `json:"dns"`
+}
+
+// jsonDNS: what passive DNS took in and the bounds it met (null
+// without passive DNS).
+type jsonDNS struct {
+	Answers           uint64 `json:"answers"`
+	Malformed         uint64 `json:"malformed"`
+	Cut               uint64 `json:"cut"`
+	Lost              uint64 `json:"lost"`
+	Addrs             int    `json:"addrs"`
+	Names             int    `json:"names"`
+	AddrsEvicted      uint64 `json:"addrs_evicted"`
+	NamesEvicted      uint64 `json:"names_evicted"`
+	StaleDestinations int    `json:"stale_destinations"`
 }
 
 func counts(cs []analysis.Count) []jsonCount {
@@ -257,6 +272,9 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 		History:          jsonHistory{s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted},
 		Lost:             s.Lost,
 		Skipped:          s.Skipped,
+	}
+	if d := s.DNS; d != nil {
+		rec.DNS = &jsonDNS{d.Answers, d.Malformed, d.Cut, d.Lost, d.Addrs, d.Names, d.AddrsEvicted, d.NamesEvicted, d.Stale}
 	}
 	for i := range s.Dests {
 		rec.Destinations = append(rec.Destinations, j.destJSON(&s.Dests[i]))
@@ -548,5 +566,9 @@ func (t *Table) Summary(s *analysis.Summary) error {
 		fmt.Fprintf(&b, "; %d state changes skipped by the kernel (of any socket)", s.Skipped)
 	}
 	b.WriteString("\n")
+	if d := s.DNS; d != nil {
+		fmt.Fprintf(&b, "dns: %d answers taken (%d malformed, %d cut short, %d LOST: ring buffer full), %d addresses and %d names kept (%d and %d forgotten for room), %d stale destinations\n",
+			d.Answers, d.Malformed, d.Cut, d.Lost, d.Addrs, d.Names, d.AddrsEvicted, d.NamesEvicted, d.Stale)
+	}
 	return t.write([]byte(b.String()))
 }

@@ -206,3 +206,30 @@ func (d *dnsNames) close() {
 		d.watch.Close()
 	}
 }
+
+// dnsState is the DNS part of State (nil without passive DNS); p.mu held.
+func (p *pipeline) dnsState() *DNSState {
+	d := p.dns
+	if d == nil {
+		return nil
+	}
+	s := &DNSState{StaleDestinations: len(d.stale), Cache: d.cache.Stats(), Watching: d.watch != nil}
+	if d.watch != nil {
+		s.Sent, s.Lost, _ = d.watch.Counts()
+	}
+	if d.lookup != nil {
+		s.Lookups = d.lookup.Stats()
+	}
+	return s
+}
+
+// dnsSummary is the DNS part of a summary; p.mu held.
+func (p *pipeline) dnsSummary() *analysis.DNSSummary {
+	st := p.dnsState()
+	if st == nil {
+		return nil
+	}
+	c := st.Cache
+	return &analysis.DNSSummary{Answers: c.Answers, Malformed: c.Malformed, Cut: c.Cut, Lost: st.Lost,
+		Addrs: c.Addrs, Names: c.Names, AddrsEvicted: c.AddrsEvicted, NamesEvicted: c.NamesEvicted, Stale: st.StaleDestinations}
+}

@@ -358,6 +358,7 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 		Time: now, Since: p.started,
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
 		Pressure: pressure, History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
+		DNS: p.dnsSummary(),
 	})
 }
 

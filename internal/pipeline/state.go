@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dnslookup"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
@@ -36,6 +38,22 @@ type State struct {
 	Closed, Added, Changed       uint64
 	History                      timeline.Stats
 	ReconcileEvery, ForgetUnused time.Duration
+	// DNS: what passive DNS saw and kept; nil without it (--no-dns).
+	DNS *DNSState
+}
+
+// DNSState is what passive DNS did since start.
+type DNSState struct {
+	// StaleDestinations: destinations whose last attempt went to an
+	// address its name no longer resolves to (stale-dns raised, no
+	// success since).
+	StaleDestinations int
+	Cache             dnscache.Stats
+	// Sent and Lost by the kernel (ring buffer full); Watching: passive
+	// DNS is attached (else names come from nowhere).
+	Sent, Lost uint64
+	Watching   bool
+	Lookups    dnslookup.Stats // socktrace's own lookups
 }
 
 // State returns the trace's state now.
@@ -61,6 +79,7 @@ func (x *Pipeline) State() *State {
 	for st, n := range p.minis {
 		s.Sockets[st] += n
 	}
+	s.DNS = p.dnsState()
 	return s
 }
 
