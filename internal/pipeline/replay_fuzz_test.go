@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -27,6 +28,9 @@ func seedCapture(t testing.TB, path string) {
 	w.Socket(&snapshot.Socket{Family: unix.AF_INET, State: tcpstate.Listen, Src: lo, Dst: netip.IPv4Unspecified(), SPort: 80, Cookie: 1, Inode: 5}, nil, nil)
 	w.Socket(&snapshot.Socket{Family: unix.AF_INET, State: tcpstate.CloseWait, Src: lo, Dst: lo, SPort: 80, DPort: 4000, Cookie: 2, Inode: 6}, nil, nil)
 	w.SnapshotEnd(2)
+	// The connect's address came from a DNS answer (a CNAME chain).
+	w.DNS(&dnscache.Observation{At: time.Unix(1e9+101, 0), K: 1e11, Netns: 0, PID: 7, Comm: "c", Server: netip.MustParseAddrPort("127.0.0.53:53"),
+		Msg: answer(t, "localhost.example", 5, "127.0.0.1")})
 	states := []tcpstate.State{tcpstate.Close, tcpstate.SynSent, tcpstate.Established, tcpstate.FinWait1, tcpstate.FinWait2, tcpstate.Close}
 	for i := 1; i < len(states); i++ {
 		w.Transition(&events.Transition{Time: time.Unix(1e9+101, int64(i)), Ktime: uint64(1e11 + i), Cookie: 3, Family: unix.AF_INET,
