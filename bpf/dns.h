@@ -7,10 +7,10 @@
 #define SOCKTRACE_DNS_H
 
 #define DNS_TASK_COMM_LEN 16
-/* The bytes of a DNS message kept: a whole answer up to the size EDNS
- * recommends (RFC 9715, 1232) and then some; longer answers are cut, and
+/* The bytes of a DNS message kept (a power of two): a whole answer well
+ * beyond the size EDNS recommends (1232); longer answers are cut, and
  * user space reads the records before the cut. */
-#define DNS_MAX 1280
+#define DNS_MAX 2048
 
 /* dns_record.flags */
 #define DNS_OWNER_KNOWN (1 << 0) /* owner_* name who sent the query (connect/sendmsg to port 53) */

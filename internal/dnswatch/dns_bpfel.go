@@ -36,7 +36,7 @@ type dnsDnsRecord struct {
 	Saddr  [16]uint8
 	Daddr  [16]uint8
 	Owner  dnsDnsOwner
-	Data   [1280]uint8
+	Data   [2048]uint8
 }
 
 // Names of all BPF objects in the ELF.
