@@ -64,6 +64,7 @@ type flags struct {
 	units, containers, pods, namespaces []string // who owns the socket beyond its process
 	hostRoot, kubeletLogDir             string
 	noDNS, noDNSLookup                  bool
+	maxDests, bpfMaxSockets             int
 
 	cpuProfile, memProfile string // hidden, for developers
 }
@@ -81,7 +82,10 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --duration and --ready-file do not apply")
 	}
 	o.Summary, o.Interval, o.CloseWaitAfter, o.History = f.summary || f.interval > 0, f.interval, f.closeWaitAfter, f.history
-	o.Analysis = analysis.Options{FailAfter: f.failAfter}
+	o.Analysis = analysis.Options{FailAfter: f.failAfter, MaxDests: f.maxDests}
+	if f.maxDests < 0 {
+		return nil, fmt.Errorf("bad --max-destinations value %d: want 1 or more destinations", f.maxDests)
+	}
 	if f.failAfter < 1 {
 		return nil, fmt.Errorf("bad --fail-after value %d: want 1 or more connects in a row", f.failAfter)
 	}
@@ -208,11 +212,12 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		return nil, err
 	}
 	o.Tracer = events.Options{
-		Filter:    o.Filter.Kernel(),
-		RingSize:  ring,
-		Attach:    f.attach,
-		KernelBTF: f.kernelBTF,
-		Kinds:     kinds,
+		Filter:     o.Filter.Kernel(),
+		RingSize:   ring,
+		MaxSockets: f.bpfMaxSockets,
+		Attach:     f.attach,
+		KernelBTF:  f.kernelBTF,
+		Kinds:      kinds,
 	}
 	if !contains(events.AttachMethods, f.attach) {
 		return nil, fmt.Errorf("bad --attach value %q: use one of %s", f.attach, strings.Join(events.AttachMethods, ", "))

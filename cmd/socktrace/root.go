@@ -108,6 +108,7 @@ func addViewFlags(fl *pflag.FlagSet, f *flags) {
 	fl.BoolVarP(&f.mem, "memory", "m", false, "in the listing, each socket's memory (like ss -m)")
 	fl.BoolVar(&f.summary, "summary", false, "at the end, print connect attempts by destination, CLOSE-WAIT leaks by process, TIME-WAIT and listener pressure (also on SIGUSR1)")
 	addAnalysisFlags(fl, f)
+	fl.IntVar(&f.maxDests, "max-destinations", analysis.DefaultMaxDests, "remember at most `N` destinations of connect attempts (the least recently attempted are forgotten first, failing ones last, and counted)")
 }
 
 // addFilterFlags registers the filters.
@@ -140,6 +141,7 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
 	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net), pod:NAMESPACE/NAME (a Kubernetes pod's), or all (default: socktrace's own for the listing, every namespace for transitions)")
 	fl.DurationVar(&f.reconcileEvery, "reconcile-every", pipeline.DefaultReconcileEvery, "check the live sockets against the kernel (sock_diag) every `D`, and after any loss; 0: only after losses")
+	fl.IntVar(&f.bpfMaxSockets, "bpf-max-sockets", events.DefaultMaxSockets, "the kernel side follows at most `N` sockets at once (an LRU map of about 100 bytes each): beyond, the least recently active socket's owner, birth time and counters are forgotten, and counted")
 	fl.IntVar(&f.maxSockets, "max-sockets", pipeline.DefaultMaxSockets, "remember at most `N` live sockets (beyond, new ones are traced but not remembered, and counted)")
 	fl.StringVarP(&f.write, "write", "w", "", "record the snapshot and every transition to `FILE`, for socktrace read")
 	fl.BoolVar(&f.force, "force", false, "with --write: overwrite FILE if it exists")

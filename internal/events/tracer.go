@@ -63,7 +63,16 @@ type Options struct {
 	// error of a socket), each passing the same filter as transitions.
 	// They are always counted on the socket and its destination.
 	Kinds Kinds
+	// MaxSockets: how many sockets the kernel side follows at once (its
+	// LRU socket map); 0 means DefaultMaxSockets. Beyond, the least
+	// recently active socket's owner, birth time and counters are
+	// forgotten: its later transitions come without them (user space
+	// counts it, see timeline.Stats.KernelForgot).
+	MaxSockets int
 }
+
+// DefaultMaxSockets is the size of the kernel's socket map.
+const DefaultMaxSockets = 131072
 
 // DefaultRingSize holds about 43,000 transitions (184 bytes each, and
 // the ring's 8-byte header).
@@ -205,6 +214,12 @@ func Open(opts Options) (*Tracer, error) {
 		return nil, err
 	}
 	spec.Maps["events"].MaxEntries = uint32(ringSize)
+	if opts.MaxSockets < 0 || opts.MaxSockets > 1<<24 {
+		return nil, fmt.Errorf("bad kernel socket map size %d: want 1 to %d", opts.MaxSockets, 1<<24)
+	}
+	if opts.MaxSockets > 0 {
+		spec.Maps["socks"].MaxEntries = uint32(opts.MaxSockets)
+	}
 	kc := kernelConfig(opts.Filter)
 	kc.Kinds = uint8(opts.Kinds)
 	if err := spec.Variables["cfg"].Set(kc); err != nil {

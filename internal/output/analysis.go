@@ -213,6 +213,10 @@ type jsonHistory struct {
 	Closed    int    `json:"closed"`
 	ClosedCap int    `json:"closed_cap"`
 	Evicted   uint64 `json:"evicted"`
+	// Untracked: sockets not remembered, the live table being full;
+	// KernelForgot: transitions the kernel's socket map had forgotten.
+	Untracked    uint64 `json:"untracked"`
+	KernelForgot uint64 `json:"kernel_forgot"`
 }
 
 type jsonSummary struct {
@@ -269,9 +273,10 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 		CloseWait:        make([]jsonLeak, 0, len(s.CloseWait)),
 		TimeWait:         counts(s.TimeWait),
 		Listeners:        make([]jsonListener, 0, len(s.Listeners)),
-		History:          jsonHistory{s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted},
-		Lost:             s.Lost,
-		Skipped:          s.Skipped,
+		History: jsonHistory{s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted,
+			s.History.Untracked, s.History.KernelForgot},
+		Lost:    s.Lost,
+		Skipped: s.Skipped,
 	}
 	if d := s.DNS; d != nil {
 		rec.DNS = &jsonDNS{d.Answers, d.Malformed, d.Cut, d.Lost, d.Addrs, d.Names, d.AddrsEvicted, d.NamesEvicted, d.Stale}
@@ -514,7 +519,7 @@ func (t *Table) Summary(s *analysis.Summary) error {
 		t.destRows(&b, s.Dests, s.Time)
 	}
 	if s.DestsEvicted > 0 {
-		fmt.Fprintf(&b, "  (%d quiet destinations forgotten to bound memory)\n", s.DestsEvicted)
+		fmt.Fprintf(&b, "  (%d quiet destinations forgotten to bound memory: --max-destinations)\n", s.DestsEvicted)
 	}
 
 	fmt.Fprintf(&b, "\nCLOSE-WAIT FOR %s OR LONGER (the peer closed; the application has not)\n", Age(s.CloseWaitAfter))
@@ -559,6 +564,12 @@ func (t *Table) Summary(s *analysis.Summary) error {
 		}
 	}
 	fmt.Fprintf(&b, "\nhistory: %d live sockets, %d closed kept (cap %d), %d evicted", s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted)
+	if s.History.Untracked > 0 {
+		fmt.Fprintf(&b, "; %d sockets NOT REMEMBERED: the live table was full (--max-sockets %d)", s.History.Untracked, s.History.MaxLive)
+	}
+	if s.History.KernelForgot > 0 {
+		fmt.Fprintf(&b, "; %d transitions of sockets the kernel's map had forgotten (--bpf-max-sockets)", s.History.KernelForgot)
+	}
 	if s.Lost > 0 {
 		fmt.Fprintf(&b, "; %d transitions LOST: the figures above may be short", s.Lost)
 	}

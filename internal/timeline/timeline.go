@@ -91,6 +91,8 @@ type Table struct {
 	// sockets not remembered because the table was full.
 	maxLive   int
 	untracked uint64
+	// kernelForgot: see Stats.KernelForgot.
+	kernelForgot uint64
 	// closedSince: while a reconciliation is pending, the cookies of the
 	// sockets that closed at or after markK (they may be in its dump).
 	closedSince map[uint64]bool
@@ -168,12 +170,17 @@ type Stats struct {
 	Evicted                 uint64
 	MaxLive                 int
 	Untracked               uint64
+	// KernelForgot: transitions of sockets born during the trace that
+	// came without the kernel's memory of them (time in the old state):
+	// its socket map (an LRU) was full and dropped them; the time is
+	// filled in from the history here.
+	KernelForgot uint64
 }
 
 // Stats returns the table's counts.
 func (t *Table) Stats() Stats {
 	return Stats{Live: len(t.rows), Closed: len(t.closed), ClosedCap: t.closedCap, Evicted: t.evicted,
-		MaxLive: t.maxLive, Untracked: t.untracked}
+		MaxLive: t.maxLive, Untracked: t.untracked, KernelForgot: t.kernelForgot}
 }
 
 // full reports whether a new live row would exceed the cap, and counts
@@ -295,6 +302,13 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 			r.Active = tr.New == tcpstate.SynSent
 		}
 		t.put(k, r)
+	}
+	if n := len(r.History); n > 0 && r.Born != 0 && !born(tr) && !tr.InOldKnown && !tr.FromBackup && tr.Kind == events.KindTransition {
+		// Born in the trace, seen before: the kernel knew it and forgot.
+		t.kernelForgot++
+		if prev := r.History[n-1].Ktime; tr.Ktime >= prev {
+			tr.InOld, tr.InOldKnown = time.Duration(tr.Ktime-prev), true
+		}
 	}
 	r.History = append(r.History, Step{Ktime: tr.Ktime, Old: tr.Old, New: tr.New})
 	if tr.Ktime > r.Seen {
