@@ -24,6 +24,12 @@ import (
 // this gets the rest looked up again on each miss (rate-limited).
 const MaxPaths = 65536
 
+// MaxPathBytes bounds the bytes of the paths cached, whatever their
+// length (a delegated subtree may nest cgroups to thousands of bytes):
+// beyond, cgroups are not cached (counted in Dropped). A variable for
+// tests.
+var MaxPathBytes = 16 << 20
+
 // Resolver maps cgroup ids to paths and processes to their cgroup.
 // Safe for concurrent use.
 type Resolver struct {
@@ -123,6 +129,7 @@ func (r *Resolver) walk() {
 	r.walked = time.Now()
 	paths := make(map[uint64]string, len(r.paths))
 	var dropped uint64
+	bytes := 0
 	filepath.WalkDir(r.mount, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil // a cgroup removed meanwhile: skip it
@@ -135,14 +142,15 @@ func (r *Resolver) walk() {
 		if !ok {
 			return nil
 		}
-		if len(paths) >= MaxPaths {
-			dropped++
-			return nil
-		}
 		rel := strings.TrimPrefix(p, r.mount)
 		if rel == "" {
 			rel = "/"
 		}
+		if len(paths) >= MaxPaths || bytes+len(rel) > MaxPathBytes {
+			dropped++
+			return nil
+		}
+		bytes += len(rel)
 		paths[st.Ino] = rel
 		return nil
 	})
@@ -150,7 +158,7 @@ func (r *Resolver) walk() {
 }
 
 // Dropped is how many cgroups the last walk found but did not cache
-// (more than MaxPaths).
+// (more than MaxPaths, or MaxPathBytes of paths).
 func (r *Resolver) Dropped() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

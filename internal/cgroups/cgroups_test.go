@@ -3,6 +3,7 @@ package cgroups_test
 import (
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,5 +87,54 @@ func TestMountFromTable(t *testing.T) {
 	}
 	if m := cgroups.New("/").Mount(); !strings.HasPrefix(m, "/") {
 		t.Logf("this host has no cgroup2 mount")
+	}
+}
+
+// TestLongPathsBounded: cgroups nested to thousands of bytes of path
+// are cached within MaxPathBytes; beyond, they are dropped and counted.
+func TestLongPathsBounded(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(root+"/proc/1", 0o755)
+	os.WriteFile(root+"/proc/1/mounts", []byte("cgroup2 /cg cgroup2 rw 0 0\n"), 0o644) // under the host root
+	short := root + "/cg/system.slice/a.service"
+	if err := os.MkdirAll(short, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deep := root + "/cg"
+	for i := 0; i < 14; i++ {
+		deep += "/" + strings.Repeat(string(rune('a'+i)), 200)
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ino := func(p string) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	old := cgroups.MaxPathBytes
+	defer func() { cgroups.MaxPathBytes = old }()
+
+	cgroups.MaxPathBytes = 1 << 20
+	r := cgroups.New(root)
+	if p, ok := r.Path(ino(deep)); !ok || p != strings.TrimPrefix(deep, root+"/cg") || len(p) < 2800 {
+		t.Fatalf("deep path within the budget: %d bytes, %v", len(p), ok)
+	}
+	if r.Dropped() != 0 {
+		t.Errorf("dropped %d within the budget", r.Dropped())
+	}
+
+	cgroups.MaxPathBytes = 4000 // the deep chain adds up to about 21,000 bytes of paths
+	r = cgroups.New(root)
+	if _, ok := r.Path(ino(short)); !ok {
+		t.Error("short path not cached")
+	}
+	if _, ok := r.Path(ino(deep)); ok {
+		t.Error("deepest path cached beyond the budget")
+	}
+	if r.Dropped() == 0 {
+		t.Error("nothing counted as dropped")
 	}
 }

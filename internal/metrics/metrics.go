@@ -51,7 +51,7 @@ type descs struct {
 	attempts, synRetrans, retrans, resets, bytes, failing, streak, duration, sockets, closeWait, queueFull, transitions, lost, skipped, reconciled, reconciles, folded, untracked, build, up, misses, rescued *prometheus.Desc
 	// Passive DNS.
 	staleDNS, dnsAnswers, dnsEvicted, dnsLookups *prometheus.Desc
-	kernelForgot                                 *prometheus.Desc
+	kernelForgot, cgroupsUncached                *prometheus.Desc
 }
 
 // newDescs makes the metrics' descriptions; with workload, the metrics
@@ -115,6 +115,8 @@ func newDescs(workload bool) *descs {
 		"Sockets not remembered because the live table was full (--max-sockets).", nil, nil)
 	d.kernelForgot = prometheus.NewDesc("socktrace_bpf_sockets_forgotten_total",
 		"Transitions of sockets born during the trace that came without the kernel's memory of them: its socket map (--bpf-max-sockets, an LRU) was full and dropped the least recently active.", nil, nil)
+	d.cgroupsUncached = prometheus.NewDesc("socktrace_cgroups_uncached",
+		"Cgroups the last walk of the cgroup2 tree found but did not cache (more than 65,536, or 16 MiB of paths): their owners have no identity.", nil, nil)
 	d.misses = prometheus.NewDesc("socktrace_bpf_recursion_misses_total",
 		"Runs of socktrace's state-transition programs the kernel skipped because the program was already running on that CPU (a nested transition), by program: the primary, and the backup that sends what the primary is skipped for.",
 		[]string{"program"}, nil)
@@ -281,7 +283,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.d.attempts, c.d.synRetrans, c.d.retrans, c.d.resets, c.d.bytes, c.d.failing, c.d.streak, c.d.duration, c.d.sockets,
 		c.d.closeWait, c.d.queueFull, c.d.transitions, c.d.lost, c.d.skipped, c.d.reconciled,
 		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build, c.d.misses, c.d.rescued,
-		c.d.staleDNS, c.d.dnsAnswers, c.d.dnsEvicted, c.d.dnsLookups, c.d.kernelForgot} {
+		c.d.staleDNS, c.d.dnsAnswers, c.d.dnsEvicted, c.d.dnsLookups, c.d.kernelForgot, c.d.cgroupsUncached} {
 		ch <- d
 	}
 }
@@ -407,6 +409,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.d.reconciles, prometheus.CounterValue, float64(st.Reconciles))
 	ch <- prometheus.MustNewConstMetric(c.d.untracked, prometheus.CounterValue, float64(st.History.Untracked))
 	ch <- prometheus.MustNewConstMetric(c.d.kernelForgot, prometheus.CounterValue, float64(st.History.KernelForgot))
+	ch <- prometheus.MustNewConstMetric(c.d.cgroupsUncached, prometheus.GaugeValue, float64(st.CgroupsUncached))
 	if c.tr != nil {
 		primary, backup := c.tr.RecursionMisses()
 		ch <- prometheus.MustNewConstMetric(c.d.misses, prometheus.CounterValue, float64(primary), "primary")

@@ -40,6 +40,9 @@ type State struct {
 	ReconcileEvery, ForgetUnused time.Duration
 	// DNS: what passive DNS saw and kept; nil without it (--no-dns).
 	DNS *DNSState
+	// CgroupsUncached: cgroups the last walk of the cgroup2 tree found
+	// but did not cache (too many, or too many bytes of paths).
+	CgroupsUncached uint64
 }
 
 // DNSState is what passive DNS did since start.
@@ -80,6 +83,9 @@ func (x *Pipeline) State() *State {
 		s.Sockets[st] += n
 	}
 	s.DNS = p.dnsState()
+	if p.ids != nil {
+		s.CgroupsUncached = p.ids.Cgroups().Dropped()
+	}
 	return s
 }
 

@@ -158,7 +158,9 @@ func (t *Table) Reconcile(d *Dump) Reconciled {
 			out.Minis[s.State]++
 			continue
 		}
-		if t.rows[key{cookie: s.Cookie}] != nil || t.full() {
+		// A full table: the socket was counted untracked at its birth
+		// (or its birth was lost, and counted so); not again each pass.
+		if t.rows[key{cookie: s.Cookie}] != nil || (t.maxLive > 0 && len(t.rows) >= t.maxLive) {
 			continue
 		}
 		r := &Row{}

@@ -289,7 +289,13 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 	k := keyOf(tr)
 	r := t.rows[k]
 	if r == nil || born(tr) {
-		if r == nil && t.full() {
+		if r == nil && t.maxLive > 0 && len(t.rows) >= t.maxLive {
+			// Counted once a socket: at its birth (or, for one older
+			// than the trace, when the snapshot or a reconciliation
+			// could not add it).
+			if born(tr) {
+				t.untracked++
+			}
 			if tr.New == tcpstate.Close && t.closedSince != nil && tr.Ktime >= t.markK {
 				t.closedSince[tr.Cookie] = true
 			}
