@@ -2,6 +2,7 @@ package output
 
 import (
 	"bytes"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"strings"
 	"testing"
@@ -27,17 +28,25 @@ func FuzzTableLines(f *testing.F) {
 		tr := otTransition()
 		tr.OwnerComm, tr.TaskComm = comm, comm
 		tr.OwnerID = &identity.Identity{Cgroup: "/" + unit, Unit: unit, Namespace: ns, Pod: pod, ContainerID: comm, Container: pod}
+		// A DNS name is whatever an answer said (a label may hold any byte).
+		tr.DNS = &dnscache.Origin{Name: pod + "." + unit, Comm: comm, PID: 1, At: otTime, TTL: 60}
 		row := otRow()
 		row.OwnerComm, row.OwnerID = comm, tr.OwnerID
 		row.Users = []procs.Owner{{PID: 1, Comm: comm, FD: 3}}
+		row.DNS = tr.DNS
 		d := analysis.Dest{DestKey: analysis.DestKey{Netns: 7, Addr: netip.MustParseAddr("10.0.0.1"), Port: 9092},
 			OwnerKnown: true, PID: 1, Comm: comm, Owner: tr.OwnerID, Failing: true, Streak: 3,
-			LastAttempt: otTime, FailingSince: otTime, Attempts: 3}
+			LastAttempt: otTime, FailingSince: otTime, Attempts: 3, DNS: tr.DNS}
 		d.Failures[analysis.Refused] = 3
 		for _, write := range []func() error{
 			func() error { return tb.Transition(&tr) },
 			func() error { return tb.Socket(&row, otTime) },
 			func() error { return tb.Alert(&analysis.Alert{Kind: analysis.TurnedFailing, Time: otTime, Dest: d}) },
+			func() error {
+				return tb.Alert(&analysis.Alert{Kind: analysis.StaleDNS, Time: otTime, Dest: d, Stale: &analysis.Stale{Origin: tr.DNS,
+					Current: &dnscache.Resolution{Name: tr.DNS.Name, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, At: otTime, PID: 2, Comm: comm},
+					Reason:  "failing"}})
+			},
 		} {
 			if err := write(); err != nil {
 				t.Fatal(err)
