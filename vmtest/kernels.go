@@ -31,8 +31,9 @@ var allSeries = []Series{
 }
 
 // modules are loaded in every VM (with their dependencies): sock_diag
-// for TCP, which internal/snapshot and socktrace --once need.
-var modules = []string{"inet_diag", "tcp_diag"}
+// for TCP, which internal/snapshot and socktrace --once need; netem, for
+// the RTT test (delay on the loopback).
+var modules = []string{"inet_diag", "tcp_diag", "sch_netem"}
 
 // Kernel is a series made ready to boot.
 type Kernel struct {

@@ -366,3 +366,73 @@ func TestRetransmitsUnderLoss(t *testing.T) {
 		t.Errorf("the hook counted %d retransmits (%d SYN), the kernel %d segments", got, end.SynRetrans, end.TotalRetrans)
 	}
 }
+
+// TestRTTWithNetem: with netem delaying every packet on the loopback by
+// 10 ms, the handshake takes at least 20 ms (SYN and SYN-ACK each
+// delayed) and the close reports a smoothed RTT of at least that. Where
+// the kernel has sch_netem (Debian's, in make vmtest; this host's has
+// not).
+func TestRTTWithNetem(t *testing.T) {
+	ns := testnet.New(t)
+	if err := ns.Delay(10 * time.Millisecond); errors.Is(err, testnet.ErrNoNetem) {
+		t.Skip("this kernel has no sch_netem (make vmtest runs this on Debian's kernels, which have it)")
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	var port uint16
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		port = uint16(ln.Addr().(*net.TCPAddr).Port)
+		done := make(chan error, 1)
+		go func() {
+			s, err := ln.Accept()
+			if err == nil {
+				_, err = io.Copy(io.Discard, s)
+				s.Close()
+			}
+			done <- err
+		}()
+		cl, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 5; i++ { // a few round trips for the RTT estimate
+			if _, err := cl.Write(make([]byte, 100)); err != nil {
+				return err
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+		cl.Close()
+		return <-done
+	})
+	c.waitForIn(t, 10*time.Second, "both closed", closedCount(3))
+	recs := c.stop(t)
+	var connected, closed *events.Transition
+	for i := range recs {
+		r := &recs[i]
+		if r.DPort != port {
+			continue
+		}
+		switch {
+		case r.Old == tcpstate.SynSent && r.New == tcpstate.Established:
+			connected = r
+		case r.New == tcpstate.Close:
+			closed = r
+		}
+	}
+	if connected == nil || closed == nil {
+		t.Fatalf("client's connect or close not found:\n%s", dump(recs))
+	}
+	if !connected.InOldKnown || connected.InOld < 20*time.Millisecond {
+		t.Errorf("handshake %s, want at least 20ms (10ms each way)", connected.InOld)
+	}
+	if !closed.TCPStats || closed.SRTT < 20*time.Millisecond || closed.SRTT > time.Second {
+		t.Errorf("srtt at close %s (stats %v), want 20ms or a little more", closed.SRTT, closed.TCPStats)
+	}
+	t.Logf("handshake %s, srtt %s with 10ms netem delay each way", connected.InOld, closed.SRTT)
+}
