@@ -44,6 +44,7 @@ type JSON struct {
 	// netnsName names network namespaces (package netnsname); nil: not
 	// known (a replay on another host).
 	netnsName func(uint32) string
+	clock     timeCache
 }
 
 // SetNetnsNames gives the writer a way to name network namespaces
@@ -84,7 +85,7 @@ const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 func (j *JSON) Transition(t *events.Transition) error {
 	b := j.buf[:0]
 	b = append(b, `{"type":"transition"`...)
-	b = appendSocketHead(b, t)
+	b = j.appendSocketHead(b, t)
 	b = append(b, `,"old_state":"`...)
 	b = append(b, t.Old.String()...)
 	b = append(b, `","new_state":"`...)
@@ -154,9 +155,9 @@ func (j *JSON) loss(open string, n, total uint64, at time.Time) error {
 
 // appendSocketHead adds the fields every record of a socket begins with,
 // from the time to the peer's port.
-func appendSocketHead(b []byte, t *events.Transition) []byte {
+func (j *JSON) appendSocketHead(b []byte, t *events.Transition) []byte {
 	b = append(b, `,"time":"`...)
-	b = t.Time.UTC().AppendFormat(b, TimeLayout)
+	b = j.clock.append(b, t.Time)
 	b = append(b, `","ktime_ns":`...)
 	b = strconv.AppendUint(b, t.Ktime, 10)
 	b = append(b, `,"cookie":`...)
@@ -247,7 +248,7 @@ func (j *JSON) Packet(t *events.Transition) error {
 	default:
 		b = append(b, `{"type":"error"`...)
 	}
-	b = appendSocketHead(b, t)
+	b = j.appendSocketHead(b, t)
 	b = append(b, `,"state":"`...)
 	b = append(b, t.New.String()...)
 	b = append(b, '"')

@@ -1,0 +1,35 @@
+package output
+
+import (
+	"time"
+)
+
+// timeCache formats times as TimeLayout does, in UTC, redoing the date
+// and the clock only when the second changes: records come in time
+// order, many a second, and the date was most of what formatting one
+// cost.
+type timeCache struct {
+	sec    int64  // Unix second of prefix; prefix empty: none yet
+	prefix []byte // "2006-01-02T15:04:05."
+}
+
+// append appends t as TimeLayout formats it in UTC.
+func (c *timeCache) append(b []byte, t time.Time) []byte {
+	sec, ns := t.Unix(), t.Nanosecond()
+	if len(c.prefix) == 0 || sec != c.sec {
+		u := t.UTC()
+		if y := u.Year(); y < 0 || y > 9999 {
+			return u.AppendFormat(b, TimeLayout) // as the layout would
+		}
+		c.prefix = u.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05.")
+		c.sec = sec
+	}
+	b = append(b, c.prefix...)
+	var d [9]byte
+	for i := 8; i >= 0; i-- {
+		d[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	b = append(b, d[:]...)
+	return append(b, 'Z')
+}
