@@ -227,8 +227,11 @@ func TestAbuseDNSFlood(t *testing.T) {
 	d, _ := sum["dns"].(map[string]any)
 	dns := record(d)
 	t.Logf("dns after %d answers: %v", n, dns)
-	if dns.num("answers")+dns.num("lost") < n || dns.num("lost") == 0 || dns.num("names") > 16384 {
-		t.Errorf("dns %v: want %d answers taken or counted lost, some lost", dns, n)
+	// Taken or counted lost, every one (others on the host may add);
+	// how many are lost depends on when socktrace drained the ring
+	// (dnswatch's TestFloodBounded makes it lose with nobody reading).
+	if dns.num("answers")+dns.num("lost") < n || dns.num("names") > 16384 || dns.num("addrs") > 65536 {
+		t.Errorf("dns %v: want all %d answers taken or counted lost, within the bounds", dns, n)
 	}
 }
 
