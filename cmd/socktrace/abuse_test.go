@@ -18,25 +18,10 @@ import (
 
 	"github.com/socktrace/socktrace/internal/testdns"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/net/dns/dnsmessage"
 )
 
 // peakRSS is the peak resident memory of process pid, in KiB.
-func peakRSS(t *testing.T, pid int) int {
-	t.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
-			kb, _ := strconv.Atoi(f[1])
-			return kb
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
+func peakRSS(t *testing.T, pid int) int { return procStatusKiB(t, pid, "VmHWM:") }
 
 // stillTracing connects to port in ns and waits for socktrace to show
 // the connect, owned by this process.
@@ -208,11 +193,7 @@ func TestAbuseDNSFlood(t *testing.T) {
 		defer c.Close()
 		buf := make([]byte, 1500)
 		for i := 0; i < n; i++ {
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: uint16(i), RecursionDesired: true})
-			b.StartQuestions()
-			b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(fmt.Sprintf("n%d.example.", i%50)), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
-			q, _ := b.Finish()
-			if _, err := c.Write(q); err != nil {
+			if _, err := c.Write(testdns.Query(fmt.Sprintf("n%d.example", i%50), uint16(i))); err != nil {
 				return err
 			}
 			c.SetReadDeadline(time.Now().Add(2 * time.Second))

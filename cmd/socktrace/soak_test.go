@@ -51,19 +51,22 @@ func gauges(t *testing.T, addr string, port int) (sockets, attempts float64, m m
 	return sockets, attempts, m
 }
 
-func rssKiB(t *testing.T, pid int) int {
+func rssKiB(t *testing.T, pid int) int { return procStatusKiB(t, pid, "VmRSS:") }
+
+// procStatusKiB is a size line of /proc/PID/status (VmRSS:, VmHWM:...), in KiB.
+func procStatusKiB(t *testing.T, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == field {
 			n, _ := strconv.Atoi(f[1])
 			return n
 		}
 	}
-	t.Fatal("no VmRSS")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

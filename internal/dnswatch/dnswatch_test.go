@@ -119,10 +119,7 @@ func TestFloodBounded(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1, RecursionDesired: true})
-		b.StartQuestions()
-		b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("flood.example."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
-		q, _ := b.Finish()
+		q := testdns.Query("flood.example", 1)
 		buf := make([]byte, 1500)
 		for i := 0; i < n; i++ {
 			if _, err := c.Write(q); err != nil {

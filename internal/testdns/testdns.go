@@ -171,3 +171,15 @@ func (s *Server) serveTCP() {
 		}()
 	}
 }
+
+// Query is a recursive query for the A records of name, with id.
+func Query(name string, id uint16) []byte {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, RecursionDesired: true})
+	b.StartQuestions()
+	b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(fqdn(name)), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	q, err := b.Finish()
+	if err != nil {
+		panic(err)
+	}
+	return q
+}
