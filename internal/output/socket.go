@@ -18,7 +18,7 @@ import (
 func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	b := j.buf[:0]
 	b = append(b, `{"type":"socket","time":"`...)
-	b = at.UTC().AppendFormat(b, TimeLayout)
+	b = j.clock.append(b, at)
 	b = append(b, `","cookie":`...)
 	b = strconv.AppendUint(b, r.Cookie, 10)
 	b = append(b, `,"netns":`...)
