@@ -307,6 +307,15 @@ const hex = "0123456789abcdef"
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	for i := 0; i < len(s); {
+		// The run of bytes that need no escape, copied at once.
+		j := i
+		for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' && s[j] != 0x7f {
+			j++
+		}
+		b = append(b, s[i:j]...)
+		if i = j; i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
@@ -318,10 +327,8 @@ func AppendString(b []byte, s string) []byte {
 				b = append(b, '\\', 't')
 			case c == '\r':
 				b = append(b, '\\', 'r')
-			case c < 0x20 || c == 0x7f:
+			default: // other controls and DEL
 				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
 			}
 			i++
 			continue
