@@ -303,13 +303,22 @@ func errnoName(e uint16) string {
 
 const hex = "0123456789abcdef"
 
+// jsonPlain: the bytes a JSON string holds as they are (printable
+// ASCII but the quote and the backslash).
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	for i := 0; i < len(s); {
 		// The run of bytes that need no escape, copied at once.
 		j := i
-		for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' && s[j] != 0x7f {
+		for j < len(s) && jsonPlain[s[j]] {
 			j++
 		}
 		b = append(b, s[i:j]...)
