@@ -123,12 +123,13 @@ func (r *Resolver) Cgroups() *cgroups.Resolver { return r.cg }
 // unknown (a cgroup already gone, or a host without cgroup2); nil when
 // neither says.
 func (r *Resolver) ByID(cgid uint64, pid uint32) *Identity {
-	now := time.Now()
 	if cgid != 0 {
 		r.mu.Lock()
 		e, ok := r.byID[cgid]
 		r.mu.Unlock()
-		if ok && (e.retry.IsZero() || now.Before(e.retry)) {
+		// (The clock only for entries that expire: it is read for every
+		// transition otherwise.)
+		if ok && (e.retry.IsZero() || time.Now().Before(e.retry)) {
 			return e.id
 		}
 		if path, ok := r.cg.Path(cgid); ok {

@@ -77,6 +77,8 @@ type pipeline struct {
 	netnsName func(uint32) string
 	// dns: names on addresses from DNS answers; nil with --no-dns.
 	dns *dnsNames
+	// subj: the filter's subject of the record at hand.
+	subj filter.Subject
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -251,15 +253,18 @@ func (p *pipeline) event(r *events.Record) error {
 	}
 	row := p.table.Apply(t)
 	p.nameDest(t, row)
-	subj := filter.OfTransition(t)
-	show := p.o.Match(&subj)
+	// The subject lives in the pipeline: a local one escapes to the heap
+	// through the expression's interface, an allocation a transition.
+	p.subj = filter.OfTransition(t)
+	subj := &p.subj
+	show := p.o.Match(subj)
 	// The history follows sockets into and out of the states asked for:
 	// leaving syn-sent is how a connect attempt ends.
 	subj.State = t.Old
 	var err error
 	if row == nil {
 		// Not remembered: the live table is full (counted in its stats).
-	} else if show || p.o.Match(&subj) {
+	} else if show || p.o.Match(subj) {
 		a := p.conns.Observe(t, row)
 		// A stale name explains a failure: it comes first.
 		if s := p.staleAlert(t); s != nil && !p.quiet {
@@ -302,8 +307,8 @@ func (p *pipeline) packet(t *events.Transition) error {
 	} else if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
 		t.OwnerID = p.ids.ByID(t.OwnerCgroup, t.OwnerPID)
 	}
-	subj := filter.OfTransition(t)
-	if !p.o.Match(&subj) || p.quiet || p.o.AlertsOnly {
+	p.subj = filter.OfTransition(t)
+	if !p.o.Match(&p.subj) || p.quiet || p.o.AlertsOnly {
 		return nil
 	}
 	return p.w.Packet(t)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/socktrace/socktrace/internal/cgroups"
+	"github.com/socktrace/socktrace/internal/tcpstate"
 	"io"
 	"os"
 	"os/signal"
@@ -188,17 +189,26 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		rec      events.Record
 		nextSync = time.Now().Add(syncInterval)
 	)
+	var n uint
 	for {
 		err := tr.Read(&rec)
-		p.beat.Store(time.Now().UnixNano())
+		// The heartbeat: when woken (at least once a second) and every
+		// 256 records, not for each (the clock costs).
+		if n++; rec.Woken || n%256 == 0 {
+			p.beat.Store(time.Now().UnixNano())
+		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return err
 		}
-		if err = p.drainDNS(); err != nil {
-			return err
+		// DNS answers before the transitions that use them: a connect
+		// names its address, an attempt's end checks it.
+		if rec.Woken || (rec.Transition.Kind == events.KindTransition && (rec.Transition.Old == tcpstate.SynSent || rec.Transition.New == tcpstate.SynSent)) {
+			if err = p.drainDNS(); err != nil {
+				return err
+			}
 		}
 		if rec.Woken {
 			if wantSummary.Swap(false) && !o.Quiet {
