@@ -12,6 +12,8 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
 )
@@ -62,6 +64,18 @@ type Subject struct {
 	// Autobound: the kernel said the application did not bind the local
 	// port itself (sock_diag listings that ask); else not known.
 	Autobound, AutoboundKnown bool
+}
+
+// OfSocket returns the subject of a socket of a listing, held by users
+// (its owner: the first of them; none: not known).
+func OfSocket(s *snapshot.Socket, users []procs.Owner) Subject {
+	subj := Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst,
+		SPort: s.SPort, DPort: s.DPort, Netns: s.Netns,
+		IfIndex: s.IfIndex, Mark: s.Mark, SockCgroup: s.CgroupID}
+	if len(users) > 0 {
+		subj.OwnerKnown, subj.PID, subj.Comm = true, users[0].PID, users[0].Comm
+	}
+	return subj
 }
 
 // OfTransition returns the subject of a transition: its new state.

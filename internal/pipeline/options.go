@@ -140,10 +140,11 @@ func (o *Options) Match(s *filter.Subject) bool {
 // keepSocket applies the filter to a socket of a pressure dump.
 func (o *Options) keepSocket(owners procs.Table) func(*snapshot.Socket) bool {
 	return func(s *snapshot.Socket) bool {
-		subj := filter.Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort, Netns: s.Netns}
-		if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
-			subj.OwnerKnown, subj.PID, subj.Comm = true, us[0].PID, us[0].Comm
+		var users []procs.Owner
+		if s.Inode != 0 {
+			users = owners[s.Inode]
 		}
+		subj := filter.OfSocket(s, users)
 		return o.Match(&subj)
 	}
 }

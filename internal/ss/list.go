@@ -65,13 +65,12 @@ func List(w io.Writer, o *Options, width int) error {
 			continue
 		}
 		if o.Expr != nil {
-			subj := filter.Subject{State: s.State, Family: s.Family, Src: s.Src, Dst: s.Dst,
-				SPort: s.SPort, DPort: s.DPort, Netns: s.Netns,
-				IfIndex: s.IfIndex, Mark: s.Mark, SockCgroup: s.CgroupID,
-				Autobound: auto[s.Cookie], AutoboundKnown: auto != nil}
-			if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
-				subj.OwnerKnown, subj.PID, subj.Comm = true, us[0].PID, us[0].Comm
+			var users []procs.Owner
+			if s.Inode != 0 {
+				users = owners[s.Inode]
 			}
+			subj := filter.OfSocket(s, users)
+			subj.Autobound, subj.AutoboundKnown = auto[s.Cookie], auto != nil
 			if !o.Expr.Match(&subj) {
 				continue
 			}
