@@ -6,12 +6,12 @@ package netnsname
 import (
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/procs"
 )
 
 // Resolver names namespaces from /proc (and /run/netns) under a host
@@ -166,9 +166,9 @@ func (r *Resolver) scan() {
 
 func (r *Resolver) processName(pid uint32) string {
 	p := strconv.FormatUint(uint64(pid), 10)
-	b, err := os.ReadFile(r.root + "/proc/" + p + "/comm")
-	if err != nil {
+	comm, ok := procs.Comm(r.root+"/proc", pid)
+	if !ok {
 		return p
 	}
-	return strings.TrimSpace(string(b)) + "/" + p
+	return comm + "/" + p
 }

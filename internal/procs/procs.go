@@ -141,6 +141,13 @@ func readComm(path string) string {
 	return strings.TrimSuffix(string(b), "\n")
 }
 
+// Comm is the name of process pid (its /proc/PID/comm under the host's
+// root procRoot, e.g. "/proc"); false if it is gone.
+func Comm(procRoot string, pid uint32) (string, bool) {
+	c := readComm(procRoot + "/" + strconv.FormatUint(uint64(pid), 10) + "/comm")
+	return c, c != "?"
+}
+
 // Users formats owners the way ss -p does:
 // users:(("nginx",pid=10,fd=6),("nginx",pid=11,fd=6))
 func Users(owners []Owner) string {
