@@ -411,11 +411,9 @@ func (t *Tracer) Clock() *Clock { return t.clock }
 
 const (
 	// A batch of at least batchMin records read back to back means a
-	// busy tracer: it pauses batchPause before waiting for more (5 ms:
-	// at 2,000 connections/s a wake-up then serves about 100 records, not
-	// 20, for 5 ms of latency at most).
+	// busy tracer: it pauses batchPause before waiting for more.
 	batchMin   = 2
-	batchPause = 5 * time.Millisecond
+	batchPause = time.Millisecond
 
 	lostCheckInterval = 200 * time.Millisecond
 	lostCheckEvery    = 4096
