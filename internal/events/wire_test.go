@@ -324,10 +324,14 @@ func TestRetransmitsUnderLoss(t *testing.T) {
 			return err
 		}
 		raw.Control(func(fd uintptr) {
-			// Wait until everything is acknowledged, then read TCP_INFO.
+			// Wait until everything is sent and acknowledged (nothing in
+			// flight, nothing left in the send queue: io.Copy returns once
+			// the data is queued, and a queue held back by the congestion
+			// window can have nothing in flight for a moment), then read
+			// TCP_INFO.
 			for i := 0; i < 600; i++ {
 				info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-				if err == nil && info.Unacked == 0 {
+				if err == nil && info.Unacked == 0 && info.Notsent_bytes == 0 {
 					before = info.Total_retrans
 					break
 				}
