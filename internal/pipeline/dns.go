@@ -50,9 +50,11 @@ func newDNSNames(o dnscache.Options) *dnsNames {
 		self: uint32(os.Getpid())}
 }
 
-// drainDNS takes in the answers passive DNS has seen so far: before each
-// transition, so that a connect to an address finds the answer that gave
-// it (which came first).
+// drainDNS takes in the answers passive DNS has seen so far. The reading
+// loop calls it when woken and before the transitions that use answers
+// (into and out of syn-sent), so that a connect to an address finds the
+// answer that gave it (which came first), and an attempt's end the
+// latest answers for its name.
 func (p *pipeline) drainDNS() error {
 	d := p.dns
 	if d == nil || d.watch == nil || !d.watch.Pending() {
