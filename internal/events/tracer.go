@@ -428,18 +428,13 @@ func (t *Tracer) Read(r *Record) error {
 		if t.done {
 			return io.EOF
 		}
+		now := time.Now()
 		if t.wake.Swap(false) {
 			*r = Record{Woken: true}
-			r.Time = time.Now()
+			r.Time = now
 			return nil
 		}
-		// The clock (a system call on some hosts) only when the ring is
-		// empty or every lostCheckEvery records, not for each one.
-		var now time.Time
-		if t.sinceChk >= lostCheckEvery || t.rd.AvailableBytes() == 0 {
-			now = time.Now()
-		}
-		if t.sinceChk >= lostCheckEvery || (!now.IsZero() && !now.Before(t.nextCheck)) {
+		if t.sinceChk >= lostCheckEvery || !now.Before(t.nextCheck) {
 			t.sinceChk = 0
 			t.nextCheck = now.Add(lostCheckInterval)
 			if !now.Before(t.nextSync) {
