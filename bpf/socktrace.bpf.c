@@ -617,11 +617,15 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	} else if (!next.owner_known && in_owner_context(oldstate, newstate)) {
 		next.owner = cur;
 		next.owner_known = 1;
-	} else if (!next.owner_known && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-		/* A child of a listener: its owner is the listener's. */
+	} else if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		/* A child of a listener, new too (an entry at its address is a
+		 * socket whose close went unseen: it must not pass for an active
+		 * open); its owner is the listener's. */
 		struct listener_key key = { .netns = netns, .port = sport };
 		struct listener *l = bpf_map_lookup_elem(&listeners, &key);
 
+		__builtin_memset(&next, 0, sizeof(next));
+		next.sport = sport;
 		if (l && !l->ambiguous) {
 			next.owner = l->owner;
 			next.owner_known = 1;
