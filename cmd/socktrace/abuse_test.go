@@ -186,22 +186,7 @@ func TestAbuseDNSFlood(t *testing.T) {
 	p := start(t, "-o", "json", "--netns", ns.Path(), "--no-snapshot", "--summary", "--dport", strconv.Itoa(healthy))
 	const n = 3000
 	ns.Run(t, func() error {
-		c, err := net.Dial("udp4", "127.0.0.1:53")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		buf := make([]byte, 1500)
-		for i := 0; i < n; i++ {
-			if _, err := c.Write(testdns.Query(fmt.Sprintf("n%d.example", i%50), uint16(i))); err != nil {
-				return err
-			}
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Read(buf); err != nil {
-				return err
-			}
-		}
-		return nil
+		return testdns.Exchange(n, func(i int) string { return fmt.Sprintf("n%d.example", i%50) })
 	})
 	stillTracing(t, p, ns, healthy)
 	sum := lastSummary(t, parseJSON(t, p.stop(t)))

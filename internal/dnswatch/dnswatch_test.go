@@ -114,23 +114,7 @@ func TestFloodBounded(t *testing.T) {
 	sent0, lost0, _ := w.Counts()
 	const n = 3000
 	ns.Run(t, func() error {
-		c, err := net.Dial("udp4", "127.0.0.1:53")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		q := testdns.Query("flood.example", 1)
-		buf := make([]byte, 1500)
-		for i := 0; i < n; i++ {
-			if _, err := c.Write(q); err != nil {
-				return err
-			}
-			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Read(buf); err != nil {
-				return err
-			}
-		}
-		return nil
+		return testdns.Exchange(n, func(int) string { return "flood.example" })
 	})
 	sent, lost, err := w.Counts()
 	if err != nil {

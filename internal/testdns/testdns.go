@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -182,4 +183,27 @@ func Query(name string, id uint16) []byte {
 		panic(err)
 	}
 	return q
+}
+
+// Exchange asks the server on 127.0.0.1:53 n questions, one at a time,
+// the i-th for the A records of name(i), each answer read before the
+// next question (2 s at most each). It makes its socket in the calling
+// thread's network namespace: call it from inside the test's.
+func Exchange(n int, name func(i int) string) error {
+	c, err := net.Dial("udp4", "127.0.0.1:53")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	for i := 0; i < n; i++ {
+		if _, err := c.Write(Query(name(i), uint16(i))); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }
