@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
@@ -12,6 +11,7 @@ import (
 	"github.com/socktrace/socktrace/internal/dnslookup"
 	"github.com/socktrace/socktrace/internal/dnswatch"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 )
@@ -84,14 +84,13 @@ func (p *pipeline) drainDNS() error {
 // process if the thread is gone); 0 if both are gone.
 func netnsOf(root string, pid, tid uint32) uint32 {
 	base := root + "/proc/" + strconv.FormatUint(uint64(pid), 10)
-	var st syscall.Stat_t
-	if tid != 0 && syscall.Stat(base+"/task/"+strconv.FormatUint(uint64(tid), 10)+"/ns/net", &st) == nil {
-		return uint32(st.Ino)
+	if tid != 0 {
+		if ino, err := snapshot.NetnsInode(base + "/task/" + strconv.FormatUint(uint64(tid), 10) + "/ns/net"); err == nil {
+			return ino
+		}
 	}
-	if syscall.Stat(base+"/ns/net", &st) == nil {
-		return uint32(st.Ino)
-	}
-	return 0
+	ino, _ := snapshot.NetnsInode(base + "/ns/net")
+	return ino
 }
 
 // observeDNS takes in one answer, live or replayed, and records it.
