@@ -115,6 +115,12 @@ type Tracer struct {
 	nextSync  time.Time
 	sinceChk  int
 	batch     int // records read since the ring was last empty
+	// batchBytes: bytes of the records read since cycleStart, when the
+	// tracer last paused (or woke up idle): the rate that sizes the next
+	// pause.
+	batchBytes int
+	cycleStart time.Time
+	cycleSet   bool // cycleStart is a pause's start, not yet a wake-up's
 	// skippedSeen: the program's recursion misses already reported.
 	skippedSeen   uint64
 	lostOtherSeen uint64
@@ -411,9 +417,16 @@ func (t *Tracer) Clock() *Clock { return t.clock }
 
 const (
 	// A batch of at least batchMin records read back to back means a
-	// busy tracer: it pauses batchPause before waiting for more.
-	batchMin   = 2
-	batchPause = time.Millisecond
+	// busy tracer: it pauses before waiting for more, so that one wake-up
+	// and one output write serve many records. The pause is maxPause, or
+	// less where the rate just seen would fill more than a quarter of the
+	// ring in that time (none below minPause). Measured at 2,000
+	// connections a second (20,000 transitions/s, -o json): a 1 ms pause
+	// gave 4.5 transitions a wake-up and 8.5 CPU s per million
+	// transitions, 5 ms 19 and 3.5 s, 20 ms 59 and 2.6 s.
+	batchMin = 2
+	maxPause = 20 * time.Millisecond
+	minPause = 200 * time.Microsecond
 
 	lostCheckInterval = 200 * time.Millisecond
 	lostCheckEvery    = 4096
@@ -461,22 +474,32 @@ func (t *Tracer) Read(r *Record) error {
 		}
 		// Under load, let the ring fill a little before waiting on it:
 		// one wakeup and one output write then serve a batch, not a
-		// record, at the cost of at most batchPause of latency. An idle
+		// record, at the cost of at most maxPause of latency. An idle
 		// tracer blocks at once.
 		if t.batch > 0 && t.rd.AvailableBytes() == 0 {
+			pause := time.Duration(0)
 			if t.batch >= batchMin && !t.stopping.Load() {
-				t.batch = 0
-				time.Sleep(batchPause)
+				pause = t.pause(now)
+			}
+			t.batch, t.batchBytes = 0, 0
+			t.cycleSet = pause > 0
+			if pause > 0 {
+				t.cycleStart = now
+				time.Sleep(pause)
 				continue
 			}
-			t.batch = 0
 		}
 		t.rd.SetDeadline(t.nextCheck)
 		err := t.rd.ReadInto(&t.raw)
 		switch {
 		case err == nil:
+			if t.batch == 0 && !t.cycleSet {
+				t.cycleStart = time.Now() // woken up after idling
+			}
+			t.cycleSet = false
 			t.sinceChk++
 			t.batch++
+			t.batchBytes += len(t.raw.RawSample) + 8
 			*r = Record{}
 			if err := t.dec.Decode(t.raw.RawSample, &r.Transition); err != nil {
 				return err
@@ -503,6 +526,27 @@ func (t *Tracer) Read(r *Record) error {
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
 	}
+}
+
+// pause returns how long a busy tracer that just emptied its ring waits
+// before reading again: maxPause, or as long as the rate of the cycle
+// that ends now (records since cycleStart) takes to fill a quarter of
+// the ring; 0 below minPause.
+func (t *Tracer) pause(now time.Time) time.Duration {
+	cycle := now.Sub(t.cycleStart)
+	if cycle <= 0 || t.batchBytes == 0 {
+		return maxPause
+	}
+	quarter := float64(t.rd.BufferSize()) / 4
+	rate := float64(t.batchBytes) / cycle.Seconds() // bytes a second
+	p := time.Duration(quarter / rate * float64(time.Second))
+	switch {
+	case p > maxPause:
+		return maxPause
+	case p < minPause:
+		return 0
+	}
+	return p
 }
 
 // newlySkipped returns how many transitions no program ran for since it
