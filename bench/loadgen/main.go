@@ -217,6 +217,11 @@ type done struct {
 	// TCP counters of the namespace (all of them its own) that tell a
 	// connection did not go the usual way: retransmits, aborts, drops.
 	TCP map[string]int64 `json:"tcp,omitempty"`
+	// TCPAtEnd: the same counters when -duration ended, and LoadSeconds
+	// that duration: the rate while the load ran (a -stream load's
+	// transfers then take a while to drain and close on a lossy link).
+	TCPAtEnd    map[string]int64 `json:"tcp_at_end,omitempty"`
+	LoadSeconds float64          `json:"load_seconds,omitempty"`
 }
 
 // tcpCounters reads the namespace's TCP counters that should stay 0.
@@ -376,6 +381,11 @@ func churn(args []string) error {
 		interval = time.Duration(float64(time.Second) / *rate)
 	}
 	var behind atomic.Int64
+	atEnd := make(chan map[string]int64, 1)
+	go func() {
+		time.Sleep(time.Until(end))
+		atEnd <- tcpCounters()
+	}()
 	sa := &unix.SockaddrInet4{Port: *port, Addr: addr.As4()}
 	payload := make([]byte, *write)
 	for i := 0; i < *workers; i++ {
@@ -440,9 +450,15 @@ func churn(args []string) error {
 	if e := firstErr.Load(); e != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %d connections failed; first: %v\n", failed.Load(), e)
 	}
-	emit(done{Event: "done", Connections: made.Load(), Failed: failed.Load(), ConnectFailed: connectFailed.Load(), Seconds: elapsed.Seconds(),
+	d := done{Event: "done", Connections: made.Load(), Failed: failed.Load(), ConnectFailed: connectFailed.Load(), Seconds: elapsed.Seconds(),
 		Rate: float64(made.Load()) / elapsed.Seconds(), Workers: *workers, TargetRate: *rate,
-		Behind: time.Duration(behind.Load()).Seconds(), TCP: tcpCounters()})
+		Behind: time.Duration(behind.Load()).Seconds(), TCP: tcpCounters()}
+	select {
+	case d.TCPAtEnd = <-atEnd:
+		d.LoadSeconds = duration.Seconds()
+	default: // ended before -duration (-conns)
+	}
+	emit(d)
 	return nil
 }
 

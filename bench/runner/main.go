@@ -82,7 +82,7 @@ func main() {
 	flag.Float64Var(&c.lossy.rate, "lossy-rate", 2000, "lossy: connections a second of the churn load")
 	flag.IntVar(&c.lossy.write, "lossy-write", 64<<10, "lossy: bytes each churn connection writes")
 	flag.IntVar(&c.lossy.workers, "lossy-workers", 64, "lossy: load generator workers of the churn load (a connection that lost a packet waits for its retransmit)")
-	flag.IntVar(&c.lossy.streams, "lossy-streams", 32, "lossy: connections of the bulk load, each writing for the whole trial")
+	flag.IntVar(&c.lossy.streams, "lossy-streams", 128, "lossy: connections of the bulk load, each writing for the whole trial")
 	flag.DurationVar(&c.lossy.duration, "lossy-duration", 5*time.Second, "lossy: load duration of each trial")
 	flag.IntVar(&c.lossy.rounds, "lossy-rounds", 3, "lossy: rounds")
 	flag.StringVar(&c.benchtime, "benchtime", "1s", "go test -benchtime of the micro-benchmarks")

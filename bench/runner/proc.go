@@ -280,6 +280,9 @@ type doneMsg struct {
 	Behind        float64 `json:"behind_seconds"`
 	// The namespace's TCP counters that are not 0 (RetransSegs, ...).
 	TCP map[string]int64 `json:"tcp"`
+	// The same when the load's duration ended, and that duration.
+	TCPAtEnd    map[string]int64 `json:"tcp_at_end"`
+	LoadSeconds float64          `json:"load_seconds"`
 }
 
 type loadgen struct {

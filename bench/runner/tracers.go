@@ -123,6 +123,9 @@ type trial struct {
 	// The namespace's TCP counters at the end of the load (a fresh
 	// namespace: from 0), and the tool's BPF programs one by one.
 	TCP   map[string]int64 `json:"tcp,omitempty"`
+	// The same when the load's duration ended, and that duration.
+	TCPAtEnd    map[string]int64 `json:"tcp_at_end,omitempty"`
+	LoadSeconds float64          `json:"load_seconds,omitempty"`
 	Progs []progStat       `json:"progs,omitempty"`
 	// socktrace --events: retransmit records received, and the records
 	// of events (not transitions) it said it lost.
@@ -292,7 +295,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 
 func fillLoad(res *trial, d doneMsg, err error) {
 	res.Conns, res.Failed, res.Seconds, res.ConnRate, res.Behind = d.Connections, d.Failed, d.Seconds, d.Rate, d.Behind
-	res.TCP = d.TCP
+	res.TCP, res.TCPAtEnd, res.LoadSeconds = d.TCP, d.TCPAtEnd, d.LoadSeconds
 	res.Expected = perConn*d.Connections + listenerTransitions
 	if err != nil && res.Err == "" {
 		res.Err = err.Error()
