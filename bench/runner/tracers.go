@@ -122,11 +122,11 @@ type trial struct {
 	Load1       float64 `json:"loadavg1"`    // 1-minute load average at the start
 	// The namespace's TCP counters at the end of the load (a fresh
 	// namespace: from 0), and the tool's BPF programs one by one.
-	TCP   map[string]int64 `json:"tcp,omitempty"`
+	TCP map[string]int64 `json:"tcp,omitempty"`
 	// The same when the load's duration ended, and that duration.
 	TCPAtEnd    map[string]int64 `json:"tcp_at_end,omitempty"`
 	LoadSeconds float64          `json:"load_seconds,omitempty"`
-	Progs []progStat       `json:"progs,omitempty"`
+	Progs       []progStat       `json:"progs,omitempty"`
 	// socktrace --events: retransmit records received, and the records
 	// of events (not transitions) it said it lost.
 	RetransRecs int64  `json:"retransmit_records,omitempty"`
