@@ -68,6 +68,7 @@ func Once(o *Options) error {
 				return err
 			}
 		}
+		snapshot.Release(b)
 	}
 	if err := <-dumped; err != nil {
 		return err
