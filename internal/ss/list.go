@@ -25,9 +25,12 @@ const resolveWait = 2 * time.Second
 
 // List prints the sockets o selects to w, as ss prints them; width is the
 // terminal's columns, 0 when w is not a terminal.
+//
+// The holders (-p) are found (a BPF iterator, else /proc) while the
+// kernel lists the sockets; each read of the kernel's replies is then
+// formatted while the next is made. -r needs every address first: it
+// takes the whole list, then the names, then prints.
 func List(w io.Writer, o *Options, width int) error {
-	// -p: the holders are found (a BPF iterator, else /proc) while the
-	// kernel lists the sockets.
 	ownersc := make(chan procs.Table, 1)
 	if o.Processes {
 		go func() {
@@ -36,14 +39,6 @@ func List(w io.Writer, o *Options, width int) error {
 		}()
 	} else {
 		ownersc <- nil
-	}
-	socks, err := snapshot.Dump(snapshot.Options{
-		States: o.States, IPv4: o.Family == unix.AF_INET, IPv6: o.Family == unix.AF_INET6,
-		Netns: o.Netns, Info: o.Info, Mem: o.Memory,
-	})
-	owners := <-ownersc
-	if err != nil {
-		return err
 	}
 	var auto map[uint64]bool // the kernel's autobound sockets, if asked
 	if filter.UsesAutobound(o.Expr) {
@@ -57,38 +52,75 @@ func List(w io.Writer, o *Options, width int) error {
 			auto[s.Cookie] = true
 		}
 	}
-	f := newFormatter(o)
-	var kept []*snapshot.Socket
-	for i := range socks {
-		s := &socks[i]
-		if o.States != 0 && !o.States.Has(s.State) {
-			continue
-		}
-		if o.Expr != nil {
-			var users []procs.Owner
-			if s.Inode != 0 {
-				users = owners[s.Inode]
-			}
-			subj := filter.OfSocket(s, users)
-			subj.Autobound, subj.AutoboundKnown = auto[s.Cookie], auto != nil
-			if !o.Expr.Match(&subj) {
-				continue
-			}
-		}
-		kept = append(kept, s)
+	opts := snapshot.Options{
+		States: o.States, IPv4: o.Family == unix.AF_INET, IPv6: o.Family == unix.AF_INET6,
+		Netns: o.Netns, Info: o.Info, Mem: o.Memory,
 	}
+	cols := sslayout.Columns{State: !o.OneState(), Header: !o.NoHeader}
+	f := newFormatter(o)
 	if o.Resolve {
+		socks, err := snapshot.Dump(opts)
+		owners := <-ownersc
+		if err != nil {
+			return err
+		}
+		var kept []*snapshot.Socket
 		var addrs []netip.Addr
-		for _, s := range kept {
-			addrs = append(addrs, s.Src, s.Dst)
+		for i := range socks {
+			if s := &socks[i]; selected(o, s, owners, auto) {
+				kept = append(kept, s)
+				addrs = append(addrs, s.Src, s.Dst)
+			}
 		}
 		f.hosts.Resolve(addrs, resolveWait)
+		t := sslayout.NewTable(w, cols, width)
+		for _, s := range kept {
+			row := f.row(s, owners[s.Inode])
+			t.Add(&row)
+		}
+		return t.Close()
 	}
-	rows := make([]sslayout.Row, 0, len(kept))
-	for _, s := range kept {
-		rows = append(rows, f.row(s, owners[s.Inode]))
+	batches := make(chan []snapshot.Socket, 64)
+	dumped := make(chan error, 1)
+	go func() {
+		dumped <- snapshot.DumpEach(opts, func(b []snapshot.Socket) error {
+			batches <- b
+			return nil
+		})
+		close(batches)
+	}()
+	owners := <-ownersc
+	t := sslayout.NewTable(w, cols, width)
+	for b := range batches {
+		for i := range b {
+			if s := &b[i]; selected(o, s, owners, auto) {
+				row := f.row(s, owners[s.Inode])
+				t.Add(&row)
+			}
+		}
+		snapshot.Release(b)
 	}
-	return sslayout.Render(w, sslayout.Columns{State: !o.OneState(), Header: !o.NoHeader}, rows, width)
+	if err := <-dumped; err != nil {
+		return err
+	}
+	return t.Close()
+}
+
+// selected says whether the socket passes the states and the expression.
+func selected(o *Options, s *snapshot.Socket, owners procs.Table, auto map[uint64]bool) bool {
+	if o.States != 0 && !o.States.Has(s.State) {
+		return false
+	}
+	if o.Expr == nil {
+		return true
+	}
+	var users []procs.Owner
+	if s.Inode != 0 {
+		users = owners[s.Inode]
+	}
+	subj := filter.OfSocket(s, users)
+	subj.Autobound, subj.AutoboundKnown = auto[s.Cookie], auto != nil
+	return o.Expr.Match(&subj)
 }
 
 // formatter turns sockets into ss's fields.

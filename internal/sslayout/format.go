@@ -115,13 +115,27 @@ func Users(owners []Owner) string {
 	if len(owners) == 0 {
 		return ""
 	}
-	o := slices.Clone(owners)
-	slices.SortStableFunc(o, func(a, b Owner) int {
-		return cmp.Or(cmp.Compare(b.PID, a.PID), cmp.Compare(b.FD, a.FD))
-	})
-	items := make([]string, len(o))
-	for i, e := range o {
-		items[i] = fmt.Sprintf(`("%s",pid=%d,fd=%d)`, e.Comm, e.PID, e.FD)
+	o := owners
+	if len(o) > 1 {
+		o = slices.Clone(owners)
+		slices.SortStableFunc(o, func(a, b Owner) int {
+			return cmp.Or(cmp.Compare(b.PID, a.PID), cmp.Compare(b.FD, a.FD))
+		})
 	}
-	return " users:(" + strings.Join(items, ",") + ")"
+	b := make([]byte, 0, 32+len(o)*(len(o[0].Comm)+24))
+	b = append(b, " users:("...)
+	for i, e := range o {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `("`...)
+		b = append(b, e.Comm...)
+		b = append(b, `",pid=`...)
+		b = strconv.AppendInt(b, int64(e.PID), 10)
+		b = append(b, ",fd="...)
+		b = strconv.AppendInt(b, int64(e.FD), 10)
+		b = append(b, ')')
+	}
+	b = append(b, ')')
+	return string(b)
 }

@@ -83,7 +83,20 @@ type renderer struct {
 // width <= 0 means stdout is not a terminal (compact output); > 0 is the
 // terminal's column count (tty mode: widths spread to fill each screen line).
 func Render(w io.Writer, c Columns, rows []Row, width int) error {
-	r := &renderer{w: bufio.NewWriter(w), screen: max(width, 0), open: -1}
+	t := NewTable(w, c, width)
+	for i := range rows {
+		t.Add(&rows[i])
+	}
+	return t.Close()
+}
+
+// Table is Render a row at a time: lines are printed as ss prints them, in
+// batches of ss's buffer, the last at Close.
+type Table struct{ r *renderer }
+
+// NewTable starts a table (see Render for c and width).
+func NewTable(w io.Writer, c Columns, width int) *Table {
+	r := &renderer{w: bufio.NewWriterSize(w, 64<<10), screen: max(width, 0), open: -1}
 	for i := range r.on {
 		r.on[i] = i > 0 || c.State
 	}
@@ -94,13 +107,36 @@ func Render(w io.Writer, c Columns, rows []Row, width int) error {
 		}
 		r.add(h, true)
 	}
-	for _, row := range rows {
-		r.add(line{row.State, fmt.Sprintf("%-6d", int32(row.RecvQ)), fmt.Sprintf("%-6d", int32(row.SendQ)),
-			row.Local + ":", row.LPort, row.Peer + ":", row.PPort, row.Ext, ""}, false)
-	}
-	r.render()
-	return r.w.Flush()
+	return &Table{r}
 }
+
+// Add buffers a row.
+func (t *Table) Add(row *Row) {
+	t.r.add(line{row.State, queue(row.RecvQ), queue(row.SendQ),
+		row.Local + ":", row.LPort, row.Peer + ":", row.PPort, row.Ext, ""}, false)
+}
+
+// Close prints what is buffered.
+func (t *Table) Close() error {
+	t.r.render()
+	return t.r.w.Flush()
+}
+
+// queue is a queue length as ss prints it: "%-6d" of an int32.
+func queue(n uint32) string {
+	if n < uint32(len(smallQueues)) {
+		return smallQueues[n]
+	}
+	return fmt.Sprintf("%-6d", int32(n))
+}
+
+// smallQueues: the common lengths, made once.
+var smallQueues = func() (q [1024]string) {
+	for i := range q {
+		q[i] = fmt.Sprintf("%-6d", i)
+	}
+	return q
+}()
 
 // add buffers a line as ss does. The previous line's Ext token (still
 // open after a socket line) and its empty last token are flushed, so
