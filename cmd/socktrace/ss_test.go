@@ -5,6 +5,8 @@ package main
 // bytes (timers, which move between the two runs, aside).
 
 import (
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -121,6 +123,9 @@ func (f fdCloser) Close() error { return unix.Close(int(f)) }
 // retransmit count of the syn-sent socket.
 var timers = regexp.MustCompile(`timer:\(([a-z]+),[^,]*,[0-9]+\)`)
 
+// lastTimes: -i's milliseconds since the last data sent, received, ack.
+var lastTimes = regexp.MustCompile(`(lastsnd|lastrcv|lastack):[0-9]+`)
+
 // ssBoth runs ss and socktrace ss with args in ns. A command line that
 // both refuse gives two equal texts saying so; one that only one
 // refuses, that one's error.
@@ -136,12 +141,15 @@ func ssBoth(t *testing.T, ns *testnet.NS, args ...string) (want, got string) {
 			}
 			return "refused\n" + "(" + strings.TrimSpace(stderr) + ")\n"
 		}
-		if !timers.Match(out) {
+		if !timers.Match(out) && !lastTimes.Match(out) {
 			return string(out)
 		}
-		// A timer's text changes length as it runs down: the last
-		// column's padding (trailing blanks) with it.
-		lines := strings.Split(timers.ReplaceAllString(string(out), "timer:($1,T,N)"), "\n")
+		// A timer's text changes length as it runs down, and -i's times
+		// since the last send, receive and ack grow: the last column's
+		// padding (trailing blanks) with them.
+		text := timers.ReplaceAllString(string(out), "timer:($1,T,N)")
+		text = lastTimes.ReplaceAllString(text, "$1:N")
+		lines := strings.Split(text, "\n")
 		for i := range lines {
 			lines[i] = strings.TrimRight(lines[i], " ")
 		}
@@ -189,6 +197,114 @@ func TestSSVerbatim(t *testing.T) {
 			t.Errorf("ss %s:\n--- ss\n%s--- socktrace ss\n%s", strings.Join(args, " "), want, got)
 		}
 	}
+}
+
+// TestSSInfo: -i's items, byte for byte as ss prints them, for idle
+// connections that moved data both ways (one with some unread) under each
+// congestion control the kernel has (bbr and dctcp add items of their
+// own, vegas its rtt to "send"), and for listeners. The times since the
+// last send, receive and ack move between the two runs and are hidden.
+func TestSSInfo(t *testing.T) {
+	ns := testnet.New(t)
+	var keep []io.Closer
+	t.Cleanup(func() {
+		for _, c := range keep {
+			c.Close()
+		}
+	})
+	var have []string
+	ns.Run(t, func() error {
+		for i, cc := range []string{"cubic", "reno", "bbr", "vegas", "dctcp"} {
+			ctl := func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				c.Control(func(fd uintptr) { serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc) })
+				return serr
+			}
+			ln, err := (&net.ListenConfig{Control: ctl}).Listen(t.Context(), "tcp4", fmt.Sprintf("127.0.0.1:%d", 7100+i))
+			if err != nil {
+				t.Logf("congestion control %s: %v (left out)", cc, err)
+				continue
+			}
+			have = append(have, cc)
+			keep = append(keep, ln)
+			c, err := (&net.Dialer{Control: ctl}).Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				return err
+			}
+			s, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			keep = append(keep, c, s)
+			if _, err := c.Write(make([]byte, 300000)); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(s, make([]byte, 300000)); err != nil {
+				return err
+			}
+			if _, err := s.Write(make([]byte, 100)); err != nil { // left unread
+				return err
+			}
+		}
+		// An MPTCP connection, where the kernel has MPTCP: its TCP
+		// subflows carry the mptcp ULP's items.
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(true)
+		ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:7200")
+		if err != nil {
+			return err
+		}
+		keep = append(keep, ln)
+		var d net.Dialer
+		d.SetMultipathTCP(true)
+		c, err := d.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		keep = append(keep, c, sc)
+		if _, err := c.Write([]byte("mptcp")); err != nil {
+			return err
+		}
+		_, err = io.ReadFull(sc, make([]byte, 5))
+		return err
+	})
+	if len(have) < 2 {
+		t.Fatalf("congestion controls set: %v, want at least cubic and reno", have)
+	}
+	t.Logf("congestion controls: %v", have)
+	time.Sleep(300 * time.Millisecond) // every ack in, every delayed ack sent
+	for _, args := range [][]string{{"-tni"}, {"-tniO"}, {"-tnie"}, {"-tnio"}, {"-tlni"}, {"-tani"}, {"-ti"}} {
+		want, got := ssBoth(t, ns, args...)
+		if got != want {
+			t.Errorf("ss %s: lines that differ:\n%s", strings.Join(args, " "), lineDiff(want, got))
+		}
+		if !strings.Contains(want, "cubic") || !strings.Contains(want, "bytes_acked:") && args[0] != "-tlni" {
+			t.Errorf("ss %s: no cubic or no bytes_acked: the test lists nothing useful:\n%s", strings.Join(args, " "), want)
+		}
+	}
+}
+
+// lineDiff lists the lines of want and got that differ, by number.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := range max(len(w), len(g)) {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n  ss:        %q\n  socktrace: %q\n", i+1, wl, gl)
+		}
+	}
+	return b.String()
 }
 
 // exprGen makes random expressions from the grammar ss and socktrace

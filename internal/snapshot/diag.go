@@ -80,6 +80,48 @@ type Socket struct {
 	Shutdown      uint8 // RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2, with ShutdownKnown
 	ShutdownKnown bool
 	Cong          string
+	// With Options.Info, what the congestion control says of itself,
+	// where it says anything (vegas, dctcp, bbr), else nil.
+	CongInfo *CongInfo
+	// With Options.Info, the upper layer protocol on the socket, if any
+	// (kTLS, an MPTCP subflow), as the kernel describes it.
+	ULP *ULP
+}
+
+// ULP is a socket's upper layer protocol (linux/inet_diag.h
+// INET_ULP_INFO_*): its name, and the nested attributes the kernel gives
+// for tls (TLS_INFO_*) or mptcp (MPTCP_SUBFLOW_ATTR_*), by type.
+type ULP struct {
+	Name  string
+	TLS   map[uint16][]byte
+	MPTCP map[uint16][]byte
+}
+
+// nested splits a nested attribute's payload into its attributes by type.
+func nested(b []byte) map[uint16][]byte {
+	m := map[uint16][]byte{}
+	for len(b) >= 4 {
+		l, typ := int(binary.NativeEndian.Uint16(b)), binary.NativeEndian.Uint16(b[2:])&0x3fff
+		if l < 4 || l > len(b) {
+			break
+		}
+		m[typ] = b[4:l]
+		if align(l) >= len(b) {
+			break
+		}
+		b = b[align(l):]
+	}
+	return m
+}
+
+// CongInfo is a congestion control's own info (linux/inet_diag.h:
+// tcpvegas_info, tcp_dctcp_info, tcp_bbr_info); Kind says which.
+type CongInfo struct {
+	Kind uint16 // attribute type: 3 vegas, 9 dctcp, 16 bbr
+	// vegas: enabled, rttcnt, rtt, minrtt; dctcp: enabled (u16),
+	// ce_state (u16) in V[0], alpha, ab_ecn, ab_tot; bbr: bw_lo, bw_hi,
+	// min_rtt, pacing_gain, cwnd_gain.
+	V [5]uint32
 }
 
 // SkMem is a socket's memory, as ss -m shows it: skmem:(r,rb,t,tb,f,w,o,bl,d).
@@ -91,9 +133,14 @@ type SkMem struct {
 const (
 	extInfo      = 1 << (2 - 1) // INET_DIAG_INFO: struct tcp_info
 	extCong      = 1 << (4 - 1) // INET_DIAG_CONG: the congestion control's name
+	extVegas     = 1 << (3 - 1) // INET_DIAG_VEGASINFO: the congestion control's own info (vegas, dctcp or bbr)
 	extSkMemInfo = 1 << (7 - 1) // INET_DIAG_SKMEMINFO: u32[SK_MEMINFO_VARS]
 	attrInfo     = 2
+	attrVegas    = 3
 	attrCong     = 4
+	attrDCTCP    = 9
+	attrBBR      = 16
+	attrULP      = 19 // INET_DIAG_ULP_INFO (nested; with INET_DIAG_INFO, to CAP_NET_ADMIN)
 	attrSkMem    = 7
 	attrShutdown = 8
 	attrV6Only   = 11
@@ -221,6 +268,27 @@ func decodeMsg(b []byte, s *Socket) error {
 			if len(payload) >= 8 {
 				s.CgroupID = ne.Uint64(payload)
 			}
+		case attrULP:
+			u := &ULP{}
+			for typ, v := range nested(payload) {
+				switch typ {
+				case 1: // INET_ULP_INFO_NAME
+					u.Name = string(bytes.TrimRight(v, "\x00"))
+				case 2: // INET_ULP_INFO_TLS
+					u.TLS = nested(v)
+				case 3: // INET_ULP_INFO_MPTCP
+					u.MPTCP = nested(v)
+				}
+			}
+			s.ULP = u
+		case attrVegas, attrDCTCP, attrBBR:
+			ci := &CongInfo{Kind: typ}
+			for i := range ci.V {
+				if 4*i+4 <= len(payload) {
+					ci.V[i] = ne.Uint32(payload[4*i:])
+				}
+			}
+			s.CongInfo = ci
 		case attrCong:
 			if n := bytes.IndexByte(payload, 0); n >= 0 {
 				s.Cong = string(payload[:n])
@@ -288,3 +356,10 @@ func parseReplies(b []byte, seq uint32, fn func(*Socket) error) (done, interrupt
 }
 
 func align(n int) int { return (n + nlmsgAlign - 1) &^ (nlmsgAlign - 1) }
+
+// CongInfo kinds.
+const (
+	CongVegas = attrVegas
+	CongDCTCP = attrDCTCP
+	CongBBR   = attrBBR
+)

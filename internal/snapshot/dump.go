@@ -110,7 +110,7 @@ func famName(f uint8) string {
 func (o Options) ext() uint8 {
 	var e uint8
 	if o.Info {
-		e |= extInfo | extCong
+		e |= extInfo | extCong | extVegas
 	}
 	if o.Mem {
 		e |= extSkMemInfo

@@ -1,11 +1,13 @@
 package ss
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
 	"unsafe"
 
+	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -78,7 +80,7 @@ func writeInfo(b *strings.Builder, s *snapshot.Socket, o *Options) {
 	if i.Snd_cwnd != 0 {
 		item("cwnd:%d", i.Snd_cwnd)
 	}
-	if i.Snd_ssthresh < 0xFFFF {
+	if i.Snd_ssthresh != 0 && i.Snd_ssthresh < 0xFFFF {
 		item("ssthresh:%d", i.Snd_ssthresh)
 	}
 	for _, v := range []struct {
@@ -91,8 +93,32 @@ func writeInfo(b *strings.Builder, s *snapshot.Socket, o *Options) {
 			item("%s:%d", v.name, v.n)
 		}
 	}
-	if i.Rtt != 0 && i.Snd_mss != 0 && i.Snd_cwnd != 0 {
-		item("send %sbps", bw(float64(i.Snd_cwnd)*float64(i.Snd_mss)*8e6/float64(i.Rtt), o.Numeric))
+	rtt := float64(i.Rtt)
+	if ci := s.CongInfo; ci != nil {
+		switch ci.Kind {
+		case snapshot.CongVegas:
+			if ci.V[0] != 0 && ci.V[2] != 0 && ci.V[2] != 0x7fffffff {
+				rtt = float64(ci.V[2]) // vegas's own rtt sizes "send"
+			}
+		case snapshot.CongDCTCP:
+			if ci.V[0]&0xffff != 0 {
+				item("dctcp:(ce_state:%d,alpha:%d,ab_ecn:%d,ab_tot:%d)", ci.V[0]>>16, ci.V[1], ci.V[2], ci.V[3])
+			} else {
+				item("dctcp:fallback_mode")
+			}
+		case snapshot.CongBBR:
+			t := " bbr:(bw:" + bw(float64(uint64(ci.V[1])<<32|uint64(ci.V[0]))*8, o.Numeric) + "bps,mrtt:" + g(float64(ci.V[2])/1000)
+			if ci.V[3] != 0 {
+				t += ",pacing_gain:" + g(float64(ci.V[3])/256)
+			}
+			if ci.V[4] != 0 {
+				t += ",cwnd_gain:" + g(float64(ci.V[4])/256)
+			}
+			b.WriteString(t + ")")
+		}
+	}
+	if rtt > 0 && i.Snd_mss != 0 && i.Snd_cwnd != 0 {
+		item("send %sbps", bw(float64(i.Snd_cwnd)*float64(i.Snd_mss)*8e6/rtt, o.Numeric))
 	}
 	if i.Last_data_sent != 0 {
 		item("lastsnd:%d", i.Last_data_sent)
@@ -103,7 +129,7 @@ func writeInfo(b *strings.Builder, s *snapshot.Socket, o *Options) {
 	if i.Last_ack_recv != 0 {
 		item("lastack:%d", i.Last_ack_recv)
 	}
-	if i.Pacing_rate != 0 {
+	if i.Pacing_rate != 0 && i.Pacing_rate != ^uint64(0) {
 		t := " pacing_rate " + bw(float64(i.Pacing_rate)*8, o.Numeric) + "bps"
 		if i.Max_pacing_rate != 0 && i.Max_pacing_rate != ^uint64(0) {
 			t += "/" + bw(float64(i.Max_pacing_rate)*8, o.Numeric) + "bps"
@@ -202,3 +228,102 @@ func bw(v float64, numeric bool) string {
 
 // cG3 is C's %.3g.
 func cG3(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) }
+
+// writeULP writes ss's items for a socket's upper layer protocol (tcp_show_info's
+// INET_DIAG_ULP_INFO part): " tcp-ulp-NAME", then kTLS's version, cipher and
+// configurations, or an MPTCP subflow's flags, tokens and sequence numbers.
+func writeULP(b *strings.Builder, u *snapshot.ULP) {
+	if u.Name != "" {
+		b.WriteString(" tcp-ulp-" + safetext.Escape(u.Name))
+	}
+	ne := binary.NativeEndian
+	u16 := func(v []byte) uint16 {
+		if len(v) < 2 {
+			return 0
+		}
+		return ne.Uint16(v)
+	}
+	// ss reads 4 bytes of any of them; the kernel puts some as u16
+	// (MAP_DATALEN) and zeroes the padding.
+	u32 := func(v []byte) uint32 {
+		var w [4]byte
+		copy(w[:], v)
+		return ne.Uint32(w[:])
+	}
+	if t := u.TLS; t != nil {
+		if v, ok := t[1]; ok { // TLS_INFO_VERSION
+			switch n := u16(v); n {
+			case 0x0303:
+				b.WriteString(" version: 1.2")
+			case 0x0304:
+				b.WriteString(" version: 1.3")
+			default:
+				fmt.Fprintf(b, " version: unknown(%d)", n)
+			}
+		}
+		if v, ok := t[2]; ok { // TLS_INFO_CIPHER
+			switch u16(v) {
+			case 51:
+				b.WriteString(" cipher: aes-gcm-128")
+			case 52:
+				b.WriteString(" cipher: aes-gcm-256")
+			}
+		}
+		for _, c := range []struct {
+			typ  uint16
+			name string
+		}{{4, "rxconf"}, {3, "txconf"}} { // TLS_INFO_RXCONF, TLS_INFO_TXCONF
+			v, ok := t[c.typ]
+			if !ok {
+				continue
+			}
+			switch n := u16(v); n {
+			case 1:
+				b.WriteString(" " + c.name + ": none")
+			case 2:
+				b.WriteString(" " + c.name + ": sw")
+			case 3:
+				b.WriteString(" " + c.name + ": hw")
+			case 4:
+				b.WriteString(" " + c.name + ": hw-record")
+			default:
+				fmt.Fprintf(b, " %s: unknown(%d)", c.name, n)
+			}
+		}
+		if _, ok := t[5]; ok { // TLS_INFO_ZC_RO_TX
+			b.WriteString(" zc_ro_tx")
+		}
+	}
+	if m := u.MPTCP; m != nil {
+		if v, ok := m[8]; ok { // MPTCP_SUBFLOW_ATTR_FLAGS
+			flags, caps := u32(v), ""
+			for i, c := range "MmJjBbecv" {
+				if flags&(1<<i) != 0 {
+					caps += string(c)
+				}
+			}
+			if flags != 0 {
+				b.WriteString(" flags:" + caps)
+			}
+		}
+		tr, okTR := m[1]
+		tl, okTL := m[2]
+		ir, okIR := m[9]
+		il, okIL := m[10]
+		if okTR && okTL && okIR && okIL && len(ir) > 0 && len(il) > 0 {
+			fmt.Fprintf(b, " token:%04x(id:%d)/%04x(id:%d)", u32(tr), ir[0], u32(tl), il[0])
+		}
+		if v, ok := m[4]; ok && len(v) >= 8 { // MAP_SEQ
+			fmt.Fprintf(b, " seq:%x", ne.Uint64(v))
+		}
+		if v, ok := m[5]; ok { // MAP_SFSEQ
+			fmt.Fprintf(b, " sfseq:%x", u32(v))
+		}
+		if v, ok := m[6]; ok { // SSN_OFFSET
+			fmt.Fprintf(b, " ssnoff:%x", u32(v))
+		}
+		if v, ok := m[7]; ok { // MAP_DATALEN
+			fmt.Fprintf(b, " maplen:%x", u32(v))
+		}
+	}
+}

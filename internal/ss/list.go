@@ -184,6 +184,9 @@ func (f *formatter) row(s *snapshot.Socket, users []procs.Owner) sslayout.Row {
 		if f.o.Info && s.Info != nil {
 			writeInfo(&ext, s, f.o)
 		}
+		if s.ULP != nil {
+			writeULP(&ext, s.ULP)
+		}
 	}
 	r.Ext = ext.String()
 	return r
