@@ -301,8 +301,10 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 			}
 			return nil
 		}
+		// Room for a whole connection's history (5 transitions a side,
+		// 6 with a listener's): one allocation, not one a doubling.
 		r = &Row{Cookie: tr.Cookie, Netns: tr.Netns, Family: tr.Family, State: tr.Old,
-			Preexisting: !born(tr)}
+			Preexisting: !born(tr), History: make([]Step, 0, 6)}
 		if born(tr) {
 			r.Born = tr.Ktime
 			r.Active = tr.New == tcpstate.SynSent
