@@ -42,6 +42,7 @@ type config struct {
 	keepOdd                                             string
 	soak                                                soakConfig
 	lossy                                               lossyConfig
+	host                                                hostConfig
 }
 
 func main() {
@@ -69,7 +70,7 @@ func main() {
 	flag.StringVar(&memTrs, "mem-tracers", "socktrace,tcpstates", "tools of the memory scenario")
 	flag.StringVar(&sizes, "snapshot-sizes", "10000,100000", "established sockets to list")
 	flag.Int64Var(&c.memConns, "mem-conns", 100000, "connections of the memory scenario (10 transitions each)")
-	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
+	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,hostwide,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
 	flag.DurationVar(&c.soak.duration, "soak-duration", 10*time.Minute, "length of the soak of socktrace agent (whole cycles)")
 	flag.DurationVar(&c.soak.steady, "soak-steady", 15*time.Second, "soak: steady churn of each cycle")
 	flag.Float64Var(&c.soak.rate, "soak-rate", 2000, "soak: connections a second of the steady churn")
@@ -85,6 +86,9 @@ func main() {
 	flag.IntVar(&c.lossy.streams, "lossy-streams", 128, "lossy: connections of the bulk load, each writing for the whole trial")
 	flag.DurationVar(&c.lossy.duration, "lossy-duration", 5*time.Second, "lossy: load duration of each trial")
 	flag.IntVar(&c.lossy.rounds, "lossy-rounds", 3, "lossy: rounds")
+	flag.IntVar(&c.host.rounds, "host-rounds", 3, "host-wide: rounds")
+	flag.StringVar(&c.host.diskDir, "disk-work", "/var/tmp/socktrace-bench", "host-wide: a directory on a disk, for the output to a disk file")
+	flag.IntVar(&c.host.slow, "slow-rate", 2<<20, "host-wide: bytes a second the slow consumer reads")
 	flag.StringVar(&c.benchtime, "benchtime", "1s", "go test -benchtime of the micro-benchmarks")
 	flag.Float64Var(&c.waitLoad, "wait-load", 0, "before starting, wait for the 1-minute load average to fall below this (0: do not wait)")
 	flag.DurationVar(&c.waitMax, "wait-max", 20*time.Minute, "longest wait for -wait-load")
@@ -159,7 +163,7 @@ func main() {
 	rep.machine = describeMachine(c)
 	rep.loadStart = readLoadavg()
 
-	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["memory"] {
+	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["hostwide"] || c.scenarios["memory"] {
 		logf("calibrating: transitions per connection, with socktrace")
 		cal, err := calibrate(c)
 		if err != nil {
@@ -185,6 +189,10 @@ func main() {
 			rep.notes = append(rep.notes, "lossy scenario skipped: nft (nftables) not found")
 		}
 		rep.loadAfter = append(rep.loadAfter, "lossy: "+readLoadavg())
+	}
+	if c.scenarios["hostwide"] {
+		rep.hostwide = hostwide(c)
+		rep.loadAfter = append(rep.loadAfter, "host-wide: "+readLoadavg())
 	}
 	if c.scenarios["memory"] {
 		rep.memory = memory(c)

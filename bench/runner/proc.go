@@ -406,6 +406,32 @@ func countJSON(path string) (events, lost, skipped int64, err error) {
 	return events, lost, skipped, err
 }
 
+// countJSONMarked is countJSON for a tool that traced the whole host:
+// only the transitions whose lines contain marker (the benchmark's
+// address, quoted) are counted; lost and skipped counts are the tool's
+// whole.
+func countJSONMarked(path string, marker []byte) (events, lost, skipped int64, err error) {
+	err = scanLines(path, func(l []byte) {
+		switch {
+		case bytes.HasPrefix(l, prefixTransition):
+			if bytes.Contains(l, marker) {
+				events++
+			}
+		case bytes.HasPrefix(l, prefixLostEvents):
+		case bytes.HasPrefix(l, prefixLost), bytes.HasPrefix(l, prefixSkipped):
+			if m := reLostJSON.FindSubmatch(l); m != nil {
+				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+				if l[9] == 'l' {
+					lost += n
+				} else {
+					skipped += n
+				}
+			}
+		}
+	})
+	return events, lost, skipped, err
+}
+
 // countMarked counts the lines that contain marker (the benchmark's own
 // address: other lines are the rest of the host's traffic).
 func countMarked(path string, marker []byte) (events int64, err error) {

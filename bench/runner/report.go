@@ -22,6 +22,7 @@ type report struct {
 	cal               *calibration
 	throughput        []trial
 	lossy             []trial
+	hostwide          []trial
 	memory            []trial
 	snapshot          []snapRun
 	startup           []startRun
@@ -140,7 +141,7 @@ func field(ts []trial, f func(trial) float64) []float64 {
 // the host's transitions, so this bound is loose for tools that trace the
 // whole host, exact for socktrace --netns on a quiet host).
 func toolLoss(t trial) int64 {
-	n := t.Missing - int64(t.KMiss)
+	n := t.Missing - kernelSkipped(t)
 	if t.BPFcnt > 0 {
 		if runs := int64(t.BPFcnt) - t.Counted; runs < n {
 			n = runs
@@ -155,7 +156,20 @@ func toolLoss(t trial) int64 {
 // unaccounted is what is missing that neither the kernel counted as
 // skipped nor the tool lost: transitions the program never ran for,
 // uncounted. Negative: more reported than the load made.
-func unaccounted(t trial) int64 { return t.Missing - int64(t.KMiss) - toolLoss(t) }
+func unaccounted(t trial) int64 { return t.Missing - kernelSkipped(t) - toolLoss(t) }
+
+// kernelSkipped is how many transitions the kernel ran none of the
+// tool's state programs for. For the peers, their program's recursion
+// misses. socktrace has a second program that runs for most of the
+// primary's misses (its backup): its own count of skipped transitions,
+// the primary's misses less those the backup emitted, is the figure (the
+// misses of all its programs together count the rescued ones too).
+func kernelSkipped(t trial) int64 {
+	if strings.HasPrefix(t.Tracer, "socktrace") {
+		return t.SaidSkipped
+	}
+	return int64(t.KMiss)
+}
 
 // lossless: in every round, every transition the kernel ran the tool's
 // program for was reported, and the tool said it lost none.
@@ -415,6 +429,7 @@ func (r *report) markdown() string {
 	}
 
 	r.lossyMarkdown(w)
+	r.hostwideMarkdown(w)
 
 	if len(r.snapshot) > 0 {
 		w("## 3. Snapshot: listing established sockets\n\n")
@@ -544,9 +559,9 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 
-	if len(r.throughput)+len(r.lossy)+len(r.memory) > 0 {
+	if len(r.throughput)+len(r.lossy)+len(r.hostwide)+len(r.memory) > 0 {
 		w("## All trials\n\n| scenario | round | tool | target | conns | conn/s | expected | reported | missing | kernel-skipped | said skipped | said lost | CPU s | BPF ns | attach ms | drain s | VmHWM MiB | per wake-up | load1 | error |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, t := range append(append(append([]trial{}, r.throughput...), r.lossy...), r.memory...) {
+		for _, t := range append(append(append(append([]trial{}, r.throughput...), r.lossy...), r.hostwide...), r.memory...) {
 			w("| %s | %d | %s | %s | %d | %s | %d | %d | %d | %d | %d | %d | %.2f | %s | %.0f | %.1f | %s | %s | %.2f | %s |\n", t.Scenario, t.Round, t.Tracer, t.Target, t.Conns, thousands(t.ConnRate),
 				t.Expected, t.Counted, t.Missing, t.KMiss, t.SaidSkipped, t.Reported, t.CPU, f0(bpfPerEvent(t)), t.AttachSec*1000, t.Drain, mib(float64(t.HWM)), f1(ratio(t.Counted, t.Sleeps)), t.Load1, strings.ReplaceAll(t.Err, "|", "/"))
 		}
@@ -582,7 +597,7 @@ func (r *report) targets(w func(string, ...any)) {
 			}
 			var per []string
 			for _, t := range g {
-				per = append(per, fmt.Sprintf("%d (%d skipped, %d own, %d unaccounted)", t.Missing, t.KMiss, toolLoss(t), unaccounted(t)))
+				per = append(per, fmt.Sprintf("%d (%d skipped, %d own, %d unaccounted)", t.Missing, kernelSkipped(t), toolLoss(t), unaccounted(t)))
 			}
 			cr := median(field(g, func(t trial) float64 { return t.ConnRate }))
 			verdict := yes(complete(g))
@@ -630,6 +645,7 @@ func (r *report) targets(w func(string, ...any)) {
 		lines = append(lines, fmt.Sprintf("| socktrace RSS < 64 MiB after %s transitions | VmHWM %s MiB (worst round) | %s |", thousands(float64(r.cfg.memConns*perConn)), mib(hi), yes(hi > 0 && hi < 64*1024)))
 	}
 	lines = append(lines, r.lossyTargets(yes)...)
+	lines = append(lines, r.hostwideTargets(yes)...)
 	if len(lines) == 0 {
 		return
 	}

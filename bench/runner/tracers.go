@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,6 +51,18 @@ var tracers = []*tracer{
 		},
 		ready: readyByFile,
 		count: func(out, _ string, _ []byte) (int64, int64, int64, error) { return countJSON(out) },
+	},
+	{
+		// The host-wide scenario's: the whole host, as the peers trace
+		// it; the lines with the benchmark's address are counted.
+		name: "socktrace-host", label: "socktrace -o json --no-snapshot (host-wide)",
+		argv: func(c *config, _, rf string) []string {
+			return []string{c.socktrace, "-o", "json", "--no-snapshot", "--ready-file", rf}
+		},
+		ready: readyByFile,
+		count: func(out, _ string, marker []byte) (int64, int64, int64, error) {
+			return countJSONMarked(out, []byte(`"`+string(bytes.TrimSpace(marker))+`"`))
+		},
 	},
 	{
 		// libbpf-tools' tcpstates cannot filter by namespace, and its
@@ -157,6 +171,11 @@ type trialOpts struct {
 	workers int
 	extra   []string
 	setup   func(netns string) error
+	// The host-wide scenario's: the directory of the output file (""
+	// for -work), and, when slow > 0, the tool writes into a pipe that
+	// a reader empties at most slow bytes a second into that file.
+	outDir string
+	slow   int
 }
 
 func loadArgs(c *config, o trialOpts) []string {
@@ -203,22 +222,50 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 		fillLoad(&res, d, err)
 		return res
 	}
-	base := filepath.Join(c.work, fmt.Sprintf("%s-%d", tr.name, time.Now().UnixNano()))
+	dir := c.work
+	if o.outDir != "" {
+		dir = o.outDir
+	}
+	base := filepath.Join(dir, fmt.Sprintf("%s-%d", tr.name, time.Now().UnixNano()))
 	outPath, errPath, rf := base+".out", base+".err", base+".ready"
 	outF, _ := os.Create(outPath)
 	errF, _ := os.Create(errPath)
 	cmd := exec.Command(tr.argv(c, lg.ready.Netns, rf)[0], tr.argv(c, lg.ready.Netns, rf)[1:]...)
 	cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = outF, errF, sysProcAttr()
+	var slowDone chan struct{}
+	var pw *os.File
+	if o.slow > 0 {
+		pr, w, err := os.Pipe()
+		if err != nil {
+			res.Err = err.Error()
+			return res
+		}
+		pw, cmd.Stdout = w, w
+		slowDone = make(chan struct{})
+		go func() {
+			slowCopy(outF, pr, o.slow)
+			pr.Close()
+			close(slowDone)
+		}()
+	}
 	launched := time.Now()
 	if err := cmd.Start(); err != nil {
 		outF.Close()
 		errF.Close()
+		if pw != nil {
+			pw.Close()
+			<-slowDone
+		}
 		lg.cmd.Process.Kill()
 		lg.cmd.Wait()
 		res.Err = err.Error()
 		return res
 	}
-	outF.Close()
+	if pw != nil {
+		pw.Close() // the tool holds the writing end now
+	} else {
+		outF.Close()
+	}
 	errF.Close()
 	defer func() {
 		if !o.keep {
@@ -268,6 +315,10 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	res.Progs = progStats(pid)
 	res.Writes = ioField(pid, "syscw") - w0
 	u, serr := stopProc(cmd, syscall.SIGINT, 30*time.Second)
+	if slowDone != nil {
+		<-slowDone // the rest, at the reader's pace
+		outF.Close()
+	}
 	res.CPU = (u.CPU - cpu0).Seconds()
 	res.Sleeps = u.Nvcsw - sw0
 	res.MaxRSS = u.MaxRSS
@@ -320,4 +371,24 @@ func loadavg1() float64 {
 	var l float64
 	fmt.Sscan(string(b), &l)
 	return l
+}
+
+// slowCopy copies r to w at most rate bytes a second, in 4 KiB reads: a
+// consumer that cannot keep up, like a terminal or a slow pipe.
+func slowCopy(w io.Writer, r io.Reader, rate int) {
+	buf := make([]byte, 4096)
+	start, done := time.Now(), 0
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			w.Write(buf[:n])
+			done += n
+			if ahead := time.Duration(float64(done)/float64(rate)*float64(time.Second)) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
