@@ -285,7 +285,30 @@ func TestStoryStartedBefore(t *testing.T) {
 	client := startClient(t, s.ns, s.dropped, s.good, s.shut)
 	p.waitForIn(t, 15*time.Second, "the dropped destination to turn failing", alertFor("failing", 9092))
 	// Stop socktrace first: killing the client aborts its attempts.
-	checkStory(t, s, parseJSON(t, p.stop(t)), client.Process.Pid)
+	recs := parseJSON(t, p.stop(t))
+	checkStory(t, s, recs, client.Process.Pid)
+	// The ring buffer: its default size, and the most it held, which a
+	// few transitions made more than nothing and less than all of it.
+	ring, _ := lastSummary(t, recs)["ring"].(map[string]any)
+	if size, peak := ring["size_bytes"], ring["peak_bytes"]; size != float64(8<<20) || peak.(float64) <= 0 || peak.(float64) > size.(float64)/2 {
+		t.Errorf("summary ring %v: want size_bytes 8388608 and a small peak_bytes above 0", ring)
+	}
+}
+
+// TestSummaryNamespaceGone: the namespace traced goes away (the last
+// holder lets go) before the end; the summary still comes, its pressure
+// figures from the history, and stderr says why.
+func TestSummaryNamespaceGone(t *testing.T) {
+	ns := testnet.New(t)
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--summary")
+	ns.Close() // its path is gone with it
+	recs := parseJSON(t, p.stop(t))
+	if sum := lastSummary(t, recs); sum["ring"] == nil {
+		t.Errorf("summary without ring: %v", sum)
+	}
+	if !strings.Contains(p.stderr.String(), "from the trace's history instead") {
+		t.Errorf("stderr %q: want it to say the summary's pressure figures come from the history", p.stderr.String())
+	}
 }
 
 // TestStoryStartedAfter: the client has been retrying for a while when

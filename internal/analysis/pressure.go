@@ -239,7 +239,12 @@ type Summary struct {
 	Skipped uint64 // state changes the kernel skipped (of any socket)
 	// DNS: what passive DNS took in and kept; nil without it.
 	DNS *DNSSummary
+	// Ring: the tracer's ring buffer, live traces only (nil in replays).
+	Ring *RingUse
 }
+
+// RingUse is the ring buffer's size and the most it held at once, bytes.
+type RingUse struct{ Size, Peak int }
 
 // DNSSummary counts the DNS answers seen and the bounds they met.
 type DNSSummary struct {

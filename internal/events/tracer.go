@@ -121,6 +121,9 @@ type Tracer struct {
 	batchBytes int
 	cycleStart time.Time
 	cycleSet   bool // cycleStart is a pause's start, not yet a wake-up's
+	// peak: the most the ring held when a batch of reads began (the
+	// batch's first record included), in bytes.
+	peak atomic.Int64
 	// skippedSeen: the program's recursion misses already reported.
 	skippedSeen   uint64
 	lostOtherSeen uint64
@@ -493,8 +496,13 @@ func (t *Tracer) Read(r *Record) error {
 		err := t.rd.ReadInto(&t.raw)
 		switch {
 		case err == nil:
-			if t.batch == 0 && !t.cycleSet {
-				t.cycleStart = time.Now() // woken up after idling
+			if t.batch == 0 {
+				if !t.cycleSet {
+					t.cycleStart = time.Now() // woken up after idling
+				}
+				if n := int64(t.rd.AvailableBytes() + len(t.raw.RawSample) + 8); n > t.peak.Load() {
+					t.peak.Store(n)
+				}
 			}
 			t.cycleSet = false
 			t.sinceChk++
@@ -682,3 +690,8 @@ func (t *Tracer) Close() error {
 // Buffered returns how many bytes wait in the ring buffer: when it is 0,
 // the next Read will block, so it is time to flush output.
 func (t *Tracer) Buffered() int { return t.rd.AvailableBytes() }
+
+// Ring returns the ring buffer's size and the most it has held so far
+// (bytes, records' headers included), measured when each batch of reads
+// began: how close a burst came to losing transitions.
+func (t *Tracer) Ring() (size, peak int) { return t.rd.BufferSize(), int(t.peak.Load()) }

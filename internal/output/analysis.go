@@ -233,6 +233,14 @@ type jsonSummary struct {
 	Lost                uint64         `json:"lost"`
 	Skipped             uint64         `json:"skipped"`
 	DNS                 *jsonDNS       `json:"dns"`
+	Ring                *jsonRing      `json:"ring"`
+}
+
+// jsonRing: the ring buffer's size and the most it held at once (null in
+// a replay).
+type jsonRing struct {
+	SizeBytes int `json:"size_bytes"`
+	PeakBytes int `json:"peak_bytes"`
 }
 
 // jsonDNS: what passive DNS took in and the bounds it met (null
@@ -280,6 +288,9 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 	}
 	if d := s.DNS; d != nil {
 		rec.DNS = &jsonDNS{d.Answers, d.Malformed, d.Cut, d.Lost, d.Addrs, d.Names, d.AddrsEvicted, d.NamesEvicted, d.Stale}
+	}
+	if r := s.Ring; r != nil {
+		rec.Ring = &jsonRing{r.Size, r.Peak}
 	}
 	for i := range s.Dests {
 		rec.Destinations = append(rec.Destinations, j.destJSON(&s.Dests[i]))
@@ -581,5 +592,19 @@ func (t *Table) Summary(s *analysis.Summary) error {
 		fmt.Fprintf(&b, "dns: %d answers taken (%d malformed, %d cut short, %d LOST: ring buffer full), %d addresses and %d names kept (%d and %d forgotten for room), %d stale destinations\n",
 			d.Answers, d.Malformed, d.Cut, d.Lost, d.Addrs, d.Names, d.AddrsEvicted, d.NamesEvicted, d.Stale)
 	}
+	if r := s.Ring; r != nil && r.Size > 0 {
+		fmt.Fprintf(&b, "ring buffer: at most %s of %s held at once (%.1f%%; --ring-size)\n", bytesText(r.Peak), bytesText(r.Size), 100*float64(r.Peak)/float64(r.Size))
+	}
 	return t.write([]byte(b.String()))
+}
+
+// bytesText is a size in B, KiB or MiB.
+func bytesText(n int) string {
+	switch {
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.Itoa(n) + " B"
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type snap struct {
 // merging, analysis, filtering and output, so a replay shows what the
 // live run showed.
 type pipeline struct {
+	ring    func() (size, peak int) // the tracer's ring use; nil in replays
 	o       *Options
 	stdout  *bufio.Writer
 	w       writer
@@ -363,8 +365,17 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 		Time: now, Since: p.started,
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
 		Pressure: pressure, History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
-		DNS: p.dnsSummary(),
+		DNS: p.dnsSummary(), Ring: p.ringUse(),
 	})
+}
+
+// ringUse is the tracer's ring use, nil when replaying.
+func (p *pipeline) ringUse() *analysis.RingUse {
+	if p.ring == nil {
+		return nil
+	}
+	size, peak := p.ring()
+	return &analysis.RingUse{Size: size, Peak: peak}
 }
 
 // finish ends a trace or a replay: the summary if asked for; else, in
@@ -376,7 +387,11 @@ func (p *pipeline) finish(now time.Time, pressure func() (analysis.Pressure, err
 	if p.o.Summary {
 		pr, err := pressure()
 		if err != nil {
-			return err
+			// The namespace traced may be gone (its last process
+			// exited): the summary still comes, its pressure figures
+			// from the history.
+			fmt.Fprintf(os.Stderr, "socktrace: summary: %v: CLOSE-WAIT, TIME-WAIT and listeners from the trace's history instead\n", err)
+			pr = p.replayPressure()
 		}
 		return p.summary(now, pr)
 	}

@@ -53,6 +53,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	defer tr.Close()
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
+	p.ring = tr.Ring
 	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir)
 	p.netnsName = netnsname.New(o.HostRoot, p.ids).Name
 	p.w.SetNetnsNames(p.netnsName)
