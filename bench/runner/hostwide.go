@@ -74,7 +74,8 @@ func (r *report) hostwideMarkdown(w func(string, ...any)) {
 	w("## Host-wide: the whole host at maximum churn\n\n")
 	w("Each trial as in the throughput scenario at maximum churn (%s of load, %d workers), but every tool traces the whole host: socktrace as `-o json --no-snapshot` without `--netns`, like the peers; the transitions with the benchmark's address are counted (lost and skipped counts are the tool's whole). The output goes to a file on tmpfs (%s), to a file on a disk (%s), or through a pipe to a *slow consumer* that reads %s a second into a tmpfs file (a terminal, a slow log shipper); the load is the same in all three. %d rounds, alternating the tools. *Kernel-skipped*: transitions the kernel ran none of the tool's state programs for (socktrace: its primary's recursion misses less those its backup program emitted, as it reports them; the peers: their program's recursion misses). *Own loss*: the rest of the missing ones that the tool's program did run for (its buffer was full); *said lost*: what the tool itself reported lost; *unaccounted*: missing, less kernel-skipped, less own loss (neither: what the kernel did not count either). A tool accounts exactly for what it lost when *said lost* equals *own loss* (tcpstates counts perf-buffer records, not transitions: close to it).\n\n",
 		r.cfg.duration, r.cfg.workers, r.cfg.work, r.cfg.host.diskDir, byteRate(r.cfg.host.slow), r.cfg.host.rounds)
-	w("| output | tool | transitions/s made | per round: missing / kernel-skipped / own loss / said lost / unaccounted | rounds with nothing lost | CPU s per M reported | transitions per write() | drain s | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	w("*Ring peak*: the most socktrace's ring buffer held at once (its summary's `ring.peak_bytes`, `--summary` at the end), of its default size.\n\n")
+	w("| output | tool | transitions/s made | per round: missing / kernel-skipped / own loss / said lost / unaccounted | rounds with nothing lost | CPU s per M reported | transitions per write() | drain s | ring peak (largest round) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, ho := range hostOutputs() {
 		for _, name := range hostTracers(r.cfg) {
 			g := group(r.hostwide, name, ho.label)
@@ -92,12 +93,22 @@ func (r *report) hostwideMarkdown(w func(string, ...any)) {
 					clean++
 				}
 			}
-			w("| %s | %s | %s | %s | %d/%d | %s | %s | %s | %d/%d |\n", ho.label, r.label(name),
+			ring := ""
+			var peak, size int64
+			for _, t := range g {
+				if t.RingPeak > peak {
+					peak, size = t.RingPeak, t.RingSize
+				}
+			}
+			if size > 0 {
+				ring = fmt.Sprintf("%.2f of %.0f MiB (%.0f%%)", float64(peak)/(1<<20), float64(size)/(1<<20), 100*float64(peak)/float64(size))
+			}
+			w("| %s | %s | %s | %s | %d/%d | %s | %s | %s | %s | %d/%d |\n", ho.label, r.label(name),
 				thousands(median(field(g, func(t trial) float64 { return t.ConnRate * float64(perConn) }))),
 				strings.Join(per, "; "), clean, len(g),
 				f2(median(field(g, cpuPerM))),
 				f1(median(field(g, func(t trial) float64 { return ratio(t.Counted, t.Writes) }))),
-				f1(median(field(g, func(t trial) float64 { return t.Drain }))), errs, len(g))
+				f1(median(field(g, func(t trial) float64 { return t.Drain }))), ring, errs, len(g))
 		}
 	}
 	w("\n")
@@ -125,6 +136,22 @@ func (r *report) hostwideTargets(yes func(bool) string) []string {
 				lines = append(lines, fmt.Sprintf("| host-wide, maximum churn: ≤ 1.0 CPU s per million transitions | %s | %s |", f2(cpu), yes(cpu <= 1.0)))
 			}
 		}
+	}
+	// The default ring: big enough for the largest burst of the bench's
+	// fastest loads (not the slow consumer's, where nothing is).
+	var peak, size int64
+	lost := false
+	for _, ho := range hostOutputs()[:2] {
+		for _, t := range group(r.hostwide, "socktrace-host", ho.label) {
+			if t.RingPeak > peak {
+				peak, size = t.RingPeak, t.RingSize
+			}
+			lost = lost || toolLoss(t) > 0
+		}
+	}
+	if size > 0 {
+		lines = append(lines, fmt.Sprintf("| the default ring holds the largest burst of the host-wide maximum churn without loss | peak %.2f MiB of %.0f MiB (%.0f%%) | %s |",
+			float64(peak)/(1<<20), float64(size)/(1<<20), 100*float64(peak)/float64(size), yes(!lost && peak < size)))
 	}
 	if g := group(r.hostwide, "socktrace-host", "slow consumer"); len(g) > 0 {
 		var per []string

@@ -432,6 +432,22 @@ func countJSONMarked(path string, marker []byte) (events, lost, skipped int64, e
 	return events, lost, skipped, err
 }
 
+var reRing = regexp.MustCompile(`"ring":\{"size_bytes":([0-9]+),"peak_bytes":([0-9]+)\}`)
+
+// ringOf reads the ring buffer's size and peak from socktrace's last
+// summary record in the output (0, 0 without one).
+func ringOf(path string) (size, peak int64) {
+	scanLines(path, func(l []byte) {
+		if bytes.HasPrefix(l, []byte(`{"type":"summary"`)) {
+			if m := reRing.FindSubmatch(l); m != nil {
+				size, _ = strconv.ParseInt(string(m[1]), 10, 64)
+				peak, _ = strconv.ParseInt(string(m[2]), 10, 64)
+			}
+		}
+	})
+	return size, peak
+}
+
 // countMarked counts the lines that contain marker (the benchmark's own
 // address: other lines are the rest of the host's traffic).
 func countMarked(path string, marker []byte) (events int64, err error) {

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +57,7 @@ var tracers = []*tracer{
 		// it; the lines with the benchmark's address are counted.
 		name: "socktrace-host", label: "socktrace -o json --no-snapshot (host-wide)",
 		argv: func(c *config, _, rf string) []string {
-			return []string{c.socktrace, "-o", "json", "--no-snapshot", "--ready-file", rf}
+			return []string{c.socktrace, "-o", "json", "--no-snapshot", "--summary", "--ready-file", rf}
 		},
 		ready: readyByFile,
 		count: func(out, _ string, marker []byte) (int64, int64, int64, error) {
@@ -143,10 +143,14 @@ type trial struct {
 	Progs       []progStat       `json:"progs,omitempty"`
 	// socktrace --events: retransmit records received, and the records
 	// of events (not transitions) it said it lost.
-	RetransRecs int64  `json:"retransmit_records,omitempty"`
-	EventsLost  int64  `json:"events_lost,omitempty"`
-	Err         string `json:"error,omitempty"`
-	outputPath  string
+	RetransRecs int64 `json:"retransmit_records,omitempty"`
+	// socktrace with --summary: its ring buffer's size and the most it
+	// held at once.
+	RingSize   int64  `json:"ring_size,omitempty"`
+	RingPeak   int64  `json:"ring_peak,omitempty"`
+	EventsLost int64  `json:"events_lost,omitempty"`
+	Err        string `json:"error,omitempty"`
+	outputPath string
 }
 
 // perConn is the number of inet_sock_set_state transitions each
@@ -328,6 +332,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	}
 	marker := []byte(" " + lg.ready.Addr + " ")
 	res.Counted, res.Reported, res.SaidSkipped, err = tr.count(outPath, errPath, marker)
+	res.RingSize, res.RingPeak = ringOf(outPath)
 	if err != nil && res.Err == "" {
 		res.Err = err.Error()
 	}
