@@ -687,19 +687,47 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
  * softirq that interrupts the program is lost to it (a recursion miss).
  * Each program has its own guard, and the programs of one tracepoint run
  * in the order they were attached. So a backup program, attached after
- * the primary, handles the transitions the primary is skipped for: the
- * primary counts itself in and out on its CPU (running), and the backup
- * acts only while the primary is in, which is only when the kernel has
- * just skipped it (otherwise the primary has run and gone out before the
- * backup runs). Before 6.1 there is no guard, the primary runs nested
- * itself, and user space does not attach the backup. The programs keep
- * no per-CPU scratch space, so a nested run cannot spoil an outer one.
+ * the primary, handles the transitions the primary is skipped for.
+ *
+ * The backup must tell, for the invocation it runs for, whether the
+ * primary ran for it. A flag the primary sets while it runs is not enough:
+ * the kernel marks the primary active a little before its first
+ * instruction and after its last, and a softirq in those windows left a
+ * transition (in the bench, the fin-wait-1 -> fin-wait-2 -> close pair of
+ * one arriving FIN) to neither program. Instead the primary, as it ends,
+ * pushes what it handled (socket, states, time) on a small per-CPU stack;
+ * the backup looks for its own invocation there: found, the primary did
+ * it (the backup pops it, with anything above it: entries of nested runs
+ * whose backup the kernel skipped); not found, the primary was skipped,
+ * and the backup emits it. An entry older than handledMaxAge never
+ * matches, so a stale one (pushed by a primary whose backup was skipped)
+ * cannot pass for a new transition of the same socket. Before 6.1 there
+ * is no guard, the primary runs nested itself, user space does not attach
+ * the backup, and the stack only ever holds the last few (pushing on a
+ * full stack drops the oldest). The programs keep no per-CPU scratch
+ * space, so a nested run cannot spoil an outer one.
  */
+#define HANDLED_DEPTH 4
+#define HANDLED_MAX_AGE_NS 10000000ULL /* 10 ms */
+
+struct handled_entry {
+	__u64 sk;
+	__u64 at;
+	__u32 states; /* oldstate << 16 | newstate */
+	__u32 pad;
+};
+
+struct handled_stack {
+	struct handled_entry e[HANDLED_DEPTH];
+	__u32 top;
+	__u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct handled_stack);
 } running SEC(".maps");
 
 /* Transitions the backup handled for the primary, per CPU: the primary's
@@ -714,23 +742,46 @@ struct {
 static __always_inline int primary(struct sock *sk, int oldstate, int newstate, int cookie_helper)
 {
 	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&running, &zero);
 
-	if (depth)
-		*depth += 1; /* per-CPU: only a nested run on this CPU sees it */
 	handle(sk, oldstate, newstate, cookie_helper, 0);
-	if (depth)
-		*depth -= 1;
+	struct handled_stack *st = bpf_map_lookup_elem(&running, &zero);
+	if (!st)
+		return 0;
+	__u32 top = st->top;
+	if (top >= HANDLED_DEPTH) {
+		/* Full of entries whose backup never came: drop the oldest. */
+#pragma unroll
+		for (int i = 0; i < HANDLED_DEPTH - 1; i++)
+			st->e[i] = st->e[i + 1];
+		top = HANDLED_DEPTH - 1;
+	}
+	st->e[top].sk = (__u64)sk;
+	st->e[top].states = (__u32)oldstate << 16 | ((__u32)newstate & 0xffff);
+	st->e[top].at = bpf_ktime_get_ns();
+	st->top = top + 1;
 	return 0;
 }
 
 static __always_inline int backup(struct sock *sk, int oldstate, int newstate, int cookie_helper)
 {
 	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&running, &zero);
+	struct handled_stack *st = bpf_map_lookup_elem(&running, &zero);
 
-	if (!depth || *depth == 0)
-		return 0; /* the primary ran for this one */
+	if (!st)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 states = (__u32)oldstate << 16 | ((__u32)newstate & 0xffff);
+	__u32 top = st->top;
+#pragma unroll
+	for (int i = HANDLED_DEPTH - 1; i >= 0; i--) {
+		if ((__u32)i >= top)
+			continue;
+		struct handled_entry *e = &st->e[i];
+		if (e->sk == (__u64)sk && e->states == states && now - e->at < HANDLED_MAX_AGE_NS) {
+			st->top = i; /* the primary did this one */
+			return 0;
+		}
+	}
 	__u64 *n = bpf_map_lookup_elem(&rescued, &zero);
 	if (n)
 		*n += 1;

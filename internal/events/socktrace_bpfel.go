@@ -89,6 +89,19 @@ type socktraceEvent struct {
 	OwnerComm     [16]int8
 }
 
+type socktraceHandledStack struct {
+	_ structs.HostLayout
+	E [4]struct {
+		_      structs.HostLayout
+		Sk     uint64
+		At     uint64
+		States uint32
+		Pad    uint32
+	}
+	Top uint32
+	Pad uint32
+}
+
 type socktraceHeld struct {
 	_    structs.HostLayout
 	TsNs uint64
