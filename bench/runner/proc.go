@@ -386,24 +386,7 @@ var (
 // lost records report, and those its skipped records report (the kernel's
 // recursion misses, which socktrace reports itself since 17e089b).
 func countJSON(path string) (events, lost, skipped int64, err error) {
-	err = scanLines(path, func(l []byte) {
-		switch {
-		case bytes.HasPrefix(l, prefixTransition):
-			events++
-		case bytes.HasPrefix(l, prefixLostEvents):
-			// retransmit, reset or error records lost: not transitions
-		case bytes.HasPrefix(l, prefixLost), bytes.HasPrefix(l, prefixSkipped):
-			if m := reLostJSON.FindSubmatch(l); m != nil {
-				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-				if l[9] == 'l' {
-					lost += n
-				} else {
-					skipped += n
-				}
-			}
-		}
-	})
-	return events, lost, skipped, err
+	return countJSONWhere(path, nil)
 }
 
 // countJSONMarked is countJSON for a tool that traced the whole host:
@@ -411,13 +394,20 @@ func countJSON(path string) (events, lost, skipped int64, err error) {
 // address, quoted) are counted; lost and skipped counts are the tool's
 // whole.
 func countJSONMarked(path string, marker []byte) (events, lost, skipped int64, err error) {
+	return countJSONWhere(path, marker)
+}
+
+// countJSONWhere counts the transitions (those containing marker, if not
+// nil) and adds up the lost and skipped records.
+func countJSONWhere(path string, marker []byte) (events, lost, skipped int64, err error) {
 	err = scanLines(path, func(l []byte) {
 		switch {
 		case bytes.HasPrefix(l, prefixTransition):
-			if bytes.Contains(l, marker) {
+			if marker == nil || bytes.Contains(l, marker) {
 				events++
 			}
 		case bytes.HasPrefix(l, prefixLostEvents):
+			// retransmit, reset or error records lost: not transitions
 		case bytes.HasPrefix(l, prefixLost), bytes.HasPrefix(l, prefixSkipped):
 			if m := reLostJSON.FindSubmatch(l); m != nil {
 				n, _ := strconv.ParseInt(string(m[1]), 10, 64)
