@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"time"
 	"unsafe"
@@ -100,18 +101,35 @@ type ULP struct {
 // nested splits a nested attribute's payload into its attributes by type.
 func nested(b []byte) map[uint16][]byte {
 	m := map[uint16][]byte{}
-	for len(b) >= 4 {
-		l, typ := int(binary.NativeEndian.Uint16(b)), binary.NativeEndian.Uint16(b[2:])&0x3fff
-		if l < 4 || l > len(b) {
-			break
-		}
-		m[typ] = b[4:l]
-		if align(l) >= len(b) {
-			break
-		}
-		b = b[align(l):]
+	for typ, payload := range attrs(b) {
+		m[typ] = payload
 	}
 	return m
+}
+
+// attrs walks netlink attributes (struct rtattr: u16 length, u16 type,
+// payload, padded to 4 bytes), giving each one's type (without the
+// nested and byte-order flags) and payload; it stops at a malformed one.
+func attrs(b []byte) iter.Seq2[uint16, []byte] {
+	return func(yield func(uint16, []byte) bool) {
+		for len(b) >= 4 {
+			l, typ := int(binary.NativeEndian.Uint16(b)), binary.NativeEndian.Uint16(b[2:])&0x3fff
+			if l < 4 || l > len(b) || !yield(typ, b[4:l]) || align(l) >= len(b) {
+				return
+			}
+			b = b[align(l):]
+		}
+	}
+}
+
+// u32s fills dst with the payload's native-endian u32s, as many as it
+// holds (a shorter, older kernel's struct leaves the rest 0).
+func u32s(dst []uint32, payload []byte) {
+	for i := range dst {
+		if 4*i+4 <= len(payload) {
+			dst[i] = binary.NativeEndian.Uint32(payload[4*i:])
+		}
+	}
 }
 
 // CongInfo is a congestion control's own info (linux/inet_diag.h:
@@ -230,13 +248,7 @@ func decodeMsg(b []byte, s *Socket) error {
 	default:
 		return fmt.Errorf("sock_diag reply with address family %d", s.Family)
 	}
-	// Attributes (struct rtattr: u16 length, u16 type, payload, padded).
-	for a := b[msgLen:]; len(a) >= 4; {
-		l, typ := int(ne.Uint16(a[0:])), ne.Uint16(a[2:])
-		if l < 4 || l > len(a) {
-			break
-		}
-		payload := a[4:l]
+	for typ, payload := range attrs(b[msgLen:]) {
 		switch typ {
 		case attrInfo:
 			// A kernel's tcp_info may be shorter (older) or longer
@@ -246,11 +258,7 @@ func decodeMsg(b []byte, s *Socket) error {
 			s.Info = &ti
 		case attrSkMem:
 			var m [9]uint32
-			for i := range m {
-				if 4*i+4 <= len(payload) {
-					m[i] = ne.Uint32(payload[4*i:])
-				}
-			}
+			u32s(m[:], payload)
 			s.Mem = &SkMem{m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]}
 		case attrShutdown:
 			if len(payload) >= 1 {
@@ -283,11 +291,7 @@ func decodeMsg(b []byte, s *Socket) error {
 			s.ULP = u
 		case attrVegas, attrDCTCP, attrBBR:
 			ci := &CongInfo{Kind: typ}
-			for i := range ci.V {
-				if 4*i+4 <= len(payload) {
-					ci.V[i] = ne.Uint32(payload[4*i:])
-				}
-			}
+			u32s(ci.V[:], payload)
 			s.CongInfo = ci
 		case attrCong:
 			if n := bytes.IndexByte(payload, 0); n >= 0 {
@@ -296,10 +300,6 @@ func decodeMsg(b []byte, s *Socket) error {
 				s.Cong = string(payload)
 			}
 		}
-		if align(l) >= len(a) {
-			break
-		}
-		a = a[align(l):]
 	}
 	return nil
 }
