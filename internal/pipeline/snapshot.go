@@ -48,15 +48,9 @@ func Once(o *Options) error {
 	}
 	ownersc := scanOwners(o)
 	at := time.Now()
-	batches := make(chan []snapshot.Socket, 64)
-	dumped := make(chan error, 1)
-	go func() {
-		dumped <- dumpNamespacesEach(o, o.Filter.States, func(b []snapshot.Socket) error {
-			batches <- b
-			return nil
-		})
-		close(batches)
-	}()
+	batches, dumped := snapshot.InBackground(func(each func([]snapshot.Socket) error) error {
+		return dumpNamespacesEach(o, o.Filter.States, each)
+	})
 	owners := <-ownersc
 	p := newLister(o)
 	for b := range batches {

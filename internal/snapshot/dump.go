@@ -211,6 +211,22 @@ func DumpEach(o Options, each func([]Socket) error) error {
 	return nil
 }
 
+// InBackground runs dump (DumpEach, or a walk that calls it for several
+// namespaces) in a goroutine of its own and hands over its batches as
+// they come, so that the caller formats one read of the kernel's replies
+// while the next is made. done gives dump's error once batches is closed.
+func InBackground(dump func(each func([]Socket) error) error) (batches <-chan []Socket, done <-chan error) {
+	bc, dc := make(chan []Socket, 64), make(chan error, 1)
+	go func() {
+		dc <- dump(func(b []Socket) error {
+			bc <- b
+			return nil
+		})
+		close(bc)
+	}()
+	return bc, dc
+}
+
 // A read of the kernel's replies holds at most 32 KiB (netlink's largest
 // dump message), so at most this many sockets: a batch of that capacity
 // never grows.

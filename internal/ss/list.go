@@ -80,15 +80,9 @@ func List(w io.Writer, o *Options, width int) error {
 		}
 		return t.Close()
 	}
-	batches := make(chan []snapshot.Socket, 64)
-	dumped := make(chan error, 1)
-	go func() {
-		dumped <- snapshot.DumpEach(opts, func(b []snapshot.Socket) error {
-			batches <- b
-			return nil
-		})
-		close(batches)
-	}()
+	batches, dumped := snapshot.InBackground(func(each func([]snapshot.Socket) error) error {
+		return snapshot.DumpEach(opts, each)
+	})
 	owners := <-ownersc
 	t := sslayout.NewTable(w, cols, width)
 	for b := range batches {
