@@ -13,8 +13,8 @@ package sslayout
 
 import (
 	"bufio"
-	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -124,19 +124,12 @@ func (t *Table) Close() error {
 
 // queue is a queue length as ss prints it: "%-6d" of an int32.
 func queue(n uint32) string {
-	if n < uint32(len(smallQueues)) {
-		return smallQueues[n]
+	b := strconv.AppendInt(make([]byte, 0, 12), int64(int32(n)), 10)
+	for len(b) < 6 {
+		b = append(b, ' ')
 	}
-	return fmt.Sprintf("%-6d", int32(n))
+	return string(b)
 }
-
-// smallQueues: the common lengths, made once.
-var smallQueues = func() (q [1024]string) {
-	for i := range q {
-		q[i] = fmt.Sprintf("%-6d", i)
-	}
-	return q
-}()
 
 // add buffers a line as ss does. The previous line's Ext token (still
 // open after a socket line) and its empty last token are flushed, so
