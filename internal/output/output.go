@@ -3,6 +3,7 @@
 package output
 
 import (
+	"bufio"
 	"fmt"
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"io"
@@ -45,6 +46,11 @@ type JSON struct {
 	// known (a replay on another host).
 	netnsName func(uint32) string
 	clock     timeCache
+	frags     *fragments
+	// bw: w when it is a bufio.Writer; records are then formatted in its
+	// buffer (direct: the record at hand is).
+	bw     *bufio.Writer
+	direct bool
 }
 
 // SetNetnsNames gives the writer a way to name network namespaces
@@ -73,7 +79,11 @@ func netnsNameOf(f func(uint32) string, ino uint32) string {
 }
 
 // NewJSON returns a JSON writer on w.
-func NewJSON(w flusher) *JSON { return &JSON{w: w, buf: make([]byte, 0, 1024)} }
+func NewJSON(w flusher) *JSON {
+	j := &JSON{w: w, buf: make([]byte, 0, 1024), frags: &fragments{}}
+	j.bw, _ = w.(*bufio.Writer)
+	return j
+}
 
 // Flush flushes the underlying writer.
 func (j *JSON) Flush() error { return j.w.Flush() }
@@ -83,38 +93,16 @@ const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Transition writes a {"type":"transition",...} record.
 func (j *JSON) Transition(t *events.Transition) error {
-	b := j.buf[:0]
+	b := j.begin()
 	b = append(b, `{"type":"transition"`...)
 	b = j.appendSocketHead(b, t)
-	b = append(b, `,"old_state":"`...)
-	b = append(b, t.Old.String()...)
-	b = append(b, `","new_state":"`...)
-	b = append(b, t.New.String()...)
-	b = append(b, `","old_state_duration_ns":`...)
+	b = appendStates(b, t.Old, t.New)
 	if t.InOldKnown {
-		b = strconv.AppendInt(b, int64(t.InOld), 10)
+		b = appendInt(b, int64(t.InOld))
 	} else {
 		b = append(b, "null"...)
 	}
-	if t.OwnerKnown {
-		b = append(b, `,"pid":`...)
-		b = strconv.AppendUint(b, uint64(t.OwnerPID), 10)
-		b = append(b, `,"tid":`...)
-		b = strconv.AppendUint(b, uint64(t.OwnerTID), 10)
-		b = append(b, `,"comm":`...)
-		b = AppendString(b, t.OwnerComm)
-	} else {
-		b = append(b, `,"pid":null,"tid":null,"comm":null`...)
-	}
-	b = appendIdentity(b, t.OwnerID)
-	b = append(b, `,"task_pid":`...)
-	b = strconv.AppendUint(b, uint64(t.TaskPID), 10)
-	b = append(b, `,"task_tid":`...)
-	b = strconv.AppendUint(b, uint64(t.TaskTID), 10)
-	b = append(b, `,"task_comm":`...)
-	b = AppendString(b, t.TaskComm)
-	b = append(b, `,"uid":`...)
-	b = strconv.AppendUint(b, uint64(t.UID), 10)
+	b = j.frags.task(b, t)
 	b = append(b, `,"error":`...)
 	if t.SkErr != 0 {
 		b = AppendString(b, errnoName(t.SkErr))
@@ -123,7 +111,36 @@ func (j *JSON) Transition(t *events.Transition) error {
 	}
 	b = appendWire(b, t)
 	b = append(b, "}\n"...)
-	j.buf = b
+	return j.end(b)
+}
+
+// recordRoom is the room begin asks of the output buffer: more than any
+// transition record takes, but for ones with long names, which still
+// work (append grows the slice).
+const recordRoom = 4096
+
+// begin returns the slice to append a record to: the free space of the
+// output buffer when the writer is a bufio.Writer with room (the record
+// is then written where it is formatted), else the writer's own.
+func (j *JSON) begin() []byte {
+	if j.bw != nil {
+		if j.bw.Available() < recordRoom {
+			j.bw.Flush() // an error sticks: Write in end returns it
+		}
+		if j.bw.Available() >= recordRoom {
+			j.direct = true
+			return j.bw.AvailableBuffer()
+		}
+	}
+	j.direct = false
+	return j.buf[:0]
+}
+
+// end writes the record begin began.
+func (j *JSON) end(b []byte) error {
+	if !j.direct {
+		j.buf = b
+	}
 	_, err := j.w.Write(b)
 	return err
 }
@@ -159,22 +176,8 @@ func (j *JSON) appendSocketHead(b []byte, t *events.Transition) []byte {
 	b = append(b, `,"time":"`...)
 	b = j.clock.append(b, t.Time)
 	b = append(b, `","ktime_ns":`...)
-	b = strconv.AppendUint(b, t.Ktime, 10)
-	b = append(b, `,"cookie":`...)
-	b = strconv.AppendUint(b, t.Cookie, 10)
-	b = append(b, `,"netns":`...)
-	b = strconv.AppendUint(b, uint64(t.Netns), 10)
-	b = append(b, `,"family":"`...)
-	b = append(b, familyName(t.Family)...)
-	b = append(b, `","saddr":"`...)
-	b = t.Src.AppendTo(b)
-	b = append(b, `","sport":`...)
-	b = strconv.AppendUint(b, uint64(t.SPort), 10)
-	b = append(b, `,"daddr":"`...)
-	b = t.Dst.AppendTo(b)
-	b = append(b, `","dport":`...)
-	b = strconv.AppendUint(b, uint64(t.DPort), 10)
-	return appendDNSName(b, t.DNS)
+	b = appendUint(b, t.Ktime)
+	return j.frags.head(b, t)
 }
 
 // appendDNSName adds "dns_name": the name the remote address came from,
