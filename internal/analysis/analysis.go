@@ -278,7 +278,8 @@ type Connects struct {
 	lru     *list.List
 	evicted uint64
 	// attempts in flight, by socket; a socket counts once.
-	inflight map[*timeline.Row]*attempt
+	// (By value: an attempt a connect is no allocation.)
+	inflight map[*timeline.Row]attempt
 }
 
 type attempt struct {
@@ -295,7 +296,7 @@ func NewConnects(o Options) *Connects {
 	if o.MaxDests <= 0 {
 		o.MaxDests = DefaultMaxDests
 	}
-	return &Connects{opt: o, dests: map[DestKey]*list.Element{}, lru: list.New(), inflight: map[*timeline.Row]*attempt{}}
+	return &Connects{opt: o, dests: map[DestKey]*list.Element{}, lru: list.New(), inflight: map[*timeline.Row]attempt{}}
 }
 
 func (c *Connects) dest(k DestKey) *Dest {
@@ -335,13 +336,13 @@ func (c *Connects) evictOne() {
 // Pending adds a socket found in syn-sent by the snapshot: an attempt
 // already in flight when the trace began.
 func (c *Connects) Pending(r *timeline.Row, at time.Time) {
-	if r.State != tcpstate.SynSent || c.inflight[r] != nil {
+	if _, ok := c.inflight[r]; r.State != tcpstate.SynSent || ok {
 		return
 	}
-	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, r.OwnerKnown, r.OwnerPID, r.OwnerComm, r.OwnerID).atLeast = true
+	c.start(r, DestKey{r.Netns, r.Dst, r.DPort}, at, true, r.OwnerKnown, r.OwnerPID, r.OwnerComm, r.OwnerID)
 }
 
-func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, pid uint32, comm string, owner *identity.Identity) *attempt {
+func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, atLeast, known bool, pid uint32, comm string, owner *identity.Identity) attempt {
 	d := c.dest(k)
 	d.Attempts++
 	d.InFlight++
@@ -355,7 +356,7 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, p
 	if r.DNS != nil {
 		d.DNS = r.DNS
 	}
-	a := &attempt{dest: d, began: at}
+	a := attempt{dest: d, began: at, atLeast: atLeast}
 	c.inflight[r] = a
 	return a
 }
@@ -366,11 +367,11 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, known bool, p
 // recovered it, else nil.
 func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 	if tr.Old == tcpstate.Close && tr.New == tcpstate.SynSent {
-		if old := c.inflight[r]; old != nil { // a reused row: should not happen
+		if old, ok := c.inflight[r]; ok { // a reused row: should not happen
 			old.dest.InFlight--
 			delete(c.inflight, r)
 		}
-		c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, tr.Time, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm, tr.OwnerID)
+		c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, tr.Time, false, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm, tr.OwnerID)
 		return nil
 	}
 	if tr.Old != tcpstate.SynSent {
@@ -382,16 +383,15 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 		}
 		return nil
 	}
-	at := c.inflight[r]
-	if at == nil {
+	at, ok := c.inflight[r]
+	if !ok {
 		// The attempt began before the trace and the snapshot did not
 		// list it (--no-snapshot, or a filtered snapshot): count it now.
 		began := tr.Time
 		if tr.InOldKnown {
 			began = tr.Time.Add(-tr.InOld)
 		}
-		at = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm, tr.OwnerID)
-		at.atLeast = !tr.InOldKnown
+		at = c.start(r, DestKey{tr.Netns, tr.Dst, tr.DPort}, began, !tr.InOldKnown, tr.OwnerKnown, tr.OwnerPID, tr.OwnerComm, tr.OwnerID)
 	} else if e, ok := c.dests[at.dest.DestKey]; ok {
 		c.lru.MoveToFront(e)
 	}
@@ -478,7 +478,7 @@ func (c *Connects) closed(tr *events.Transition) {
 // Forget drops a socket that closed without the tracker seeing how its
 // attempt ended (events lost): it is no longer in flight.
 func (c *Connects) Forget(r *timeline.Row) {
-	if a := c.inflight[r]; a != nil {
+	if a, ok := c.inflight[r]; ok {
 		a.dest.InFlight--
 		delete(c.inflight, r)
 	}

@@ -164,6 +164,14 @@ var ErrShortRecord = errors.New("ring buffer record has the wrong size")
 // strings, so decoding allocates nothing once the comm names are known.
 type Decoder struct {
 	comms map[[16]byte]string
+	// recent: the last two names found, looked at before the map (a
+	// record has two, mostly the same few under load).
+	recent [2]recentComm
+}
+
+type recentComm struct {
+	b [16]byte
+	s string
 }
 
 // NewDecoder returns a Decoder.
@@ -173,7 +181,15 @@ func NewDecoder() *Decoder {
 
 func (d *Decoder) comm(c [16]int8) string {
 	b := *(*[16]byte)(unsafe.Pointer(&c))
+	if d.recent[0].b == b && d.recent[0].s != "" {
+		return d.recent[0].s
+	}
+	if d.recent[1].b == b && d.recent[1].s != "" {
+		d.recent[0], d.recent[1] = d.recent[1], d.recent[0]
+		return d.recent[0].s
+	}
 	if s, ok := d.comms[b]; ok {
+		d.recent[1], d.recent[0] = d.recent[0], recentComm{b, s}
 		return s
 	}
 	n := bytes.IndexByte(b[:], 0)

@@ -305,7 +305,7 @@ func otRow() timeline.Row {
 		Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
 		SPort: 443, DPort: 51000, State: tcpstate.Established,
 		Preexisting: true, InSnapshot: true,
-		Diag: snapshot.Socket{
+		Diag: &snapshot.Socket{
 			Family: unix.AF_INET6, State: tcpstate.Established,
 			Timer: snapshot.TimerKeepalive, Retrans: 2, Expires: 61500 * time.Millisecond,
 			RecvQ: 0, SendQ: 517, UID: 33, Inode: 123456, Netns: 4026531840, Cookie: 99,
@@ -354,7 +354,7 @@ func TestJSONSocketNulls(t *testing.T) {
 		Cookie: 5, Netns: 1, Family: unix.AF_INET,
 		Src: netip.MustParseAddr("0.0.0.0"), Dst: netip.MustParseAddr("0.0.0.0"),
 		SPort: 22, State: tcpstate.Listen,
-		Diag: snapshot.Socket{RecvQ: 0, SendQ: 128},
+		Diag: &snapshot.Socket{RecvQ: 0, SendQ: 128},
 	}
 	var buf otBuffer
 	if err := NewJSON(&buf).Socket(&r, otTime); err != nil {
@@ -830,7 +830,7 @@ func TestTableSocket(t *testing.T) {
 		Cookie: 5, Family: unix.AF_INET,
 		Src: netip.MustParseAddr("0.0.0.0"), Dst: netip.MustParseAddr("0.0.0.0"),
 		SPort: 22, State: tcpstate.Listen,
-		Diag:       snapshot.Socket{RecvQ: 0, SendQ: 128},
+		Diag:       &snapshot.Socket{RecvQ: 0, SendQ: 128},
 		OwnerKnown: true, OwnerPID: 600, OwnerComm: "sshd",
 	}
 	if err := tb.Socket(&r2, otTime); err != nil {
@@ -844,7 +844,7 @@ func TestTableSocket(t *testing.T) {
 		Cookie: 6, Family: unix.AF_INET,
 		Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.1"),
 		SPort: 8080, DPort: 40000, State: tcpstate.TimeWait,
-		Diag: snapshot.Socket{Timer: snapshot.TimerTimewait, Expires: 59 * time.Second},
+		Diag: &snapshot.Socket{Timer: snapshot.TimerTimewait, Expires: 59 * time.Second},
 	}
 	if err := tb.Socket(&r3, otTime); err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 		b = append(b, '}')
 	}
 	b = append(b, ']')
-	d := r.Diag
+	d := r.Snap()
 	b = append(b, `,"uid":`...)
 	b = strconv.AppendUint(b, uint64(d.UID), 10)
 	b = append(b, `,"inode":`...)
@@ -139,8 +139,8 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 		t.sockHeader = true
 	}
 	b = appendCol(b, ssState[r.State], 11)
-	b = appendCol(b, strconv.FormatUint(uint64(r.Diag.RecvQ), 10), 7)
-	b = appendCol(b, strconv.FormatUint(uint64(r.Diag.SendQ), 10), 7)
+	b = appendCol(b, strconv.FormatUint(uint64(r.Snap().RecvQ), 10), 7)
+	b = appendCol(b, strconv.FormatUint(uint64(r.Snap().SendQ), 10), 7)
 	b = appendCol(b, t.endpoint(r.Src, r.SPort), 30)
 	b = appendCol(b, t.peer(r.Dst, r.DPort, r.DNS), 30)
 	var extra []string
@@ -149,21 +149,21 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 	} else if r.OwnerKnown {
 		extra = append(extra, procs.Users([]procs.Owner{{PID: r.OwnerPID, Comm: r.OwnerComm, FD: -1}}))
 	}
-	if r.Diag.Timer != snapshot.TimerNone {
-		extra = append(extra, "timer:("+r.Diag.Timer.String()+","+FormatTimer(r.Diag.Expires)+","+strconv.Itoa(int(r.Diag.Retrans))+")")
+	if r.Snap().Timer != snapshot.TimerNone {
+		extra = append(extra, "timer:("+r.Snap().Timer.String()+","+FormatTimer(r.Snap().Expires)+","+strconv.Itoa(int(r.Snap().Retrans))+")")
 	}
-	if r.Diag.UID != 0 {
-		extra = append(extra, "uid:"+strconv.FormatUint(uint64(r.Diag.UID), 10))
+	if r.Snap().UID != 0 {
+		extra = append(extra, "uid:"+strconv.FormatUint(uint64(r.Snap().UID), 10))
 	}
-	if r.Diag.Inode != 0 {
-		extra = append(extra, "ino:"+strconv.FormatUint(uint64(r.Diag.Inode), 10))
+	if r.Snap().Inode != 0 {
+		extra = append(extra, "ino:"+strconv.FormatUint(uint64(r.Snap().Inode), 10))
 	}
 	extra = append(extra, "cookie:"+strconv.FormatUint(r.Cookie, 10))
-	if m := r.Diag.Mem; m != nil {
+	if m := r.Snap().Mem; m != nil {
 		extra = append(extra, fmt.Sprintf("skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)",
 			m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops))
 	}
-	if i := r.Diag.Info; i != nil {
+	if i := r.Snap().Info; i != nil {
 		// As ss -i spells them.
 		extra = append(extra, fmt.Sprintf("rto:%g rtt:%g/%g mss:%d cwnd:%d bytes_acked:%d bytes_received:%d segs_out:%d segs_in:%d retrans:%d/%d lastsnd:%d lastrcv:%d lastack:%d",
 			float64(i.Rto)/1000, float64(i.Rtt)/1000, float64(i.Rttvar)/1000, i.Snd_mss, i.Snd_cwnd,

@@ -25,11 +25,16 @@ func (c *timeCache) append(b []byte, t time.Time) []byte {
 		c.sec = sec
 	}
 	b = append(b, c.prefix...)
+	// Nine digits, two at a time from the right.
 	var d [9]byte
-	for i := 8; i >= 0; i-- {
-		d[i] = byte('0' + ns%10)
-		ns /= 10
+	n := uint(ns)
+	for i := 7; i > 0; i -= 2 {
+		q := n / 100
+		r := (n - q*100) * 2
+		d[i], d[i+1] = digitPairs[r], digitPairs[r+1]
+		n = q
 	}
+	d[0] = byte('0' + n)
 	b = append(b, d[:]...)
 	return append(b, 'Z')
 }

@@ -433,10 +433,10 @@ func (p *pipeline) replayPressure() analysis.Pressure {
 	p.table.Live(func(r *timeline.Row) {
 		s := snapshot.Socket{Family: r.Family, State: r.State, Src: r.Src, Dst: r.Dst, SPort: r.SPort, DPort: r.DPort, Cookie: r.Cookie, Netns: r.Netns}
 		if r.InSnapshot && len(r.History) == 0 {
-			s.RecvQ, s.SendQ = r.Diag.RecvQ, r.Diag.SendQ
+			s.RecvQ, s.SendQ = r.Snap().RecvQ, r.Snap().SendQ
 			// A time-wait socket of the snapshot is gone when its timer
 			// has run out.
-			if r.State == tcpstate.TimeWait && r.Diag.Timer == snapshot.TimerTimewait && p.lastK > p.startK+uint64(r.Diag.Expires) {
+			if r.State == tcpstate.TimeWait && r.Snap().Timer == snapshot.TimerTimewait && p.lastK > p.startK+uint64(r.Snap().Expires) {
 				return
 			}
 		}

@@ -279,8 +279,8 @@ func dumpInodes(socks []snapshot.Socket) map[uint32]bool {
 func addedInodes(rows []*timeline.Row) map[uint32]bool {
 	want := map[uint32]bool{}
 	for _, r := range rows {
-		if r.Diag.Inode != 0 && !r.OwnerKnown {
-			want[r.Diag.Inode] = true
+		if r.Snap().Inode != 0 && !r.OwnerKnown {
+			want[r.Snap().Inode] = true
 		}
 	}
 	return want
@@ -298,7 +298,7 @@ func (p *pipeline) takeOwners() {
 	case o := <-p.rc.owners:
 		p.mu.Lock()
 		for _, r := range o.rows {
-			if us := o.owners[r.Diag.Inode]; len(us) > 0 && !r.OwnerKnown {
+			if us := o.owners[r.Snap().Inode]; len(us) > 0 && !r.OwnerKnown {
 				r.Users = us
 				r.OwnerKnown, r.OwnerPID, r.OwnerComm = true, us[0].PID, us[0].Comm
 			}
@@ -420,6 +420,6 @@ func subjectOfRow(r *timeline.Row) filter.Subject {
 		SPort: r.SPort, DPort: r.DPort,
 		OwnerKnown: r.OwnerKnown, PID: r.OwnerPID, Comm: r.OwnerComm,
 		Owner: r.OwnerID, Netns: r.Netns,
-		IfIndex: r.Diag.IfIndex, Mark: r.Diag.Mark, SockCgroup: r.Diag.CgroupID,
+		IfIndex: r.Snap().IfIndex, Mark: r.Snap().Mark, SockCgroup: r.Snap().CgroupID,
 	}
 }

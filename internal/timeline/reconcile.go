@@ -62,7 +62,7 @@ func IsMini(s *snapshot.Socket) bool {
 // isMiniRow: a row of the snapshot for a time-wait or request socket,
 // unchanged since.
 func isMiniRow(r *Row) bool {
-	return r.InSnapshot && len(r.History) == 0 && IsMini(&r.Diag)
+	return r.InSnapshot && len(r.History) == 0 && IsMini(r.Snap())
 }
 
 // Mark starts remembering the sockets that close from CLOCK_MONOTONIC
@@ -103,8 +103,8 @@ func (t *Table) Reconcile(d *Dump) Reconciled {
 		}
 		var s *snapshot.Socket
 		if !d.Gone[r.Netns] {
-			if k.cookie != 0 {
-				s = byCookie[k.cookie]
+			if c := k.cookie(); c != 0 {
+				s = byCookie[c]
 			} else {
 				if byTuple == nil {
 					byTuple = map[tuple]*snapshot.Socket{}
@@ -126,7 +126,7 @@ func (t *Table) Reconcile(d *Dump) Reconciled {
 			continue // moved during or after the dump: next time
 		}
 		switch {
-		case s == nil || (IsMini(s) && !isMiniRow(r) && !IsMini(&r.Diag)):
+		case s == nil || (IsMini(s) && !isMiniRow(r) && !IsMini(r.Snap())):
 			// Gone; or only its time-wait socket is left: the full
 			// socket closed unseen.
 			t.remove(k, r)
@@ -160,13 +160,12 @@ func (t *Table) Reconcile(d *Dump) Reconciled {
 		}
 		// A full table: the socket was counted untracked at its birth
 		// (or its birth was lost, and counted so); not again each pass.
-		if t.rows[key{cookie: s.Cookie}] != nil || (t.maxLive > 0 && len(t.rows) >= t.maxLive) {
+		if t.rows[cookieKey(s.Cookie)] != nil || (t.maxLive > 0 && len(t.rows) >= t.maxLive) {
 			continue
 		}
-		r := &Row{}
-		FillRow(r, s, d.Owners)
+		r := newSnapshotRow(s, d.Owners)
 		r.Seen = d.Start
-		t.put(key{cookie: s.Cookie}, r)
+		t.put(cookieKey(s.Cookie), r)
 		if r.State == tcpstate.Listen {
 			t.listeners[listenKey{r.Netns, r.SPort}] = r
 		}

@@ -36,7 +36,10 @@ type Row struct {
 	// the snapshot, or its first transition seen was not its birth).
 	Preexisting bool
 	InSnapshot  bool
-	Diag        snapshot.Socket // as the snapshot saw it, if InSnapshot
+	// Diag: the socket as the snapshot saw it, if InSnapshot; else nil
+	// (most rows are born in the trace: a pointer keeps their 176 bytes
+	// out of every row). Read it through Snap.
+	Diag *snapshot.Socket
 
 	// Owner: the process that owns the socket. From BPF (learned at
 	// connect, listen or close) or from /proc for pre-existing sockets.
@@ -55,6 +58,7 @@ type Row struct {
 	Since uint64
 	// History: the transitions seen, oldest first.
 	History []Step
+	steps   [6]Step // History's first home
 
 	// Active: the socket is an active open (socktrace saw its connect).
 	Active bool
@@ -134,10 +138,20 @@ func (t *Table) Namespaces(fn func(netns uint32, rows int)) {
 }
 
 // key identifies a socket: its cookie, or its kernel address where the
-// kernel could not give a cookie.
-type key struct {
-	cookie uint64
-	skaddr uint64
+// kernel could not give a cookie, with the top bit set (as a kernel
+// address has it anyway; cookies count up from 1, and never get there).
+// One word, not two: the table is looked up for every transition.
+type key uint64
+
+func cookieKey(c uint64) key { return key(c) }
+func addrKey(a uint64) key   { return key(a | 1<<63) }
+
+// cookie is the socket cookie k is, or 0 if k is an address.
+func (k key) cookie() uint64 {
+	if k&(1<<63) != 0 {
+		return 0
+	}
+	return uint64(k)
 }
 
 type listenKey struct {
@@ -209,7 +223,7 @@ func (t *Table) Closed(fn func(*Row)) {
 }
 
 // Lookup returns the live socket with this cookie, or nil.
-func (t *Table) Lookup(cookie uint64) *Row { return t.rows[key{cookie: cookie}] }
+func (t *Table) Lookup(cookie uint64) *Row { return t.rows[cookieKey(cookie)] }
 
 func (t *Table) retire(r *Row) {
 	if t.closedCap <= 0 {
@@ -238,13 +252,12 @@ func (t *Table) AddSnapshot(socks []snapshot.Socket, owners procs.Table, start, 
 	out := make([]*Row, 0, len(socks))
 	for i := range socks {
 		s := &socks[i]
-		if t.rows[key{cookie: s.Cookie}] == nil && t.full() {
+		if t.rows[cookieKey(s.Cookie)] == nil && t.full() {
 			continue
 		}
-		r := &Row{}
-		FillRow(r, s, owners)
+		r := newSnapshotRow(s, owners)
 		r.Seen = start
-		t.put(key{cookie: s.Cookie}, r)
+		t.put(cookieKey(s.Cookie), r)
 		if r.State == tcpstate.Listen {
 			t.listeners[listenKey{r.Netns, r.SPort}] = r
 		}
@@ -253,13 +266,36 @@ func (t *Table) AddSnapshot(socks []snapshot.Socket, owners procs.Table, start, 
 	return out
 }
 
+// noSocket is what Snap gives for a row the snapshot did not see.
+var noSocket snapshot.Socket
+
+// Snap returns the socket as the snapshot saw it; a zero Socket (not to
+// be written to) for one it did not.
+func (r *Row) Snap() *snapshot.Socket {
+	if r.Diag != nil {
+		return r.Diag
+	}
+	return &noSocket
+}
+
+// newSnapshotRow returns a new row of a socket found by a snapshot, with
+// its own copy of s: one allocation for both.
+func newSnapshotRow(s *snapshot.Socket, owners procs.Table) *Row {
+	both := &struct {
+		r Row
+		s snapshot.Socket
+	}{s: *s}
+	FillRow(&both.r, &both.s, owners)
+	return &both.r
+}
+
 // FillRow makes r the row of a socket found by a snapshot, with its
-// owners from /proc.
+// owners from /proc. r.Diag is s: valid as long as s is.
 func FillRow(r *Row, s *snapshot.Socket, owners procs.Table) {
 	*r = Row{
 		Cookie: s.Cookie, Netns: s.Netns, Family: s.Family,
 		Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort,
-		State: s.State, Preexisting: true, InSnapshot: true, Diag: *s,
+		State: s.State, Preexisting: true, InSnapshot: true, Diag: s,
 	}
 	if us := owners[s.Inode]; s.Inode != 0 && len(us) > 0 {
 		r.Users = us
@@ -275,9 +311,9 @@ func born(tr *events.Transition) bool {
 
 func keyOf(tr *events.Transition) key {
 	if tr.Cookie != 0 {
-		return key{cookie: tr.Cookie}
+		return cookieKey(tr.Cookie)
 	}
-	return key{skaddr: tr.SkAddr}
+	return addrKey(tr.SkAddr)
 }
 
 // Apply merges a transition into its socket's row, creating the row if
@@ -302,9 +338,10 @@ func (t *Table) Apply(tr *events.Transition) *Row {
 			return nil
 		}
 		// Room for a whole connection's history (5 transitions a side,
-		// 6 with a listener's): one allocation, not one a doubling.
+		// 6 with a listener's) in the row: one allocation a socket.
 		r = &Row{Cookie: tr.Cookie, Netns: tr.Netns, Family: tr.Family, State: tr.Old,
-			Preexisting: !born(tr), History: make([]Step, 0, 6)}
+			Preexisting: !born(tr)}
+		r.History = r.steps[:0]
 		if born(tr) {
 			r.Born = tr.Ktime
 			r.Active = tr.New == tcpstate.SynSent
