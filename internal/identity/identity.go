@@ -238,3 +238,31 @@ func (c *PIDs) Of(pid uint32) *Identity {
 	}
 	return id
 }
+
+// Recent is a one-entry cache in front of a Resolver's ByID, for one
+// goroutine that asks for every transition: they come in runs of the same
+// cgroup, and ByID takes a lock and a map lookup. An answer is reused for
+// at most RecentFor (by the caller's CLOCK_MONOTONIC stamps), so that an
+// identity the resolver completes later (pod names) shows soon.
+type Recent struct {
+	cgid  uint64
+	until uint64
+	id    *Identity
+}
+
+// RecentFor is how long Recent reuses an answer.
+const RecentFor = time.Second
+
+// ByID is r.ByID(cgid, pid), from the cache when cgid was the last asked
+// for less than RecentFor before k.
+func (c *Recent) ByID(r *Resolver, cgid uint64, pid uint32, k uint64) *Identity {
+	if cgid == 0 {
+		return r.ByID(cgid, pid) // by the pid: not cached
+	}
+	if cgid == c.cgid && k < c.until && c.id != nil {
+		return c.id
+	}
+	id := r.ByID(cgid, pid)
+	c.cgid, c.until, c.id = cgid, k+uint64(RecentFor), id
+	return id
+}

@@ -80,3 +80,40 @@ func TestResolver(t *testing.T) {
 		t.Errorf("an unknown id and no pid: %+v, want nil", got)
 	}
 }
+
+// TestRecent: the one-entry cache gives what the resolver gives, the same
+// answer within RecentFor of the first, a fresh one after, and follows a
+// change of cgroup at once.
+func TestRecent(t *testing.T) {
+	a := testcgroup.New(t, "/socktrace-recent-a.service")
+	b := testcgroup.New(t, "/socktrace-recent-b.service")
+	r := identity.NewResolver("/", "")
+	r.Cgroups().MinRefresh = 0
+	var c identity.Recent
+	const k = uint64(1e12)
+	ida := c.ByID(r, a.ID, 0, k)
+	if ida == nil || ida.Unit != "socktrace-recent-a.service" {
+		t.Fatalf("first answer for a: %+v", ida)
+	}
+	if got := c.ByID(r, b.ID, 0, k+1); got == nil || got.Unit != "socktrace-recent-b.service" {
+		t.Fatalf("b right after a: %+v", got)
+	}
+	if got := c.ByID(r, a.ID, 0, k+2); got != ida {
+		t.Fatalf("a again: %+v, want the resolver's %+v", got, ida)
+	}
+	// Within RecentFor the cached answer, even if the resolver would now
+	// say otherwise; after it, the resolver is asked again.
+	c2 := identity.Recent{}
+	other := identity.NewResolver("/", "") // a resolver with its own cache: another *Identity
+	other.Cgroups().MinRefresh = 0
+	first := c2.ByID(r, a.ID, 0, k)
+	if got := c2.ByID(other, a.ID, 0, k+uint64(identity.RecentFor)-1); got != first {
+		t.Errorf("within RecentFor: %p, want the cached %p", got, first)
+	}
+	if got := c2.ByID(other, a.ID, 0, k+uint64(identity.RecentFor)); got == first || got == nil || got.Unit != first.Unit {
+		t.Errorf("after RecentFor: %p %+v, want a fresh answer from the other resolver", got, got)
+	}
+	if got := c2.ByID(r, 1<<62, 0, k); got != nil {
+		t.Errorf("an unknown id and no pid: %+v, want nil", got)
+	}
+}

@@ -46,7 +46,10 @@ type JSON struct {
 	// known (a replay on another host).
 	netnsName func(uint32) string
 	clock     timeCache
-	frags     *fragments
+	// transitionClock: the time of transition records, with the text
+	// before and after it.
+	transitionClock timeCache
+	frags           *fragments
 	// bw: w when it is a bufio.Writer; records are then formatted in its
 	// buffer (direct: the record at hand is).
 	bw     *bufio.Writer
@@ -80,7 +83,8 @@ func netnsNameOf(f func(uint32) string, ino uint32) string {
 
 // NewJSON returns a JSON writer on w.
 func NewJSON(w flusher) *JSON {
-	j := &JSON{w: w, buf: make([]byte, 0, 1024), frags: &fragments{}}
+	j := &JSON{w: w, buf: make([]byte, 0, 1024), frags: &fragments{},
+		transitionClock: timeCache{lead: `{"type":"transition","time":"`, after: `","ktime_ns":`}}
 	j.bw, _ = w.(*bufio.Writer)
 	return j
 }
@@ -94,8 +98,9 @@ const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 // Transition writes a {"type":"transition",...} record.
 func (j *JSON) Transition(t *events.Transition) error {
 	b := j.begin()
-	b = append(b, `{"type":"transition"`...)
-	b = j.appendSocketHead(b, t)
+	b = j.transitionClock.append(b, t.Time) // {"type":"transition","time":"...","ktime_ns":
+	b = appendUint(b, t.Ktime)
+	b = j.frags.head(b, t)
 	b = appendStates(b, t.Old, t.New)
 	if t.InOldKnown {
 		b = appendInt(b, int64(t.InOld))
@@ -103,11 +108,11 @@ func (j *JSON) Transition(t *events.Transition) error {
 		b = append(b, "null"...)
 	}
 	b = j.frags.task(b, t)
-	b = append(b, `,"error":`...)
 	if t.SkErr != 0 {
+		b = append(b, `,"error":`...)
 		b = AppendString(b, errnoName(t.SkErr))
 	} else {
-		b = append(b, "null"...)
+		b = append(b, `,"error":null`...)
 	}
 	b = appendWire(b, t)
 	b = append(b, "}\n"...)

@@ -24,3 +24,16 @@ func TestTimeCache(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeCacheLeadAfter: with text before and after, the same time
+// between them, in and out of the years the cache formats itself.
+func TestTimeCacheLeadAfter(t *testing.T) {
+	c := timeCache{lead: `{"a":"`, after: `","b":`}
+	for _, tm := range []time.Time{time.Unix(1e9, 123), time.Unix(1e9, 456), time.Unix(1e9+1, 0),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(5, 5)} {
+		got := string(c.append([]byte("x"), tm))
+		if want := `x{"a":"` + tm.UTC().Format(TimeLayout) + `","b":`; got != want {
+			t.Fatalf("%v: got %s, want %s", tm, got, want)
+		}
+	}
+}

@@ -73,7 +73,8 @@ type pipeline struct {
 	beat atomic.Int64
 	// ids: who owns sockets beyond their process (nil in a replay: the
 	// capture says).
-	ids *identity.Resolver
+	ids      *identity.Resolver
+	recentID identity.Recent // in front of ids for transitions
 	// netnsName names network namespaces for the output (nil: none);
 	// recorded with -w so that a replay names them alike.
 	netnsName func(uint32) string
@@ -241,7 +242,7 @@ func (p *pipeline) event(r *events.Record) error {
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
-		t.OwnerID = p.ids.ByID(t.OwnerCgroup, t.OwnerPID)
+		t.OwnerID = p.recentID.ByID(p.ids, t.OwnerCgroup, t.OwnerPID, t.Ktime)
 	}
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.

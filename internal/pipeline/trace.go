@@ -224,10 +224,14 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		} else {
 			err = p.event(&rec)
 		}
-		if err == nil {
+		// Reconciliation is looked after when the ring is empty, when
+		// woken, and every 64 records under load (not for each: it is a
+		// channel poll).
+		empty := tr.Buffered() == 0
+		if err == nil && (empty || rec.Woken || n%64 == 0) {
 			err = p.pollReconcile(caughtUp)
 		}
-		if err == nil && tr.Buffered() == 0 {
+		if err == nil && empty {
 			err = p.flush()
 			if err == nil && p.rec != nil && time.Now().After(nextSync) {
 				err = p.rec.Sync()
