@@ -337,7 +337,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 		res.Err = err.Error()
 	}
 	res.Missing = res.Expected - res.Counted
-	if c.keepOdd != "" && (res.Missing < 0 || toolLoss(res) > 0) {
+	if c.keepOdd != "" && (res.Missing < 0 || toolLoss(res) > 0 || unaccounted(res) != 0) {
 		// Keep the output of a trial that does not add up, to look into.
 		os.MkdirAll(c.keepOdd, 0o755)
 		dst := filepath.Join(c.keepOdd, filepath.Base(outPath))
