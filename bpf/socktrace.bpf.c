@@ -707,7 +707,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
  * full stack drops the oldest). The programs keep no per-CPU scratch
  * space, so a nested run cannot spoil an outer one.
  */
-#define HANDLED_DEPTH 4
+#define HANDLED_DEPTH 8
 #define HANDLED_MAX_AGE_NS 10000000ULL /* 10 ms */
 
 struct handled_entry {

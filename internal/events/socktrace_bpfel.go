@@ -91,7 +91,7 @@ type socktraceEvent struct {
 
 type socktraceHandledStack struct {
 	_ structs.HostLayout
-	E [4]struct {
+	E [8]struct {
 		_      structs.HostLayout
 		Sk     uint64
 		At     uint64
