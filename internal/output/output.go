@@ -49,11 +49,10 @@ type JSON struct {
 	// transitionClock: the time of transition records, with the text
 	// before and after it.
 	transitionClock timeCache
-	frags           *fragments
+	frags           *fragments // made by the first record that needs it
 	// bw: w when it is a bufio.Writer; records are then formatted in its
-	// buffer (direct: the record at hand is).
-	bw     *bufio.Writer
-	direct bool
+	// buffer.
+	bw *bufio.Writer
 }
 
 // SetNetnsNames gives the writer a way to name network namespaces
@@ -83,7 +82,7 @@ func netnsNameOf(f func(uint32) string, ino uint32) string {
 
 // NewJSON returns a JSON writer on w.
 func NewJSON(w flusher) *JSON {
-	j := &JSON{w: w, buf: make([]byte, 0, 1024), frags: &fragments{},
+	j := &JSON{w: w, buf: make([]byte, 0, 1024),
 		transitionClock: timeCache{lead: `{"type":"transition","time":"`, after: `","ktime_ns":`}}
 	j.bw, _ = w.(*bufio.Writer)
 	return j
@@ -97,17 +96,17 @@ const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Transition writes a {"type":"transition",...} record.
 func (j *JSON) Transition(t *events.Transition) error {
-	b := j.begin()
+	b, direct := j.begin()
 	b = j.transitionClock.append(b, t.Time) // {"type":"transition","time":"...","ktime_ns":
 	b = appendUint(b, t.Ktime)
-	b = j.frags.head(b, t)
+	b = j.fragments().head(b, t)
 	b = appendStates(b, t.Old, t.New)
 	if t.InOldKnown {
 		b = appendInt(b, int64(t.InOld))
 	} else {
 		b = append(b, "null"...)
 	}
-	b = j.frags.task(b, t)
+	b = j.fragments().task(b, t)
 	if t.SkErr != 0 {
 		b = append(b, `,"error":`...)
 		b = AppendString(b, errnoName(t.SkErr))
@@ -116,7 +115,7 @@ func (j *JSON) Transition(t *events.Transition) error {
 	}
 	b = appendWire(b, t)
 	b = append(b, "}\n"...)
-	return j.end(b)
+	return j.end(b, direct)
 }
 
 // recordRoom is the room begin asks of the output buffer: more than any
@@ -127,23 +126,30 @@ const recordRoom = 4096
 // begin returns the slice to append a record to: the free space of the
 // output buffer when the writer is a bufio.Writer with room (the record
 // is then written where it is formatted), else the writer's own.
-func (j *JSON) begin() []byte {
+func (j *JSON) begin() (b []byte, direct bool) {
 	if j.bw != nil {
 		if j.bw.Available() < recordRoom {
 			j.bw.Flush() // an error sticks: Write in end returns it
 		}
 		if j.bw.Available() >= recordRoom {
-			j.direct = true
-			return j.bw.AvailableBuffer()
+			return j.bw.AvailableBuffer(), true
 		}
 	}
-	j.direct = false
-	return j.buf[:0]
+	return j.buf[:0], false
 }
 
-// end writes the record begin began.
-func (j *JSON) end(b []byte) error {
-	if !j.direct {
+// fragments returns the writer's caches of record parts, made on first
+// use: a writer of socket listings never needs them.
+func (j *JSON) fragments() *fragments {
+	if j.frags == nil {
+		j.frags = &fragments{}
+	}
+	return j.frags
+}
+
+// end writes the record begin began (direct: in the output buffer).
+func (j *JSON) end(b []byte, direct bool) error {
+	if !direct {
 		j.buf = b
 	}
 	_, err := j.w.Write(b)
@@ -182,7 +188,7 @@ func (j *JSON) appendSocketHead(b []byte, t *events.Transition) []byte {
 	b = j.clock.append(b, t.Time)
 	b = append(b, `","ktime_ns":`...)
 	b = appendUint(b, t.Ktime)
-	return j.frags.head(b, t)
+	return j.fragments().head(b, t)
 }
 
 // appendDNSName adds "dns_name": the name the remote address came from,
