@@ -166,7 +166,7 @@ func toolLoss(t trial) int64 {
 // unaccounted is what is missing that neither the kernel counted as
 // skipped nor the tool lost: transitions the program never ran for,
 // uncounted. Negative: more reported than the load made.
-func unaccounted(t trial) int64 { return t.Missing - kernelSkipped(t) - toolLoss(t) }
+func unaccounted(t trial) int64 { return t.Missing - kernelSkipped(t) - toolLoss(t) - notFired(t) }
 
 // kernelSkipped is how many transitions the kernel ran none of the
 // tool's state programs for. For the peers, their program's recursion

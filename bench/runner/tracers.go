@@ -146,10 +146,12 @@ type trial struct {
 	RetransRecs int64 `json:"retransmit_records,omitempty"`
 	// socktrace with --summary: its ring buffer's size and the most it
 	// held at once.
-	RingSize   int64  `json:"ring_size,omitempty"`
-	RingPeak   int64  `json:"ring_peak,omitempty"`
-	EventsLost int64  `json:"events_lost,omitempty"`
-	Err        string `json:"error,omitempty"`
+	RingSize   int64 `json:"ring_size,omitempty"`
+	RingPeak   int64 `json:"ring_peak,omitempty"`
+	EventsLost int64 `json:"events_lost,omitempty"`
+	// Witness: bench/tpcount's counts, when it ran beside the tool.
+	Witness    *witnessCounts `json:"witness,omitempty"`
+	Err        string         `json:"error,omitempty"`
 	outputPath string
 }
 
@@ -180,6 +182,9 @@ type trialOpts struct {
 	// a reader empties at most slow bytes a second into that file.
 	outDir string
 	slow   int
+	// witness: bench/tpcount's path, started before the tool and
+	// stopped after it ("": none).
+	witness string
 }
 
 func loadArgs(c *config, o trialOpts) []string {
@@ -252,8 +257,16 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 			close(slowDone)
 		}()
 	}
+	var wit *witness
+	if o.witness != "" {
+		var err error
+		if wit, err = startWitness(o.witness, lg.ready.Addr); err != nil {
+			logf("witness: %v (left out of this trial)", err)
+		}
+	}
 	launched := time.Now()
 	if err := cmd.Start(); err != nil {
+		wit.stop()
 		outF.Close()
 		errF.Close()
 		if pw != nil {
@@ -284,6 +297,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	for !tr.ready(pid, outPath, rf) {
 		if !alive(pid) || time.Since(launched) > 60*time.Second {
 			stopProc(cmd, syscall.SIGKILL, 5*time.Second)
+			wit.stop()
 			lg.cmd.Process.Kill()
 			lg.cmd.Wait()
 			b, _ := os.ReadFile(errPath)
@@ -322,6 +336,13 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	if slowDone != nil {
 		<-slowDone // the rest, at the reader's pace
 		outF.Close()
+	}
+	if wit != nil {
+		if c, err := wit.stop(); err != nil {
+			logf("witness: %v", err)
+		} else {
+			res.Witness = &c
+		}
 	}
 	res.CPU = (u.CPU - cpu0).Seconds()
 	res.Sleeps = u.Nvcsw - sw0

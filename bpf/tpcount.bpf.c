@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tpcount: an independent witness for the benchmark. It counts, for the
+ * sockets of one address, what the kernel hands to BPF programs on
+ * inet_sock_set_state (by old and new state) and on tcp_destroy_sock, and
+ * notes the sockets destroyed whose last transition it saw was not into
+ * close, with the kernel stack of the destroy. It shares no code with
+ * socktrace, and it is attached on its own.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+#define MAX_ODD 64
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	volatile unsigned char skc_state;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+/* The address watched (network order), set by user space. */
+volatile const __be32 watched_addr;
+
+/* counts[old * 16 + new]: transitions; counts[256 + state]: destroys. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 512);
+	__type(key, __u32);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+/* The last transition seen of each socket still open. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 20);
+	__type(key, __u64);
+	__type(value, __u32);
+} last SEC(".maps");
+
+struct odd {
+	__u64 cookie;
+	__u64 at_ns;
+	__u32 last; /* old << 8 | new, 0xffff: none seen */
+	__u32 state; /* at destroy */
+	__s64 stack;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ODD);
+	__type(key, __u32);
+	__type(value, struct odd);
+} odds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, MAX_ODD);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} stacks SEC(".maps");
+
+__u32 nr_odd;
+
+static __always_inline int watched(struct sock *sk)
+{
+	return sk->__sk_common.skc_rcv_saddr == watched_addr || sk->__sk_common.skc_daddr == watched_addr;
+}
+
+static __always_inline void count(__u32 k)
+{
+	__u64 *v = bpf_map_lookup_elem(&counts, &k);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (!watched(sk))
+		return 0;
+	count((oldstate & 15) * 16 + (newstate & 15));
+	__u64 key = (__u64)sk;
+	__u32 v = (oldstate & 0xff) << 8 | (newstate & 0xff);
+	bpf_map_update_elem(&last, &key, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(destroy, struct sock *sk)
+{
+	if (!watched(sk))
+		return 0;
+	__u32 state = sk->__sk_common.skc_state;
+	count(256 + (state & 15));
+	__u64 key = (__u64)sk;
+	__u32 *v = bpf_map_lookup_elem(&last, &key);
+	__u32 lastv = v ? *v : 0xffff;
+	if (v)
+		bpf_map_delete_elem(&last, &key);
+	if ((lastv & 0xff) == TCP_CLOSE || (lastv & 0xff) == TCP_LISTEN)
+		return 0;
+	__u32 i = __sync_fetch_and_add(&nr_odd, 1);
+	if (i >= MAX_ODD)
+		return 0;
+	struct odd *o = bpf_map_lookup_elem(&odds, &i);
+	if (!o)
+		return 0;
+	o->cookie = bpf_get_socket_cookie(sk);
+	o->at_ns = bpf_ktime_get_ns();
+	o->last = lastv;
+	o->state = state;
+	o->stack = bpf_get_stackid(ctx, &stacks, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
