@@ -697,18 +697,28 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
  * one arriving FIN) to neither program. Instead the primary, as it ends,
  * pushes what it handled (socket, states, time) on a small per-CPU stack;
  * the backup looks for its own invocation there: found, the primary did
- * it (the backup pops it, with anything above it: entries of nested runs
- * whose backup the kernel skipped); not found, the primary was skipped,
- * and the backup emits it. An entry older than handledMaxAge never
- * matches, so a stale one (pushed by a primary whose backup was skipped)
- * cannot pass for a new transition of the same socket. Before 6.1 there
- * is no guard, the primary runs nested itself, user space does not attach
- * the backup, and the stack only ever holds the last few (pushing on a
- * full stack drops the oldest). The programs keep no per-CPU scratch
- * space, so a nested run cannot spoil an outer one.
+ * it (the backup pops it, with anything above it); not found, the primary
+ * was skipped, and the backup emits it.
+ *
+ * Only runs nested in a backup's run leave entries behind: the kernel
+ * skips their backup. So a backup, as it ends, drops whatever was pushed
+ * while it ran (and pops its own, if found, with all above it). A burst of
+ * such nested runs (a softirq brings many packets) must not push out an
+ * entry still waited for: on a full stack the new entry is dropped, and
+ * the oldest only when it is older than HANDLED_MAX_AGE_NS (left by a
+ * window the backup could not see: its last instructions). Until a
+ * backup has run on a CPU, the oldest always goes; the first backup run
+ * there empties the stack: what the primary pushed before the backup was
+ * attached waits for nothing. An entry that old never
+ * matches either; no backup comes that late after its primary (a busy VM
+ * can stall a CPU for milliseconds: an age of 10 ms made duplicates).
+ * Before 6.1 there is no guard, the primary runs nested itself, user
+ * space does not attach the backup, and the stack just stays full. The
+ * programs keep no per-CPU scratch space, so a nested run cannot spoil an
+ * outer one.
  */
 #define HANDLED_DEPTH 8
-#define HANDLED_MAX_AGE_NS 10000000ULL /* 10 ms */
+#define HANDLED_MAX_AGE_NS 1000000000ULL /* 1 s */
 
 struct handled_entry {
 	__u64 sk;
@@ -720,7 +730,7 @@ struct handled_entry {
 struct handled_stack {
 	struct handled_entry e[HANDLED_DEPTH];
 	__u32 top;
-	__u32 pad;
+	__u32 ready; /* a backup ran on this CPU: see backup() */
 };
 
 struct {
@@ -747,9 +757,14 @@ static __always_inline int primary(struct sock *sk, int oldstate, int newstate, 
 	struct handled_stack *st = bpf_map_lookup_elem(&running, &zero);
 	if (!st)
 		return 0;
+	__u64 now = bpf_ktime_get_ns();
 	__u32 top = st->top;
 	if (top >= HANDLED_DEPTH) {
-		/* Full of entries whose backup never came: drop the oldest. */
+		/* Full: of nested runs whose backup the kernel skipped, or
+		 * of outer runs still waited for. Only a stale oldest goes,
+		 * or any before a backup ever ran here (none waits yet). */
+		if (st->ready && now - st->e[0].at < HANDLED_MAX_AGE_NS)
+			return 0;
 #pragma unroll
 		for (int i = 0; i < HANDLED_DEPTH - 1; i++)
 			st->e[i] = st->e[i + 1];
@@ -757,7 +772,7 @@ static __always_inline int primary(struct sock *sk, int oldstate, int newstate, 
 	}
 	st->e[top].sk = (__u64)sk;
 	st->e[top].states = (__u32)oldstate << 16 | ((__u32)newstate & 0xffff);
-	st->e[top].at = bpf_ktime_get_ns();
+	st->e[top].at = now;
 	st->top = top + 1;
 	return 0;
 }
@@ -771,21 +786,37 @@ static __always_inline int backup(struct sock *sk, int oldstate, int newstate, i
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u32 states = (__u32)oldstate << 16 | ((__u32)newstate & 0xffff);
-	__u32 top = st->top;
+	__u32 top = st->top, keep = top;
+	int found = -1;
 #pragma unroll
 	for (int i = HANDLED_DEPTH - 1; i >= 0; i--) {
-		if ((__u32)i >= top)
+		if (found >= 0 || (__u32)i >= top)
 			continue;
 		struct handled_entry *e = &st->e[i];
-		if (e->sk == (__u64)sk && e->states == states && now - e->at < HANDLED_MAX_AGE_NS) {
-			st->top = i; /* the primary did this one */
-			return 0;
-		}
+		if (e->sk == (__u64)sk && e->states == states && now - e->at < HANDLED_MAX_AGE_NS)
+			found = i; /* the primary did this one */
+	}
+	if (!st->ready) {
+		/* The first backup run on this CPU: what is below was pushed
+		 * before the backup was attached, and no backup will come for
+		 * it. */
+		st->ready = 1;
+		keep = 0;
+		if (found > 0)
+			found = 0;
+	}
+	if (found >= 0) {
+		st->top = found;
+		return 0;
 	}
 	__u64 *n = bpf_map_lookup_elem(&rescued, &zero);
 	if (n)
 		*n += 1;
-	return handle(sk, oldstate, newstate, cookie_helper, EVENT_BACKUP);
+	handle(sk, oldstate, newstate, cookie_helper, EVENT_BACKUP);
+	/* What nested runs pushed meanwhile: their backup was skipped. */
+	if (st->top > keep)
+		st->top = keep;
+	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")

@@ -98,8 +98,8 @@ type socktraceHandledStack struct {
 		States uint32
 		Pad    uint32
 	}
-	Top uint32
-	Pad uint32
+	Top   uint32
+	Ready uint32
 }
 
 type socktraceHeld struct {
