@@ -13,7 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -104,11 +103,11 @@ type Tracer struct {
 	prog   *ebpf.Program
 	maps   tracerMaps
 	link   link.Link
-	rd     *ringbuf.Reader
+	rd     *ring
 	dec    *Decoder
 	clock  *Clock
 
-	raw       ringbuf.Record
+	remaining int // bytes in the ring after the record read last
 	lostVals  []uint64
 	lostSeen  uint64
 	nextCheck time.Time
@@ -292,7 +291,7 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 		closeMaps(objs.tracerMaps)
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	rd, err := ringbuf.NewReader(objs.Events)
+	rd, err := newRing(objs.Events)
 	if err != nil {
 		l.Close()
 		objs.Prog.Close()
@@ -492,7 +491,7 @@ func (t *Tracer) Read(r *Record) error {
 		// record, at the cost of at most maxPause of latency. An idle
 		// tracer blocks at once. (What the last read left in the ring is
 		// there still: only a read takes from it.)
-		if t.batch > 0 && t.raw.Remaining == 0 && t.rd.AvailableBytes() == 0 {
+		if t.batch > 0 && t.remaining == 0 && t.rd.available() == 0 {
 			now = time.Now()
 			t.now = now
 			pause := time.Duration(0)
@@ -509,24 +508,27 @@ func (t *Tracer) Read(r *Record) error {
 		}
 		if t.deadline != t.nextCheck {
 			t.deadline = t.nextCheck
-			t.rd.SetDeadline(t.nextCheck)
+			t.rd.deadline = t.nextCheck
 		}
-		err := t.rd.ReadInto(&t.raw)
+		sample, err := t.rd.read()
 		switch {
 		case err == nil:
 			if t.batch == 0 {
 				if !t.cycleSet {
 					t.cycleStart = time.Now() // woken up after idling
 				}
-				if n := int64(t.raw.Remaining + len(t.raw.RawSample) + 8); n > t.peak.Load() {
+				if n := int64(t.rd.remaining + len(sample) + 8); n > t.peak.Load() {
 					t.peak.Store(n)
 				}
 			}
 			t.cycleSet = false
 			t.sinceChk++
 			t.batch++
-			t.batchBytes += len(t.raw.RawSample) + 8
-			if err := t.dec.Decode(t.raw.RawSample, &r.Transition); err != nil {
+			t.batchBytes += len(sample) + 8
+			err := t.dec.Decode(sample, &r.Transition)
+			t.rd.release() // decoded: the room is the kernel's again
+			t.remaining = t.rd.remaining
+			if err != nil {
 				return err
 			}
 			r.Lost, r.Skipped, r.LostOther, r.Woken = 0, 0, 0, false
@@ -534,7 +536,7 @@ func (t *Tracer) Read(r *Record) error {
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			continue
-		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
+		case err == errRingFlushed:
 			// Stopped and drained: one last look at the loss counters.
 			t.done = true
 			n, lerr := t.newlyLost()
@@ -563,7 +565,7 @@ func (t *Tracer) pause(now time.Time) time.Duration {
 	if cycle <= 0 || t.batchBytes == 0 {
 		return maxPause
 	}
-	quarter := float64(t.rd.BufferSize()) / 4
+	quarter := float64(t.rd.size) / 4
 	rate := float64(t.batchBytes) / cycle.Seconds() // bytes a second
 	p := time.Duration(quarter / rate * float64(time.Second))
 	switch {
@@ -682,7 +684,7 @@ func (t *Tracer) Stop() error {
 		for _, l := range t.hookLinks {
 			l.Close()
 		}
-		if err := t.rd.Flush(); err != nil && t.stopErr == nil {
+		if err := t.rd.flush(); err != nil && t.stopErr == nil {
 			t.stopErr = fmt.Errorf("flush ring buffer: %w", err)
 		}
 	})
@@ -693,7 +695,7 @@ func (t *Tracer) Stop() error {
 // running.
 func (t *Tracer) Close() error {
 	err := t.Stop()
-	t.rd.Close()
+	t.rd.close()
 	t.prog.Close()
 	if t.backupProg != nil {
 		t.backupProg.Close()
@@ -708,13 +710,13 @@ func (t *Tracer) Close() error {
 // Buffered returns how many bytes wait in the ring buffer: when it is 0,
 // the next Read will block, so it is time to flush output.
 func (t *Tracer) Buffered() int {
-	if n := t.raw.Remaining; n > 0 {
+	if n := t.remaining; n > 0 {
 		return n // as the last read left it: only a read takes from it
 	}
-	return t.rd.AvailableBytes()
+	return t.rd.available()
 }
 
 // Ring returns the ring buffer's size and the most it has held so far
 // (bytes, records' headers included), measured when each batch of reads
 // began: how close a burst came to losing transitions.
-func (t *Tracer) Ring() (size, peak int) { return t.rd.BufferSize(), int(t.peak.Load()) }
+func (t *Tracer) Ring() (size, peak int) { return t.rd.size, int(t.peak.Load()) }
