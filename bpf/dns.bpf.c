@@ -59,8 +59,10 @@ struct {
 static __always_inline void count(__u32 i)
 {
 	__u64 *n = bpf_map_lookup_elem(&dns_counts, &i);
+	/* Per-CPU, but an ingress run (softirq) can come between a
+	 * sendmsg run's load and store on the same CPU: atomic. */
 	if (n)
-		*n += 1;
+		__sync_fetch_and_add(n, 1);
 }
 
 static __always_inline void remember(struct bpf_sock_addr *ctx)

@@ -354,8 +354,10 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	if (!e) {
 		__u64 *n = bpf_map_lookup_elem(&lost, &lost_slot);
 
+		/* Per-CPU, but a nested run (the backup, in a softirq) can
+		 * come between a load and a store: atomic. */
 		if (n)
-			*n += 1; /* per-CPU slot: no other writer */
+			__sync_fetch_and_add(n, 1);
 		return;
 	}
 
