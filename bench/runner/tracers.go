@@ -150,8 +150,8 @@ type trial struct {
 	RingPeak   int64 `json:"ring_peak,omitempty"`
 	EventsLost int64 `json:"events_lost,omitempty"`
 	// Witness: bench/tpcount's counts, when it ran beside the tool.
-	Witness    *witnessCounts `json:"witness,omitempty"`
-	Err        string         `json:"error,omitempty"`
+	Witness    *witnessCounts
+	Err        string `json:"error,omitempty"`
 	outputPath string
 }
 

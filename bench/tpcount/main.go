@@ -24,10 +24,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
 )
-
-var stateNames = [16]string{"?", "established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait", "close", "close-wait", "last-ack", "listening", "closing", "new-syn-recv", "bound-inactive", "?", "?"}
 
 func main() {
 	addr := flag.String("addr", "127.77.0.1", "count the sockets with this local or peer IPv4 address")
@@ -102,10 +101,10 @@ func report(o *tpcountObjects) error {
 		}
 		if k < 256 {
 			transitions += v
-			fmt.Printf("transition %s -> %s: %d\n", stateNames[k/16], stateNames[k%16], v)
+			fmt.Printf("transition %v -> %v: %d\n", tcpstate.State(k/16), tcpstate.State(k%16), v)
 		} else {
 			destroys += v
-			fmt.Printf("destroyed in %s: %d\n", stateNames[k%16], v)
+			fmt.Printf("destroyed in %v: %d\n", tcpstate.State(k%16), v)
 		}
 	}
 	fmt.Printf("transitions seen: %d; destroys seen: %d\n", transitions, destroys)
@@ -117,10 +116,10 @@ func report(o *tpcountObjects) error {
 		}
 		last := "none"
 		if od.Last != 0xffff {
-			last = stateNames[od.Last>>8&15] + " -> " + stateNames[od.Last&15]
+			last = fmt.Sprintf("%v -> %v", tcpstate.State(od.Last>>8&0xff), tcpstate.State(od.Last&0xff))
 		}
-		fmt.Printf("destroyed without its close seen: cookie %d at %d ns, state %s, last transition seen %s\n",
-			od.Cookie, od.AtNs, stateNames[od.State&15], last)
+		fmt.Printf("destroyed without its close seen: cookie %d at %d ns, state %v, last transition seen %s\n",
+			od.Cookie, od.AtNs, tcpstate.State(od.State), last)
 		if od.Stack < 0 {
 			continue
 		}

@@ -107,7 +107,6 @@ type Tracer struct {
 	dec    *Decoder
 	clock  *Clock
 
-	remaining int // bytes in the ring after the record read last
 	lostVals  []uint64
 	lostSeen  uint64
 	nextCheck time.Time
@@ -491,7 +490,7 @@ func (t *Tracer) Read(r *Record) error {
 		// record, at the cost of at most maxPause of latency. An idle
 		// tracer blocks at once. (What the last read left in the ring is
 		// there still: only a read takes from it.)
-		if t.batch > 0 && t.remaining == 0 && t.rd.available() == 0 {
+		if t.batch > 0 && t.rd.remaining == 0 && t.rd.available() == 0 {
 			now = time.Now()
 			t.now = now
 			pause := time.Duration(0)
@@ -527,7 +526,6 @@ func (t *Tracer) Read(r *Record) error {
 			t.batchBytes += len(sample) + 8
 			err := t.dec.Decode(sample, &r.Transition)
 			t.rd.release() // decoded: the room is the kernel's again
-			t.remaining = t.rd.remaining
 			if err != nil {
 				return err
 			}
@@ -710,7 +708,7 @@ func (t *Tracer) Close() error {
 // Buffered returns how many bytes wait in the ring buffer: when it is 0,
 // the next Read will block, so it is time to flush output.
 func (t *Tracer) Buffered() int {
-	if n := t.remaining; n > 0 {
+	if n := t.rd.remaining; n > 0 {
 		return n // as the last read left it: only a read takes from it
 	}
 	return t.rd.available()
