@@ -19,7 +19,7 @@ VMTEST_PACKAGES := qemu-system-x86 xz-utils
 # Kernel series for make vmtest: all (5.10 6.1 6.12) unless given.
 KERNELS ?=
 
-GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o internal/owners/owners_bpfel.go internal/owners/owners_bpfel.o internal/dnswatch/dns_bpfel.go internal/dnswatch/dns_bpfel.o bench/tpcount/tpcount_bpfel.go bench/tpcount/tpcount_bpfel.o
+GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o internal/owners/owners_bpfel.go internal/owners/owners_bpfel.o internal/dnswatch/dns_bpfel.go internal/dnswatch/dns_bpfel.o internal/witness/witness_bpfel.go internal/witness/witness_bpfel.o
 BPF_SOURCES := gen.go $(wildcard bpf/*.c bpf/*.h)
 
 .PHONY: all deps vmtest-deps build run generate check-generated lint test fuzz vmtest clean

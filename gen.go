@@ -2,10 +2,10 @@
 // compile the BPF programs under bpf/ and write the Go bindings and the
 // object files into internal/events (the tracer), internal/owners (the
 // socket owners iterator), internal/dnswatch (DNS answers) and
-// bench/tpcount (the benchmark's witness). Run them with `make generate`.
+// internal/witness (the independent count the benchmark and tests use). Run them with `make generate`.
 package socktrace
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-14 -strip llvm-strip-14 -target bpfel -output-dir internal/events -go-package events -type event -type dest_key -type dest_counters socktrace bpf/socktrace.bpf.c -- -O2 -g -Wall -Werror -I./bpf -I/usr/include/x86_64-linux-gnu
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-14 -strip llvm-strip-14 -target bpfel -output-dir internal/owners -go-package owners -type owner_rec owners bpf/owners.bpf.c -- -O2 -g -Wall -Werror -I./bpf -I/usr/include/x86_64-linux-gnu
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-14 -strip llvm-strip-14 -target bpfel -output-dir internal/dnswatch -go-package dnswatch -type dns_record dns bpf/dns.bpf.c -- -O2 -g -Wall -Werror -I./bpf -I/usr/include/x86_64-linux-gnu
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-14 -strip llvm-strip-14 -target bpfel -output-dir bench/tpcount -go-package main -type odd tpcount bpf/tpcount.bpf.c -- -O2 -g -Wall -Werror -mcpu=v3 -I./bpf -I/usr/include/x86_64-linux-gnu
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-14 -strip llvm-strip-14 -target bpfel -output-dir internal/witness -go-package witness -type odd witness bpf/witness.bpf.c -- -O2 -g -Wall -Werror -mcpu=v3 -I./bpf -I/usr/include/x86_64-linux-gnu

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tpcount: an independent witness for the benchmark. It counts, for the
- * sockets of one address, what the kernel hands to BPF programs on
- * inet_sock_set_state (by old and new state) and on tcp_destroy_sock, and
- * notes the sockets destroyed whose last transition it saw was not into
- * close, with the kernel stack of the destroy. It shares no code with
- * socktrace, and it is attached on its own.
+ * witness: an independent count for the benchmark and the tests. It counts,
+ * for the TCP sockets of one address and/or one network namespace, what the
+ * kernel hands to BPF programs on inet_sock_set_state (by old and new state)
+ * and on tcp_destroy_sock, and notes the sockets destroyed whose last
+ * transition it saw was not into close, with the kernel stack of the
+ * destroy. It shares no code with socktrace, and it is attached on its own.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -16,18 +16,36 @@
 #define TCP_LISTEN 10
 #define MAX_ODD 64
 
+#define IPPROTO_TCP 6
+
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct net {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	struct net *net;
+} __attribute__((preserve_access_index)) possible_net_t;
+
 struct sock_common {
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
 	volatile unsigned char skc_state;
+	possible_net_t skc_net;
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
-/* The address watched (network order), set by user space. */
+/* The address watched (network order; 0: any) and the network namespace
+ * (inode; 0: any), set by user space. */
 volatile const __be32 watched_addr;
+volatile const __u32 watched_netns;
 
 /* counts[old * 16 + new]: transitions; counts[256 + state]: destroys. */
 struct {
@@ -71,7 +89,12 @@ __u32 nr_odd;
 
 static __always_inline int watched(struct sock *sk)
 {
-	return sk->__sk_common.skc_rcv_saddr == watched_addr || sk->__sk_common.skc_daddr == watched_addr;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (watched_netns && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != watched_netns)
+		return 0;
+	return !watched_addr || sk->__sk_common.skc_rcv_saddr == watched_addr ||
+	       sk->__sk_common.skc_daddr == watched_addr;
 }
 
 static __always_inline void count(__u32 k)

@@ -1,0 +1,237 @@
+// Package witness is an independent count of what the kernel hands to BPF
+// programs on inet_sock_set_state and tcp_destroy_sock, for the TCP sockets
+// of one address and/or one network namespace. It shares no code with the
+// tracer (internal/events): the benchmark and the tests run it beside
+// socktrace to tell what socktrace lost from what the kernel never fired
+// the tracepoint for.
+package witness
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"golang.org/x/sys/unix"
+)
+
+// Filter picks the sockets counted; the zero value counts every TCP socket.
+type Filter struct {
+	Addr  netip.Addr // local or peer IPv4 address; invalid: any
+	Netns uint32     // network namespace inode; 0: any
+}
+
+// A Witness is attached until Close.
+type Witness struct {
+	objs  witnessObjects
+	links []link.Link
+	stats interface{ Close() error }
+}
+
+// Open loads and attaches the witness. runCounts also turns on the
+// kernel's BPF run counts (for every program on the host, while the
+// witness is open), for Counts' Runs.
+func Open(f Filter, runCounts bool) (_ *Witness, err error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("memlock: %w", err)
+	}
+	spec, err := loadWitness()
+	if err != nil {
+		return nil, fmt.Errorf("load witness spec: %w", err)
+	}
+	var addr uint32
+	if f.Addr.IsValid() {
+		if !f.Addr.Is4() {
+			return nil, fmt.Errorf("witness address %v: want IPv4", f.Addr)
+		}
+		// As the kernel keeps it (network order), read as a little-endian __be32.
+		b := f.Addr.As4()
+		addr = uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	}
+	if err := spec.Variables["watched_addr"].Set(addr); err != nil {
+		return nil, fmt.Errorf("set witness address: %w", err)
+	}
+	if err := spec.Variables["watched_netns"].Set(f.Netns); err != nil {
+		return nil, fmt.Errorf("set witness netns: %w", err)
+	}
+	w := &Witness{}
+	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
+		return nil, fmt.Errorf("load witness: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+	if runCounts {
+		if w.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
+			return nil, fmt.Errorf("enable BPF run counts: %w", err)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"inet_sock_set_state", w.objs.SetState}, {"tcp_destroy_sock", w.objs.Destroy}} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach witness to %s: %w", p.name, err)
+		}
+		w.links = append(w.links, l)
+	}
+	return w, nil
+}
+
+// Close detaches and unloads the witness.
+func (w *Witness) Close() error {
+	var errs []error
+	for _, l := range w.links {
+		errs = append(errs, l.Close())
+	}
+	w.links = nil
+	if w.stats != nil {
+		errs = append(errs, w.stats.Close())
+		w.stats = nil
+	}
+	errs = append(errs, w.objs.Close())
+	return errors.Join(errs...)
+}
+
+// ProgStats are one program's invocations: runs (with run counts on) and
+// the times the kernel skipped it (recursion misses, of any socket).
+type ProgStats struct {
+	Runs, Misses uint64
+}
+
+// Counts is what the witness saw so far.
+type Counts struct {
+	SetState, Destroy ProgStats
+	// Transitions by [old][new] state, and destroys by the state the
+	// socket was in, of the sockets watched.
+	Transitions [16][16]uint64
+	Destroyed   [16]uint64
+	// Odd: sockets destroyed whose last transition seen was not into
+	// close (at most 64).
+	Odd []Odd
+}
+
+// Seen is the number of transitions seen.
+func (c Counts) Seen() uint64 {
+	var n uint64
+	for _, row := range c.Transitions {
+		for _, v := range row {
+			n += v
+		}
+	}
+	return n
+}
+
+// Destroys is the number of tcp_destroy_sock seen.
+func (c Counts) Destroys() uint64 {
+	var n uint64
+	for _, v := range c.Destroyed {
+		n += v
+	}
+	return n
+}
+
+// An Odd socket was destroyed without its close seen.
+type Odd struct {
+	Cookie uint64
+	AtNs   uint64
+	State  tcpstate.State // at destroy
+	Last   string         // "old -> new", or "none"
+	Stack  []uint64       // kernel addresses of the destroy, innermost first
+}
+
+// Counts reads the counts.
+func (w *Witness) Counts() (Counts, error) {
+	var c Counts
+	for _, p := range []struct {
+		prog *ebpf.Program
+		into *ProgStats
+	}{{w.objs.SetState, &c.SetState}, {w.objs.Destroy, &c.Destroy}} {
+		s, err := p.prog.Stats()
+		if err != nil {
+			return c, fmt.Errorf("witness program stats: %w", err)
+		}
+		*p.into = ProgStats{Runs: s.RunCount, Misses: s.RecursionMisses}
+	}
+	for k := uint32(0); k < 512; k++ {
+		var v uint64
+		if err := w.objs.Counts.Lookup(k, &v); err != nil {
+			return c, fmt.Errorf("read witness counts: %w", err)
+		}
+		if k < 256 {
+			c.Transitions[k/16][k%16] = v
+		} else if k < 272 {
+			c.Destroyed[k%16] = v
+		}
+	}
+	for i := uint32(0); i < 64; i++ {
+		var od witnessOdd
+		if err := w.objs.Odds.Lookup(i, &od); err != nil || od.AtNs == 0 {
+			break
+		}
+		o := Odd{Cookie: od.Cookie, AtNs: od.AtNs, State: tcpstate.State(od.State), Last: "none"}
+		if od.Last != 0xffff {
+			o.Last = fmt.Sprintf("%v -> %v", tcpstate.State(od.Last>>8&0xff), tcpstate.State(od.Last&0xff))
+		}
+		var pcs [127]uint64
+		if od.Stack >= 0 && w.objs.Stacks.Lookup(uint32(od.Stack), &pcs) == nil {
+			for _, pc := range pcs {
+				if pc == 0 {
+					break
+				}
+				o.Stack = append(o.Stack, pc)
+			}
+		}
+		c.Odd = append(c.Odd, o)
+	}
+	return c, nil
+}
+
+// Symbols names kernel addresses from /proc/kallsyms.
+type Symbols []ksym
+
+type ksym struct {
+	addr uint64
+	name string
+}
+
+// KernelSymbols reads /proc/kallsyms (none if it cannot).
+func KernelSymbols() Symbols {
+	b, err := os.ReadFile("/proc/kallsyms")
+	if err != nil {
+		return nil
+	}
+	var s Symbols
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		a, err := strconv.ParseUint(f[0], 16, 64)
+		if err != nil || a == 0 {
+			continue
+		}
+		s = append(s, ksym{a, f[2]})
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i].addr < s[j].addr })
+	return s
+}
+
+// Name is pc as symbol+offset.
+func (s Symbols) Name(pc uint64) string {
+	i := sort.Search(len(s), func(i int) bool { return s[i].addr > pc }) - 1
+	if i < 0 {
+		return fmt.Sprintf("%#x", pc)
+	}
+	return fmt.Sprintf("%s+%#x", s[i].name, pc-s[i].addr)
+}

@@ -1,0 +1,93 @@
+package witness
+
+import (
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/testnet"
+)
+
+// TestCountsOneNamespace: the witness counts every transition of the
+// sockets of its namespace (a listener and n connections, 10 transitions
+// each), by state, and the destroys, and nothing of another namespace.
+func TestCountsOneNamespace(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns, other := testnet.New(t), testnet.New(t)
+	w, err := Open(Filter{Netns: ns.Inode}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const n = 50
+	for _, s := range []*testnet.NS{ns, other} {
+		s.Run(t, func() error {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < n; i++ {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Read(make([]byte, 1)) // the client's FIN: the server closes second
+					c.Close()
+				}
+			}()
+			for i := 0; i < n; i++ {
+				c, err := net.Dial("tcp4", ln.Addr().String())
+				if err != nil {
+					return err
+				}
+				c.Close()
+			}
+			wg.Wait()
+			return ln.Close()
+		})
+	}
+	c, err := w.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SetState.Misses != 0 {
+		t.Skipf("the kernel skipped the witness %d times (a busy machine): counts not exact", c.SetState.Misses)
+	}
+	want := map[[2]tcpstate.State]uint64{
+		{tcpstate.Close, tcpstate.Listen}:          1,
+		{tcpstate.Listen, tcpstate.Close}:          1,
+		{tcpstate.Close, tcpstate.SynSent}:         n,
+		{tcpstate.SynSent, tcpstate.Established}:   n,
+		{tcpstate.Established, tcpstate.FinWait1}:  n,
+		{tcpstate.FinWait1, tcpstate.FinWait2}:     n,
+		{tcpstate.FinWait2, tcpstate.Close}:        n,
+		{tcpstate.Listen, tcpstate.SynRecv}:        n,
+		{tcpstate.SynRecv, tcpstate.Established}:   n,
+		{tcpstate.Established, tcpstate.CloseWait}: n,
+		{tcpstate.CloseWait, tcpstate.LastAck}:     n,
+		{tcpstate.LastAck, tcpstate.Close}:         n,
+	}
+	for o, row := range c.Transitions {
+		for nw, got := range row {
+			k := [2]tcpstate.State{tcpstate.State(o), tcpstate.State(nw)}
+			if got != want[k] {
+				t.Errorf("%v -> %v: %d seen, want %d", k[0], k[1], got, want[k])
+			}
+		}
+	}
+	if got := c.Seen(); got != 2+10*n {
+		t.Errorf("%d transitions seen, want %d", got, 2+10*n)
+	}
+	// Destroyed: each connection's two sockets (in close) and the listener.
+	if got := c.Destroys(); got != 2*n+1 {
+		t.Errorf("%d destroys seen, want %d", got, 2*n+1)
+	}
+	if len(c.Odd) != 0 {
+		t.Errorf("sockets destroyed without their close seen: %+v", c.Odd)
+	}
+}
