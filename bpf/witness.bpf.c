@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
@@ -34,6 +35,8 @@ struct sock_common {
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
 	volatile unsigned char skc_state;
+	__be16 skc_dport;
+	__u16 skc_num;
 	possible_net_t skc_net;
 } __attribute__((preserve_access_index));
 
@@ -47,7 +50,8 @@ struct sock {
 volatile const __be32 watched_addr;
 volatile const __u32 watched_netns;
 
-/* counts[old * 16 + new]: transitions; counts[256 + state]: destroys. */
+/* counts[old * 16 + new]: transitions; counts[256 + state]: destroys;
+ * counts[272..275], [276..279]: set_state's and destroy's filter (watched). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 512);
@@ -55,12 +59,17 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
-/* The last transition seen of each socket still open. */
+/* The last transition seen of each socket not destroyed, by cookie. */
+struct seen {
+	__u32 last; /* old << 8 | new */
+	__u16 sport, dport; /* host order */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 20);
 	__type(key, __u64);
-	__type(value, __u32);
+	__type(value, struct seen);
 } last SEC(".maps");
 
 struct odd {
@@ -87,16 +96,6 @@ struct {
 
 __u32 nr_odd;
 
-static __always_inline int watched(struct sock *sk)
-{
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	if (watched_netns && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != watched_netns)
-		return 0;
-	return !watched_addr || sk->__sk_common.skc_rcv_saddr == watched_addr ||
-	       sk->__sk_common.skc_daddr == watched_addr;
-}
-
 static __always_inline void count(__u32 k)
 {
 	__u64 *v = bpf_map_lookup_elem(&counts, &k);
@@ -105,14 +104,39 @@ static __always_inline void count(__u32 k)
 		__sync_fetch_and_add(v, 1);
 }
 
+/* Whether sk is watched; counts at base the invocations (+0), those of
+ * another protocol (+1), those whose netns read as 0 (+2) and those of
+ * another netns (+3). */
+static __always_inline int watched(struct sock *sk, __u32 base)
+{
+	count(base);
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP) {
+		count(base + 1);
+		return 0;
+	}
+	if (watched_netns) {
+		__u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		if (inum != watched_netns) {
+			count(base + (inum ? 3 : 2));
+			return 0;
+		}
+	}
+	return !watched_addr || sk->__sk_common.skc_rcv_saddr == watched_addr ||
+	       sk->__sk_common.skc_daddr == watched_addr;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(set_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (!watched(sk))
+	if (!watched(sk, 272))
 		return 0;
 	count((oldstate & 15) * 16 + (newstate & 15));
-	__u64 key = (__u64)sk;
-	__u32 v = (oldstate & 0xff) << 8 | (newstate & 0xff);
+	__u64 key = bpf_get_socket_cookie(sk);
+	struct seen v = {
+		.last = (oldstate & 0xff) << 8 | (newstate & 0xff),
+		.sport = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)),
+	};
 	bpf_map_update_elem(&last, &key, &v, BPF_ANY);
 	return 0;
 }
@@ -120,13 +144,13 @@ int BPF_PROG(set_state, struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(destroy, struct sock *sk)
 {
-	if (!watched(sk))
+	if (!watched(sk, 276))
 		return 0;
 	__u32 state = sk->__sk_common.skc_state;
 	count(256 + (state & 15));
-	__u64 key = (__u64)sk;
-	__u32 *v = bpf_map_lookup_elem(&last, &key);
-	__u32 lastv = v ? *v : 0xffff;
+	__u64 key = bpf_get_socket_cookie(sk);
+	struct seen *v = bpf_map_lookup_elem(&last, &key);
+	__u32 lastv = v ? v->last : 0xffff;
 	if (v)
 		bpf_map_delete_elem(&last, &key);
 	if ((lastv & 0xff) == TCP_CLOSE || (lastv & 0xff) == TCP_LISTEN)
@@ -137,7 +161,7 @@ int BPF_PROG(destroy, struct sock *sk)
 	struct odd *o = bpf_map_lookup_elem(&odds, &i);
 	if (!o)
 		return 0;
-	o->cookie = bpf_get_socket_cookie(sk);
+	o->cookie = key;
 	o->at_ns = bpf_ktime_get_ns();
 	o->last = lastv;
 	o->state = state;

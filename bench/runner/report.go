@@ -150,8 +150,8 @@ func toolLoss(t trial) int64 {
 	// socktrace: its primary state program's runs and misses are every
 	// time the kernel fired the tracepoint (of any socket); what it
 	// neither reported nor said it skipped is at most its own loss. A
-	// transition the load should have made but the kernel never fired
-	// the tracepoint for is then unaccounted, not the tool's.
+	// transition the load should have made but the kernel ran no program
+	// for is then unaccounted, not the tool's.
 	if inv, ok := primaryInvocations(t); ok {
 		if own := inv - t.Counted - kernelSkipped(t); own < n {
 			n = own
@@ -166,7 +166,7 @@ func toolLoss(t trial) int64 {
 // unaccounted is what is missing that neither the kernel counted as
 // skipped nor the tool lost: transitions the program never ran for,
 // uncounted. Negative: more reported than the load made.
-func unaccounted(t trial) int64 { return t.Missing - kernelSkipped(t) - toolLoss(t) - notFired(t) }
+func unaccounted(t trial) int64 { return t.Missing - kernelSkipped(t) - toolLoss(t) - notRun(t) }
 
 // kernelSkipped is how many transitions the kernel ran none of the
 // tool's state programs for. For the peers, their program's recursion

@@ -106,11 +106,11 @@ func (w *witness) stop() (witnessCounts, error) {
 	return c, nil
 }
 
-// notFired is how many of the transitions the load made the kernel never
-// fired inet_sock_set_state for, as the witness counted: expected less
-// what it saw and what it was skipped for (its misses are of any socket,
-// so this errs low). 0 without a witness.
-func notFired(t trial) int64 {
+// notRun is how many of the transitions the load made the kernel ran no
+// BPF program on inet_sock_set_state for, and counted no miss, as the
+// witness counted: expected less what it saw and what it was skipped for
+// (its misses are of any socket, so this errs low). 0 without a witness.
+func notRun(t trial) int64 {
 	if t.Witness == nil {
 		return 0
 	}
@@ -121,10 +121,10 @@ func notFired(t trial) int64 {
 	return n
 }
 
-// notFiredText is notFired for the log: "-" without a witness.
-func notFiredText(t trial) string {
+// notRunText is notRun for the log: "-" without a witness.
+func notRunText(t trial) string {
 	if t.Witness == nil {
 		return "-"
 	}
-	return strconv.FormatInt(notFired(t), 10)
+	return strconv.FormatInt(notRun(t), 10)
 }

@@ -72,7 +72,16 @@ func report(c witness.Counts) {
 			fmt.Printf("destroyed in %v: %d\n", tcpstate.State(s), v)
 		}
 	}
+	for _, f := range []struct {
+		name string
+		f    witness.FilterCounts
+	}{{"inet_sock_set_state", c.SetStateFilter}, {"tcp_destroy_sock", c.DestroyFilter}} {
+		fmt.Printf("%s filter: invoked %d, other protocol %d\n", f.name, f.f.Invoked, f.f.OtherProtocol)
+	}
 	fmt.Printf("transitions seen: %d; destroys seen: %d\n", c.Seen(), c.Destroys())
+	for _, o := range c.Open {
+		fmt.Printf("no close seen: cookie %d, port %d -> %d, last transition seen %s\n", o.Cookie, o.Sport, o.Dport, o.Last)
+	}
 	var syms witness.Symbols
 	if len(c.Odd) > 0 {
 		syms = witness.KernelSymbols()

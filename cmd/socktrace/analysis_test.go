@@ -535,10 +535,10 @@ func TestChurnBounded(t *testing.T) {
 func TestNothingLostSilently(t *testing.T) {
 	ns := testnet.New(t)
 	port := acceptAndClose(t, ns)
-	// An independent count of what the kernel fires the tracepoint for in
-	// the namespace: rarely it fires nothing for a connection's closing
-	// pair (bench/README.md, "Reading the counts"), and then no tracer
-	// can report it.
+	// An independent count of what the kernel runs BPF programs on the
+	// tracepoint for in the namespace: rarely it runs none for a
+	// connection's closing pair (bench/README.md, "Reading the counts"),
+	// and then no BPF tool can report it.
 	wit, err := witness.Open(witness.Filter{Netns: ns.Inode}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -566,10 +566,21 @@ func TestNothingLostSilently(t *testing.T) {
 		}
 		return
 	}
+	// Wait for all the load made, or for all the witness saw once it
+	// has seen nothing new for a second.
 	deadline := time.Now().Add(15 * time.Second)
+	var seen, still uint64
 	for time.Now().Before(deadline) {
-		if s, l, k := accounted(p.output()); s+l+k >= want {
+		s, l, k := accounted(p.output())
+		if s+l+k >= want {
 			break
+		}
+		if c, err := wit.Counts(); err == nil {
+			if c.Seen() != seen {
+				seen, still = c.Seen(), 0
+			} else if still++; still >= 10 && s+l+k >= float64(seen) {
+				break
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -592,15 +603,18 @@ func TestNothingLostSilently(t *testing.T) {
 	// The listener's birth came before the witness; its own misses are
 	// of any socket of the host.
 	fired, misses := float64(c.Seen()), float64(c.SetState.Misses)
-	t.Logf("%v transitions made, %v fired the tracepoint (witness, skipped %v times host-wide): %v shown, %v lost, %v skipped by the kernel",
+	t.Logf("%v transitions made, %v seen by the witness (skipped %v times host-wide): %v shown, %v lost, %v skipped by the kernel",
 		want, fired, misses, shown, lost, skipped)
 	if shown+lost+skipped < fired {
-		t.Errorf("%v shown + %v lost + %v skipped does not account for the %v the kernel fired the tracepoint for", shown, lost, skipped, fired)
+		t.Errorf("%v shown + %v lost + %v skipped does not account for the %v the witness saw", shown, lost, skipped, fired)
 	}
 	if shown+lost > fired+misses {
-		t.Errorf("%v shown + %v lost: more than the %v the kernel fired the tracepoint for (+%v witness misses)", shown, lost, fired, misses)
+		t.Errorf("%v shown + %v lost: more than the %v the witness saw (+%v witness misses)", shown, lost, fired, misses)
 	}
 	if fired+misses < want {
-		t.Logf("the kernel fired the tracepoint for %v fewer transitions than were made", want-fired-misses)
+		// On the VM this was built on, no BPF program runs while its
+		// supervisor (PID 1) is the current task, softirqs included
+		// (bench/README.md, "Reading the counts").
+		t.Logf("no BPF program was run for %v of the transitions made; sockets the witness saw no close of: %+v", want-fired-misses, c.Open)
 	}
 }

@@ -116,9 +116,28 @@ type Counts struct {
 	// socket was in, of the sockets watched.
 	Transitions [16][16]uint64
 	Destroyed   [16]uint64
+	// Filtered: what each program's filter did with its invocations.
+	SetStateFilter, DestroyFilter FilterCounts
 	// Odd: sockets destroyed whose last transition seen was not into
 	// close (at most 64).
 	Odd []Odd
+	// Open: sockets seen and not destroyed, whose last transition was not
+	// into close or listen (at most 64).
+	Open []OpenSocket
+}
+
+// An OpenSocket had transitions seen but no destroy.
+type OpenSocket struct {
+	Cookie       uint64
+	Last         string // "old -> new"
+	Sport, Dport uint16
+}
+
+// FilterCounts are one program's invocations as its filter saw them: all
+// of them, and those left out for another protocol, a namespace read as 0,
+// or another namespace.
+type FilterCounts struct {
+	Invoked, OtherProtocol, NetnsZero, OtherNetns uint64
 }
 
 // Seen is the number of transitions seen.
@@ -172,6 +191,12 @@ func (w *Witness) Counts() (Counts, error) {
 			c.Transitions[k/16][k%16] = v
 		} else if k < 272 {
 			c.Destroyed[k%16] = v
+		} else if k < 280 {
+			f := &c.SetStateFilter
+			if k >= 276 {
+				f = &c.DestroyFilter
+			}
+			*[]*uint64{&f.Invoked, &f.OtherProtocol, &f.NetnsZero, &f.OtherNetns}[k%4] = v
 		}
 	}
 	for i := uint32(0); i < 64; i++ {
@@ -181,7 +206,7 @@ func (w *Witness) Counts() (Counts, error) {
 		}
 		o := Odd{Cookie: od.Cookie, AtNs: od.AtNs, State: tcpstate.State(od.State), Last: "none"}
 		if od.Last != 0xffff {
-			o.Last = fmt.Sprintf("%v -> %v", tcpstate.State(od.Last>>8&0xff), tcpstate.State(od.Last&0xff))
+			o.Last = transition(od.Last)
 		}
 		var pcs [127]uint64
 		if od.Stack >= 0 && w.objs.Stacks.Lookup(uint32(od.Stack), &pcs) == nil {
@@ -194,7 +219,26 @@ func (w *Witness) Counts() (Counts, error) {
 		}
 		c.Odd = append(c.Odd, o)
 	}
+	var (
+		cookie uint64
+		seen   witnessSeen
+	)
+	it := w.objs.Last.Iterate()
+	for len(c.Open) < 64 && it.Next(&cookie, &seen) {
+		if n := tcpstate.State(seen.Last & 0xff); n == tcpstate.Close || n == tcpstate.Listen {
+			continue
+		}
+		c.Open = append(c.Open, OpenSocket{Cookie: cookie, Last: transition(seen.Last), Sport: seen.Sport, Dport: seen.Dport})
+	}
+	if err := it.Err(); err != nil {
+		return c, fmt.Errorf("read witness sockets: %w", err)
+	}
 	return c, nil
+}
+
+// transition is old << 8 | new as "old -> new".
+func transition(v uint32) string {
+	return fmt.Sprintf("%v -> %v", tcpstate.State(v>>8&0xff), tcpstate.State(v&0xff))
 }
 
 // Symbols names kernel addresses from /proc/kallsyms.

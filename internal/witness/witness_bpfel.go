@@ -22,6 +22,13 @@ type witnessOdd struct {
 	Stack  int64
 }
 
+type witnessSeen struct {
+	_     structs.HostLayout
+	Last  uint32
+	Sport uint16
+	Dport uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

@@ -83,6 +83,12 @@ func TestCountsOneNamespace(t *testing.T) {
 	if got := c.Seen(); got != 2+10*n {
 		t.Errorf("%d transitions seen, want %d", got, 2+10*n)
 	}
+	// Every invocation is counted, seen or left out by the filter (the
+	// other namespace's at least).
+	f := c.SetStateFilter
+	if f.Invoked != c.Seen()+f.OtherProtocol+f.NetnsZero+f.OtherNetns || f.OtherNetns < 2+10*n || f.NetnsZero != 0 {
+		t.Errorf("filter counts %+v do not add up with %d seen and %d made in the other namespace", f, c.Seen(), 2+10*n)
+	}
 	// Destroyed: each connection's two sockets (in close) and the
 	// listener; sockets never connected (Go's net package opens some to
 	// probe the stack) are destroyed without a transition: odd, in close,
