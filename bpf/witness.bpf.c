@@ -59,7 +59,9 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
-/* The last transition seen of each socket not destroyed, by cookie. */
+/* The last transition seen of each socket not destroyed, by key: the
+ * socket cookie where tracing programs may ask for it (5.12+), else the
+ * socket's address. */
 struct seen {
 	__u32 last; /* old << 8 | new */
 	__u16 sport, dport; /* host order */
@@ -80,10 +82,10 @@ struct odd {
 	__s64 stack;
 };
 
+/* A queue, not an array indexed by a counter: no atomic fetch before 5.12. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_QUEUE);
 	__uint(max_entries, MAX_ODD);
-	__type(key, __u32);
 	__type(value, struct odd);
 } odds SEC(".maps");
 
@@ -93,8 +95,6 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, 127 * sizeof(__u64));
 } stacks SEC(".maps");
-
-__u32 nr_odd;
 
 static __always_inline void count(__u32 k)
 {
@@ -125,47 +125,68 @@ static __always_inline int watched(struct sock *sk, __u32 base)
 	       sk->__sk_common.skc_daddr == watched_addr;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(set_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline void on_set_state(struct sock *sk, int oldstate, int newstate, __u64 key)
 {
-	if (!watched(sk, 272))
-		return 0;
 	count((oldstate & 15) * 16 + (newstate & 15));
-	__u64 key = bpf_get_socket_cookie(sk);
 	struct seen v = {
 		.last = (oldstate & 0xff) << 8 | (newstate & 0xff),
 		.sport = BPF_CORE_READ(sk, __sk_common.skc_num),
 		.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)),
 	};
 	bpf_map_update_elem(&last, &key, &v, BPF_ANY);
+}
+
+static __always_inline void on_destroy(void *ctx, struct sock *sk, __u64 key)
+{
+	__u32 state = sk->__sk_common.skc_state;
+	count(256 + (state & 15));
+	struct seen *v = bpf_map_lookup_elem(&last, &key);
+	__u32 lastv = v ? v->last : 0xffff;
+	if (v)
+		bpf_map_delete_elem(&last, &key);
+	if ((lastv & 0xff) == TCP_CLOSE || (lastv & 0xff) == TCP_LISTEN)
+		return;
+	struct odd o = {
+		.cookie = key,
+		.at_ns = bpf_ktime_get_ns(),
+		.last = lastv,
+		.state = state,
+		.stack = bpf_get_stackid(ctx, &stacks, 0),
+	};
+	bpf_map_push_elem(&odds, &o, 0); /* full: dropped */
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (watched(sk, 272))
+		on_set_state(sk, oldstate, newstate, bpf_get_socket_cookie(sk));
 	return 0;
 }
 
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(destroy, struct sock *sk)
 {
-	if (!watched(sk, 276))
-		return 0;
-	__u32 state = sk->__sk_common.skc_state;
-	count(256 + (state & 15));
-	__u64 key = bpf_get_socket_cookie(sk);
-	struct seen *v = bpf_map_lookup_elem(&last, &key);
-	__u32 lastv = v ? v->last : 0xffff;
-	if (v)
-		bpf_map_delete_elem(&last, &key);
-	if ((lastv & 0xff) == TCP_CLOSE || (lastv & 0xff) == TCP_LISTEN)
-		return 0;
-	__u32 i = __sync_fetch_and_add(&nr_odd, 1);
-	if (i >= MAX_ODD)
-		return 0;
-	struct odd *o = bpf_map_lookup_elem(&odds, &i);
-	if (!o)
-		return 0;
-	o->cookie = key;
-	o->at_ns = bpf_ktime_get_ns();
-	o->last = lastv;
-	o->state = state;
-	o->stack = bpf_get_stackid(ctx, &stacks, 0);
+	if (watched(sk, 276))
+		on_destroy(ctx, sk, bpf_get_socket_cookie(sk));
+	return 0;
+}
+
+/* The same keyed by the socket's address, for kernels whose tracing
+ * programs may not ask for a cookie (before 5.12). */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(set_state_addr, struct sock *sk, int oldstate, int newstate)
+{
+	if (watched(sk, 272))
+		on_set_state(sk, oldstate, newstate, (__u64)sk);
+	return 0;
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(destroy_addr, struct sock *sk)
+{
+	if (watched(sk, 276))
+		on_destroy(ctx, sk, (__u64)sk);
 	return 0;
 }
 

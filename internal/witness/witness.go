@@ -30,15 +30,39 @@ type Filter struct {
 
 // A Witness is attached until Close.
 type Witness struct {
-	objs  witnessObjects
+	maps  witnessMaps
+	progs progs
 	links []link.Link
 	stats interface{ Close() error }
+	odd   []Odd // taken from the odds queue so far
+}
+
+// progs are the two programs of one kind: keyed by socket cookie, or (for
+// kernels whose tracing programs cannot ask for it) by socket address.
+type progs struct {
+	SetState, Destroy *ebpf.Program
+}
+
+type cookieProgs struct {
+	SetState *ebpf.Program `ebpf:"set_state"`
+	Destroy  *ebpf.Program `ebpf:"destroy"`
+}
+
+type addrProgs struct {
+	SetState *ebpf.Program `ebpf:"set_state_addr"`
+	Destroy  *ebpf.Program `ebpf:"destroy_addr"`
 }
 
 // Open loads and attaches the witness. runCounts also turns on the
 // kernel's BPF run counts (for every program on the host, while the
 // witness is open), for Counts' Runs.
-func Open(f Filter, runCounts bool) (_ *Witness, err error) {
+func Open(f Filter, runCounts bool) (*Witness, error) {
+	return open(f, runCounts, false)
+}
+
+// open is Open; byAddr picks the programs keyed by socket address even
+// where the kernel lets them ask for the cookie.
+func open(f Filter, runCounts, byAddr bool) (_ *Witness, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("memlock: %w", err)
 	}
@@ -62,14 +86,31 @@ func Open(f Filter, runCounts bool) (_ *Witness, err error) {
 		return nil, fmt.Errorf("set witness netns: %w", err)
 	}
 	w := &Witness{}
-	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
-		return nil, fmt.Errorf("load witness: %w", err)
+	if err := spec.LoadAndAssign(&w.maps, nil); err != nil {
+		return nil, fmt.Errorf("load witness maps: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			w.Close()
 		}
 	}()
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"counts": w.maps.Counts, "last": w.maps.Last, "odds": w.maps.Odds, "stacks": w.maps.Stacks,
+	}}
+	var byCookie cookieProgs
+	err = errors.New("not tried")
+	if !byAddr {
+		err = spec.LoadAndAssign(&byCookie, opts)
+	}
+	if err == nil {
+		w.progs = progs(byCookie)
+	} else {
+		var byAddr addrProgs
+		if err2 := spec.LoadAndAssign(&byAddr, opts); err2 != nil {
+			return nil, fmt.Errorf("load witness programs: %w (by socket cookie: %v)", err2, err)
+		}
+		w.progs = progs(byAddr)
+	}
 	if runCounts {
 		if w.stats, err = ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
 			return nil, fmt.Errorf("enable BPF run counts: %w", err)
@@ -78,7 +119,7 @@ func Open(f Filter, runCounts bool) (_ *Witness, err error) {
 	for _, p := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{"inet_sock_set_state", w.objs.SetState}, {"tcp_destroy_sock", w.objs.Destroy}} {
+	}{{"inet_sock_set_state", w.progs.SetState}, {"tcp_destroy_sock", w.progs.Destroy}} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			return nil, fmt.Errorf("attach witness to %s: %w", p.name, err)
@@ -99,7 +140,12 @@ func (w *Witness) Close() error {
 		errs = append(errs, w.stats.Close())
 		w.stats = nil
 	}
-	errs = append(errs, w.objs.Close())
+	for _, c := range []interface{ Close() error }{w.progs.SetState, w.progs.Destroy} {
+		if c != (*ebpf.Program)(nil) {
+			errs = append(errs, c.Close())
+		}
+	}
+	errs = append(errs, w.maps.Close())
 	return errors.Join(errs...)
 }
 
@@ -175,7 +221,7 @@ func (w *Witness) Counts() (Counts, error) {
 	for _, p := range []struct {
 		prog *ebpf.Program
 		into *ProgStats
-	}{{w.objs.SetState, &c.SetState}, {w.objs.Destroy, &c.Destroy}} {
+	}{{w.progs.SetState, &c.SetState}, {w.progs.Destroy, &c.Destroy}} {
 		s, err := p.prog.Stats()
 		if err != nil {
 			return c, fmt.Errorf("witness program stats: %w", err)
@@ -184,7 +230,7 @@ func (w *Witness) Counts() (Counts, error) {
 	}
 	for k := uint32(0); k < 512; k++ {
 		var v uint64
-		if err := w.objs.Counts.Lookup(k, &v); err != nil {
+		if err := w.maps.Counts.Lookup(k, &v); err != nil {
 			return c, fmt.Errorf("read witness counts: %w", err)
 		}
 		if k < 256 {
@@ -199,17 +245,17 @@ func (w *Witness) Counts() (Counts, error) {
 			*[]*uint64{&f.Invoked, &f.OtherProtocol, &f.NetnsZero, &f.OtherNetns}[k%4] = v
 		}
 	}
-	for i := uint32(0); i < 64; i++ {
+	for {
 		var od witnessOdd
-		if err := w.objs.Odds.Lookup(i, &od); err != nil || od.AtNs == 0 {
-			break
+		if err := w.maps.Odds.LookupAndDelete(nil, &od); err != nil {
+			break // empty
 		}
 		o := Odd{Cookie: od.Cookie, AtNs: od.AtNs, State: tcpstate.State(od.State), Last: "none"}
 		if od.Last != 0xffff {
 			o.Last = transition(od.Last)
 		}
 		var pcs [127]uint64
-		if od.Stack >= 0 && w.objs.Stacks.Lookup(uint32(od.Stack), &pcs) == nil {
+		if od.Stack >= 0 && w.maps.Stacks.Lookup(uint32(od.Stack), &pcs) == nil {
 			for _, pc := range pcs {
 				if pc == 0 {
 					break
@@ -217,13 +263,14 @@ func (w *Witness) Counts() (Counts, error) {
 				o.Stack = append(o.Stack, pc)
 			}
 		}
-		c.Odd = append(c.Odd, o)
+		w.odd = append(w.odd, o)
 	}
+	c.Odd = w.odd
 	var (
 		cookie uint64
 		seen   witnessSeen
 	)
-	it := w.objs.Last.Iterate()
+	it := w.maps.Last.Iterate()
 	for len(c.Open) < 64 && it.Next(&cookie, &seen) {
 		if n := tcpstate.State(seen.Last & 0xff); n == tcpstate.Close || n == tcpstate.Listen {
 			continue

@@ -33,15 +33,16 @@ type witnessSeen struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	witnessMapCounts       = "counts"
-	witnessMapLast         = "last"
-	witnessMapOdds         = "odds"
-	witnessMapStacks       = "stacks"
-	witnessProgDestroy     = "destroy"
-	witnessProgSetState    = "set_state"
-	witnessVarNrOdd        = "nr_odd"
-	witnessVarWatchedAddr  = "watched_addr"
-	witnessVarWatchedNetns = "watched_netns"
+	witnessMapCounts        = "counts"
+	witnessMapLast          = "last"
+	witnessMapOdds          = "odds"
+	witnessMapStacks        = "stacks"
+	witnessProgDestroy      = "destroy"
+	witnessProgDestroyAddr  = "destroy_addr"
+	witnessProgSetState     = "set_state"
+	witnessProgSetStateAddr = "set_state_addr"
+	witnessVarWatchedAddr   = "watched_addr"
+	witnessVarWatchedNetns  = "watched_netns"
 )
 
 // loadWitness returns the embedded CollectionSpec for witness.
@@ -86,8 +87,10 @@ type witnessSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type witnessProgramSpecs struct {
-	Destroy  *ebpf.ProgramSpec `ebpf:"destroy"`
-	SetState *ebpf.ProgramSpec `ebpf:"set_state"`
+	Destroy      *ebpf.ProgramSpec `ebpf:"destroy"`
+	DestroyAddr  *ebpf.ProgramSpec `ebpf:"destroy_addr"`
+	SetState     *ebpf.ProgramSpec `ebpf:"set_state"`
+	SetStateAddr *ebpf.ProgramSpec `ebpf:"set_state_addr"`
 }
 
 // witnessMapSpecs contains maps before they are loaded into the kernel.
@@ -104,7 +107,6 @@ type witnessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type witnessVariableSpecs struct {
-	NrOdd        *ebpf.VariableSpec `ebpf:"nr_odd"`
 	WatchedAddr  *ebpf.VariableSpec `ebpf:"watched_addr"`
 	WatchedNetns *ebpf.VariableSpec `ebpf:"watched_netns"`
 }
@@ -148,7 +150,6 @@ func (m *witnessMaps) Close() error {
 //
 // It can be passed to loadWitnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type witnessVariables struct {
-	NrOdd        *ebpf.Variable `ebpf:"nr_odd"`
 	WatchedAddr  *ebpf.Variable `ebpf:"watched_addr"`
 	WatchedNetns *ebpf.Variable `ebpf:"watched_netns"`
 }
@@ -157,14 +158,18 @@ type witnessVariables struct {
 //
 // It can be passed to loadWitnessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type witnessPrograms struct {
-	Destroy  *ebpf.Program `ebpf:"destroy"`
-	SetState *ebpf.Program `ebpf:"set_state"`
+	Destroy      *ebpf.Program `ebpf:"destroy"`
+	DestroyAddr  *ebpf.Program `ebpf:"destroy_addr"`
+	SetState     *ebpf.Program `ebpf:"set_state"`
+	SetStateAddr *ebpf.Program `ebpf:"set_state_addr"`
 }
 
 func (p *witnessPrograms) Close() error {
 	return _WitnessClose(
 		p.Destroy,
+		p.DestroyAddr,
 		p.SetState,
+		p.SetStateAddr,
 	)
 }
 
