@@ -135,7 +135,7 @@ func (r *report) hostwideTargets(yes func(bool) string) []string {
 		}
 		verdict := yes(ok)
 		if ok && unrun > 0 {
-			verdict += fmt.Sprintf(" (and %d transitions no BPF program was run for, the witness's neither: made in a softirq while this VM's supervisor, PID 1, was the current task)", unrun)
+			verdict += fmt.Sprintf(" (and %d transitions no BPF program was run for, the witness's neither: on this VM, those a softirq makes while its supervisor, PID 1, is the current task; bench/README.md)", unrun)
 		}
 		lines = append(lines, fmt.Sprintf("| host-wide, maximum churn, output to a %s: every round 0 lost, 0 skipped, 0 unaccounted (`socktrace -o json --no-snapshot`) | %s | %s |",
 			ho.label, strings.Join(per, "; "), verdict))
