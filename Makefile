@@ -115,5 +115,4 @@ bench: build
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 	$(GO) build -o bin/bench-loadgen ./bench/loadgen
 	$(GO) build -o bin/bench-runner ./bench/runner
-	$(GO) build -o bin/bench-tpcount ./bench/tpcount
 	./bin/bench-runner -socktrace $(BIN) -loadgen bin/bench-loadgen -go $(GO) -out bench/RESULTS.md $(BENCH_ARGS)

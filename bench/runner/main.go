@@ -87,7 +87,7 @@ func main() {
 	flag.DurationVar(&c.lossy.duration, "lossy-duration", 5*time.Second, "lossy: load duration of each trial")
 	flag.IntVar(&c.lossy.rounds, "lossy-rounds", 3, "lossy: rounds")
 	flag.IntVar(&c.host.rounds, "host-rounds", 3, "host-wide: rounds")
-	flag.StringVar(&c.host.witness, "witness", "bin/bench-tpcount", "host-wide: bench/tpcount, the independent count of the tracepoint's invocations run beside each tool; empty: none")
+	flag.BoolVar(&c.host.witness, "witness", true, "host-wide: run the witness (internal/witness), an independent count of the tracepoint's invocations, beside each tool")
 	flag.StringVar(&c.host.diskDir, "disk-work", "/var/tmp/socktrace-bench", "host-wide: a directory on a disk, for the output to a disk file")
 	flag.IntVar(&c.host.slow, "slow-rate", 2<<20, "host-wide: bytes a second the slow consumer reads")
 	flag.StringVar(&c.benchtime, "benchtime", "1s", "go test -benchtime of the micro-benchmarks")

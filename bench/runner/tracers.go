@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/socktrace/socktrace/internal/witness"
 )
 
 // A tracer is one of the tools compared: how to start it on the
@@ -149,7 +151,7 @@ type trial struct {
 	RingSize   int64 `json:"ring_size,omitempty"`
 	RingPeak   int64 `json:"ring_peak,omitempty"`
 	EventsLost int64 `json:"events_lost,omitempty"`
-	// Witness: bench/tpcount's counts, when it ran beside the tool.
+	// Witness: the witness's counts, when it ran beside the tool.
 	Witness    *witnessCounts
 	Err        string `json:"error,omitempty"`
 	outputPath string
@@ -182,9 +184,9 @@ type trialOpts struct {
 	// a reader empties at most slow bytes a second into that file.
 	outDir string
 	slow   int
-	// witness: bench/tpcount's path, started before the tool and
-	// stopped after it ("": none).
-	witness string
+	// witness: run the witness (internal/witness), attached before the
+	// tool and read after it.
+	witness bool
 }
 
 func loadArgs(c *config, o trialOpts) []string {
@@ -257,16 +259,16 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 			close(slowDone)
 		}()
 	}
-	var wit *witness
-	if o.witness != "" {
+	var wit *witness.Witness
+	if o.witness {
 		var err error
-		if wit, err = startWitness(o.witness, lg.ready.Addr); err != nil {
+		if wit, err = startWitness(lg.ready.Addr); err != nil {
 			logf("witness: %v (left out of this trial)", err)
 		}
 	}
 	launched := time.Now()
 	if err := cmd.Start(); err != nil {
-		wit.stop()
+		stopWitness(wit)
 		outF.Close()
 		errF.Close()
 		if pw != nil {
@@ -297,7 +299,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	for !tr.ready(pid, outPath, rf) {
 		if !alive(pid) || time.Since(launched) > 60*time.Second {
 			stopProc(cmd, syscall.SIGKILL, 5*time.Second)
-			wit.stop()
+			stopWitness(wit)
 			lg.cmd.Process.Kill()
 			lg.cmd.Wait()
 			b, _ := os.ReadFile(errPath)
@@ -338,7 +340,7 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 		outF.Close()
 	}
 	if wit != nil {
-		if c, err := wit.stop(); err != nil {
+		if c, err := stopWitness(wit); err != nil {
 			logf("witness: %v", err)
 		} else {
 			res.Witness = &c
