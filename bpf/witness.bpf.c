@@ -54,7 +54,7 @@ volatile const __u32 watched_netns;
  * counts[272..275], [276..279]: set_state's and destroy's filter (watched). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 512);
+	__uint(max_entries, 280);
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");

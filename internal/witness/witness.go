@@ -2,8 +2,8 @@
 // programs on inet_sock_set_state and tcp_destroy_sock, for the TCP sockets
 // of one address and/or one network namespace. It shares no code with the
 // tracer (internal/events): the benchmark and the tests run it beside
-// socktrace to tell what socktrace lost from what the kernel never fired
-// the tracepoint for.
+// socktrace to tell what socktrace lost from what the kernel ran no BPF
+// program for.
 package witness
 
 import (
@@ -98,16 +98,16 @@ func open(f Filter, runCounts, byAddr bool) (_ *Witness, err error) {
 		"counts": w.maps.Counts, "last": w.maps.Last, "odds": w.maps.Odds, "stacks": w.maps.Stacks,
 	}}
 	var byCookie cookieProgs
-	err = errors.New("not tried")
+	cookieErr := errors.New("not tried")
 	if !byAddr {
-		err = spec.LoadAndAssign(&byCookie, opts)
+		cookieErr = spec.LoadAndAssign(&byCookie, opts)
 	}
-	if err == nil {
+	if cookieErr == nil {
 		w.progs = progs(byCookie)
 	} else {
 		var byAddr addrProgs
-		if err2 := spec.LoadAndAssign(&byAddr, opts); err2 != nil {
-			return nil, fmt.Errorf("load witness programs: %w (by socket cookie: %v)", err2, err)
+		if err := spec.LoadAndAssign(&byAddr, opts); err != nil {
+			return nil, fmt.Errorf("load witness programs: %w (by socket cookie: %v)", err, cookieErr)
 		}
 		w.progs = progs(byAddr)
 	}
@@ -140,9 +140,9 @@ func (w *Witness) Close() error {
 		errs = append(errs, w.stats.Close())
 		w.stats = nil
 	}
-	for _, c := range []interface{ Close() error }{w.progs.SetState, w.progs.Destroy} {
-		if c != (*ebpf.Program)(nil) {
-			errs = append(errs, c.Close())
+	for _, p := range []*ebpf.Program{w.progs.SetState, w.progs.Destroy} {
+		if p != nil {
+			errs = append(errs, p.Close())
 		}
 	}
 	errs = append(errs, w.maps.Close())
@@ -228,7 +228,7 @@ func (w *Witness) Counts() (Counts, error) {
 		}
 		*p.into = ProgStats{Runs: s.RunCount, Misses: s.RecursionMisses}
 	}
-	for k := uint32(0); k < 512; k++ {
+	for k := uint32(0); k < w.maps.Counts.MaxEntries(); k++ {
 		var v uint64
 		if err := w.maps.Counts.Lookup(k, &v); err != nil {
 			return c, fmt.Errorf("read witness counts: %w", err)
