@@ -602,19 +602,19 @@ func TestNothingLostSilently(t *testing.T) {
 	}
 	// The listener's birth came before the witness; its own misses are
 	// of any socket of the host.
-	fired, misses := float64(c.Seen()), float64(c.SetState.Misses)
+	witnessed, misses := float64(c.Seen()), float64(c.SetState.Misses)
 	t.Logf("%v transitions made, %v seen by the witness (skipped %v times host-wide): %v shown, %v lost, %v skipped by the kernel",
-		want, fired, misses, shown, lost, skipped)
-	if shown+lost+skipped < fired {
-		t.Errorf("%v shown + %v lost + %v skipped does not account for the %v the witness saw", shown, lost, skipped, fired)
+		want, witnessed, misses, shown, lost, skipped)
+	if shown+lost+skipped < witnessed {
+		t.Errorf("%v shown + %v lost + %v skipped does not account for the %v the witness saw", shown, lost, skipped, witnessed)
 	}
-	if shown+lost > fired+misses {
-		t.Errorf("%v shown + %v lost: more than the %v the witness saw (+%v witness misses)", shown, lost, fired, misses)
+	if shown+lost > witnessed+misses {
+		t.Errorf("%v shown + %v lost: more than the %v the witness saw (+%v witness misses)", shown, lost, witnessed, misses)
 	}
-	if fired+misses < want {
+	if witnessed+misses < want {
 		// On the VM this was built on, no BPF program runs while its
 		// supervisor (PID 1) is the current task, softirqs included
 		// (bench/README.md, "Reading the counts").
-		t.Logf("no BPF program was run for %v of the transitions made; sockets the witness saw no close of: %+v", want-fired-misses, c.Open)
+		t.Logf("no BPF program was run for %v of the transitions made; sockets the witness saw no close of: %+v", want-witnessed-misses, c.Open)
 	}
 }

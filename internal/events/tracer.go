@@ -516,14 +516,14 @@ func (t *Tracer) Read(r *Record) error {
 				if !t.cycleSet {
 					t.cycleStart = time.Now() // woken up after idling
 				}
-				if n := int64(t.rd.remaining + len(sample) + 8); n > t.peak.Load() {
+				if n := int64(t.rd.remaining + len(sample) + ringHeaderSize); n > t.peak.Load() {
 					t.peak.Store(n)
 				}
 			}
 			t.cycleSet = false
 			t.sinceChk++
 			t.batch++
-			t.batchBytes += len(sample) + 8
+			t.batchBytes += len(sample) + ringHeaderSize
 			err := t.dec.Decode(sample, &r.Transition)
 			t.rd.release() // decoded: the room is the kernel's again
 			if err != nil {
