@@ -364,3 +364,31 @@ func TestStaleDNSAgent(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestDNSUnderIPNetnsExec: started as `ip netns exec NS socktrace`,
+// whose fresh /sys has no cgroup mounts, socktrace still sees the DNS
+// answers (defect 7 of issue 24): destinations carry their names, and
+// nothing says passive DNS is off.
+func TestDNSUnderIPNetnsExec(t *testing.T) {
+	s := newDNSScene(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	p := startCmd(t, exec.Command("ip", "netns", "exec", s.name, socktraceBin(t), "-o", "json", "--dport", "9092", "--no-snapshot",
+		"--ready-file", ready), ready, " under ip netns exec")
+	fresh, addr, _ := s.startDNSClient(t, "each:broker.example.com:9092")
+	if addr != "10.4.1.80" {
+		t.Fatalf("client resolved %s", addr)
+	}
+	want := fmt.Sprintf(`"pid":%d,`, fresh.Process.Pid)
+	p.waitForIn(t, 10*time.Second, "a connect named broker.example.com", func(lines []string) bool {
+		for _, l := range lines {
+			if strings.Contains(l, `"type":"transition"`) && strings.Contains(l, want) && strings.Contains(l, `"dns_name":"broker.example.com"`) {
+				return true
+			}
+		}
+		return false
+	})
+	p.stop(t)
+	if strings.Contains(p.stderr.String(), "DNS") || strings.Contains(p.stderr.String(), "cgroup") {
+		t.Errorf("stderr:\n%s", p.stderr.String())
+	}
+}
