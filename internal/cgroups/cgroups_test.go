@@ -146,9 +146,10 @@ func TestLongPathsBounded(t *testing.T) {
 
 // inFreshSys runs fn on a thread of its own in the mount namespace
 // `ip netns exec` gives: unshared, mounts kept from propagating back,
-// and a fresh sysfs on /sys, with no cgroup mount under it. The thread
-// ends with fn.
-func inFreshSys(t *testing.T, fn func()) {
+// and a fresh sysfs on /sys, with no cgroup mount under it. If keep is
+// not "", the cgroup2 mount at real is bound there first (cgroup2
+// mounted elsewhere). The thread ends with fn.
+func inFreshSys(t *testing.T, real, keep string, fn func()) {
 	t.Helper()
 	done := make(chan error)
 	go func() {
@@ -159,6 +160,11 @@ func inFreshSys(t *testing.T, fn func()) {
 			}
 			if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 				return fmt.Errorf("make / a slave: %w", err)
+			}
+			if keep != "" {
+				if err := unix.Mount(real, keep, "", unix.MS_BIND, ""); err != nil {
+					return fmt.Errorf("bind %s to %s: %w", real, keep, err)
+				}
 			}
 			unix.Unmount("/sys", unix.MNT_DETACH)
 			if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
@@ -177,7 +183,8 @@ func inFreshSys(t *testing.T, fn func()) {
 // TestMountWithoutCgroupMounts: started where no cgroup2 is mounted in
 // its mount namespace (under `ip netns exec`), socktrace still reaches
 // the hierarchy's root, through a parent's root or a mount of its own,
-// and maps cgroup ids to paths there.
+// and maps cgroup ids to paths there; where it is mounted elsewhere than
+// in PID 1's namespace, it takes that mount.
 func TestMountWithoutCgroupMounts(t *testing.T) {
 	testnet.RequireRoot(t)
 	real := cgroups.New("/").Mount()
@@ -199,21 +206,30 @@ func TestMountWithoutCgroupMounts(t *testing.T) {
 	}
 	rootIno := st.Ino
 	cg := testcgroup.New(t, "/socktrace-test-mount/inner.scope")
+	elsewhere := t.TempDir()
 	for _, tc := range []struct {
 		name  string
+		keep  string // where the thread's namespace has cgroup2 ("": nowhere)
 		mount func() (string, *cgroups.Resolver, error)
 	}{
-		{"through a parent's root", func() (string, *cgroups.Resolver, error) {
+		{"mounted elsewhere", elsewhere, func() (string, *cgroups.Resolver, error) {
+			r := cgroups.New("/")
+			if r.Mount() != elsewhere {
+				return "", nil, fmt.Errorf("mount %q, want %s", r.Mount(), elsewhere)
+			}
+			return r.Mount(), r, nil
+		}},
+		{"through a parent's root", "", func() (string, *cgroups.Resolver, error) {
 			r := cgroups.New("/")
 			return r.Mount(), r, nil
 		}},
-		{"mounted privately", func() (string, *cgroups.Resolver, error) {
+		{"mounted privately", "", func() (string, *cgroups.Resolver, error) {
 			m, err := cgroups.MountPrivate(strings.Split(opts, ","))
 			return m, cgroups.NewAt(m), err
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inFreshSys(t, func() {
+			inFreshSys(t, real, tc.keep, func() {
 				if _, err := os.Stat(real); err == nil {
 					t.Errorf("%s still there under a fresh /sys", real)
 				}
