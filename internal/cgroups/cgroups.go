@@ -6,8 +6,9 @@
 // /sys/fs/cgroup on a pure v2 host and /sys/fs/cgroup/unified on a
 // hybrid v1+v2 one; where socktrace's mount namespace has none (started
 // under `ip netns exec`), it is reached through another process's root
-// or mounted privately (mount.go says how). On a v1-only host there is no v2 id worth mapping;
-// the path of the name=systemd (or pids) hierarchy stands in for it.
+// or mounted privately (mount.go says how). On a v1-only host there is
+// no v2 id worth mapping; the path of the name=systemd (or pids)
+// hierarchy stands in for it.
 package cgroups
 
 import (
@@ -55,7 +56,9 @@ func New(root string) *Resolver {
 		root = ""
 	}
 	r := &Resolver{root: root, MinRefresh: time.Second, paths: map[uint64]string{}}
-	r.mount = findMount(root)
+	if m := findMount(root); m != "" {
+		r.mount = filepath.Clean(m) // walk compares it with cleaned paths
+	}
 	return r
 }
 
