@@ -254,7 +254,7 @@ func Release(b []Socket) {
 // kernel's count of its TCP sockets.
 func openDiag(path string) (fd int, netns uint32, count int, err error) {
 	if path == "" {
-		path = "/proc/self/ns/net"
+		path = "/proc/thread-self/ns/net" // not /proc/self: the main thread may have entered another (see Namespaces)
 		fd, err := newDiagSocket()
 		if err != nil {
 			return -1, 0, 0, err
@@ -337,7 +337,11 @@ func Namespaces() ([]string, error) {
 		seen[ino] = true
 		out = append(out, path)
 	}
-	add("/proc/self/ns/net")
+	// Ours: a thread's, not /proc/self's (the main thread's), which a
+	// goroutine that entered a namespace to list it and ended locked to
+	// the main thread leaves in that namespace. Unlocked threads, this
+	// one included, are all still in ours.
+	add("/proc/thread-self/ns/net")
 	if names, err := os.ReadDir("/run/netns"); err == nil {
 		for _, n := range names {
 			add("/run/netns/" + n.Name())
