@@ -219,7 +219,7 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		refuse(t, ns, "127.0.0.1:1")
 		deadline := time.Now().Add(5 * time.Second)
-		key := fmt.Sprintf(`socktrace_connect_attempts_total{comm=%q,daddr="127.0.0.1",dport="1",outcome="refused"}`, processComm(t))
+		key := fmt.Sprintf(`socktrace_connect_attempts_total{comm=%q,daddr="127.0.0.1",dport="1",netns="netns:%d",outcome="refused"}`, processComm(t), ns.Inode)
 		for scrape(t, http.DefaultClient, "http://"+addr+"/metrics")[key] != 1 {
 			if time.Now().After(deadline) {
 				t.Fatalf("no %s = 1 in /metrics", key)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/promtest"
 	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -137,4 +140,81 @@ func TestNetnsNames(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAgentLoopbackPerNetns: with the agent's default --netns all,
+// 127.0.0.1:9093 of one namespace (a server there) and of another
+// (nothing listens) are two places: their series stay apart, labelled
+// with each namespace's name, and Prometheus sees one failing and one
+// healthy; 10.9.9.9:9093, the same address in both, stays one series.
+func TestAgentLoopbackPerNetns(t *testing.T) {
+	healthy, failing := testnet.New(t), testnet.New(t)
+	name := nameNetns(t, healthy)
+	for _, ns := range []*testnet.NS{healthy, failing} {
+		if out, err := exec.Command("nsenter", "--net="+ns.Path(), "ip", "addr", "add", "10.9.9.9/32", "dev", "lo").CombinedOutput(); err != nil {
+			t.Fatalf("ip addr add: %v\n%s", err, out)
+		}
+	}
+	var ln net.Listener
+	healthy.Run(t, func() (err error) {
+		ln, err = net.Listen("tcp", "127.0.0.1:9093")
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	p, addr := startAgent(t)
+	prom := promtest.Start(t, promtest.Config{Targets: []string{addr}})
+	for i := 0; i < 3; i++ {
+		healthy.Run(t, func() error {
+			c, err := net.Dial("tcp", "127.0.0.1:9093")
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		refuse(t, failing, "127.0.0.1:9093")
+		refuse(t, healthy, "10.9.9.9:9093")
+		refuse(t, failing, "10.9.9.9:9093")
+	}
+	healthyNS, failingNS := "netns:"+name, fmt.Sprintf("netns:%d", failing.Inode)
+
+	prom.WaitTargetsUp(t, 20*time.Second)
+	got := prom.WaitQuery(t, `socktrace_destination_failing{daddr="127.0.0.1",dport="9093"}`, 20*time.Second,
+		func(s []promtest.Sample) bool { return len(s) == 2 })
+	for _, s := range got {
+		want := map[string]float64{healthyNS: 0, failingNS: 1}
+		if w, ok := want[s.Labels["netns"]]; !ok || s.Value != w {
+			t.Errorf("socktrace_destination_failing %v = %v; want netns %s 0 and %s 1", s.Labels, s.Value, healthyNS, failingNS)
+		}
+	}
+
+	// By hand, as an SRE would look.
+	comm := processComm(t)
+	attempts := func(daddr, netns, outcome string) string {
+		return fmt.Sprintf(`socktrace_connect_attempts_total{comm=%q,daddr=%q,dport="9093",netns=%q,outcome=%q}`, comm, daddr, netns, outcome)
+	}
+	m := scrape(t, http.DefaultClient, "http://"+addr+"/metrics")
+	for key, want := range map[string]float64{
+		attempts("127.0.0.1", healthyNS, "established"): 3, attempts("127.0.0.1", healthyNS, "refused"): 0,
+		attempts("127.0.0.1", failingNS, "established"): 0, attempts("127.0.0.1", failingNS, "refused"): 3,
+		attempts("10.9.9.9", "", "refused"): 6,
+	} {
+		if v, ok := m[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
+	for key := range m {
+		if strings.Contains(key, `daddr="10.9.9.9"`) && !strings.Contains(key, `netns=""`) {
+			t.Errorf("a series of a destination that is not loopback carries a namespace: %s", key)
+		}
+	}
+	p.stop(t)
 }
