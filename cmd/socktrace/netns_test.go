@@ -121,6 +121,30 @@ func TestNetnsNames(t *testing.T) {
 		}
 	}
 
+	// The table's summary says where, and keeps its columns: the
+	// destination "in netns:NAME" is wider than the column was.
+	p = start(t, "-n", "--summary", "--netns", name)
+	refuse(t, ns, "127.0.0.1:1")
+	p.waitFor(t, "the refused connect", func(lines []string) bool {
+		return strings.Contains(strings.Join(lines, "\n"), "syn-sent -> close")
+	})
+	lines := p.stop(t)
+	head := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "STATUS ") && i > 0 && lines[i-1] == "CONNECT ATTEMPTS BY DESTINATION" {
+			head = i
+		}
+	}
+	if head < 0 || head+1 >= len(lines) || !strings.Contains(lines[head+1], "127.0.0.1:1 in netns:"+name) {
+		t.Fatalf("no destination in netns:%s in the summary:\n%s", name, strings.Join(lines, "\n"))
+	}
+	h, row := lines[head], lines[head+1]
+	proc, attempts, since := strings.Index(h, "PROCESS"), strings.Index(h, "ATTEMPTS")+len("ATTEMPTS"), strings.Index(h, "SINCE")
+	if len(row) <= since || row[proc-1] != ' ' || !strings.HasPrefix(row[proc:], processComm(t)+"/") ||
+		row[attempts-1] != '1' || row[attempts] != ' ' || row[since-1] != ' ' || row[since] == ' ' {
+		t.Errorf("the summary's columns are not aligned:\n%s\n%s", h, row)
+	}
+
 	// socktrace ss -N takes the same names.
 	if out, err := runSocktrace(t, "ss", "-tln", "-N", name); err != nil || !strings.Contains(out, "127.0.0.1:"+strconv.Itoa(port)) {
 		t.Errorf("ss -tln -N %s: %v, want the listener on port %d:\n%s", name, err, port, out)
