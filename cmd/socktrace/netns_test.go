@@ -173,7 +173,10 @@ func TestNetnsNames(t *testing.T) {
 // healthy; 10.9.9.9:9093, the same address in both, stays one series.
 func TestAgentLoopbackPerNetns(t *testing.T) {
 	healthy, failing := testnet.New(t), testnet.New(t)
-	name := nameNetns(t, healthy)
+	// Both named (ip netns): a namespace no process lives in is named
+	// after one that does, and the test's own main thread may be one
+	// (a goroutine of ns.Run that ran on it leaves it there).
+	name, failingName := nameNetns(t, healthy), nameNetns(t, failing)
 	for _, ns := range []*testnet.NS{healthy, failing} {
 		if out, err := exec.Command("nsenter", "--net="+ns.Path(), "ip", "addr", "add", "10.9.9.9/32", "dev", "lo").CombinedOutput(); err != nil {
 			t.Fatalf("ip addr add: %v\n%s", err, out)
@@ -208,7 +211,7 @@ func TestAgentLoopbackPerNetns(t *testing.T) {
 		refuse(t, healthy, "10.9.9.9:9093")
 		refuse(t, failing, "10.9.9.9:9093")
 	}
-	healthyNS, failingNS := "netns:"+name, fmt.Sprintf("netns:%d", failing.Inode)
+	healthyNS, failingNS := "netns:"+name, "netns:"+failingName
 
 	prom.WaitTargetsUp(t, 20*time.Second)
 	got := prom.WaitQuery(t, `socktrace_destination_failing{daddr="127.0.0.1",dport="9093"}`, 20*time.Second,
