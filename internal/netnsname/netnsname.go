@@ -110,7 +110,7 @@ func (r *Resolver) netnsOf(pid uint32) (uint32, bool) {
 
 // hostNetns is the host's namespace when socktrace knows which it is:
 // the initial network namespace (the kernel's first, init_net). That is
-// socktrace's own when the kernel says so (see own); otherwise PID 1's
+// socktrace's own when the kernel says so (see ownNetns); otherwise PID 1's
 // (under the host root) when it is not socktrace's own, checked by
 // entering it where socktrace may, taken on trust where it may not. A
 // namespace named after no evidence would be a guess: where /proc/1/ns
