@@ -56,7 +56,7 @@ func maskPID1(argv ...string) []string {
 func TestNetnsNames(t *testing.T) {
 	for _, tool := range []string{"ip", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			testnet.Skip(t, tool+" is not installed (make test installs iproute2 and util-linux)")
+			testnet.Skip(t, tool+" is not installed (make test installs iproute2; unshare comes with util-linux, in every Debian)")
 		}
 	}
 	ns := testnet.New(t)
