@@ -102,7 +102,7 @@ struct sock_info {
 	struct owner owner;
 	__u32 retrans;     /* data segments retransmitted */
 	__u16 syn_retrans; /* SYNs (SYN-ACKs for an accepted socket) retransmitted */
-	__u16 sport;       /* the kernel clears the local port before ->close */
+	__u16 sport;       /* the local port, last known */
 	__u8 owner_known;
 	__u8 rst;    /* RST_SENT, RST_RECEIVED */
 	__u8 active; /* an active open (connect): counted by destination */
@@ -445,6 +445,21 @@ static __always_inline void take_synacks(struct sock *sk, struct sock_info *next
 	}
 }
 
+/* The socket's local port, host order; 0 while it has none (at
+ * close -> syn-sent, the port is picked later in connect). skc_num is the
+ * port the socket holds: the kernel clears it when the socket lets go of
+ * the port (inet_put_port, as it enters close, before the transition is
+ * announced). inet_sport keeps it: the kernel's own tracepoint reports
+ * that one. */
+static __always_inline __u16 local_port(struct sock *sk)
+{
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+
+	if (!port)
+		port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	return port;
+}
+
 /* The socket's netns and family, if it is TCP and passes those filters. */
 static __always_inline int tcp_sock_wanted(struct sock *sk, __u32 *netns, __u16 *family)
 {
@@ -496,7 +511,7 @@ static __always_inline int on_packet(struct sock *sk, __u8 kind)
 	if (!tcp_sock_wanted(sk, &netns, &family))
 		return 0;
 	__u64 skaddr = (__u64)sk;
-	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 sport = local_port(sk);
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	struct sock_info *info = sock_entry(skaddr, sport);
@@ -590,7 +605,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	if (cfg.netns && netns != cfg.netns)
 		return 0;
 
-	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 sport = local_port(sk);
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 
 	/* Remember when the socket changed state and who owns it, whether or

@@ -1,0 +1,157 @@
+package events_test
+
+// The figures of a record checked against the kernel's own: the local
+// port of a failed connect.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/testnet"
+	"golang.org/x/sys/unix"
+)
+
+// droppingListener makes, in ns, a listener whose accept queue is full
+// (backlog 0, one connection never accepted): it drops every SYN that
+// comes next, on every kernel. It returns the listener's port.
+func droppingListener(t *testing.T, ns *testnet.NS) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(fd, 0); err != nil {
+			return err
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		port = sa.(*unix.SockaddrInet4).Port
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { c.Close() })
+		return nil
+	})
+	return port
+}
+
+// closedPort returns a port of ns nobody listens on.
+func closedPort(t *testing.T, ns *testnet.NS) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		return ln.Close()
+	})
+	return port
+}
+
+// failedConnect makes, in ns, a connect to 127.0.0.1:port from a port the
+// kernel picks, and how returns its local port as getsockname(2) gives it
+// (the socket's inet_sport, which the kernel's own inet_sock_set_state
+// tracepoint reports). how: "refused" (a blocking connect that fails),
+// "abandoned" (closed by the application in syn-sent), "timed-out" (one
+// SYN retransmit, TCP_SYNCNT 1, then ETIMEDOUT).
+func failedConnect(t *testing.T, ns *testnet.NS, port int, how string) (local int) {
+	t.Helper()
+	ns.Run(t, func() error {
+		typ := unix.SOCK_STREAM | unix.SOCK_CLOEXEC
+		if how != "refused" {
+			typ |= unix.SOCK_NONBLOCK
+		}
+		fd, err := unix.Socket(unix.AF_INET, typ, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if how == "timed-out" {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1); err != nil {
+				return err
+			}
+		}
+		err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+		switch how {
+		case "refused":
+			if !errors.Is(err, unix.ECONNREFUSED) {
+				return fmt.Errorf("connect to a closed port: %v, want ECONNREFUSED", err)
+			}
+		default:
+			if !errors.Is(err, unix.EINPROGRESS) {
+				return fmt.Errorf("non-blocking connect to a dropping port: %v, want EINPROGRESS", err)
+			}
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		local = sa.(*unix.SockaddrInet4).Port
+		if how == "timed-out" {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			if _, err := unix.Poll(pfd, 10000); err != nil {
+				return err
+			}
+			if e, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); unix.Errno(e) != unix.ETIMEDOUT {
+				return fmt.Errorf("connect to a dropping port ended with %v, want ETIMEDOUT", unix.Errno(e))
+			}
+		}
+		return nil
+	})
+	if local == 0 {
+		t.Fatalf("%s connect: getsockname gave no local port", how)
+	}
+	return local
+}
+
+// TestFailedConnectPort: the syn-sent -> close of a refused, abandoned or
+// timed-out connect carries the local port the kernel gave the socket
+// (the kernel lets go of the port before it announces the close).
+func TestFailedConnectPort(t *testing.T) {
+	ns := testnet.New(t)
+	closed, dropping := closedPort(t, ns), droppingListener(t, ns)
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	for _, tc := range []struct {
+		how  string
+		port int
+		err  unix.Errno
+	}{
+		{"refused", closed, unix.ECONNREFUSED},
+		{"abandoned", dropping, 0},
+		{"timed-out", dropping, unix.ETIMEDOUT},
+	} {
+		t.Run(tc.how, func(t *testing.T) {
+			local := failedConnect(t, ns, tc.port, tc.how)
+			var end events.Transition
+			c.waitForIn(t, 5*time.Second, fmt.Sprintf("the %s connect's syn-sent -> close", tc.how), func(recs []events.Transition) bool {
+				for _, r := range recs {
+					if r.Old == tcpstate.SynSent && r.New == tcpstate.Close && int(r.DPort) == tc.port && r.Error() == tc.err &&
+						(int(r.SPort) == local || r.SPort == 0) {
+						end = r
+						return true
+					}
+				}
+				return false
+			})
+			if int(end.SPort) != local {
+				t.Errorf("%s connect: syn-sent -> close has local port %d, the kernel's is %d", tc.how, end.SPort, local)
+			}
+		})
+	}
+}
