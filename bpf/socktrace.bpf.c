@@ -501,6 +501,30 @@ static __always_inline struct sock_info *sock_entry(__u64 skaddr, __u16 sport)
 	return info;
 }
 
+/*
+ * SYN retransmissions the hook did not see. The kernel counts every
+ * retransmission attempt in total_retrans (which, in syn-sent, counts
+ * nothing but SYNs), also one that failed: a SYN that a firewall dropped
+ * on the way out (nftables' output hook) fails in the sending, and the
+ * kernel counts it as TcpExtTCPRetransFail. The tcp_retransmit_skb
+ * tracepoint fires only for those that went out (before 6.17; since, the
+ * hook counts only those). So the socket's count is the larger of the
+ * two: this brings info's up to the kernel's and returns how many it
+ * added.
+ */
+static __always_inline __u16 sync_syn_retrans(struct sock *sk, struct sock_info *info)
+{
+	__u32 n = BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+
+	if (n > 0xffff)
+		n = 0xffff;
+	if (n <= info->syn_retrans)
+		return 0;
+	__u16 added = n - info->syn_retrans;
+	info->syn_retrans = n;
+	return added;
+}
+
 /* A retransmit, reset or error of a socket: counted on the socket (and
  * its destination, for a connect), and sent as a record if asked for. */
 static __always_inline int on_packet(struct sock *sk, __u8 kind)
@@ -521,10 +545,12 @@ static __always_inline int on_packet(struct sock *sk, __u8 kind)
 	if (!sport)
 		sport = info->sport;
 	__u32 idx = NR_DEST_COUNTERS;
+	__u64 n = 1;
 	switch (kind) {
 	case KIND_RETRANSMIT:
 		if (state == TCP_SYN_SENT) {
 			info->syn_retrans++; /* the socket's lock is held: one writer */
+			n += sync_syn_retrans(sk, info);
 			idx = C_SYN_RETRANS;
 		} else {
 			info->retrans++;
@@ -542,7 +568,7 @@ static __always_inline int on_packet(struct sock *sk, __u8 kind)
 	}
 	if (info->active && idx < NR_DEST_COUNTERS &&
 	    port_match(sport, cfg.sport, cfg.nr_sport) && port_match(dport, cfg.dport, cfg.nr_dport))
-		count_dest(sk, info, netns, family, dport, idx, 1);
+		count_dest(sk, info, netns, family, dport, idx, n);
 	if (cfg.kinds & (1U << (kind & 7))) {
 		struct owner cur;
 		struct sock_info copy = *info;
@@ -647,6 +673,14 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 			next.owner = l->owner;
 			next.owner_known = 1;
 		}
+	}
+	if (oldstate == TCP_SYN_SENT) {
+		/* The attempt's SYN retransmits, failed ones included. */
+		__u16 added = sync_syn_retrans(sk, &next);
+
+		if (added && next.active && port_match(sport, cfg.sport, cfg.nr_sport) &&
+		    port_match(dport, cfg.dport, cfg.nr_dport))
+			count_dest(sk, &next, netns, family, dport, C_SYN_RETRANS, added);
 	}
 	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN)
 		track_listener(netns, sport, oldstate, newstate, &next.owner);
@@ -883,7 +917,8 @@ int tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
  * raw_tracepoint one (for kernels whose tracing programs cannot attach);
  * user space attaches what the kernel has, and says what it lacks.
  * tcp_retransmit_skb gained an err argument in 6.17 and then also fires
- * for retransmits that failed: the _err programs count only err == 0.
+ * for retransmits that failed: the _err programs count only err == 0 (a
+ * SYN's failed attempts are taken from the socket: sync_syn_retrans).
  * tcp_send_reset gained a reason in 6.10 and may then pass a NULL sk.
  */
 SEC("tp_btf/tcp_retransmit_skb")

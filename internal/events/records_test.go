@@ -1,12 +1,15 @@
 package events_test
 
 // The figures of a record checked against the kernel's own: the local
-// port of a failed connect.
+// port of a failed connect, the SYNs of an attempt whatever dropped them.
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -153,5 +156,64 @@ func TestFailedConnectPort(t *testing.T) {
 				t.Errorf("%s connect: syn-sent -> close has local port %d, the kernel's is %d", tc.how, end.SPort, local)
 			}
 		})
+	}
+}
+
+// nftCounter reads the packets of a named nftables counter in ns.
+func nftCounter(t *testing.T, ns *testnet.NS, table, name string) uint64 {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+ns.Path(), "nft", "list", "counter", "inet", table, name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list counter: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`packets (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no packets in nft's counter:\n%s", out)
+	}
+	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+	return n
+}
+
+// TestSynRetransmitsDroppedOnOutput: an nftables rule on the client's
+// output hook drops its SYNs (the kernel counts each retransmission as
+// failed, TcpExtTCPRetransFail, and the tracepoint does not report it as
+// sent): the attempt's syn_retransmits still counts every retransmission
+// it tried, as total_retrans does, and the SYNs it tried (1 + those) are
+// what segs_out and nft's counter say; the destination's counter agrees.
+func TestSynRetransmitsDroppedOnOutput(t *testing.T) {
+	ns := testnet.New(t)
+	const port = 9092
+	nftIn(t, ns, fmt.Sprintf("table inet out {\n counter syns {}\n chain out {\n  type filter hook output priority 0;\n  tcp dport %d counter name syns drop\n }\n}\n", port))
+	c := hooked(t, ns, events.KindsOf(events.KindRetransmit), "tcp:tcp_retransmit_skb")
+	local := failedConnect(t, ns, port, "timed-out")
+	c.waitFor(t, "the attempt closed", closedCount(1))
+	counts, _, err := c.tr.DestCounts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := c.stop(t)
+	end := last(t, recs, tcpstate.SynSent, tcpstate.Close, port)
+	dropped := nftCounter(t, ns, "out", "syns")
+	t.Logf("syn-sent -> close: syn_retransmits %d, total_retrans %d, segs_out %d; nft dropped %d SYNs", end.SynRetrans, end.TotalRetrans, end.SegsOut, dropped)
+	if end.Error() != unix.ETIMEDOUT || int(end.SPort) != local || !end.TCPStats {
+		t.Fatalf("attempt ended with %v from port %d (stats %v), want ETIMEDOUT from %d", end.Error(), end.SPort, end.TCPStats, local)
+	}
+	if end.TotalRetrans == 0 {
+		t.Fatalf("the kernel retransmitted no SYN: the test proves nothing")
+	}
+	if uint32(end.SynRetrans) != end.TotalRetrans {
+		t.Errorf("syn_retransmits %d, the kernel's total_retrans %d", end.SynRetrans, end.TotalRetrans)
+	}
+	if syns := 1 + uint64(end.SynRetrans); syns != uint64(end.SegsOut) || syns != dropped {
+		t.Errorf("1 + %d SYN retransmits, segs_out %d, nft dropped %d: want all the same", end.SynRetrans, end.SegsOut, dropped)
+	}
+	var syn uint64
+	for _, d := range counts {
+		if d.Key.DPort == port {
+			syn += d.N[events.CounterSynRetrans]
+		}
+	}
+	if syn != uint64(end.SynRetrans) {
+		t.Errorf("destination counter: %d SYN retransmits, the record %d", syn, end.SynRetrans)
 	}
 }
