@@ -106,8 +106,14 @@ struct sock_info {
 	__u8 owner_known;
 	__u8 rst;    /* RST_SENT, RST_RECEIVED */
 	__u8 active; /* an active open (connect): counted by destination */
-	__u8 pad;
+	__u8 opener; /* OPENER_*: how the socket was opened, if seen */
 };
+
+/* sock_info.opener: the socket was seen in syn-sent (a connect) or in
+ * syn-recv (accepted from a listener); 0: neither (open before the trace,
+ * or forgotten). */
+#define OPENER_CONNECT 1
+#define OPENER_ACCEPT 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -306,13 +312,44 @@ static __always_inline void count_dest(struct sock *sk, const struct sock_info *
 		*o += n; /* per-CPU slot: no other writer */
 }
 
-/* Reads the socket's TCP counters into e. */
-static __always_inline void read_tcp_stats(struct sock *sk, struct event *e)
+#define SOCK_DONE 1 /* enum sock_flags, the same since 2.6 */
+
+/*
+ * The socket's data bytes, sent and acknowledged and received. The
+ * kernel's bytes_acked counts every sequence number acknowledged, so also
+ * a connect's SYN (the first, acknowledged by the SYN-ACK; an accepted
+ * socket starts after its SYN) and the socket's own FIN once acknowledged
+ * (the last: queued on entering fin-wait-1 or last-ack, acknowledged when
+ * snd_una reaches write_seq); bytes_received counts the peer's FIN once
+ * taken (tcp_fin() marks the socket SOCK_DONE then), never its SYN. state:
+ * the socket's state when the counters were read (before the transition,
+ * for one). A connect's SYN is taken off only when socktrace knows the
+ * socket connected (opener): for one open before the trace it may stay.
+ */
+static __always_inline void data_bytes(struct sock *sk, int state, __u8 opener, __u64 *acked, __u64 *received)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 a = BPF_CORE_READ(tp, bytes_acked);
+	__u64 r = BPF_CORE_READ(tp, bytes_received);
+
+	if (opener == OPENER_CONNECT && a > 0)
+		a--;
+	if ((state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK) &&
+	    a > 0 && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		a--;
+	if (r > 0 && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)))
+		r--;
+	*acked = a;
+	*received = r;
+}
+
+/* Reads the socket's TCP counters into e; state and opener as for
+ * data_bytes. */
+static __always_inline void read_tcp_stats(struct sock *sk, struct event *e, int state, __u8 opener)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 
-	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	data_bytes(sk, state, opener, &e->bytes_acked, &e->bytes_received);
 	e->segs_out = BPF_CORE_READ(tp, segs_out);
 	e->segs_in = BPF_CORE_READ(tp, segs_in);
 	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
@@ -344,10 +381,11 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	if (kind == KIND_TRANSITION && m->oldstate == TCP_SYN_SENT)
 		count_dest(sk, next, netns, family, dport, outcome_of(m->newstate, (__u16)BPF_CORE_READ(sk, sk_err)), 1);
 	if (kind == KIND_TRANSITION && m->newstate == TCP_CLOSE && next->active) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u64 acked, received;
 
-		count_dest(sk, next, netns, family, dport, C_BYTES_ACKED, BPF_CORE_READ(tp, bytes_acked));
-		count_dest(sk, next, netns, family, dport, C_BYTES_RECEIVED, BPF_CORE_READ(tp, bytes_received));
+		data_bytes(sk, m->oldstate, next->opener, &acked, &received);
+		count_dest(sk, next, netns, family, dport, C_BYTES_ACKED, acked);
+		count_dest(sk, next, netns, family, dport, C_BYTES_RECEIVED, received);
 	}
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -396,7 +434,7 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	e->segs_out = e->segs_in = e->total_retrans = e->srtt_us = 0;
 	if (kind != KIND_TRANSITION || m->newstate == TCP_CLOSE || m->oldstate == TCP_SYN_SENT ||
 	    m->newstate == TCP_ESTABLISHED)
-		read_tcp_stats(sk, e);
+		read_tcp_stats(sk, e, m->oldstate, next->opener);
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
 	if (family == AF_INET) {
@@ -657,6 +695,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		next.owner = cur;
 		next.owner_known = 1;
 		next.active = newstate == TCP_SYN_SENT;
+		next.opener = newstate == TCP_SYN_SENT ? OPENER_CONNECT : 0;
 	} else if (!next.owner_known && in_owner_context(oldstate, newstate)) {
 		next.owner = cur;
 		next.owner_known = 1;
@@ -669,18 +708,24 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 
 		__builtin_memset(&next, 0, sizeof(next));
 		next.sport = sport;
+		next.opener = OPENER_ACCEPT;
 		if (l && !l->ambiguous) {
 			next.owner = l->owner;
 			next.owner_known = 1;
 		}
 	}
 	if (oldstate == TCP_SYN_SENT) {
-		/* The attempt's SYN retransmits, failed ones included. */
+		/* A connect, whether its start was seen or not; its SYN
+		 * retransmits, failed ones included. */
 		__u16 added = sync_syn_retrans(sk, &next);
 
+		next.opener = OPENER_CONNECT;
 		if (added && next.active && port_match(sport, cfg.sport, cfg.nr_sport) &&
 		    port_match(dport, cfg.dport, cfg.nr_dport))
 			count_dest(sk, &next, netns, family, dport, C_SYN_RETRANS, added);
+	} else if (oldstate == TCP_SYN_RECV && !next.opener) {
+		/* Accepted (a simultaneous open was in syn-sent first). */
+		next.opener = OPENER_ACCEPT;
 	}
 	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN)
 		track_listener(netns, sport, oldstate, newstate, &next.owner);

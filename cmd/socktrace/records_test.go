@@ -1,11 +1,15 @@
 package main
 
 // Records that say what the kernel says: the local port and the SYNs of
-// a failed connect, everywhere socktrace shows them.
+// a failed connect, the data bytes of a connection, everywhere socktrace
+// shows them.
 
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -127,5 +131,130 @@ func TestFailedConnectFigures(t *testing.T) {
 	want := regexp.MustCompile(fmt.Sprintf(`127\.0\.0\.1:%d +127\.0\.0\.1:9092 +syn-sent -> close .* %d SYN rexmit`, local, rexmit))
 	if !want.MatchString(out) {
 		t.Errorf("the table read back lacks the attempt from port %d with %d SYN rexmit:\n%s", local, rexmit, out)
+	}
+}
+
+// echoServer serves, in ns, on a new listener until the test ends: each
+// connection gets back what it sent, and is closed once the client
+// closed. It returns the port.
+func echoServer(t *testing.T, ns *testnet.NS) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { ln.Close() })
+		port = ln.Addr().(*net.TCPAddr).Port
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+		return nil
+	})
+	return port
+}
+
+// echo makes, in ns, n connections to port, each sending size bytes and
+// reading them back before it closes.
+func echo(t *testing.T, ns *testnet.NS, port, n, size int) {
+	t.Helper()
+	ns.Run(t, func() error {
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				return err
+			}
+			if _, err := c.Write(make([]byte, size)); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(c, make([]byte, size)); err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
+	})
+}
+
+// metric sums the samples of name whose labels include every one given.
+func metric(m map[string]float64, name string, labels ...string) (float64, bool) {
+	var sum float64
+	found := false
+	for k, v := range m {
+		if !strings.HasPrefix(k, name+"{") {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(k, l)
+		}
+		if all {
+			sum, found = sum+v, true
+		}
+	}
+	return sum, found
+}
+
+// TestDataBytesEverywhere: 20 connections that send nothing and 5 that
+// send 1000 bytes each way. The records, the summary's destinations and
+// the agent's socktrace_bytes_total count data only: 0 and 5000, not the
+// SYN and FINs the kernel's own counters hold.
+func TestDataBytesEverywhere(t *testing.T) {
+	ns := testnet.New(t)
+	empty, full := echoServer(t, ns), echoServer(t, ns)
+	_, addr := startAgent(t, "--netns", ns.Path())
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--summary", "--no-snapshot")
+	echo(t, ns, empty, 20, 0)
+	echo(t, ns, full, 5, 1000)
+	closes := func(lines []string) bool {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, `"new_state":"close"`) && strings.Contains(l, `"bytes_acked"`) {
+				n++
+			}
+		}
+		return n >= 2*25 // both sides of every connection
+	}
+	p.waitFor(t, "every connection closed", closes)
+	m := scrape(t, http.DefaultClient, "http://"+addr+"/metrics")
+	recs := parseJSON(t, p.stop(t))
+
+	for _, c := range []struct {
+		port, conns int
+		each        float64
+	}{{empty, 20, 0}, {full, 5, 1000}} {
+		dp := fmt.Sprintf(`dport="%d"`, c.port)
+		for _, dir := range []string{"sent", "received"} {
+			got, ok := metric(m, "socktrace_bytes_total", dp, `direction="`+dir+`"`)
+			if !ok || got != c.each*float64(c.conns) {
+				t.Errorf("socktrace_bytes_total{%s,direction=%q} = %v (present %v), want %v", dp, dir, got, ok, c.each*float64(c.conns))
+			}
+		}
+		d := destOf(lastSummary(t, recs), c.port)
+		if d == nil || d.num("bytes_acked") != c.each*float64(c.conns) || d.num("bytes_received") != c.each*float64(c.conns) {
+			t.Errorf("summary of :%d: %v; want bytes_acked and bytes_received %v", c.port, d, c.each*float64(c.conns))
+		}
+		n := 0
+		for _, r := range recs {
+			if r.str("type") != "transition" || r.str("new_state") != "close" || r["bytes_acked"] == nil ||
+				(int(r.num("dport")) != c.port && int(r.num("sport")) != c.port) {
+				continue
+			}
+			n++
+			if r.num("bytes_acked") != c.each || r.num("bytes_received") != c.each {
+				t.Errorf("%s -> close of %v:%v -> %v:%v: bytes_acked %v, bytes_received %v; want %v",
+					r.str("old_state"), r["saddr"], r["sport"], r["daddr"], r["dport"], r["bytes_acked"], r["bytes_received"], c.each)
+			}
+		}
+		if n != 2*c.conns {
+			t.Errorf(":%d: %d closes with byte counts, want %d", c.port, n, 2*c.conns)
+		}
 	}
 }

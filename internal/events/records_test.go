@@ -1,11 +1,13 @@
 package events_test
 
 // The figures of a record checked against the kernel's own: the local
-// port of a failed connect, the SYNs of an attempt whatever dropped them.
+// port of a failed connect, the SYNs of an attempt whatever dropped them,
+// the data bytes a connection moved.
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"regexp"
@@ -215,5 +217,193 @@ func TestSynRetransmitsDroppedOnOutput(t *testing.T) {
 	}
 	if syn != uint64(end.SynRetrans) {
 		t.Errorf("destination counter: %d SYN retransmits, the record %d", syn, end.SynRetrans)
+	}
+}
+
+// talk makes, in ns, one connection on a new listener: each side sends
+// n bytes and reads the peer's n, then it ends as end says: "client
+// closes" (then the server, on EOF), "server closes" (then the client),
+// "client closes, server later" (the server closes 200ms after: the
+// client's socket has made way for a time-wait one without the server's
+// FIN), "client half-closes" (shutdown SHUT_WR; the server closes on EOF; the
+// client closes on EOF: it has the server's FIN when it does), "client
+// aborts" (SO_LINGER 0 once its data is acknowledged: an RST, no FIN). It
+// returns the listener's port.
+func talk(t *testing.T, ns *testnet.NS, n int, end string) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		port = ln.Addr().(*net.TCPAddr).Port
+		cl, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		sv, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		defer sv.Close()
+		// Both ways at once: n may be more than a socket buffer holds.
+		both := func(c net.Conn) error {
+			errc := make(chan error, 1)
+			go func() { _, err := c.Write(make([]byte, n)); errc <- err }()
+			if _, err := io.ReadFull(c, make([]byte, n)); err != nil {
+				return err
+			}
+			return <-errc
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- both(sv) }()
+		if err := both(cl); err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		if err := <-errc; err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		eof := func(c net.Conn) error {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if k, err := c.Read(make([]byte, 1)); err != io.EOF {
+				return fmt.Errorf("read after the peer's close: %d bytes, %v; want EOF", k, err)
+			}
+			return nil
+		}
+		switch end {
+		case "client closes", "server closes", "client closes, server later":
+			first, second := cl, sv
+			if end == "server closes" {
+				first, second = sv, cl
+			}
+			first.Close()
+			if end == "client closes, server later" {
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err := eof(second); err != nil {
+				return err
+			}
+			return second.Close()
+		case "client half-closes":
+			if err := cl.(*net.TCPConn).CloseWrite(); err != nil {
+				return err
+			}
+			if err := eof(sv); err != nil {
+				return err
+			}
+			sv.Close()
+			if err := eof(cl); err != nil {
+				return err
+			}
+			return cl.Close()
+		case "client aborts":
+			if err := acknowledged(cl.(*net.TCPConn)); err != nil {
+				return err
+			}
+			cl.(*net.TCPConn).SetLinger(0)
+			cl.Close()
+			sv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := sv.Read(make([]byte, 1)); !errors.Is(err, unix.ECONNRESET) {
+				return fmt.Errorf("server read after the client's abort: %v, want ECONNRESET", err)
+			}
+			return sv.Close()
+		}
+		return fmt.Errorf("unknown end %q", end)
+	})
+	return port
+}
+
+// acknowledged waits until everything c sent is acknowledged.
+func acknowledged(c *net.TCPConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error = errors.New("data still unacknowledged after 5s")
+	raw.Control(func(fd uintptr) {
+		for i := 0; i < 500; i++ {
+			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err != nil {
+				ierr = err
+				return
+			}
+			if info.Unacked == 0 && info.Notsent_bytes == 0 {
+				ierr = nil
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	return ierr
+}
+
+// TestDataBytes: a connection whose sides each send n bytes closes with
+// bytes_acked n and bytes_received n on both sides, however it ends: the
+// kernel's own counters also count the client's SYN and each FIN
+// acknowledged or taken, which are not data. The destination's byte
+// counters (socktrace_bytes_total) say n too.
+func TestDataBytes(t *testing.T) {
+	ns := testnet.New(t)
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	type conn struct {
+		n    int
+		end  string
+		port int
+	}
+	var conns []conn
+	for _, n := range []int{0, 1, 70000} {
+		for _, end := range []string{"client closes", "server closes", "client closes, server later", "client half-closes", "client aborts"} {
+			conns = append(conns, conn{n, end, talk(t, ns, n, end)})
+		}
+	}
+	// Each connection: a listener, a client and a server closed.
+	c.waitFor(t, "every socket closed", closedCount(3*len(conns)))
+	counts, _, err := c.tr.DestCounts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := c.stop(t)
+	for _, cn := range conns {
+		var client, server *events.Transition
+		for i := range recs {
+			r := &recs[i]
+			if r.Kind != events.KindTransition || r.New != tcpstate.Close {
+				continue
+			}
+			switch {
+			case int(r.DPort) == cn.port && r.Old != tcpstate.SynSent:
+				client = r
+			case int(r.SPort) == cn.port && r.Old != tcpstate.Listen:
+				server = r
+			}
+		}
+		what := fmt.Sprintf("%d bytes, %s", cn.n, cn.end)
+		if client == nil || server == nil {
+			t.Errorf("%s: closes not found:\n%s", what, dump(recs))
+			continue
+		}
+		for _, side := range []struct {
+			name string
+			r    *events.Transition
+		}{{"client", client}, {"server", server}} {
+			r := side.r
+			if !r.TCPStats || r.BytesAcked != uint64(cn.n) || r.BytesReceived != uint64(cn.n) {
+				t.Errorf("%s: %s's %s -> close: bytes_acked %d, bytes_received %d (stats %v); want %d each",
+					what, side.name, r.Old, r.BytesAcked, r.BytesReceived, r.TCPStats, cn.n)
+			}
+		}
+		var sent, received uint64
+		for _, d := range counts {
+			if int(d.Key.DPort) == cn.port {
+				sent += d.N[events.CounterBytesAcked]
+				received += d.N[events.CounterBytesReceived]
+			}
+		}
+		if sent != uint64(cn.n) || received != uint64(cn.n) {
+			t.Errorf("%s: destination counters: %d bytes sent, %d received; want %d each", what, sent, received, cn.n)
+		}
 	}
 }
