@@ -683,11 +683,12 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		}
 		next = *info;
 	}
+	int born = oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN);
 	if (sport)
 		next.sport = sport;
-	else
+	else if (!born) /* (an entry at a new socket's address is another's) */
 		sport = next.sport;
-	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
+	if (born) {
 		/* A new socket (the kernel may reuse the address of one
 		 * whose close went unseen): nothing carries over. */
 		__builtin_memset(&next, 0, sizeof(next));

@@ -127,7 +127,10 @@ func failedConnect(t *testing.T, ns *testnet.NS, port int, how string) (local in
 
 // TestFailedConnectPort: the syn-sent -> close of a refused, abandoned or
 // timed-out connect carries the local port the kernel gave the socket
-// (the kernel lets go of the port before it announces the close).
+// (the kernel lets go of the port before it announces the close); its
+// close -> syn-sent none (the port is picked later in connect), not one
+// of a socket that was at the same address before (refused twice: the
+// second socket may well take the first one's place).
 func TestFailedConnectPort(t *testing.T) {
 	ns := testnet.New(t)
 	closed, dropping := closedPort(t, ns), droppingListener(t, ns)
@@ -138,16 +141,22 @@ func TestFailedConnectPort(t *testing.T) {
 		err  unix.Errno
 	}{
 		{"refused", closed, unix.ECONNREFUSED},
+		{"refused", closed, unix.ECONNREFUSED},
 		{"abandoned", dropping, 0},
 		{"timed-out", dropping, unix.ETIMEDOUT},
 	} {
 		t.Run(tc.how, func(t *testing.T) {
 			local := failedConnect(t, ns, tc.port, tc.how)
-			var end events.Transition
+			var start, end events.Transition
 			c.waitForIn(t, 5*time.Second, fmt.Sprintf("the %s connect's syn-sent -> close", tc.how), func(recs []events.Transition) bool {
-				for _, r := range recs {
+				for i, r := range recs {
 					if r.Old == tcpstate.SynSent && r.New == tcpstate.Close && int(r.DPort) == tc.port && r.Error() == tc.err &&
 						(int(r.SPort) == local || r.SPort == 0) {
+						for _, s := range recs[:i] {
+							if s.SkAddr == r.SkAddr && s.Old == tcpstate.Close && s.New == tcpstate.SynSent {
+								start = s
+							}
+						}
 						end = r
 						return true
 					}
@@ -156,6 +165,9 @@ func TestFailedConnectPort(t *testing.T) {
 			})
 			if int(end.SPort) != local {
 				t.Errorf("%s connect: syn-sent -> close has local port %d, the kernel's is %d", tc.how, end.SPort, local)
+			}
+			if start.New != tcpstate.SynSent || start.SPort != 0 {
+				t.Errorf("%s connect: close -> syn-sent %v with local port %d, want one with none", tc.how, start.New, start.SPort)
 			}
 		})
 	}
