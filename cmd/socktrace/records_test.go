@@ -258,3 +258,37 @@ func TestDataBytesEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonedConnectCause: a client closes its connect after 50ms,
+// the SYN unanswered (a full listener drops it). The alert says what was
+// seen, the application closing the socket, not why it did.
+func TestAbandonedConnectCause(t *testing.T) {
+	ns := testnet.New(t)
+	port := fullListener(t, ns)
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--fail-after", "1", "--no-snapshot")
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+		if !errors.Is(err, unix.EINPROGRESS) {
+			unix.Close(fd)
+			return fmt.Errorf("connect to a full listener: %v, want EINPROGRESS", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		return unix.Close(fd)
+	})
+	p.waitFor(t, "the failing alert", alertFor("failing", port))
+	recs := parseJSON(t, p.stop(t))
+	want := regexp.MustCompile(`^closed by the application after [0-9.]+ms, no reply$`)
+	for _, r := range recs {
+		if r.str("type") == "alert" && int(r.num("dport")) == port {
+			if c := r.str("last_cause"); !want.MatchString(c) || r.str("last_outcome") != "aborted" {
+				t.Errorf("alert's last_cause %q (outcome %q), want %q (aborted)", c, r.str("last_outcome"), want)
+			}
+			return
+		}
+	}
+	t.Fatalf("no alert for :%d", port)
+}
