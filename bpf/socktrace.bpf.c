@@ -683,12 +683,12 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		}
 		next = *info;
 	}
-	int born = oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN);
+	/* The kernel's port only (inet_sport keeps it to the end): where it
+	 * has none yet, an entry at the socket's address may be another
+	 * socket's. */
 	if (sport)
 		next.sport = sport;
-	else if (!born) /* (an entry at a new socket's address is another's) */
-		sport = next.sport;
-	if (born) {
+	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
 		/* A new socket (the kernel may reuse the address of one
 		 * whose close went unseen): nothing carries over. */
 		__builtin_memset(&next, 0, sizeof(next));
