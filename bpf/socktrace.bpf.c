@@ -101,7 +101,7 @@ struct sock_info {
 		      * a retransmit or reset of an older socket made) */
 	struct owner owner;
 	__u32 retrans;     /* data segments retransmitted */
-	__u16 syn_retrans; /* SYNs (SYN-ACKs for an accepted socket) retransmitted */
+	__u16 syn_retrans; /* SYN retransmissions tried (SYN-ACKs for an accepted socket) */
 	__u16 sport;       /* the local port, last known */
 	__u8 owner_known;
 	__u8 rst;    /* RST_SENT, RST_RECEIVED */
