@@ -120,10 +120,11 @@ func TestAgentPrometheus(t *testing.T) {
 	prom.WaitQuery(t, fmt.Sprintf(`socktrace_destination_failing{dport="%d"} == 0`, s.healthy), 10*time.Second, nil)
 	prom.WaitQuery(t, fmt.Sprintf(`socktrace_connect_duration_seconds_count{dport="%d"} > 0`, s.healthy), 10*time.Second, nil)
 	// Why: the dropped port's SYNs were retransmitted, the closed port
-	// answered with RSTs; the healthy connections moved bytes.
+	// answered with RSTs; the healthy connections closed without sending
+	// data (their SYN and FIN are not data bytes).
 	prom.WaitQuery(t, `socktrace_syn_retransmits_total{dport="9092"} > 0`, 10*time.Second, nil)
 	prom.WaitQuery(t, fmt.Sprintf(`socktrace_resets_total{dport="%d",direction="received"} > 0`, s.closed), 10*time.Second, nil)
-	prom.WaitQuery(t, fmt.Sprintf(`socktrace_bytes_total{dport="%d",direction="sent"} > 0`, s.healthy), 10*time.Second, nil)
+	prom.WaitQuery(t, fmt.Sprintf(`socktrace_connect_attempts_total{dport="%d",outcome="established"} > 3 and on(daddr,dport,comm) socktrace_bytes_total{dport="%d",direction="sent"} == 0`, s.healthy, s.healthy), 10*time.Second, nil)
 	a := prom.WaitAlert(t, "SocktraceDestinationFailing", []string{"pending", "firing"}, 20*time.Second)
 	// (The dropped port and the closed one both fail.)
 	if d := a.Labels["dport"]; (d != "9092" && d != strconv.Itoa(s.closed)) || a.Labels["severity"] == "" ||

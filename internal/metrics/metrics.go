@@ -69,7 +69,7 @@ func newDescs(workload bool) *descs {
 		"Connect attempts (active opens) that ended, by destination, owning process and outcome (established, refused, timeout, unreachable, aborted); counted in the kernel, exact when transitions are lost.",
 		labels([]string{"daddr", "dport", "netns", "comm", "outcome"}), nil)
 	d.synRetrans = prometheus.NewDesc("socktrace_syn_retransmits_total",
-		"SYNs retransmitted by connect attempts to this destination (no answer to the first): counted in the kernel.",
+		"SYN retransmissions tried by connect attempts to this destination (no answer to the first), also those a firewall dropped on the way out: counted in the kernel.",
 		labels([]string{"daddr", "dport", "netns", "comm"}), nil)
 	d.retrans = prometheus.NewDesc("socktrace_retransmits_total",
 		"Data segments retransmitted by connections to this destination: counted in the kernel.",
@@ -78,7 +78,7 @@ func newDescs(workload bool) *descs {
 		"RSTs sent and received on connections (and connect attempts) to this destination: counted in the kernel.",
 		labels([]string{"daddr", "dport", "netns", "comm", "direction"}), nil)
 	d.bytes = prometheus.NewDesc("socktrace_bytes_total",
-		"Bytes sent (and acknowledged) and received by connections to this destination that closed: counted in the kernel.",
+		"Data bytes sent (and acknowledged) and received by connections to this destination that closed (the SYN and FINs are not data): counted in the kernel.",
 		labels([]string{"daddr", "dport", "netns", "comm", "direction"}), nil)
 	d.failing = prometheus.NewDesc("socktrace_destination_failing",
 		"1 while a destination's connects keep failing (--fail-after in a row), 0 after it recovered.",
