@@ -239,7 +239,7 @@ func TestSynRetransmitsDroppedOnOutput(t *testing.T) {
 // client's socket has made way for a time-wait one without the server's
 // FIN), "client half-closes" (shutdown SHUT_WR; the server closes on EOF; the
 // client closes on EOF: it has the server's FIN when it does), "client
-// aborts" (SO_LINGER 0 once its data is acknowledged: an RST, no FIN). It
+// aborts" (SO_LINGER 0 once both sides' data is acknowledged: an RST, no FIN). It
 // returns the listener's port.
 func talk(t *testing.T, ns *testnet.NS, n int, end string) int {
 	t.Helper()
@@ -312,8 +312,13 @@ func talk(t *testing.T, ns *testnet.NS, n int, end string) int {
 			}
 			return cl.Close()
 		case "client aborts":
-			if err := acknowledged(cl.(*net.TCPConn)); err != nil {
-				return err
+			// Both sides' data acknowledged first: the client's last
+			// ACK may be delayed, and an RST before it leaves the
+			// server's tail unacknowledged (bytes_acked short of n).
+			for _, c := range []net.Conn{cl, sv} {
+				if err := acknowledged(c.(*net.TCPConn)); err != nil {
+					return err
+				}
 			}
 			cl.(*net.TCPConn).SetLinger(0)
 			cl.Close()
