@@ -35,6 +35,15 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	// A closed stdout (socktrace | head) must end us quietly, not kill us.
 	signal.Ignore(syscall.SIGPIPE)
 
+	// A ready file says a socktrace runs and traces: one left behind
+	// (by a run killed with -9, or anything else) goes first, and ours
+	// goes when we exit.
+	if o.ReadyFile != "" {
+		if err := removeReadyFile(o.ReadyFile); err != nil {
+			return err
+		}
+		defer removeReadyFile(o.ReadyFile)
+	}
 	tr, err := events.Open(o.Tracer)
 	if err != nil {
 		return err
@@ -102,8 +111,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	// Healthy from here: attached, the snapshot merged, about to read.
-	// (Before the ready file, so whoever waits for it sees /healthz 200.)
+	// Healthy from here: every hook attached (events.Open attaches the
+	// transitions' program last), passive DNS too, the snapshot merged,
+	// about to read. (Before the ready file, so whoever waits for it
+	// sees /healthz 200.)
 	p.beat.Store(time.Now().UnixNano())
 	if p.hooks.Attached != nil {
 		p.hooks.Attached(&Pipeline{p: p}, tr)
@@ -320,6 +331,15 @@ func writeReadyFile(path string) error {
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("write --ready-file: %w", err)
+	}
+	return nil
+}
+
+// removeReadyFile removes the ready file at path, if there is one (never
+// a directory).
+func removeReadyFile(path string) error {
+	if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("--ready-file %s: cannot remove the file already there (socktrace writes it once tracing, and removes it at exit): %w", path, err)
 	}
 	return nil
 }
