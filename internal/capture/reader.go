@@ -165,6 +165,9 @@ func (r *Reader) warn(msg string) {
 // Header is the header of the first file.
 func (r *Reader) Header() Header { return r.files[0].hdr }
 
+// File is the file being read.
+func (r *Reader) File() string { return r.files[r.i].path }
+
 // Files are the files read, in order.
 func (r *Reader) Files() []string {
 	var out []string

@@ -135,10 +135,11 @@ const (
 )
 
 // minFree: after ENOSPC, a try to resume waits for this much free space,
-// or a rotated file's size if smaller: what the cut gave back (less than
-// the pending frames that failed) does not do; a tiny gap record would
-// fit in it, and the next write fail again.
-const minFree = 2 * flushAt
+// or a rotated file's size if smaller: more than the cut can have given
+// back (less than the pending frames that failed: flushAt and a frame of
+// at most a DNS message), in which a tiny gap record would fit, and the
+// next write fail again.
+const minFree = flushAt + 128<<10
 
 // FileName is the name of file seq of a recording to base.
 func FileName(base string, seq int) string {

@@ -82,6 +82,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 			return err
 		}
 		defer p.rec.Close()
+		p.recState = RecordingState{File: o.Write}
 	}
 	if o.Output == "table" && !o.Quiet {
 		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", tr.Method())
@@ -96,6 +97,9 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		}
 		if err := p.snapshot(s); err == nil {
 			err = p.flush()
+		}
+		if err == nil && p.rec != nil {
+			err = p.recordingNews()
 		}
 		if err != nil {
 			if isBrokenPipe(err) {
@@ -236,6 +240,11 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 			if wantWatch.Swap(false) {
 				p.watchNamespaces()
 			}
+			if p.rec != nil {
+				// A paused recording tries to resume; a file removed
+				// under it pauses it.
+				p.rec.Tick(time.Now())
+			}
 		} else {
 			err = p.event(&rec)
 		}
@@ -252,6 +261,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 				err = p.rec.Sync()
 				nextSync = time.Now().Add(syncInterval)
 			}
+		}
+		// A write error pauses the recording, never the trace.
+		if err == nil && p.rec != nil {
+			err = p.recordingNews()
 		}
 		if err != nil {
 			if isBrokenPipe(err) {
@@ -273,11 +286,23 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		if err := p.rec.Close(); err != nil {
 			return err
 		}
+		if err := p.recordingNews(); err != nil && !isBrokenPipe(err) {
+			return err
+		}
+		p.flush()
 	}
 	switch {
 	case p.rec != nil:
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost, %d skipped by the kernel\n",
-			p.rec.Transitions(), o.Write, p.rec.Bytes(), p.rec.Files(), p.lost, p.skipped)
+		st := p.rec.State()
+		paused := ""
+		if st.Errors > 0 {
+			paused = fmt.Sprintf("; the recording PAUSED %d time(s) on write errors: %d transitions not recorded", st.Errors, st.Dropped)
+		}
+		if st.Paused {
+			paused += fmt.Sprintf(" (still paused at the end: %v)", st.Err)
+		}
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost, %d skipped by the kernel%s\n",
+			st.Transitions, o.Write, st.Bytes, st.Files, p.lost, p.skipped, paused)
 	case o.Output == "table":
 		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
 	}
