@@ -49,6 +49,7 @@ struct in6_addr {
 };
 
 struct sock_common {
+	unsigned long skc_flags; /* sk_flags: enum sock_flags bits */
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
@@ -68,6 +69,15 @@ struct sock {
 	u16 sk_protocol;
 };
 
+/* inet_sport is the local port as the socket sends it (network order): set
+ * by bind, connect and listen, and kept when the socket lets go of the
+ * port, unlike skc_num. It is what the kernel's own inet_sock_set_state
+ * tracepoint reports. */
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+};
+
 /* The counters socktrace reads from a TCP socket. Their offsets changed in
  * 6.8 (the fields were grouped by cache line): CO-RE finds them by name. */
 struct tcp_sock {
@@ -77,6 +87,8 @@ struct tcp_sock {
 	u64 bytes_acked;
 	u32 srtt_us; /* smoothed RTT << 3, in microseconds */
 	u32 total_retrans;
+	u32 snd_una;   /* first byte not acknowledged yet */
+	u32 write_seq; /* after the last byte queued (a FIN included) */
 };
 
 struct sk_buff; /* only passed along */

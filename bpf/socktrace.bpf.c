@@ -101,13 +101,19 @@ struct sock_info {
 		      * a retransmit or reset of an older socket made) */
 	struct owner owner;
 	__u32 retrans;     /* data segments retransmitted */
-	__u16 syn_retrans; /* SYNs (SYN-ACKs for an accepted socket) retransmitted */
-	__u16 sport;       /* the kernel clears the local port before ->close */
+	__u16 syn_retrans; /* SYN retransmissions tried (SYN-ACKs for an accepted socket) */
+	__u16 sport;       /* the local port, last known */
 	__u8 owner_known;
 	__u8 rst;    /* RST_SENT, RST_RECEIVED */
 	__u8 active; /* an active open (connect): counted by destination */
-	__u8 pad;
+	__u8 opener; /* OPENER_*: how the socket was opened, if seen */
 };
+
+/* sock_info.opener: the socket was seen in syn-sent (a connect) or in
+ * syn-recv (accepted from a listener); 0: neither (open before the trace,
+ * or forgotten). */
+#define OPENER_CONNECT 1
+#define OPENER_ACCEPT 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -306,13 +312,44 @@ static __always_inline void count_dest(struct sock *sk, const struct sock_info *
 		*o += n; /* per-CPU slot: no other writer */
 }
 
-/* Reads the socket's TCP counters into e. */
-static __always_inline void read_tcp_stats(struct sock *sk, struct event *e)
+#define SOCK_DONE 1 /* enum sock_flags, the same since 2.6 */
+
+/*
+ * The socket's data bytes, sent and acknowledged and received. The
+ * kernel's bytes_acked counts every sequence number acknowledged, so also
+ * a connect's SYN (the first, acknowledged by the SYN-ACK; an accepted
+ * socket starts after its SYN) and the socket's own FIN once acknowledged
+ * (the last: queued on entering fin-wait-1 or last-ack, acknowledged when
+ * snd_una reaches write_seq); bytes_received counts the peer's FIN once
+ * taken (tcp_fin() marks the socket SOCK_DONE then), never its SYN. state:
+ * the socket's state when the counters were read (before the transition,
+ * for one). A connect's SYN is taken off only when socktrace knows the
+ * socket connected (opener): for one open before the trace it may stay.
+ */
+static __always_inline void data_bytes(struct sock *sk, int state, __u8 opener, __u64 *acked, __u64 *received)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 a = BPF_CORE_READ(tp, bytes_acked);
+	__u64 r = BPF_CORE_READ(tp, bytes_received);
+
+	if (opener == OPENER_CONNECT && a > 0)
+		a--;
+	if ((state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK) &&
+	    a > 0 && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		a--;
+	if (r > 0 && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)))
+		r--;
+	*acked = a;
+	*received = r;
+}
+
+/* Reads the socket's TCP counters into e; state and opener as for
+ * data_bytes. */
+static __always_inline void read_tcp_stats(struct sock *sk, struct event *e, int state, __u8 opener)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 
-	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	data_bytes(sk, state, opener, &e->bytes_acked, &e->bytes_received);
 	e->segs_out = BPF_CORE_READ(tp, segs_out);
 	e->segs_in = BPF_CORE_READ(tp, segs_in);
 	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
@@ -344,10 +381,11 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	if (kind == KIND_TRANSITION && m->oldstate == TCP_SYN_SENT)
 		count_dest(sk, next, netns, family, dport, outcome_of(m->newstate, (__u16)BPF_CORE_READ(sk, sk_err)), 1);
 	if (kind == KIND_TRANSITION && m->newstate == TCP_CLOSE && next->active) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u64 acked, received;
 
-		count_dest(sk, next, netns, family, dport, C_BYTES_ACKED, BPF_CORE_READ(tp, bytes_acked));
-		count_dest(sk, next, netns, family, dport, C_BYTES_RECEIVED, BPF_CORE_READ(tp, bytes_received));
+		data_bytes(sk, m->oldstate, next->opener, &acked, &received);
+		count_dest(sk, next, netns, family, dport, C_BYTES_ACKED, acked);
+		count_dest(sk, next, netns, family, dport, C_BYTES_RECEIVED, received);
 	}
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -396,7 +434,7 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	e->segs_out = e->segs_in = e->total_retrans = e->srtt_us = 0;
 	if (kind != KIND_TRANSITION || m->newstate == TCP_CLOSE || m->oldstate == TCP_SYN_SENT ||
 	    m->newstate == TCP_ESTABLISHED)
-		read_tcp_stats(sk, e);
+		read_tcp_stats(sk, e, m->oldstate, next->opener);
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
 	if (family == AF_INET) {
@@ -445,6 +483,21 @@ static __always_inline void take_synacks(struct sock *sk, struct sock_info *next
 	}
 }
 
+/* The socket's local port, host order; 0 while it has none (at
+ * close -> syn-sent, the port is picked later in connect). skc_num is the
+ * port the socket holds: the kernel clears it when the socket lets go of
+ * the port (inet_put_port, as it enters close, before the transition is
+ * announced). inet_sport keeps it: the kernel's own tracepoint reports
+ * that one. */
+static __always_inline __u16 local_port(struct sock *sk)
+{
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+
+	if (!port)
+		port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	return port;
+}
+
 /* The socket's netns and family, if it is TCP and passes those filters. */
 static __always_inline int tcp_sock_wanted(struct sock *sk, __u32 *netns, __u16 *family)
 {
@@ -486,6 +539,30 @@ static __always_inline struct sock_info *sock_entry(__u64 skaddr, __u16 sport)
 	return info;
 }
 
+/*
+ * SYN retransmissions the hook did not see. The kernel counts every
+ * retransmission attempt in total_retrans (which, in syn-sent, counts
+ * nothing but SYNs), also one that failed: a SYN that a firewall dropped
+ * on the way out (nftables' output hook) fails in the sending, and the
+ * kernel counts it as TcpExtTCPRetransFail. The tcp_retransmit_skb
+ * tracepoint fires only for those that went out (before 6.17; since, the
+ * hook counts only those). So the socket's count is the larger of the
+ * two: this brings info's up to the kernel's and returns how many it
+ * added.
+ */
+static __always_inline __u16 sync_syn_retrans(struct sock *sk, struct sock_info *info)
+{
+	__u32 n = BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+
+	if (n > 0xffff)
+		n = 0xffff;
+	if (n <= info->syn_retrans)
+		return 0;
+	__u16 added = n - info->syn_retrans;
+	info->syn_retrans = n;
+	return added;
+}
+
 /* A retransmit, reset or error of a socket: counted on the socket (and
  * its destination, for a connect), and sent as a record if asked for. */
 static __always_inline int on_packet(struct sock *sk, __u8 kind)
@@ -496,7 +573,7 @@ static __always_inline int on_packet(struct sock *sk, __u8 kind)
 	if (!tcp_sock_wanted(sk, &netns, &family))
 		return 0;
 	__u64 skaddr = (__u64)sk;
-	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 sport = local_port(sk);
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	int state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	struct sock_info *info = sock_entry(skaddr, sport);
@@ -506,10 +583,12 @@ static __always_inline int on_packet(struct sock *sk, __u8 kind)
 	if (!sport)
 		sport = info->sport;
 	__u32 idx = NR_DEST_COUNTERS;
+	__u64 n = 1;
 	switch (kind) {
 	case KIND_RETRANSMIT:
 		if (state == TCP_SYN_SENT) {
 			info->syn_retrans++; /* the socket's lock is held: one writer */
+			n += sync_syn_retrans(sk, info);
 			idx = C_SYN_RETRANS;
 		} else {
 			info->retrans++;
@@ -527,7 +606,7 @@ static __always_inline int on_packet(struct sock *sk, __u8 kind)
 	}
 	if (info->active && idx < NR_DEST_COUNTERS &&
 	    port_match(sport, cfg.sport, cfg.nr_sport) && port_match(dport, cfg.dport, cfg.nr_dport))
-		count_dest(sk, info, netns, family, dport, idx, 1);
+		count_dest(sk, info, netns, family, dport, idx, n);
 	if (cfg.kinds & (1U << (kind & 7))) {
 		struct owner cur;
 		struct sock_info copy = *info;
@@ -590,7 +669,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 	if (cfg.netns && netns != cfg.netns)
 		return 0;
 
-	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 sport = local_port(sk);
 	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 
 	/* Remember when the socket changed state and who owns it, whether or
@@ -604,10 +683,11 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		}
 		next = *info;
 	}
+	/* The kernel's port only (inet_sport keeps it to the end): where it
+	 * has none yet, an entry at the socket's address may be another
+	 * socket's. */
 	if (sport)
 		next.sport = sport;
-	else
-		sport = next.sport;
 	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
 		/* A new socket (the kernel may reuse the address of one
 		 * whose close went unseen): nothing carries over. */
@@ -616,6 +696,7 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 		next.owner = cur;
 		next.owner_known = 1;
 		next.active = newstate == TCP_SYN_SENT;
+		next.opener = newstate == TCP_SYN_SENT ? OPENER_CONNECT : 0;
 	} else if (!next.owner_known && in_owner_context(oldstate, newstate)) {
 		next.owner = cur;
 		next.owner_known = 1;
@@ -628,10 +709,24 @@ static __always_inline int handle(struct sock *sk, int oldstate, int newstate, i
 
 		__builtin_memset(&next, 0, sizeof(next));
 		next.sport = sport;
+		next.opener = OPENER_ACCEPT;
 		if (l && !l->ambiguous) {
 			next.owner = l->owner;
 			next.owner_known = 1;
 		}
+	}
+	if (oldstate == TCP_SYN_SENT) {
+		/* A connect, whether its start was seen or not; its SYN
+		 * retransmits, failed ones included. */
+		__u16 added = sync_syn_retrans(sk, &next);
+
+		next.opener = OPENER_CONNECT;
+		if (added && next.active && port_match(sport, cfg.sport, cfg.nr_sport) &&
+		    port_match(dport, cfg.dport, cfg.nr_dport))
+			count_dest(sk, &next, netns, family, dport, C_SYN_RETRANS, added);
+	} else if (oldstate == TCP_SYN_RECV && !next.opener) {
+		/* Accepted (a simultaneous open was in syn-sent first). */
+		next.opener = OPENER_ACCEPT;
 	}
 	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN)
 		track_listener(netns, sport, oldstate, newstate, &next.owner);
@@ -868,7 +963,8 @@ int tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
  * raw_tracepoint one (for kernels whose tracing programs cannot attach);
  * user space attaches what the kernel has, and says what it lacks.
  * tcp_retransmit_skb gained an err argument in 6.17 and then also fires
- * for retransmits that failed: the _err programs count only err == 0.
+ * for retransmits that failed: the _err programs count only err == 0 (a
+ * SYN's failed attempts are taken from the socket: sync_syn_retrans).
  * tcp_send_reset gained a reason in 6.10 and may then pass a NULL sk.
  */
 SEC("tp_btf/tcp_retransmit_skb")

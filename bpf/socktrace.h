@@ -38,8 +38,8 @@ struct event {
 	__u64 cookie;  /* socket cookie, the id sock_diag reports; 0 if unknown */
 	__u64 skaddr;  /* kernel address of the socket */
 	__u64 prev_ns; /* time spent in oldstate, valid with EVENT_PREV_KNOWN */
-	__u64 bytes_acked;    /* tcp_sock, with EVENT_TCP_STATS */
-	__u64 bytes_received; /* tcp_sock, with EVENT_TCP_STATS */
+	__u64 bytes_acked;    /* tcp_sock's less a connect's SYN and the FIN: data bytes, with EVENT_TCP_STATS */
+	__u64 bytes_received; /* tcp_sock's less the peer's FIN: data bytes, with EVENT_TCP_STATS */
 	__u64 owner_cgroup;   /* owning process's cgroup v2 id, valid with EVENT_OWNER_KNOWN */
 	__u32 netns;   /* network namespace inode */
 	__u32 pid;     /* task on CPU: tgid (0 in softirq on an idle CPU) */
@@ -56,7 +56,7 @@ struct event {
 	__u16 sport;     /* local port, host order */
 	__u16 dport;     /* remote port, host order */
 	__u16 sk_err;    /* sk->sk_err: why a socket closed (ECONNREFUSED, ETIMEDOUT...) */
-	__u16 syn_retrans; /* SYNs (or SYN-ACKs) retransmitted */
+	__u16 syn_retrans; /* SYN retransmissions tried (or SYN-ACKs retransmitted) */
 	__u8 oldstate;
 	__u8 newstate;
 	__u8 flags;
@@ -77,12 +77,12 @@ enum dest_counter {
 	C_TIMEOUT,     /* ETIMEDOUT: no answer to the SYNs */
 	C_UNREACHABLE, /* EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN */
 	C_ABORTED,     /* any other end: the application gave up... */
-	C_SYN_RETRANS, /* SYNs retransmitted */
+	C_SYN_RETRANS, /* SYN retransmissions tried */
 	C_RETRANS,     /* data segments retransmitted */
 	C_RST_SENT,    /* RSTs sent on connected sockets */
 	C_RST_RECEIVED,
-	C_BYTES_ACKED,    /* bytes sent and acknowledged, at close */
-	C_BYTES_RECEIVED, /* bytes received, at close */
+	C_BYTES_ACKED,    /* data bytes sent and acknowledged, at close */
+	C_BYTES_RECEIVED, /* data bytes received, at close */
 	NR_DEST_COUNTERS,
 };
 

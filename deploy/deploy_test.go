@@ -213,7 +213,8 @@ func TestPrometheusRules(t *testing.T) {
 		{"lost fires on a flat counter", "increase(socktrace_transitions_lost_total[5m]) > 0", "increase(socktrace_transitions_lost_total[5m]) >= 0"},
 		{"queue full fires at once", "socktrace_listen_queue_full == 1\n        for: 1m", "socktrace_listen_queue_full == 1\n        for: 0m"},
 		{"down alert on every job", `up{job="socktrace"} == 0`, "up == 0"},
-		{"summary without the port", "{{ end }}:{{ $labels.dport }}'", "{{ end }}'"},
+		{"summary without the port", "{{ end }}:{{ $labels.dport }}{{ if $labels.netns", "{{ end }}{{ if $labels.netns"},
+		{"summary without the namespace", "{{ if $labels.netns }} in {{ $labels.netns }}{{ end }}", ""},
 	}
 	orig := string(readFile(t, rulesFile))
 	for _, m := range mutations {

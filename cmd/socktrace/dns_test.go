@@ -21,22 +21,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/testdns"
 	"github.com/socktrace/socktrace/internal/testnet"
 )
 
 // dnsClientEnv makes the test binary a DNS-using client (see TestMain):
 // "once:NAME:PORT" resolves NAME once, says "resolved ADDR" on stdout,
 // waits for a line on stdin, then connects to that address every 300ms
-// with a 500ms timeout, forever (an application that cached the entry);
-// "each:NAME:PORT" resolves before every connect.
-const dnsClientEnv = "SOCKTRACE_TEST_DNS_CLIENT"
+// (dnsClientEveryEnv if set) with a 500ms timeout, forever (an
+// application that cached the entry); "each:NAME:PORT" resolves before
+// every connect. It asks the resolvers of /etc/resolv.conf, or the
+// server at dnsServerEnv's address if set.
+const (
+	dnsClientEnv      = "SOCKTRACE_TEST_DNS_CLIENT"
+	dnsClientEveryEnv = "SOCKTRACE_TEST_DNS_CLIENT_EVERY"
+	dnsServerEnv      = "SOCKTRACE_TEST_DNS_SERVER"
+)
 
 func dnsClient(spec string) {
 	parts := strings.Split(spec, ":")
 	mode, name, port := parts[0], parts[1], parts[2]
+	every := 300 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv(dnsClientEveryEnv)); err == nil {
+		every = d
+	}
+	resolver := net.DefaultResolver
+	if server := os.Getenv(dnsServerEnv); server != "" {
+		resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, server)
+		}}
+	}
 	resolve := func() string {
 		for {
-			addrs, err := net.DefaultResolver.LookupHost(context.Background(), name)
+			addrs, err := resolver.LookupHost(context.Background(), name)
 			if err == nil && len(addrs) > 0 {
 				return addrs[0]
 			}
@@ -56,7 +73,7 @@ func dnsClient(spec string) {
 		if c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, port), 500*time.Millisecond); err == nil {
 			c.Close()
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
@@ -186,8 +203,15 @@ func (s *dnsScene) setHosts(t *testing.T, addr string) {
 // waits until it resolved.
 func (s *dnsScene) startDNSClient(t *testing.T, spec string) (*exec.Cmd, string, func()) {
 	t.Helper()
-	c := exec.Command("ip", "netns", "exec", s.name, os.Args[0], "-test.run=^$")
-	c.Env = append(os.Environ(), dnsClientEnv+"="+spec)
+	return startDNSClientCmd(t, exec.Command("ip", "netns", "exec", s.name, os.Args[0], "-test.run=^$"), spec)
+}
+
+// startDNSClientCmd runs c, the test binary, as a client (see dnsClient;
+// env adds to its environment) and waits until it resolved; it returns
+// the address it got and a function that lets it go on.
+func startDNSClientCmd(t *testing.T, c *exec.Cmd, spec string, env ...string) (*exec.Cmd, string, func()) {
+	t.Helper()
+	c.Env = append(append(os.Environ(), dnsClientEnv+"="+spec), env...)
 	stdin, err := c.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -362,5 +386,127 @@ func TestStaleDNSAgent(t *testing.T) {
 			t.Fatalf("socktrace_stale_dns_destinations never 1 (client %d); metrics: %v", stale.Process.Pid, m)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestDNSUnderIPNetnsExec: started as `ip netns exec NS socktrace`,
+// whose fresh /sys has no cgroup mounts, socktrace still sees the DNS
+// answers (defect 7 of issue 24): destinations carry their names, and
+// nothing says passive DNS is off.
+func TestDNSUnderIPNetnsExec(t *testing.T) {
+	s := newDNSScene(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	p := startCmd(t, exec.Command("ip", "netns", "exec", s.name, socktraceBin(t), "-o", "json", "--dport", "9092", "--no-snapshot",
+		"--ready-file", ready), ready, " under ip netns exec")
+	fresh, addr, _ := s.startDNSClient(t, "each:broker.example.com:9092")
+	if addr != "10.4.1.80" {
+		t.Fatalf("client resolved %s", addr)
+	}
+	want := fmt.Sprintf(`"pid":%d,`, fresh.Process.Pid)
+	p.waitForIn(t, 10*time.Second, "a connect named broker.example.com", func(lines []string) bool {
+		for _, l := range lines {
+			if strings.Contains(l, `"type":"transition"`) && strings.Contains(l, want) && strings.Contains(l, `"dns_name":"broker.example.com"`) {
+				return true
+			}
+		}
+		return false
+	})
+	p.stop(t)
+	if strings.Contains(p.stderr.String(), "DNS") || strings.Contains(p.stderr.String(), "cgroup") {
+		t.Errorf("stderr:\n%s", p.stderr.String())
+	}
+}
+
+// TestStaleDNSPrompt: while connects keep failing, stale-dns comes
+// within 2 s of the record moving, in both orders (defect 10 of issue
+// 24): the name moves, then the broker dies (socktrace's first lookup
+// tells); the broker dies, then the name moves (socktrace's first
+// lookup saw the old answer: it asks again once that answer's TTL ran
+// out, where it used to wait 30 s). The server's TTL is 1 s.
+func TestStaleDNSPrompt(t *testing.T) {
+	for _, order := range []string{"moves then dies", "dies then moves"} {
+		t.Run(order, func(t *testing.T) {
+			ns := testnet.New(t)
+			srv := testdns.Start(t, ns.Do)
+			srv.SetTTL(1)
+			srv.Set("kafka.example.com", "127.0.0.80")
+			brokers := map[string]net.Listener{}
+			for _, a := range []string{"127.0.0.80:9092", "127.0.0.81:9092"} {
+				ns.Run(t, func() (err error) { brokers[a], err = net.Listen("tcp4", a); return err })
+				t.Cleanup(func() { brokers[a].Close() })
+				go func(ln net.Listener) {
+					for {
+						c, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						c.Close()
+					}
+				}(brokers[a])
+			}
+			p := start(t, "-o", "json", "--netns", ns.Path(), "--dport", "9092", "--no-snapshot")
+			client, addr, goOn := startDNSClientCmd(t, exec.Command("nsenter", "--net="+ns.Path(), os.Args[0], "-test.run=^$"),
+				"once:kafka.example.com:9092", dnsServerEnv+"="+srv.Addr.String(), dnsClientEveryEnv+"=100ms")
+			if addr != "127.0.0.80" {
+				t.Fatalf("client resolved %s", addr)
+			}
+			goOn()
+			pid := fmt.Sprintf(`"pid":%d,`, client.Process.Pid)
+			seen := func(what string, parts ...string) func([]string) bool {
+				return func(lines []string) bool {
+					for _, l := range lines {
+						all := strings.Contains(l, pid)
+						for _, part := range parts {
+							all = all && strings.Contains(l, part)
+						}
+						if all {
+							return true
+						}
+					}
+					return false
+				}
+			}
+			p.waitForIn(t, 10*time.Second, "a connect to the broker", seen("established", `"daddr":"127.0.0.80"`, `"new_state":"established"`))
+			var moved time.Time
+			switch order {
+			case "moves then dies":
+				srv.Set("kafka.example.com", "127.0.0.81")
+				brokers["127.0.0.80:9092"].Close()
+				moved = time.Now() // connects fail from here
+			case "dies then moves":
+				q := srv.QueryCount()
+				brokers["127.0.0.80:9092"].Close()
+				p.waitForIn(t, 10*time.Second, "a refused connect", seen("refused", `"daddr":"127.0.0.80"`, `"new_state":"close"`, `"ECONNREFUSED"`))
+				// socktrace asks the server at the first failure: the old answer.
+				deadline := time.Now().Add(10 * time.Second)
+				for srv.QueryCount() == q {
+					if time.Now().After(deadline) {
+						t.Fatal("socktrace never asked the server at the failures")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				srv.Set("kafka.example.com", "127.0.0.81")
+				moved = time.Now()
+			}
+			p.waitForIn(t, 10*time.Second, "a stale-dns alert", seen("stale-dns", `"alert":"stale-dns"`, `"daddr":"127.0.0.80"`))
+			late := time.Since(moved)
+			recs := parseJSON(t, p.stop(t))
+			for _, a := range alertsOf(recs) {
+				if a.str("alert") != "stale-dns" {
+					continue
+				}
+				cur, _ := a["current_addrs"].([]any)
+				if a.str("reason") != "failing" || a.str("dns_name") != "kafka.example.com" || len(cur) != 1 || cur[0] != "127.0.0.81" ||
+					a.str("current_seen_by") != "socktrace" || a.num("ttl_s") != 1 {
+					t.Errorf("stale-dns alert: %v\nwant failing, kafka.example.com now 127.0.0.81 seen by socktrace, TTL 1", a)
+				}
+				break
+			}
+			// The issue asks for 2 s; 1 s more for a loaded machine.
+			if late > 3*time.Second {
+				t.Errorf("stale-dns came %v after the record moved while connects failed; want 2s at most", late.Round(time.Millisecond))
+			}
+			t.Logf("stale-dns %v after the record moved", late.Round(time.Millisecond))
+		})
 	}
 }

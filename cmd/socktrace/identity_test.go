@@ -221,7 +221,7 @@ func TestIdentityMetrics(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got := scrape(t, http.DefaultClient, "http://"+addr+"/metrics")
+		got := withoutLabel(scrape(t, http.DefaultClient, "http://"+addr+"/metrics"), "netns")
 		missing := 0
 		for _, k := range keys {
 			if got[k] < 1 {

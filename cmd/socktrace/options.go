@@ -193,16 +193,22 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		f.netns, o.Netns = path, path
 	}
 	if f.netns != "" && f.netns != "all" {
-		ino, err := snapshot.NetnsInode(f.netns)
+		const want = "want an ip netns name, a path such as /run/netns/NAME or /proc/PID/ns/net, pod:NAMESPACE/NAME, or all"
+		path, err := netnsname.Path(f.netns, f.hostRoot)
 		if err != nil {
-			return nil, fmt.Errorf("bad --netns value %q: %w (want a path such as /run/netns/NAME or /proc/PID/ns/net, or all)", f.netns, err)
+			return nil, fmt.Errorf("bad --netns value %q: %w; %s", f.netns, err, want)
+		}
+		ino, err := snapshot.NetnsInode(path)
+		if err != nil {
+			return nil, fmt.Errorf("bad --netns value %q: %w (%s)", f.netns, err, want)
 		}
 		o.Filter.Netns = ino
 		// Hold the namespace open while we trace it: a namespace that
 		// dies frees its inode number, which the next one may get.
-		if o.NetnsHold, err = os.Open(f.netns); err != nil {
+		if o.NetnsHold, err = os.Open(path); err != nil {
 			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
 		}
+		f.netns, o.Netns = path, path
 	}
 	kinds, err := parseKinds(f.events)
 	if err != nil {

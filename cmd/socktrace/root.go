@@ -139,7 +139,7 @@ func addAnalysisFlags(fl *pflag.FlagSet, f *flags) {
 func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.ringSize, "ring-size", "8M", "ring buffer `SIZE` (power of two, e.g. 64K, 8M; 8M holds about 43,000 transitions, in 8 MiB of kernel memory); larger loses less under bursts")
 	fl.StringVar(&f.attach, "attach", events.AttachAuto, "how to attach, `METHOD`: "+strings.Join(events.AttachMethods, ", "))
-	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: a `PATH` (/run/netns/NAME, /proc/PID/ns/net), pod:NAMESPACE/NAME (a Kubernetes pod's), or all (default: socktrace's own for the listing, every namespace for transitions)")
+	fl.StringVar(&f.netns, "netns", "", "network namespace to list and trace: an ip netns `NAME` (as ss -N), a path (/run/netns/NAME, /proc/PID/ns/net), pod:NAMESPACE/NAME (a Kubernetes pod's), or all (default: socktrace's own for the listing, every namespace for transitions)")
 	fl.DurationVar(&f.reconcileEvery, "reconcile-every", pipeline.DefaultReconcileEvery, "check the live sockets against the kernel (sock_diag) every `D`, and after any loss; 0: only after losses")
 	fl.IntVar(&f.bpfMaxSockets, "bpf-max-sockets", events.DefaultMaxSockets, "the kernel side follows at most `N` sockets at once (an LRU map of about 100 bytes each): beyond, the least recently active socket's owner, birth time and counters are forgotten, and counted")
 	fl.IntVar(&f.maxSockets, "max-sockets", pipeline.DefaultMaxSockets, "remember at most `N` live sockets (beyond, new ones are traced but not remembered, and counted)")

@@ -121,7 +121,9 @@ type Attempt struct {
 }
 
 // Cause says in words what happened on the wire, e.g. "3 SYNs over 7.0s,
-// no reply" or "RST received after 0.2ms".
+// no reply" (the kernel gave up: ETIMEDOUT), "RST received after 0.2ms"
+// or "closed by the application after 56.4ms, no reply": what socktrace
+// saw, not a guess at why.
 func (a *Attempt) Cause() string {
 	syns := func() string {
 		s := fmt.Sprintf("%d SYN", a.SYNs)
@@ -152,8 +154,21 @@ func (a *Attempt) Cause() string {
 	if a.RstReceived {
 		return "RST received after " + syns()
 	}
+	if a.Err != 0 {
+		name := unix.ErrnoName(unix.Errno(a.Err))
+		if name == "" {
+			name = fmt.Sprintf("error %d", a.Err)
+		}
+		return name + " after " + syns()
+	}
+	// No error: the application closed the socket (or exited). Why (its
+	// own timeout, a signal, a shutdown) is not for socktrace to say.
 	if a.SpanKnown {
-		return syns() + ", no reply: the application's own timeout"
+		s := "closed by the application after " + span(a.Span) + ", no reply"
+		if a.SYNs > 1 {
+			s += fmt.Sprintf(" to %d SYNs", a.SYNs)
+		}
+		return s
 	}
 	return "closed by the application before a reply"
 }

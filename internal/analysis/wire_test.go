@@ -17,7 +17,9 @@ func TestCause(t *testing.T) {
 	}{
 		{Attempt{Outcome: Timeout, SYNs: 3, Span: 7 * s, SpanKnown: true}, "3 SYNs over 7.0s, no reply"},
 		{Attempt{Outcome: Refused, SYNs: 1, Span: 200 * time.Microsecond, SpanKnown: true, RstReceived: true}, "RST received after 0.20ms"},
-		{Attempt{Outcome: Aborted, SYNs: 2, Span: 3 * s, SpanKnown: true}, "2 SYNs over 3.0s, no reply: the application's own timeout"},
+		{Attempt{Outcome: Aborted, SYNs: 1, Span: 56400 * time.Microsecond, SpanKnown: true}, "closed by the application after 56.4ms, no reply"},
+		{Attempt{Outcome: Aborted, SYNs: 2, Span: 3 * s, SpanKnown: true}, "closed by the application after 3.0s, no reply to 2 SYNs"},
+		{Attempt{Outcome: Aborted, SYNs: 1, Span: 3 * s, SpanKnown: true, Err: uint16(unix.EPROTO)}, "EPROTO after 1 SYN over 3.0s"},
 		{Attempt{Outcome: Aborted, SYNs: 1, Span: 10 * time.Millisecond, SpanKnown: true, RstReceived: true}, "RST received after 1 SYN over 10.0ms"},
 		{Attempt{Outcome: Unreachable, SYNs: 2, Span: 3 * s, SpanKnown: true, Err: uint16(unix.EHOSTUNREACH)}, "EHOSTUNREACH (ICMP or no route) after 2 SYNs over 3.0s"},
 		{Attempt{Outcome: Established, SYNs: 2, Span: 1 * s, SpanKnown: true}, "connected after 2 SYNs over 1.0s"},

@@ -4,12 +4,14 @@
 //
 // The cgroup2 mount is found in the mount table, never assumed: it is
 // /sys/fs/cgroup on a pure v2 host and /sys/fs/cgroup/unified on a
-// hybrid v1+v2 one. On a v1-only host there is no v2 id worth mapping;
-// the path of the name=systemd (or pids) hierarchy stands in for it.
+// hybrid v1+v2 one; where socktrace's mount namespace has none (started
+// under `ip netns exec`), it is reached through another process's root
+// or mounted privately (mount.go says how). On a v1-only host there is
+// no v2 id worth mapping; the path of the name=systemd (or pids)
+// hierarchy stands in for it.
 package cgroups
 
 import (
-	"bufio"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,53 +56,18 @@ func New(root string) *Resolver {
 		root = ""
 	}
 	r := &Resolver{root: root, MinRefresh: time.Second, paths: map[uint64]string{}}
-	r.mount = findMount(root)
+	if m := findMount(root); m != "" {
+		r.mount = filepath.Clean(m) // walk compares it with cleaned paths
+	}
 	return r
 }
 
-// Mount is where cgroup2 is mounted (under the host root), "" if not.
+// Mount is a path to the root of the cgroup2 hierarchy, valid in
+// socktrace's mount namespace ("" if none was found): where cgroup2 is
+// mounted (under the host root), or, where it is not mounted in ours
+// (under `ip netns exec`, which mounts a fresh /sys), /proc/self/fd/N
+// of a directory socktrace holds open (see findMount).
 func (r *Resolver) Mount() string { return r.mount }
-
-// findMount reads the mount table of the host's PID 1 (under root), or
-// ours, for the cgroup2 mount.
-func findMount(root string) string {
-	for _, table := range []string{root + "/proc/1/mounts", root + "/proc/self/mounts"} {
-		f, err := os.Open(table)
-		if err != nil {
-			continue
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 3 && fields[2] == "cgroup2" {
-				return root + unescapeMount(fields[1])
-			}
-		}
-		return ""
-	}
-	return ""
-}
-
-// unescapeMount undoes the octal escapes of /proc/mounts (\040 for a
-// space, \011, \012, \134).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // Path returns the path (relative to the cgroup2 mount, starting with
 // /) of cgroup id. An unknown id makes it walk the tree again, at most
@@ -130,7 +97,9 @@ func (r *Resolver) walk() {
 	paths := make(map[uint64]string, len(r.paths))
 	var dropped uint64
 	bytes := 0
-	filepath.WalkDir(r.mount, func(p string, d fs.DirEntry, err error) error {
+	// "/.": the mount may be /proc/self/fd/N, a link WalkDir would not
+	// follow.
+	filepath.WalkDir(r.mount+"/.", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil // a cgroup removed meanwhile: skip it
 		}
@@ -142,7 +111,7 @@ func (r *Resolver) walk() {
 		if !ok {
 			return nil
 		}
-		rel := strings.TrimPrefix(p, r.mount)
+		rel := strings.TrimPrefix(filepath.Clean(p), r.mount)
 		if rel == "" {
 			rel = "/"
 		}

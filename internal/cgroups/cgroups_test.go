@@ -1,7 +1,9 @@
 package cgroups_test
 
 import (
+	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/testcgroup"
+	"github.com/socktrace/socktrace/internal/testnet"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseProcCgroup(t *testing.T) {
@@ -78,6 +82,7 @@ func TestMountFromTable(t *testing.T) {
 	os.MkdirAll(root+"/proc/1", 0o755)
 	table := "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup2 /sys/fs/cgroup/my\\040cg cgroup2 rw 0 0\n"
 	os.WriteFile(root+"/proc/1/mounts", []byte(table), 0o644)
+	os.MkdirAll(root+"/sys/fs/cgroup/my cg", 0o755)
 	if got := cgroups.New(root).Mount(); got != root+"/sys/fs/cgroup/my cg" {
 		t.Errorf("mount %q", got)
 	}
@@ -136,5 +141,120 @@ func TestLongPathsBounded(t *testing.T) {
 	}
 	if r.Dropped() == 0 {
 		t.Error("nothing counted as dropped")
+	}
+}
+
+// inFreshSys runs fn on a thread of its own in the mount namespace
+// `ip netns exec` gives: unshared, mounts kept from propagating back,
+// and a fresh sysfs on /sys, with no cgroup mount under it. If keep is
+// not "", the cgroup2 mount at real is bound there first (cgroup2
+// mounted elsewhere). The thread ends with fn.
+func inFreshSys(t *testing.T, real, keep string, fn func()) {
+	t.Helper()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		err := func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare mount namespace: %w", err)
+			}
+			if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("make / a slave: %w", err)
+			}
+			if keep != "" {
+				if err := unix.Mount(real, keep, "", unix.MS_BIND, ""); err != nil {
+					return fmt.Errorf("bind %s to %s: %w", real, keep, err)
+				}
+			}
+			unix.Unmount("/sys", unix.MNT_DETACH)
+			if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
+				return fmt.Errorf("mount a fresh /sys: %w", err)
+			}
+			fn()
+			return nil
+		}()
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMountWithoutCgroupMounts: started where no cgroup2 is mounted in
+// its mount namespace (under `ip netns exec`), socktrace still reaches
+// the hierarchy's root, through a parent's root or a mount of its own,
+// and maps cgroup ids to paths there; where it is mounted elsewhere than
+// in PID 1's namespace, it takes that mount.
+func TestMountWithoutCgroupMounts(t *testing.T) {
+	testnet.RequireRoot(t)
+	real := cgroups.New("/").Mount()
+	if real == "" {
+		testnet.Skip(t, "no cgroup2 mount on this host")
+	}
+	var opts string // the super options of the host's mount
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 2 && f[len(f)-3] == "cgroup2" {
+				opts = f[len(f)-1]
+			}
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		t.Fatal(err)
+	}
+	rootIno := st.Ino
+	cg := testcgroup.New(t, "/socktrace-test-mount/inner.scope")
+	elsewhere := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		keep  string // where the thread's namespace has cgroup2 ("": nowhere)
+		mount func() (string, *cgroups.Resolver, error)
+	}{
+		{"mounted elsewhere", elsewhere, func() (string, *cgroups.Resolver, error) {
+			r := cgroups.New("/")
+			if r.Mount() != elsewhere {
+				return "", nil, fmt.Errorf("mount %q, want %s", r.Mount(), elsewhere)
+			}
+			return r.Mount(), r, nil
+		}},
+		{"through a parent's root", "", func() (string, *cgroups.Resolver, error) {
+			r := cgroups.New("/")
+			return r.Mount(), r, nil
+		}},
+		{"mounted privately", "", func() (string, *cgroups.Resolver, error) {
+			m, err := cgroups.MountPrivate(strings.Split(opts, ","))
+			return m, cgroups.NewAt(m), err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inFreshSys(t, real, tc.keep, func() {
+				if _, err := os.Stat(real); err == nil {
+					t.Errorf("%s still there under a fresh /sys", real)
+				}
+				m, r, err := tc.mount()
+				if err != nil {
+					t.Errorf("mount: %v", err)
+					return
+				}
+				var fs unix.Statfs_t
+				var st unix.Stat_t
+				if err := unix.Statfs(m, &fs); err != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
+					t.Errorf("mount %q: statfs %v, type %#x: not cgroup2", m, err, fs.Type)
+					return
+				}
+				if err := unix.Stat(m, &st); err != nil || st.Ino != rootIno {
+					t.Errorf("mount %q: inode %d (%v), the root's is %d", m, st.Ino, err, rootIno)
+				}
+				r.MinRefresh = 0
+				if p, ok := r.Path(cg.ID); !ok || p != cg.Path {
+					t.Errorf("Path(%d) = %q %v, want %q", cg.ID, p, ok, cg.Path)
+				}
+				if id, ok := r.ID(cg.Path); !ok || id != cg.ID {
+					t.Errorf("ID(%q) = %d %v, want %d", cg.Path, id, ok, cg.ID)
+				}
+			})
+		})
 	}
 }

@@ -21,16 +21,28 @@ import (
 )
 
 // Options of a Client.
+//
+// A name is asked again (in one namespace, for one family) once the
+// answer to the last lookup of it is older than its TTL: a resolver
+// would not give anything newer before, and may after. The TTL counts
+// as MinEvery at least and Every at most; a lookup that got no answer
+// waits FailedEvery.
 type Options struct {
-	Root    string        // the host's / ("" or "/": ours), for /proc
-	Every   time.Duration // one lookup of a name per namespace this often at most (DefaultEvery if 0)
-	Timeout time.Duration // for an answer (DefaultTimeout if 0)
+	Root        string        // the host's / ("" or "/": ours), for /proc
+	MinEvery    time.Duration // lookups of a name at least this far apart (DefaultMinEvery if 0)
+	Every       time.Duration // a name may be asked again this long after, whatever its TTL (DefaultEvery if 0)
+	FailedEvery time.Duration // after a lookup without an answer (DefaultFailedEvery if 0)
+	PerSecond   int           // lookups of all names, per second at most (DefaultPerSecond if 0)
+	Timeout     time.Duration // for an answer (DefaultTimeout if 0)
 }
 
 // Defaults of Options.
 const (
-	DefaultEvery   = 30 * time.Second
-	DefaultTimeout = 2 * time.Second
+	DefaultMinEvery    = time.Second
+	DefaultEvery       = 30 * time.Second
+	DefaultFailedEvery = 5 * time.Second
+	DefaultPerSecond   = 16
+	DefaultTimeout     = 2 * time.Second
 	// maxInFlight bounds the lookups under way; more are dropped (and
 	// counted): they are a hint, not a duty.
 	maxInFlight = 4
@@ -42,8 +54,11 @@ const (
 // concurrent use.
 type Client struct {
 	opt      Options
+	now      func() time.Time // time.Now; tests set it
 	mu       sync.Mutex
-	last     map[key]time.Time
+	next     map[key]time.Time // when a name may be asked again
+	tokens   float64           // of the PerSecond budget
+	refilled time.Time
 	inflight int
 	stats    Stats
 }
@@ -61,8 +76,20 @@ type key struct {
 
 // New returns a Client.
 func New(o Options) *Client {
+	if o.MinEvery <= 0 {
+		o.MinEvery = DefaultMinEvery
+	}
 	if o.Every <= 0 {
 		o.Every = DefaultEvery
+	}
+	if o.Every < o.MinEvery {
+		o.Every = o.MinEvery
+	}
+	if o.FailedEvery <= 0 {
+		o.FailedEvery = min(DefaultFailedEvery, o.Every)
+	}
+	if o.PerSecond <= 0 {
+		o.PerSecond = DefaultPerSecond
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -70,7 +97,7 @@ func New(o Options) *Client {
 	if o.Root == "/" {
 		o.Root = ""
 	}
-	return &Client{opt: o, last: map[key]time.Time{}}
+	return &Client{opt: o, now: time.Now, next: map[key]time.Time{}, tokens: float64(o.PerSecond)}
 }
 
 // Stats returns the counters.
@@ -82,31 +109,41 @@ func (c *Client) Stats() Stats {
 
 // Ask looks name up (A, or AAAA if v6) at server, from the network
 // namespace netns that process pid (thread tid, 0: its main thread)
-// lives in, unless it was asked there lately or too many lookups are
-// under way. It returns at once; done (if not nil) is called with the
-// outcome.
+// lives in, unless the answer to the last lookup of it there is still
+// within its TTL (see Options), or the lookups of all names used their
+// budget, or too many are under way. It returns at once; done (if not
+// nil) is called with the outcome.
 func (c *Client) Ask(name string, v6 bool, server netip.AddrPort, netns, pid, tid uint32, done func(error)) bool {
 	k := key{name, v6, netns}
-	now := time.Now()
 	c.mu.Lock()
-	if t, ok := c.last[k]; (ok && now.Sub(t) < c.opt.Every) || c.inflight >= maxInFlight {
+	now := c.now()
+	c.refill(now)
+	if t, ok := c.next[k]; (ok && now.Before(t)) || c.inflight >= maxInFlight || c.tokens < 1 {
 		c.stats.Limited++
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.last) >= maxKeys {
-		clear(c.last)
+	if len(c.next) >= maxKeys {
+		clear(c.next)
 	}
-	c.last[k] = now
+	c.next[k] = now.Add(c.opt.Every) // until the answer says
+	c.tokens--
 	c.inflight++
 	c.stats.Sent++
 	c.mu.Unlock()
 	go func() {
-		err := c.lookup(name, v6, server, netns, pid, tid)
+		ttl, err := c.lookup(name, v6, server, netns, pid, tid)
+		wait := min(max(ttl, c.opt.MinEvery), c.opt.Every)
+		if err != nil {
+			wait = c.opt.FailedEvery
+		}
 		c.mu.Lock()
 		c.inflight--
 		if err != nil {
 			c.stats.Failed++
+		}
+		if t, ok := c.next[k]; ok && t.Equal(now.Add(c.opt.Every)) {
+			c.next[k] = now.Add(wait)
 		}
 		c.mu.Unlock()
 		if done != nil {
@@ -116,10 +153,21 @@ func (c *Client) Ask(name string, v6 bool, server netip.AddrPort, netns, pid, ti
 	return true
 }
 
-func (c *Client) lookup(name string, v6 bool, server netip.AddrPort, netns, pid, tid uint32) error {
+// refill adds to the PerSecond budget the lookups due since the last
+// refill; c.mu held.
+func (c *Client) refill(now time.Time) {
+	if d := now.Sub(c.refilled); d > 0 {
+		c.tokens = min(c.tokens+d.Seconds()*float64(c.opt.PerSecond), float64(c.opt.PerSecond))
+	}
+	c.refilled = now
+}
+
+// lookup asks and waits for the answer; it returns the answer's TTL
+// (its records' least; 0 if it has none).
+func (c *Client) lookup(name string, v6 bool, server netip.AddrPort, netns, pid, tid uint32) (time.Duration, error) {
 	fd, err := c.socket(server, netns, pid, tid)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer unix.Close(fd)
 	var sa unix.Sockaddr
@@ -129,14 +177,14 @@ func (c *Client) lookup(name string, v6 bool, server netip.AddrPort, netns, pid,
 		sa = &unix.SockaddrInet6{Port: int(server.Port()), Addr: server.Addr().As16()}
 	}
 	if err := unix.Connect(fd, sa); err != nil {
-		return fmt.Errorf("look up %s: connect %v: %w", name, server, err)
+		return 0, fmt.Errorf("look up %s: connect %v: %w", name, server, err)
 	}
 	q, id, err := query(name, v6)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := unix.Write(fd, q); err != nil {
-		return fmt.Errorf("look up %s: send to %v: %w", name, server, err)
+		return 0, fmt.Errorf("look up %s: send to %v: %w", name, server, err)
 	}
 	tv := unix.NsecToTimeval(c.opt.Timeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
@@ -145,14 +193,35 @@ func (c *Client) lookup(name string, v6 bool, server netip.AddrPort, netns, pid,
 	for time.Now().Before(deadline) {
 		n, err := unix.Read(fd, buf)
 		if err != nil {
-			return fmt.Errorf("look up %s at %v: %w", name, server, err)
+			return 0, fmt.Errorf("look up %s at %v: %w", name, server, err)
 		}
 		var p dnsmessage.Parser
 		if h, err := p.Start(buf[:n]); err == nil && h.ID == id && h.Response {
-			return nil
+			return answerTTL(&p), nil
 		}
 	}
-	return fmt.Errorf("look up %s at %v: no answer", name, server)
+	return 0, fmt.Errorf("look up %s at %v: no answer", name, server)
+}
+
+// answerTTL is the least TTL of the answer's records (0 if none).
+func answerTTL(p *dnsmessage.Parser) time.Duration {
+	if err := p.SkipAllQuestions(); err != nil {
+		return 0
+	}
+	ttl, seen := uint32(0), false
+	for {
+		h, err := p.AnswerHeader()
+		if err != nil {
+			break
+		}
+		if !seen || h.TTL < ttl {
+			ttl, seen = h.TTL, true
+		}
+		if err := p.SkipAnswer(); err != nil {
+			break
+		}
+	}
+	return time.Duration(ttl) * time.Second
 }
 
 // socket makes a UDP socket in the namespace of the asker: a thread

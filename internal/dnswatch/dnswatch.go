@@ -49,11 +49,13 @@ type Watch struct {
 	rec   ringbuf.Record
 }
 
-// Open loads the programs and attaches them to the cgroup2 hierarchy
-// mounted at cgroupMount (its root: every process is below it).
+// Open loads the programs and attaches them to the root of the cgroup2
+// hierarchy at cgroupMount (every process is below it); cgroups.Resolver
+// finds it.
 func Open(cgroupMount string) (*Watch, error) {
 	if cgroupMount == "" {
-		return nil, errors.New("passive DNS: no cgroup2 mount found (mount -t cgroup2 none /sys/fs/cgroup)")
+		return nil, errors.New("passive DNS: no cgroup2 hierarchy found: none is mounted in socktrace's mount namespace nor in PID 1's or a parent's it can reach " +
+			"(mount one: mount -t cgroup2 none /sys/fs/cgroup; in a container, mount the host's / and give --host-root)")
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("passive DNS: memlock: %w", err)

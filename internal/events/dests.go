@@ -131,7 +131,13 @@ func decodeDestKey(k *socktraceDestKey) DestKey {
 // daddr:port by comm (unknown when "") in namespace 0: for tests of what
 // consumes the counters.
 func NewDestKey(daddr netip.Addr, port uint16, comm string) DestKey {
+	return NewDestKeyIn(0, daddr, port, comm)
+}
+
+// NewDestKeyIn is NewDestKey in namespace netns.
+func NewDestKeyIn(netns uint32, daddr netip.Addr, port uint16, comm string) DestKey {
 	var raw socktraceDestKey
+	raw.Netns = netns
 	raw.Dport = port
 	raw.Family = unix.AF_INET6
 	if daddr.Is4() {

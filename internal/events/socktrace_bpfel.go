@@ -151,7 +151,7 @@ type socktraceSockInfo struct {
 	OwnerKnown uint8
 	Rst        uint8
 	Active     uint8
-	Pad        uint8
+	Opener     uint8
 	_          [4]byte
 }
 

@@ -72,6 +72,9 @@ type Transition struct {
 	// What socktrace's hooks counted on the socket so far: SYNs (on the
 	// accepted side, SYN-ACKs) and data segments retransmitted, resets
 	// sent and received (of the sockets socktrace saw since it started).
+	// SynRetrans counts every SYN retransmission tried, also those that
+	// failed to go out: the kernel's total_retrans in syn-sent, when it
+	// is more than the hook saw.
 	SynRetrans  uint16
 	Retrans     uint32
 	RstSent     bool
@@ -80,9 +83,12 @@ type Transition struct {
 	// The kernel's own counters of the socket (struct tcp_sock), read at
 	// the transition when TCPStats: on transitions into close, out of
 	// syn-sent and into established, and on records of other kinds.
+	// The bytes are data bytes: the kernel's counters less a connect's
+	// SYN and the FINs (a socket connected before the trace may keep its
+	// SYN: whether it connected was not seen).
 	TCPStats      bool
-	BytesAcked    uint64 // bytes sent and acknowledged
-	BytesReceived uint64
+	BytesAcked    uint64 // data bytes sent and acknowledged
+	BytesReceived uint64 // data bytes received
 	SegsOut       uint32
 	SegsIn        uint32
 	TotalRetrans  uint32 // segments retransmitted, SYNs included

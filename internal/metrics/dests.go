@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"net/netip"
 	"sort"
 	"strconv"
 	"time"
@@ -16,11 +17,12 @@ const Other = "other"
 // connect under way before socktrace started).
 const UnknownComm = "unknown"
 
-// destLabels is one destination label set: daddr, dport, comm, and with
-// --workload-labels who the owner is.
+// destLabels is one destination label set: daddr, dport, comm, the
+// network namespace of a loopback destination (netns, "" for the others),
+// and with --workload-labels who the owner is.
 type destLabels struct {
-	daddr, dport, comm string
-	who                workload
+	daddr, dport, comm, netns string
+	who                       workload
 }
 
 // workload is the identity labels: namespace, pod, container, unit (all
@@ -87,6 +89,9 @@ type connectCounters struct {
 	// identify: the identity of a cgroup id, for the workload labels;
 	// nil: no such labels.
 	identify func(cgroup uint64) *identity.Identity
+	// netns: the netns label of a destination reached from a namespace
+	// (see Collector.netnsLabel); nil: none.
+	netns func(ino uint32, daddr netip.Addr) string
 }
 
 func newConnectCounters(src counterSource, max int, forget time.Duration) *connectCounters {
@@ -100,6 +105,9 @@ func (c *connectCounters) labelsOf(k *events.DestKey) destLabels {
 		comm = k.Comm
 	}
 	l := destLabels{daddr: k.Daddr.String(), dport: strconv.Itoa(int(k.DPort)), comm: comm}
+	if c.netns != nil {
+		l.netns = c.netns(k.Netns, k.Daddr)
+	}
 	if c.identify != nil && k.OwnerKnown {
 		l.who = workloadOf(c.identify(k.Cgroup))
 	}
@@ -201,7 +209,7 @@ func (c *connectCounters) fold(now time.Time) {
 		}
 	}
 	if len(real) > c.max {
-		into(real, func(l destLabels) destLabels { return destLabels{Other, l.dport, l.comm, l.who} })
+		into(real, func(l destLabels) destLabels { return destLabels{Other, l.dport, l.comm, "", l.who} })
 		byAddr = byAddr[:0]
 		for _, s := range c.sets {
 			if s.labels.daddr == Other && s.labels.dport != Other {
@@ -210,7 +218,7 @@ func (c *connectCounters) fold(now time.Time) {
 		}
 	}
 	if len(byAddr) > c.max {
-		into(byAddr, func(destLabels) destLabels { return destLabels{Other, Other, Other, workload{}} })
+		into(byAddr, func(destLabels) destLabels { return destLabels{Other, Other, Other, "", workload{}} })
 	}
 }
 
@@ -221,7 +229,7 @@ func (c *connectCounters) each(fn func(l destLabels, n counts)) {
 	for _, v := range c.overflow {
 		overflowed = overflowed || v > 0
 	}
-	all := destLabels{Other, Other, Other, workload{}}
+	all := destLabels{Other, Other, Other, "", workload{}}
 	for l, s := range c.sets {
 		n := s.counts()
 		if l == all {

@@ -18,10 +18,15 @@ type fakeKernel struct {
 func newFakeKernel() *fakeKernel { return &fakeKernel{n: map[string]*events.DestCount{}} }
 
 func (f *fakeKernel) add(daddr string, port uint16, comm string, counter int, n uint64) {
-	k := fmt.Sprintf("%s|%d|%s", daddr, port, comm)
+	f.addIn(0, daddr, port, comm, counter, n)
+}
+
+// addIn counts n in namespace netns.
+func (f *fakeKernel) addIn(netns uint32, daddr string, port uint16, comm string, counter int, n uint64) {
+	k := fmt.Sprintf("%d|%s|%d|%s", netns, daddr, port, comm)
 	c := f.n[k]
 	if c == nil {
-		c = &events.DestCount{Key: events.NewDestKey(netip.MustParseAddr(daddr), port, comm)}
+		c = &events.DestCount{Key: events.NewDestKeyIn(netns, netip.MustParseAddr(daddr), port, comm)}
 		f.n[k] = c
 	}
 	c.N[counter] += n
@@ -80,8 +85,8 @@ func TestConnectCountersFold(t *testing.T) {
 	}
 	got := series(c)
 	want := map[destLabels]uint64{
-		{"10.0.0.3", "9092", "app", workload{}}: 3, {"10.0.0.4", "9092", "app", workload{}}: 4, {"10.0.0.5", "9092", "app", workload{}}: 5,
-		{Other, "9092", "app", workload{}}: 1 + 2,
+		{"10.0.0.3", "9092", "app", "", workload{}}: 3, {"10.0.0.4", "9092", "app", "", workload{}}: 4, {"10.0.0.5", "9092", "app", "", workload{}}: 5,
+		{Other, "9092", "app", "", workload{}}: 1 + 2,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("series %v, want %v", got, want)
@@ -157,5 +162,85 @@ func TestUnknownOwner(t *testing.T) {
 	c.update(time.Unix(1, 0))
 	if got := series(c); got[destLabels{daddr: "::1", dport: "80", comm: UnknownComm}] != 1 {
 		t.Errorf("series %v, want comm %q for an unknown owner", got, UnknownComm)
+	}
+}
+
+// TestConnectCountersNetns: a loopback destination is a different place
+// in each network namespace, so each namespace's has series of its own,
+// labelled with the namespace's name (or netns:INODE when it has none);
+// any other destination's attempts from every namespace stay merged.
+// Folded destinations lose the label.
+func TestConnectCountersNetns(t *testing.T) {
+	names := map[uint32]string{1: "netns:blue", 2: "pod:shop/checkout-1", 4: "netns:blue-again"}
+	col := New(Options{})
+	col.nsNames = func(ino uint32) string { return names[ino] }
+	k := newFakeKernel()
+	c := newConnectCounters(k, 100, 0)
+	c.netns = col.netnsLabel
+	for ns := uint32(1); ns <= 3; ns++ {
+		k.addIn(ns, "127.0.0.1", 9093, "app", events.OutcomeRefused, uint64(ns))
+		k.addIn(ns, "::1", 9093, "app", events.OutcomeEstablished, 10*uint64(ns))
+		k.addIn(ns, "10.0.0.1", 9093, "app", events.OutcomeRefused, 100*uint64(ns))
+	}
+	c.update(time.Unix(1, 0))
+	// A name that changes later (the process it came from ended) does
+	// not move the namespace's series.
+	names[1] = "netns:renamed"
+	k.addIn(1, "127.0.0.2", 9093, "app", events.OutcomeRefused, 1000)
+	c.update(time.Unix(2, 0))
+	got := series(c)
+	want := map[destLabels]uint64{
+		{"127.0.0.1", "9093", "app", "netns:blue", workload{}}:          1,
+		{"127.0.0.1", "9093", "app", "pod:shop/checkout-1", workload{}}: 2,
+		{"127.0.0.1", "9093", "app", "netns:3", workload{}}:             3,
+		{"::1", "9093", "app", "netns:blue", workload{}}:                10,
+		{"::1", "9093", "app", "pod:shop/checkout-1", workload{}}:       20,
+		{"::1", "9093", "app", "netns:3", workload{}}:                   30,
+		{"10.0.0.1", "9093", "app", "", workload{}}:                     100 + 200 + 300,
+		{"127.0.0.2", "9093", "app", "netns:blue", workload{}}:          1000,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("series\n%v\nwant\n%v", got, want)
+	}
+
+	// Beyond the cap, loopback destinations fold into daddr="other"
+	// without a namespace.
+	k = newFakeKernel()
+	c = newConnectCounters(k, 2, 0)
+	c.netns = col.netnsLabel
+	for ns := uint32(1); ns <= 3; ns++ {
+		k.addIn(ns, "127.0.0.1", 9093, "app", events.OutcomeRefused, 1)
+		c.update(time.Unix(int64(ns), 0))
+	}
+	got = series(c)
+	if got[destLabels{daddr: Other, dport: "9093", comm: "app"}] != 1 || len(got) != 3 || total(got) != 3 {
+		t.Errorf("folded series %v, want the oldest folded into daddr=other without a namespace", got)
+	}
+}
+
+// TestHandshakeHistogramsBounded: past MaxDestinations, a new
+// destination's handshake times join the "other" histogram (and the
+// reading goroutine goes on: it used to wait on a lock it held).
+func TestHandshakeHistogramsBounded(t *testing.T) {
+	c := New(Options{MaxDestinations: 2})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 5; i++ {
+			tr := &events.Transition{Dst: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i+1)), DPort: 443}
+			c.connected(tr, time.Millisecond)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connected() did not return: it deadlocked folding a histogram")
+	}
+	var n uint64
+	for _, h := range c.hists {
+		n += h.n
+	}
+	if len(c.hists) > 3 || c.hists[histKey{Other, 0, ""}] == nil || n != 5 {
+		t.Errorf("%d histograms holding %d handshakes, want at most 2 destinations and other, 5 handshakes", len(c.hists), n)
 	}
 }

@@ -69,28 +69,28 @@ func newDescs(workload bool) *descs {
 	d := &descs{}
 	d.attempts = prometheus.NewDesc("socktrace_connect_attempts_total",
 		"Connect attempts (active opens) that ended, by destination, owning process and outcome (established, refused, timeout, unreachable, aborted); counted in the kernel, exact when transitions are lost.",
-		labels([]string{"daddr", "dport", "comm", "outcome"}), nil)
+		labels([]string{"daddr", "dport", "netns", "comm", "outcome"}), nil)
 	d.synRetrans = prometheus.NewDesc("socktrace_syn_retransmits_total",
-		"SYNs retransmitted by connect attempts to this destination (no answer to the first): counted in the kernel.",
-		labels([]string{"daddr", "dport", "comm"}), nil)
+		"SYN retransmissions tried by connect attempts to this destination (no answer to the first), also those a firewall dropped on the way out: counted in the kernel.",
+		labels([]string{"daddr", "dport", "netns", "comm"}), nil)
 	d.retrans = prometheus.NewDesc("socktrace_retransmits_total",
 		"Data segments retransmitted by connections to this destination: counted in the kernel.",
-		labels([]string{"daddr", "dport", "comm"}), nil)
+		labels([]string{"daddr", "dport", "netns", "comm"}), nil)
 	d.resets = prometheus.NewDesc("socktrace_resets_total",
 		"RSTs sent and received on connections (and connect attempts) to this destination: counted in the kernel.",
-		labels([]string{"daddr", "dport", "comm", "direction"}), nil)
+		labels([]string{"daddr", "dport", "netns", "comm", "direction"}), nil)
 	d.bytes = prometheus.NewDesc("socktrace_bytes_total",
-		"Bytes sent (and acknowledged) and received by connections to this destination that closed: counted in the kernel.",
-		labels([]string{"daddr", "dport", "comm", "direction"}), nil)
+		"Data bytes sent (and acknowledged) and received by connections to this destination that closed (the SYN and FINs are not data): counted in the kernel.",
+		labels([]string{"daddr", "dport", "netns", "comm", "direction"}), nil)
 	d.failing = prometheus.NewDesc("socktrace_destination_failing",
 		"1 while a destination's connects keep failing (--fail-after in a row), 0 after it recovered.",
-		labels([]string{"daddr", "dport", "comm"}), nil)
+		labels([]string{"daddr", "dport", "netns", "comm"}), nil)
 	d.streak = prometheus.NewDesc("socktrace_destination_failure_streak",
 		"Connect attempts in a row that failed, to this destination, up to the last one that ended.",
-		labels([]string{"daddr", "dport", "comm"}), nil)
+		labels([]string{"daddr", "dport", "netns", "comm"}), nil)
 	d.duration = prometheus.NewDesc("socktrace_connect_duration_seconds",
 		"Handshake time of the connects that were established (syn-sent to established).",
-		[]string{"daddr", "dport"}, nil)
+		[]string{"daddr", "dport", "netns"}, nil)
 	d.sockets = prometheus.NewDesc("socktrace_sockets",
 		"Live TCP sockets by ss state, exact after each reconciliation with the kernel (sock_diag).",
 		[]string{"state"}, nil)
@@ -166,11 +166,19 @@ type Collector struct {
 
 	histMu sync.Mutex
 	hists  map[histKey]*hist
+
+	// The netns label of each namespace a loopback destination was
+	// reached from, fixed at first use (a namespace's name can change:
+	// the process it was named after ends). Taken last, alone.
+	nsMu    sync.Mutex
+	nsNames func(uint32) string
+	nsLabel map[uint32]string
 }
 
 type histKey struct {
 	daddr string
 	port  uint16
+	netns string
 }
 
 type hist struct {
@@ -189,7 +197,45 @@ func New(o Options) *Collector {
 	if o.ForgetAfter < 0 {
 		o.ForgetAfter = 0
 	}
-	return &Collector{opt: o, d: newDescs(o.WorkloadLabels), hists: map[histKey]*hist{}}
+	return &Collector{opt: o, d: newDescs(o.WorkloadLabels), hists: map[histKey]*hist{}, nsLabel: map[uint32]string{}}
+}
+
+// netnsLabel is the netns label of destination daddr reached from
+// namespace ino: "" unless daddr is a loopback address (127.0.0.0/8,
+// ::1), which is a different place in each namespace; for those, the
+// namespace's name as netns_name gives it (pod:NAMESPACE/POD,
+// netns:NAME, host, COMM/PID), or netns:INODE when it has none.
+// Other destinations are the same place from everywhere: their series
+// stay merged across namespaces.
+func (c *Collector) netnsLabel(ino uint32, daddr netip.Addr) string {
+	if !daddr.Unmap().IsLoopback() {
+		return ""
+	}
+	c.nsMu.Lock()
+	defer c.nsMu.Unlock()
+	if l, ok := c.nsLabel[ino]; ok {
+		return l
+	}
+	l := ""
+	if c.nsNames != nil {
+		l = c.nsNames(ino)
+	}
+	if l == "" {
+		l = "netns:" + strconv.FormatUint(uint64(ino), 10)
+	}
+	c.nsLabel[ino] = l
+	return l
+}
+
+// forgetNetns drops the labels of the namespaces no series uses.
+func (c *Collector) forgetNetns(used map[uint32]bool) {
+	c.nsMu.Lock()
+	defer c.nsMu.Unlock()
+	for ino := range c.nsLabel {
+		if !used[ino] {
+			delete(c.nsLabel, ino)
+		}
+	}
 }
 
 // Hooks returns the pipeline hooks that feed the collector.
@@ -202,6 +248,10 @@ func (c *Collector) attached(p *pipeline.Pipeline, tr *events.Tracer) {
 	defer c.mu.Unlock()
 	c.p, c.method, c.tr = p, tr.Method(), tr
 	c.connects = newConnectCounters(tr, c.opt.MaxDestinations, c.opt.ForgetAfter)
+	c.nsMu.Lock()
+	c.nsNames = p.NetnsName
+	c.nsMu.Unlock()
+	c.connects.netns = c.netnsLabel
 	if c.opt.WorkloadLabels {
 		c.connects.identify = p.Identify
 	}
@@ -233,14 +283,14 @@ func (c *Collector) Recording() *pipeline.RecordingState {
 
 // connected runs in the reading goroutine for each handshake completed.
 func (c *Collector) connected(t *events.Transition, d time.Duration) {
-	k := histKey{t.Dst.String(), t.DPort}
+	k := histKey{t.Dst.String(), t.DPort, c.netnsLabel(t.Netns, t.Dst)}
 	c.histMu.Lock()
 	defer c.histMu.Unlock()
 	h := c.hists[k]
 	if h == nil {
 		if len(c.hists) >= c.opt.MaxDestinations {
 			c.foldHists()
-			k = histKey{Other, 0}
+			k = histKey{Other, 0, ""}
 			h = c.hists[k]
 		}
 		if h == nil {
@@ -257,11 +307,10 @@ func (c *Collector) connected(t *events.Transition, d time.Duration) {
 }
 
 // foldHists makes room: the least recently used histogram joins "other".
+// The caller holds histMu.
 func (c *Collector) foldHists() {
 	var oldest histKey
 	var at time.Time
-	c.histMu.Lock()
-	defer c.histMu.Unlock()
 	for k, h := range c.hists {
 		if k.daddr != Other && (at.IsZero() || h.last.Before(at)) {
 			oldest, at = k, h.last
@@ -269,10 +318,10 @@ func (c *Collector) foldHists() {
 	}
 	h := c.hists[oldest]
 	delete(c.hists, oldest)
-	o := c.hists[histKey{Other, 0}]
+	o := c.hists[histKey{Other, 0, ""}]
 	if o == nil {
 		o = &hist{counts: make([]uint64, len(HandshakeBuckets)+1)}
-		c.hists[histKey{Other, 0}] = o
+		c.hists[histKey{Other, 0, ""}] = o
 	}
 	for i, v := range h.counts {
 		o.counts[i] += v
@@ -328,14 +377,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.d.up, prometheus.GaugeValue, 1, c.method)
 	c.connects.each(func(l destLabels, n counts) {
 		for o := 0; o < events.NumOutcomes; o++ {
-			ch <- prometheus.MustNewConstMetric(c.d.attempts, prometheus.CounterValue, float64(n[o]), c.vals(l.who, l.daddr, l.dport, l.comm, outcomeNames[o])...)
+			ch <- prometheus.MustNewConstMetric(c.d.attempts, prometheus.CounterValue, float64(n[o]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm, outcomeNames[o])...)
 		}
-		ch <- prometheus.MustNewConstMetric(c.d.synRetrans, prometheus.CounterValue, float64(n[events.CounterSynRetrans]), c.vals(l.who, l.daddr, l.dport, l.comm)...)
-		ch <- prometheus.MustNewConstMetric(c.d.retrans, prometheus.CounterValue, float64(n[events.CounterRetrans]), c.vals(l.who, l.daddr, l.dport, l.comm)...)
-		ch <- prometheus.MustNewConstMetric(c.d.resets, prometheus.CounterValue, float64(n[events.CounterRstSent]), c.vals(l.who, l.daddr, l.dport, l.comm, "sent")...)
-		ch <- prometheus.MustNewConstMetric(c.d.resets, prometheus.CounterValue, float64(n[events.CounterRstReceived]), c.vals(l.who, l.daddr, l.dport, l.comm, "received")...)
-		ch <- prometheus.MustNewConstMetric(c.d.bytes, prometheus.CounterValue, float64(n[events.CounterBytesAcked]), c.vals(l.who, l.daddr, l.dport, l.comm, "sent")...)
-		ch <- prometheus.MustNewConstMetric(c.d.bytes, prometheus.CounterValue, float64(n[events.CounterBytesReceived]), c.vals(l.who, l.daddr, l.dport, l.comm, "received")...)
+		ch <- prometheus.MustNewConstMetric(c.d.synRetrans, prometheus.CounterValue, float64(n[events.CounterSynRetrans]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.retrans, prometheus.CounterValue, float64(n[events.CounterRetrans]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.resets, prometheus.CounterValue, float64(n[events.CounterRstSent]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm, "sent")...)
+		ch <- prometheus.MustNewConstMetric(c.d.resets, prometheus.CounterValue, float64(n[events.CounterRstReceived]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm, "received")...)
+		ch <- prometheus.MustNewConstMetric(c.d.bytes, prometheus.CounterValue, float64(n[events.CounterBytesAcked]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm, "sent")...)
+		ch <- prometheus.MustNewConstMetric(c.d.bytes, prometheus.CounterValue, float64(n[events.CounterBytesReceived]), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm, "received")...)
 	})
 	ch <- prometheus.MustNewConstMetric(c.d.folded, prometheus.CounterValue, float64(c.connects.folded))
 
@@ -347,7 +396,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if c.opt.ForgetAfter > 0 && now.Sub(d.LastAttempt) > c.opt.ForgetAfter {
 			continue
 		}
-		l := destLabels{daddr: addrString(d.Addr), dport: strconv.Itoa(int(d.Port)), comm: UnknownComm}
+		l := destLabels{daddr: addrString(d.Addr), dport: strconv.Itoa(int(d.Port)), comm: UnknownComm, netns: c.netnsLabel(d.Netns, d.Addr)}
 		if d.OwnerKnown {
 			l.comm = d.Comm
 			if c.opt.WorkloadLabels {
@@ -358,8 +407,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		seen[l] = true
-		ch <- prometheus.MustNewConstMetric(c.d.failing, prometheus.GaugeValue, b2f(d.Failing), c.vals(l.who, l.daddr, l.dport, l.comm)...)
-		ch <- prometheus.MustNewConstMetric(c.d.streak, prometheus.GaugeValue, float64(d.Streak), c.vals(l.who, l.daddr, l.dport, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.failing, prometheus.GaugeValue, b2f(d.Failing), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm)...)
+		ch <- prometheus.MustNewConstMetric(c.d.streak, prometheus.GaugeValue, float64(d.Streak), c.vals(l.who, l.daddr, l.dport, l.netns, l.comm)...)
 	}
 
 	c.histMu.Lock()
@@ -379,8 +428,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if k.daddr == Other {
 			port = Other
 		}
-		ch <- prometheus.MustNewConstHistogram(c.d.duration, h.n, h.sum, buckets, k.daddr, port)
+		ch <- prometheus.MustNewConstHistogram(c.d.duration, h.n, h.sum, buckets, k.daddr, port, k.netns)
 	}
+
+	// Keep the netns labels of the namespaces still in use.
+	used := map[uint32]bool{}
+	for _, k := range c.connects.keyOf {
+		used[k.Netns] = true
+	}
+	for i := range st.Dests {
+		used[st.Dests[i].Netns] = true
+	}
+	c.forgetNetns(used)
 
 	for s := tcpstate.First; s <= tcpstate.Last; s++ {
 		if s == tcpstate.Close || s == tcpstate.NewSynRecv {

@@ -1,6 +1,7 @@
 // Package netnsname names network namespaces for people: by the pod
 // that lives in one, its name under /run/netns (ip netns), "host" for
-// PID 1's, or a process in it, instead of an inode number alone.
+// the host's (when socktrace knows which that is), or a process in it,
+// instead of an inode number alone.
 package netnsname
 
 import (
@@ -27,6 +28,9 @@ type Resolver struct {
 	names   map[uint32]string
 	first   map[uint32]uint32 // the lowest pid in each namespace
 	scanned time.Time
+	// PID 1's namespace, and whether it is the initial one.
+	pid1Ino  uint32
+	pid1Init verdict
 }
 
 // New returns a Resolver; ids says who a process is (its pod), nil for
@@ -104,21 +108,37 @@ func (r *Resolver) netnsOf(pid uint32) (uint32, bool) {
 	return uint32(st.Ino), true
 }
 
-// hostNetns is PID 1's namespace; where PID 1's cannot be read (a
-// sandbox whose PID 1 is not the host's init), socktrace's own, unless it
-// looks at a host root of another.
-func (r *Resolver) hostNetns() (uint32, bool) {
-	if ino, ok := r.netnsOf(1); ok {
-		return ino, true
+// hostNetns is the host's namespace when socktrace knows which it is:
+// the initial network namespace (the kernel's first, init_net). That is
+// socktrace's own when the kernel says so (see ownNetns); otherwise PID 1's
+// (under the host root) when it is not socktrace's own, checked by
+// entering it where socktrace may, taken on trust where it may not. A
+// namespace named after no evidence would be a guess: where /proc/1/ns
+// cannot be read (a sandbox, some containers) and socktrace runs in
+// another namespace (ip netns exec), no namespace is "host", unless the
+// kernel gives the initial one its fixed inode number (seen is what a
+// scan found).
+func (r *Resolver) hostNetns(seen map[uint32]uint32) (uint32, bool) {
+	if _, ok := seen[initNetnsIno]; ok && initNetnsIno != 0 {
+		return initNetnsIno, true
 	}
-	if r.root != "" {
+	own := ownNetns()
+	if own.ok && own.init == yes {
+		return own.ino, true
+	}
+	ino, ok := r.netnsOf(1)
+	if !ok {
 		return 0, false
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
-		return 0, false
+	if own.ok && ino == own.ino {
+		// PID 1 lives in socktrace's own namespace: a container's init
+		// when the kernel says it is not the initial one.
+		return ino, own.init == unknown
 	}
-	return uint32(st.Ino), true
+	if r.pid1Ino != ino {
+		r.pid1Ino, r.pid1Init = ino, initialAt(r.root+"/proc/1/ns/net")
+	}
+	return ino, r.pid1Init != no
 }
 
 // scan names every namespace a process lives in.
@@ -147,7 +167,7 @@ func (r *Resolver) scan() {
 			}
 		}
 	}
-	if ino, ok := r.hostNetns(); ok {
+	if ino, ok := r.hostNetns(first); ok {
 		names[ino] = "host"
 	}
 	// A pod wins over all but the host (a hostNetwork pod lives there).

@@ -78,9 +78,9 @@ func TestNames(t *testing.T) {
 	loneIno := inode(t, fmt.Sprintf("/proc/%d/ns/net", lone.Process.Pid))
 
 	want := map[uint32]string{
-		inode(t, "/proc/self/ns/net"): "host",
-		podIno:                        "pod:shop/checkout-1",
-		plainIno:                      "netns:" + plainName,
+		inode(t, "/proc/thread-self/ns/net"): "host", // /proc/self: the main thread, which may have entered another
+		podIno:                               "pod:shop/checkout-1",
+		plainIno:                             "netns:" + plainName,
 	}
 	want[loneIno] = processComm(t, lone.Process.Pid) + "/" + strconv.Itoa(lone.Process.Pid)
 	deadline := time.Now().Add(5 * time.Second)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/identity"
@@ -482,10 +483,26 @@ func (t *Table) staleLine(a *analysis.Alert) string {
 	return s
 }
 
-// destRows writes the destination table.
+// colWidth is the width of a column of cells: the widest, at least min
+// (in code points, as fmt pads).
+func colWidth(min int, cells []string) int {
+	for _, c := range cells {
+		min = max(min, utf8.RuneCountInString(c))
+	}
+	return min
+}
+
+// destRows writes the destination table, its columns as wide as their
+// widest cell (a destination "in netns:NAME", a pod's process).
 func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) {
-	fmt.Fprintf(b, "%-9s %-28s %-20s %8s %6s %6s %7s %7s %7s %7s %7s  %s\n",
-		"STATUS", "DESTINATION", "PROCESS", "ATTEMPTS", "OK", "FAILED", "REFUSED", "TIMEOUT", "UNREACH", "ABORTED", "PENDING", "SINCE")
+	dests, procs := make([]string, len(ds)), make([]string, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		dests[i], procs[i] = t.dest(d), process(d.OwnerKnown, d.PID, d.Comm, d.Owner)
+	}
+	dw, pw := colWidth(28, dests), colWidth(20, procs)
+	fmt.Fprintf(b, "%-9s %-*s %-*s %8s %6s %6s %7s %7s %7s %7s %7s  %s\n",
+		"STATUS", dw, "DESTINATION", pw, "PROCESS", "ATTEMPTS", "OK", "FAILED", "REFUSED", "TIMEOUT", "UNREACH", "ABORTED", "PENDING", "SINCE")
 	for i := range ds {
 		d := &ds[i]
 		status, since := "ok", ""
@@ -515,8 +532,8 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 		if d.BytesAcked+d.BytesReceived > 0 {
 			since += "; moved " + Bytes(d.BytesAcked) + "/" + Bytes(d.BytesReceived)
 		}
-		fmt.Fprintf(b, "%-9s %-28s %-20s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
-			status, t.dest(d), process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Attempts, d.Successes, d.Failed(),
+		fmt.Fprintf(b, "%-9s %-*s %-*s %8d %6d %6d %7d %7d %7d %7d %7d  %s\n",
+			status, dw, dests[i], pw, procs[i], d.Attempts, d.Successes, d.Failed(),
 			d.Failures[analysis.Refused], d.Failures[analysis.Timeout], d.Failures[analysis.Unreachable], d.Failures[analysis.Aborted],
 			d.InFlight, since)
 	}
@@ -561,8 +578,13 @@ func (t *Table) Summary(s *analysis.Summary) error {
 	if len(s.CloseWait) == 0 {
 		b.WriteString("  (none)\n")
 	} else {
-		fmt.Fprintf(&b, "%-24s %7s %9s  %s\n", "PROCESS", "SOCKETS", "OLDEST", "PEERS")
-		for _, l := range s.CloseWait {
+		procs := make([]string, len(s.CloseWait))
+		for i, l := range s.CloseWait {
+			procs[i] = process(l.OwnerKnown, l.PID, l.Comm, l.Owner)
+		}
+		pw := colWidth(24, procs)
+		fmt.Fprintf(&b, "%-*s %7s %9s  %s\n", pw, "PROCESS", "SOCKETS", "OLDEST", "PEERS")
+		for i, l := range s.CloseWait {
 			oldest := Age(l.Oldest)
 			if l.OldestAtLeast {
 				oldest = ">" + oldest
@@ -571,7 +593,7 @@ func (t *Table) Summary(s *analysis.Summary) error {
 			for _, p := range l.Peers {
 				peers = append(peers, fmt.Sprintf("%s (%d)", t.endpoint(p.Addr, p.Port), p.N))
 			}
-			fmt.Fprintf(&b, "%-24s %7d %9s  %s\n", process(l.OwnerKnown, l.PID, l.Comm, l.Owner), l.Count, oldest, strings.Join(peers, ", "))
+			fmt.Fprintf(&b, "%-*s %7d %9s  %s\n", pw, procs[i], l.Count, oldest, strings.Join(peers, ", "))
 		}
 	}
 
@@ -579,9 +601,14 @@ func (t *Table) Summary(s *analysis.Summary) error {
 	if len(s.TimeWait) == 0 {
 		b.WriteString("  (none)\n")
 	} else {
-		fmt.Fprintf(&b, "%-28s %7s\n", "DESTINATION", "SOCKETS")
-		for _, c := range s.TimeWait {
-			fmt.Fprintf(&b, "%-28s %7d\n", t.endpoint(c.Addr, c.Port), c.N)
+		dests := make([]string, len(s.TimeWait))
+		for i, c := range s.TimeWait {
+			dests[i] = t.endpoint(c.Addr, c.Port)
+		}
+		dw := colWidth(28, dests)
+		fmt.Fprintf(&b, "%-*s %7s\n", dw, "DESTINATION", "SOCKETS")
+		for i, c := range s.TimeWait {
+			fmt.Fprintf(&b, "%-*s %7d\n", dw, dests[i], c.N)
 		}
 	}
 
@@ -589,13 +616,18 @@ func (t *Table) Summary(s *analysis.Summary) error {
 	if len(s.Listeners) == 0 {
 		b.WriteString("  (none: no full accept queue, no handshakes pending)\n")
 	} else {
-		fmt.Fprintf(&b, "%-28s %-20s %8s %7s %8s  %s\n", "LOCAL", "PROCESS", "ACCEPT-Q", "BACKLOG", "SYN-RECV", "")
-		for _, l := range s.Listeners {
+		locals, procs := make([]string, len(s.Listeners)), make([]string, len(s.Listeners))
+		for i, l := range s.Listeners {
+			locals[i], procs[i] = t.endpoint(l.Addr, l.Port), process(l.OwnerKnown, l.PID, l.Comm, l.Owner)
+		}
+		lw, pw := colWidth(28, locals), colWidth(20, procs)
+		fmt.Fprintf(&b, "%-*s %-*s %8s %7s %8s  %s\n", lw, "LOCAL", pw, "PROCESS", "ACCEPT-Q", "BACKLOG", "SYN-RECV", "")
+		for i, l := range s.Listeners {
 			note := ""
 			if l.Full {
 				note = "FULL: new connections are dropped; the application is not accepting fast enough"
 			}
-			fmt.Fprintf(&b, "%-28s %-20s %8d %7d %8d  %s\n", t.endpoint(l.Addr, l.Port), process(l.OwnerKnown, l.PID, l.Comm, l.Owner), l.AcceptQ, l.Backlog, l.SynRecv, note)
+			fmt.Fprintf(&b, "%-*s %-*s %8d %7d %8d  %s\n", lw, locals[i], pw, procs[i], l.AcceptQ, l.Backlog, l.SynRecv, note)
 		}
 	}
 	fmt.Fprintf(&b, "\nhistory: %d live sockets, %d closed kept (cap %d), %d evicted", s.History.Live, s.History.Closed, s.History.ClosedCap, s.History.Evicted)

@@ -128,7 +128,8 @@ const expiredFor = time.Minute
 // the name it came from no longer resolves to: an attempt that failed,
 // or a new one long after the answer's TTL ran out. When the name's
 // latest answer still holds the address, a failed attempt asks the
-// server again (live, rate-limited): the next attempt may then tell.
+// server again (live; again once its last answer is older than its TTL,
+// see dnslookup.Options): the next attempt may then tell.
 func (p *pipeline) staleAlert(t *events.Transition) *analysis.Alert {
 	d := p.dns
 	if d == nil || t.DNS == nil {

@@ -68,7 +68,7 @@ type dumpResult struct {
 }
 
 func newReconciler(o *Options, wake func()) *reconciler {
-	own, _ := snapshot.NetnsInode("/proc/self/ns/net")
+	own, _ := snapshot.NetnsInode("/proc/thread-self/ns/net") // not the main thread's (see snapshot.Namespaces)
 	rc := &reconciler{o: o, done: make(chan *dumpResult, 1), owners: make(chan ownersOf, 4), wake: wake, own: own, paths: map[uint32]string{}}
 	if o.Netns != "" && o.Netns != "all" && o.Filter.Netns != own {
 		rc.paths[o.Filter.Netns] = o.Netns // --netns PATH: watched from the start

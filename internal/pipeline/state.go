@@ -128,3 +128,13 @@ func (x *Pipeline) Identify(cgroup uint64) *identity.Identity {
 	}
 	return x.p.ids.ByID(cgroup, 0)
 }
+
+// NetnsName is how the trace names network namespace ino, as netns_name
+// does (pod:NAMESPACE/POD, netns:NAME, host, COMM/PID); "" for a
+// namespace no process lives in any more.
+func (x *Pipeline) NetnsName(ino uint32) string {
+	if x.p.netnsName == nil {
+		return ""
+	}
+	return x.p.netnsName(ino)
+}

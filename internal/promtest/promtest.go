@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,10 +240,20 @@ func start(configPath, dataDir string) (*Server, error) {
 	s.cmd.SysProcAttr = sysProcAttr()
 	// From a goroutine of its own, which no caller has locked to its OS
 	// thread: so Prometheus does not inherit a network namespace the
-	// caller's thread may be in, and the parent-death signal is tied to
-	// a thread that lives as long as the test binary.
+	// caller's thread may be in. The parent-death signal is tied to the
+	// thread that started it, so the goroutine keeps that thread to
+	// itself until Prometheus exits: unlocked, the thread could go on to
+	// run a goroutine that locks it, enters a namespace and ends (as
+	// testnet's Run does), and the kernel would kill Prometheus with it.
 	errc := make(chan error, 1)
-	go func() { errc <- s.cmd.Start() }()
+	go func() {
+		runtime.LockOSThread()
+		err := s.cmd.Start()
+		errc <- err
+		if err == nil {
+			<-s.done
+		}
+	}()
 	if err := <-errc; err != nil {
 		return nil, fmt.Errorf("start %s: %v", Binary, err)
 	}

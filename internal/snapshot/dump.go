@@ -254,7 +254,7 @@ func Release(b []Socket) {
 // kernel's count of its TCP sockets.
 func openDiag(path string) (fd int, netns uint32, count int, err error) {
 	if path == "" {
-		path = "/proc/self/ns/net"
+		path = "/proc/thread-self/ns/net" // not /proc/self: the main thread may have entered another (see Namespaces)
 		fd, err := newDiagSocket()
 		if err != nil {
 			return -1, 0, 0, err
@@ -277,21 +277,38 @@ func openDiag(path string) (fd int, netns uint32, count int, err error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// The thread enters the namespace and is never unlocked, so the
-		// runtime ends it with this goroutine instead of reusing it.
+		// The thread enters the namespace, then goes back to ours and
+		// is unlocked. If it cannot go back it stays locked, and the
+		// runtime ends it with this goroutine instead of reusing it;
+		// unless it is the main thread, which the runtime keeps, in the
+		// namespace it entered (then /proc/self/ns/net shows that one,
+		// and socktrace seems to live there: going back avoids both).
 		runtime.LockOSThread()
+		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, 0, fmt.Errorf("open socktrace's own network namespace: %w", err)}
+			return
+		}
+		defer unix.Close(own)
 		nsfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{-1, 0, fmt.Errorf("open network namespace %s: %w", path, err)}
 			return
 		}
 		defer unix.Close(nsfd)
 		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{-1, 0, fmt.Errorf("enter network namespace %s: %w", path, err)}
 			return
 		}
 		fd, err := newDiagSocket()
-		ch <- result{fd, socketCount(), err}
+		count := socketCount()
+		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread() // back home: the thread may serve others
+		}
+		ch <- result{fd, count, err}
 	}()
 	r := <-ch
 	return r.fd, ino, r.count, r.err
@@ -337,7 +354,11 @@ func Namespaces() ([]string, error) {
 		seen[ino] = true
 		out = append(out, path)
 	}
-	add("/proc/self/ns/net")
+	// Ours: a thread's, not /proc/self's (the main thread's), which a
+	// goroutine that entered a namespace to list it and ended locked to
+	// the main thread leaves in that namespace. Unlocked threads, this
+	// one included, are all still in ours.
+	add("/proc/thread-self/ns/net")
 	if names, err := os.ReadDir("/run/netns"); err == nil {
 		for _, n := range names {
 			add("/run/netns/" + n.Name())

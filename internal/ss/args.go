@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/netnsname"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
@@ -296,11 +297,11 @@ func (o *Options) withValue(opt, v string, filterFile *string) error {
 	case "F":
 		*filterFile = v
 	case "N":
-		if strings.Contains(v, "/") {
-			o.Netns = v
-		} else {
-			o.Netns = "/run/netns/" + v
+		path, err := netnsname.Path(v, "")
+		if err != nil {
+			return fmt.Errorf("-N %s: %w", v, err)
 		}
+		o.Netns = path
 	}
 	return nil
 }

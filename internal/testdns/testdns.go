@@ -79,6 +79,13 @@ func (s *Server) CNAME(name, target string) {
 	s.cnames[fqdn(name)] = fqdn(target)
 }
 
+// QueryCount is how many queries the server answered so far.
+func (s *Server) QueryCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Queries
+}
+
 // SetTTL sets the TTL of every record served from now on.
 func (s *Server) SetTTL(ttl uint32) {
 	s.mu.Lock()

@@ -365,9 +365,9 @@ func TestAgent(t *testing.T) {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 	refused := refuse(t)
-	refuse2 := fmt.Sprintf(`socktrace_connect_attempts_total{comm="smoke.test",daddr="127.0.0.1",dport="%d",outcome="refused"} 1`, refused)
+	refuse2 := fmt.Sprintf(`socktrace_connect_attempts_total{comm="smoke.test",daddr="127.0.0.1",dport="%d",netns="host",outcome="refused"} 1`, refused)
 	port, _ := exchange(t)
-	established := fmt.Sprintf(`socktrace_connect_attempts_total{comm="smoke.test",daddr="127.0.0.1",dport="%d",outcome="established"} 1`, port)
+	established := fmt.Sprintf(`socktrace_connect_attempts_total{comm="smoke.test",daddr="127.0.0.1",dport="%d",netns="host",outcome="established"} 1`, port)
 	var body string
 	for deadline = time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		_, body = get("/metrics")
