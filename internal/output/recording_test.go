@@ -76,7 +76,7 @@ func TestSummaryRecording(t *testing.T) {
 		}
 		otCheck(t, got.(map[string]any), map[string]any{
 			"file": "/var/tmp/tcp.st", "status": "paused", "paused_since": "2024-03-01T11:34:44.000000789Z",
-			"error": "write capture file /var/tmp/tcp.st: no space left on device",
+			"error":       "write capture file /var/tmp/tcp.st: no space left on device",
 			"transitions": num("1234"), "bytes": num("103656"), "files": num("1"), "errors": num("2"), "dropped": num("56"),
 		})
 	}
