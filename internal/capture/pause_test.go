@@ -101,6 +101,11 @@ func TestPauseOnFullDisk(t *testing.T) {
 	if ch := w.Changes(); len(ch) != 0 || !w.State().Paused {
 		t.Fatalf("resumed on a full disk: %+v", ch)
 	}
+	// (Read the file as it is now, to compare once it resumes in it.)
+	cut, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Room again: it resumes in the same file, at the next try.
 	if err := os.Remove(filler); err != nil {
@@ -124,6 +129,9 @@ func TestPauseOnFullDisk(t *testing.T) {
 	must(t, w.Close())
 	if st := w.State(); st.Paused || st.Files != 1 || st.Transitions != recorded+20 {
 		t.Errorf("state at the end %+v", st)
+	}
+	if b, _ := os.ReadFile(path); len(b) <= len(cut) || string(b[:len(cut)]) != string(cut) {
+		t.Errorf("the file at the pause (%d bytes) is not the start of the file after resuming (%d bytes)", len(cut), len(b))
 	}
 	recs, warns = readAll(t, []string{path})
 	got, gaps := transitionsOf(recs)
@@ -245,5 +253,36 @@ func TestPauseRotation(t *testing.T) {
 		if !strings.Contains(m, "earlier parts") {
 			t.Errorf("warning %q: want only that the oldest parts were rotated away", m)
 		}
+	}
+}
+
+// TestRemovedWhilePaused: a file removed while the recording is paused
+// is not resumed in: the next file is.
+func TestRemovedWhilePaused(t *testing.T) {
+	dir := testfs.Tmpfs(t, 1<<20)
+	filler := testfs.Fill(t, dir, 512<<10)
+	path := filepath.Join(dir, "cap")
+	w, err := Create(path, header(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trs := sample(1000)
+	for i := 0; !w.State().Paused; i++ {
+		if i > 100000 {
+			t.Fatalf("not paused: %+v", w.State())
+		}
+		must(t, w.Transition(&trs[i%len(trs)]))
+	}
+	w.Changes()
+	os.Remove(path)
+	os.Remove(filler)
+	w.Tick(later())
+	ch := w.Changes()
+	if len(ch) != 1 || ch[0].Paused || ch[0].File != FileName(path, 1) {
+		t.Fatalf("changes %+v, want a resumption in %s", ch, FileName(path, 1))
+	}
+	must(t, w.Close())
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s came back: %v", path, err)
 	}
 }

@@ -328,12 +328,17 @@ func (w *Writer) Tick(now time.Time) {
 		}
 		return
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(w.f.Fd()), &st); err == nil && st.Nlink == 0 {
+	if w.unlinked() {
 		w.rollback()
 		w.removed = true
 		w.pause(fmt.Errorf("capture file %s was removed: what was written to it is gone", w.name()))
 	}
+}
+
+// unlinked says whether the current file was removed.
+func (w *Writer) unlinked() bool {
+	var st unix.Stat_t
+	return w.f != nil && unix.Fstat(int(w.f.Fd()), &st) == nil && st.Nlink == 0
 }
 
 // tryResume tries to record again: in the current file (cut back to its
@@ -346,6 +351,7 @@ func (w *Writer) tryResume(now time.Time) {
 	// In the next file when this one cannot be appended to, or at the
 	// rotation (which removes the oldest file first: room on a full
 	// disk).
+	w.removed = w.removed || w.unlinked()
 	next := w.f == nil || w.damaged || w.removed || (w.opt.RotateSize > 0 && w.size > w.hdrEnd)
 	if next {
 		w.removeOldest(w.hdr.Seq + 1)
