@@ -24,7 +24,9 @@ tracing, snapshot, filters and analysis as socktrace itself, with
             destination and outcome, failing destinations, handshake
             times, live sockets by state, CLOSE-WAIT leaks, full listeners,
             transitions seen, lost and skipped;
-  /healthz  200 once the program is attached and events are read, else 503;
+  /healthz  200 once every program is attached and events are read (the
+            body says whether the recording of -w is paused by a write
+            error: it never stops the agent), else 503;
 
 and newline-delimited JSON on stdout for log pipelines (journald, kubectl
 logs, Vector, Fluent Bit): alerts (failing, recovered), lost and skipped

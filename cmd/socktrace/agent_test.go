@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/promtest"
+	"github.com/socktrace/socktrace/internal/testfs"
 	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
@@ -369,5 +370,72 @@ func TestAgentPressure(t *testing.T) {
 	}
 	if m[`socktrace_sockets{state="close-wait"}`] != 3 {
 		t.Errorf("close-wait sockets %v, want 3", m[`socktrace_sockets{state="close-wait"}`])
+	}
+}
+
+// healthz returns /healthz's status and body.
+func healthz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestAgentRecordingFullDisk: the agent's flight recording (-w) onto a
+// filesystem that fills pauses; the agent goes on tracing and serving
+// /metrics (socktrace_recording_errors_total, socktrace_recording_paused),
+// /healthz answers 200 and says the recording is paused, and the
+// recording resumes once there is room again.
+func TestAgentRecordingFullDisk(t *testing.T) {
+	ns := testnet.New(t)
+	port := acceptAndClose(t, ns)
+	dir := testfs.Tmpfs(t, 2<<20)
+	filler := testfs.Fill(t, dir, 2<<20-256<<10)
+	file := filepath.Join(dir, "flight.st")
+	p, addr := startAgent(t, "--netns", ns.Path(), "-w", file)
+	url := "http://" + addr + "/metrics"
+	if code, body := healthz(t, addr); code != 200 || !strings.Contains(body, "recording to "+file) {
+		t.Errorf("/healthz before: %d %q", code, body)
+	}
+	fillUntil(t, p, ns, port, 60, "the recording to pause on a full disk", func(lines []string) bool {
+		return linesWith(lines, `"type":"recording"`, `"status":"paused"`, "no space left on device") > 0
+	})
+	m := scrape(t, http.DefaultClient, url)
+	if m["socktrace_recording_errors_total"] != 1 || m["socktrace_recording_paused"] != 1 {
+		t.Errorf("metrics while paused: errors_total %v, paused %v; want 1 and 1", m["socktrace_recording_errors_total"], m["socktrace_recording_paused"])
+	}
+	if code, body := healthz(t, addr); code != 200 || !strings.Contains(body, "recording PAUSED") || !strings.Contains(body, "no space left on device") {
+		t.Errorf("/healthz while paused: %d %q; want 200 saying the recording is paused and why", code, body)
+	}
+	// Tracing goes on.
+	seen := m["socktrace_transitions_total"]
+	traffic(t, ns, port, 10)
+	deadline := time.Now().Add(5 * time.Second)
+	for scrape(t, http.DefaultClient, url)["socktrace_transitions_total"] < seen+100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("socktrace_transitions_total stays at %v while the recording is paused", seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	p.waitForIn(t, 20*time.Second, "the recording to resume", func(lines []string) bool {
+		return linesWith(lines, `"type":"recording"`, `"status":"resumed"`) > 0
+	})
+	m = scrape(t, http.DefaultClient, url)
+	if m["socktrace_recording_errors_total"] != 1 || m["socktrace_recording_paused"] != 0 {
+		t.Errorf("metrics after resuming: errors_total %v, paused %v; want 1 and 0", m["socktrace_recording_errors_total"], m["socktrace_recording_paused"])
+	}
+	if code, body := healthz(t, addr); code != 200 || !strings.Contains(body, "recording to "+file) {
+		t.Errorf("/healthz after resuming: %d %q", code, body)
+	}
+	p.stop(t)
+	if _, stderr := readCapture(t, "-o", "json", file); !strings.HasPrefix(stderr, "socktrace: the recording paused at ") {
+		t.Errorf("reading the flight recording: stderr %q, want the gap said and no damage", stderr)
 	}
 }

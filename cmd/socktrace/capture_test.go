@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/testfs"
 	"github.com/socktrace/socktrace/internal/testnet"
 )
 
@@ -279,5 +281,109 @@ func TestCaptureFollow(t *testing.T) {
 	got := f.stop(t)
 	if strings.Join(got, "\n") != strings.Join(all, "\n") || transitionsIn(all) < enough {
 		t.Errorf("followed %d records (%d transitions), a plain read has %d: %s", len(got), transitionsIn(got), len(all), firstDiff(all, got))
+	}
+}
+
+// linesWith counts the lines that hold every one of subs.
+func linesWith(lines []string, subs ...string) int {
+	n := 0
+	for _, l := range lines {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(l, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// fillUntil makes traffic in ns until cond holds of p's output, and
+// fails after rounds rounds.
+func fillUntil(t *testing.T, p *proc, ns *testnet.NS, port, rounds int, what string, cond func([]string) bool) {
+	t.Helper()
+	for i := 0; i < rounds; i++ {
+		if cond(p.output()) {
+			return
+		}
+		traffic(t, ns, port, 100)
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.waitFor(t, what, cond)
+}
+
+// TestCaptureFullDisk: -w onto a filesystem that fills (a small tmpfs)
+// never stops the trace: the recording pauses (one stderr line, a
+// recording record), transitions keep coming, it resumes once there is
+// room, socktrace ends with exit 0 and its count line, and the file
+// reads back, the gap marked.
+func TestCaptureFullDisk(t *testing.T) {
+	ns := testnet.New(t)
+	port := acceptAndClose(t, ns)
+	dir := testfs.Tmpfs(t, 2<<20)
+	filler := testfs.Fill(t, dir, 2<<20-256<<10) // about 256K left
+	file := filepath.Join(dir, "trace.st")
+	p := start(t, "-o", "json", "--netns", ns.Path(), "-w", file)
+	paused := func(lines []string) bool { return linesWith(lines, `"type":"recording"`, `"status":"paused"`) > 0 }
+	fillUntil(t, p, ns, port, 60, "the recording to pause on a full disk", paused)
+	var rec record
+	for _, r := range parseJSON(t, p.output()) {
+		if r.str("type") == "recording" {
+			rec = r
+			break
+		}
+	}
+	if rec.str("file") != file || !strings.Contains(rec.str("error"), "no space left on device") || rec.num("errors_total") != 1 {
+		t.Errorf("recording record %v: want the file, ENOSPC, errors_total 1", rec)
+	}
+	// Tracing goes on: a refused connect made now is shown.
+	before := linesWith(p.output(), `"error":"ECONNREFUSED"`)
+	refuse(t, ns, "127.0.0.1:1")
+	p.waitFor(t, "a refused connect shown while the recording is paused", func(lines []string) bool {
+		return linesWith(lines, `"error":"ECONNREFUSED"`) > before
+	})
+	// Room again: it resumes.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	p.waitForIn(t, 20*time.Second, "the recording to resume", func(lines []string) bool {
+		return linesWith(lines, `"type":"recording"`, `"status":"resumed"`) > 0
+	})
+	traffic(t, ns, port, 20)
+	time.Sleep(300 * time.Millisecond)
+	live := p.stop(t) // exit 0
+	stderr := p.stderr.String()
+	if n := strings.Count(stderr, "PAUSED: "); n != 1 || !strings.Contains(stderr, "no space left on device") {
+		t.Errorf("stderr has %d pause lines, want 1 with the cause:\n%s", n, stderr)
+	}
+	if !strings.Contains(stderr, "recording resumed in "+file) || !regexp.MustCompile(`transitions recorded to .*; the recording PAUSED 1 time\(s\) on write errors: \d+ transitions not recorded`).MatchString(stderr) {
+		t.Errorf("stderr lacks the resumption or the final count line with the pause:\n%s", stderr)
+	}
+	if n := linesWith(live, `"type":"recording"`); n != 2 {
+		t.Errorf("%d recording records, want paused and resumed", n)
+	}
+	// The file reads back, whole records only, the gap where it was.
+	out, rstderr := readCapture(t, "-o", "json", file)
+	replay := strings.Split(strings.TrimSpace(out), "\n")
+	if !strings.HasPrefix(rstderr, "socktrace: the recording paused at ") || !strings.Contains(rstderr, "no space left on device") || strings.Count(rstderr, "\n") != 1 {
+		t.Errorf("read: stderr %q, want one line for the gap (and no damage)", rstderr)
+	}
+	if linesWith(replay, `"type":"recording"`, `"status":"paused"`) != 1 || linesWith(replay, `"type":"recording"`, `"status":"resumed"`) != 1 {
+		t.Errorf("the replay does not show the gap:\n%s", out)
+	}
+	recorded := transitionsIn(replay)
+	if recorded < 1000 || recorded >= transitionsIn(live) {
+		t.Errorf("replay has %d transitions, the live trace %d: want most, not all", recorded, transitionsIn(live))
+	}
+	// Transitions after the gap were recorded too.
+	gapAt := -1
+	for i, l := range replay {
+		if strings.Contains(l, `"status":"resumed"`) {
+			gapAt = i
+		}
+	}
+	if gapAt < 0 || transitionsIn(replay[gapAt:]) < 20 {
+		t.Errorf("want the transitions after the resumption recorded, got %d", transitionsIn(replay[max(gapAt, 0):]))
 	}
 }

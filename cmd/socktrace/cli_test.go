@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/testnet"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -442,5 +444,112 @@ func TestErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// refusedWithCookie makes, in ns, a connect to 127.0.0.1:1 (refused)
+// and returns its socket's cookie.
+func refusedWithCookie(t *testing.T, ns *testnet.NS) uint64 {
+	t.Helper()
+	var cookie uint64
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err != nil {
+			return fmt.Errorf("SO_COOKIE: %w", err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: 1, Addr: [4]byte{127, 0, 0, 1}}); err != unix.ECONNREFUSED {
+			return fmt.Errorf("connect to 127.0.0.1:1: %v, want ECONNREFUSED", err)
+		}
+		return nil
+	})
+	return cookie
+}
+
+// TestReadyAfterEveryHook: socktrace shows nothing, and says it is ready
+// (--ready-file), before every hook counts: a client refused over and
+// over from before socktrace starts has every close with rst_received,
+// a refused connect right after the ready file too. And the ready file
+// says a running socktrace: one left by an earlier run goes as socktrace
+// starts, and socktrace removes its own when it exits.
+func TestReadyAfterEveryHook(t *testing.T) {
+	ns := testnet.New(t)
+	stop := make(chan struct{})
+	looped := make(chan error, 1)
+	go func() {
+		looped <- ns.Do(func() error {
+			for {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				if c, err := net.Dial("tcp4", "127.0.0.1:1"); err == nil {
+					c.Close()
+					return errors.New("connect to 127.0.0.1:1 succeeded, want refused")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}()
+	defer func() {
+		close(stop)
+		if err := <-looped; err != nil {
+			t.Error(err)
+		}
+	}()
+	ready := filepath.Join(t.TempDir(), "ready")
+	for run := 1; run <= 3; run++ {
+		p := startCmd(t, exec.Command(socktraceBin(t), "-o", "json", "--netns", ns.Path(), "--no-snapshot",
+			"--state", "close", "--ready-file", ready), ready, "")
+		cookie := refusedWithCookie(t, ns)
+		want := fmt.Sprintf(`"cookie":%d,`, cookie)
+		p.waitFor(t, "the refused connect made right after the ready file", func(lines []string) bool {
+			for _, l := range lines {
+				if strings.Contains(l, want) {
+					return true
+				}
+			}
+			return false
+		})
+		lines := p.stop(t)
+		if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("run %d: the ready file is still there after socktrace exited (%v): a script would take the next run for ready", run, err)
+		}
+		refused, without := 0, 0
+		for _, r := range parseJSON(t, lines) {
+			if r.str("type") != "transition" || r.str("error") != "ECONNREFUSED" {
+				continue
+			}
+			refused++
+			if r["rst_received"] != true {
+				without++
+				if without <= 3 {
+					t.Errorf("run %d: refused connect closed without rst_received: %v", run, r)
+				}
+			}
+		}
+		if without > 0 {
+			t.Errorf("run %d: %d of %d refused connects shown without rst_received: the reset hook was not attached yet", run, without, refused)
+		}
+		if refused < 2 {
+			t.Errorf("run %d: %d refused connects seen, want the loop's and ours", run, refused)
+		}
+	}
+
+	// A ready file left behind (by a run killed with -9, or anything
+	// else) goes as socktrace starts, even when it then fails.
+	if err := os.WriteFile(ready, []byte("stale\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(socktraceBin(t), "--netns", ns.Path(), "--ready-file", ready, "-w", "/nonexistent/dir/trace.st").CombinedOutput()
+	if err == nil {
+		t.Fatalf("socktrace -w /nonexistent/dir/trace.st succeeded:\n%s", out)
+	}
+	if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a stale ready file is still there after a socktrace that never got ready (%v):\n%s", err, out)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
 
@@ -521,5 +523,38 @@ func TestParseSize(t *testing.T) {
 		if got, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) = %d, want an error", in, got)
 		}
+	}
+}
+
+// TestHelpValueNames: --help names every flag's value with a placeholder
+// in capitals (D for a duration, as in the README), never with pflag's
+// type name ("--duration duration").
+func TestHelpValueNames(t *testing.T) {
+	durations := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			name, _ := pflag.UnquoteUsage(f)
+			if f.Value.Type() == "duration" {
+				durations[f.Name] = true
+				if name != "D" {
+					t.Errorf("%s --%s shows its value as %q, want D (as the other durations)", c.CommandPath(), f.Name, name)
+				}
+			}
+			if name != strings.ToUpper(name) {
+				t.Errorf("%s --%s shows its value as %q (pflag's type name), want a placeholder in capitals: put it in backquotes in the usage", c.CommandPath(), f.Name, name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	root := newRootCmd()
+	walk(root)
+	if !durations["duration"] || !durations["interval"] {
+		t.Fatalf("no --duration or --interval flag seen: %v", durations)
+	}
+	if u := root.Flags().FlagUsages(); !strings.Contains(u, "--duration D ") {
+		t.Errorf("--help does not show --duration D:\n%s", u)
 	}
 }

@@ -75,10 +75,10 @@ keep failing (refused, timeout, unreachable, aborted) raises an alert;
 	fl := cmd.Flags()
 	fl.SortFlags = false
 	addViewFlags(fl, f)
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long, e.g. 30s or 5m (default: until Ctrl-C)")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after `D`, e.g. 30s or 5m (default: until Ctrl-C)")
 	fl.BoolVar(&f.once, "once", false, "list the TCP sockets that exist (like ss -tanpo) and exit")
 	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "do not list existing sockets first: only stream transitions")
-	fl.DurationVar(&f.interval, "interval", 0, "print the summary every `INTERVAL`, e.g. 1m (implies --summary)")
+	fl.DurationVar(&f.interval, "interval", 0, "print the summary every `D`, e.g. 1m (implies --summary)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "with --write: record only, print nothing")
 	addTraceFlags(fl, f)
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to `FILE` (for developers)")

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -381,6 +383,34 @@ func TestOnceAllNamespaces(t *testing.T) {
 	for _, ns := range nss {
 		if !found[ns.Inode] {
 			t.Errorf("the listener in namespace %d (port %d) is not listed", ns.Inode, ports[ns.Inode])
+		}
+	}
+}
+
+// TestOnceSaysHowOwnersWereFound: --once says on stderr how it found the
+// sockets' holders (a BPF iterator, else /proc), in JSON as in the
+// table, and stdout stays the listing alone (every line JSON).
+func TestOnceSaysHowOwnersWereFound(t *testing.T) {
+	ns := testnet.New(t)
+	listen(t, ns)
+	for _, output := range []string{"json", "table"} {
+		var stdout, stderr bytes.Buffer
+		c := exec.Command(socktraceBin(t), "--once", "--netns", ns.Path(), "-o", output)
+		c.Stdout, c.Stderr = &stdout, &stderr
+		if err := c.Run(); err != nil {
+			t.Fatalf("socktrace --once -o %s: %v\n%s", output, err, stderr.String())
+		}
+		if !regexp.MustCompile(`(?m)^socktrace: socket owners from (a BPF |/proc)`).MatchString(stderr.String()) {
+			t.Errorf("--once -o %s: stderr does not say how owners were found:\n%s", output, stderr.String())
+		}
+		if strings.Contains(stdout.String(), "socket owners") {
+			t.Errorf("--once -o %s: the owners' line is on stdout:\n%s", output, stdout.String())
+		}
+		if output == "json" {
+			recs := parseJSON(t, strings.Split(strings.TrimSpace(stdout.String()), "\n"))
+			if len(recs) == 0 {
+				t.Errorf("--once -o json listed nothing; stderr:\n%s", stderr.String())
+			}
 		}
 	}
 }

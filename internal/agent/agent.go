@@ -131,7 +131,8 @@ func Run(ctx context.Context, o *pipeline.Options, c Config) error {
 }
 
 // health is /healthz: 200 once the program is attached and its events
-// are being read.
+// are being read. A recording (-w) paused by a write error does not make
+// the agent unhealthy (tracing and metrics go on): the body says so.
 func health(col *metrics.Collector) (int, string) {
 	attached, beat := col.Attached()
 	switch {
@@ -140,5 +141,14 @@ func health(col *metrics.Collector) (int, string) {
 	case time.Since(beat) > healthStall:
 		return http.StatusServiceUnavailable, fmt.Sprintf("stalled: events not read for %s", time.Since(beat).Round(time.Second))
 	}
-	return http.StatusOK, "ok: attached, reading events"
+	msg := "ok: attached, reading events"
+	switch r := col.Recording(); {
+	case r == nil:
+	case r.Paused:
+		msg += fmt.Sprintf("; recording PAUSED since %s (%s): %s; it resumes once writes succeed again",
+			r.Since.UTC().Format(time.RFC3339), time.Since(r.Since).Round(time.Second), r.Err)
+	default:
+		msg += "; recording to " + r.File
+	}
+	return http.StatusOK, msg
 }

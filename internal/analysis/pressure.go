@@ -241,6 +241,23 @@ type Summary struct {
 	DNS *DNSSummary
 	// Ring: the tracer's ring buffer, live traces only (nil in replays).
 	Ring *RingUse
+	// Recording: the recording (-w) of a live trace; nil without one,
+	// and in replays.
+	Recording *RecordingSummary
+}
+
+// RecordingSummary is what the recording wrote, and what write errors
+// kept it from writing.
+type RecordingSummary struct {
+	File        string // the file written (or to be written)
+	Paused      bool
+	Since       time.Time // paused since
+	Err         string    // why, while paused
+	Transitions uint64    // recorded
+	Bytes       int64     // in all files
+	Files       int
+	Errors      uint64 // write errors that paused it
+	Dropped     uint64 // transitions not recorded because of them
 }
 
 // RingUse is the ring buffer's size and the most it held at once, bytes.

@@ -11,7 +11,9 @@
 // and a body starts with its record type (one byte). The first record is
 // the header, as JSON. Numbers in the other records are varints. A reader
 // stops at the first frame that is cut short or fails its checksum, says
-// how many bytes it skipped, and keeps everything before.
+// how many bytes it skipped, and keeps everything before. A writer that
+// fails to write cuts the file back to its last whole record, and marks
+// where it resumed with a gap record.
 package capture
 
 import (
@@ -42,6 +44,7 @@ const (
 	recIdentity      = 8  // format 3: an owner's identity, numbered, before its first use in the file
 	recNetnsName     = 9  // format 3: who lives in a network namespace (netns_name), before its first use
 	recDNS           = 10 // format 3: a DNS answer seen (readers that predate it skip it)
+	recGap           = 11 // format 3: the recording paused on a write error and resumed here (readers that predate it skip it)
 )
 
 // maxDNSMessage bounds a recorded DNS message: the most a DNS message

@@ -35,6 +35,7 @@ const (
 	KindLost                          // At, Lost, LostTotal
 	KindSkipped                       // At, Lost, LostTotal: skipped by the kernel
 	KindDNS                           // DNS: a DNS answer seen
+	KindGap                           // At, Until, Lost, Err: the recording paused at At on a write error, resumed at Until; Lost transitions were not recorded
 )
 
 // Record is one record read back. Only the fields of its Kind are set;
@@ -51,6 +52,8 @@ type Record struct {
 	Lost       uint64
 	LostTotal  uint64
 	DNS        dnscache.Observation // DNS.Msg is valid until the next Read
+	Until      time.Time            // a gap's end
+	Err        string               // why the recording paused (a gap)
 }
 
 // ReadOptions control reading.
@@ -161,6 +164,9 @@ func (r *Reader) warn(msg string) {
 
 // Header is the header of the first file.
 func (r *Reader) Header() Header { return r.files[0].hdr }
+
+// File is the file being read.
+func (r *Reader) File() string { return r.files[r.i].path }
 
 // Files are the files read, in order.
 func (r *Reader) Files() []string {
@@ -589,6 +595,12 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		if d.err == nil {
 			o.Msg = append(dnsMsg, d.bytes(int(n))...)
 		}
+	case recGap:
+		*rec = Record{Kind: KindGap, Users: rec.Users[:0]}
+		rec.At = time.Unix(0, d.varint())
+		rec.Until = time.Unix(0, d.varint())
+		rec.Lost = d.uvarint()
+		rec.Err = d.str(r.comms)
 	case recHeader:
 		return false, errors.New("a second header")
 	default:

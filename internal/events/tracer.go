@@ -284,35 +284,50 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	l, err := c.attach(objs.Prog)
-	if err != nil {
-		objs.Prog.Close()
-		closeMaps(objs.tracerMaps)
-		return nil, fmt.Errorf("attach: %w", err)
-	}
 	rd, err := newRing(objs.Events)
 	if err != nil {
-		l.Close()
 		objs.Prog.Close()
 		closeMaps(objs.tracerMaps)
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
-	now := time.Now()
 	t := &Tracer{
-		method:    c.method,
-		prog:      objs.Prog,
-		maps:      objs.tracerMaps,
-		link:      l,
-		rd:        rd,
-		dec:       NewDecoder(),
-		clock:     NewClock(),
-		lostVals:  make([]uint64, mustPossibleCPUs()),
-		nextCheck: now.Add(lostCheckInterval),
-		nextSync:  now.Add(clockSyncInterval),
+		method:   c.method,
+		prog:     objs.Prog,
+		maps:     objs.tracerMaps,
+		rd:       rd,
+		dec:      NewDecoder(),
+		clock:    NewClock(),
+		lostVals: make([]uint64, mustPossibleCPUs()),
 	}
+	// The retransmit, reset and error hooks first, then the program that
+	// sends transitions: every transition it sends has had them counting
+	// (attached after it, the closes of the first few hundred
+	// milliseconds said rst_received false after an RST).
 	t.attachHooks(spec, kernelTypes, c.mode == AttachTpBtf)
+	if t.link, err = c.attach(objs.Prog); err != nil {
+		t.closeHooks()
+		rd.close()
+		objs.Prog.Close()
+		closeMaps(objs.tracerMaps)
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	// The backup goes after the primary: the kernel runs the programs of
+	// a tracepoint in the order they were attached.
 	t.attachBackup(spec, c, kernelTypes)
+	now := time.Now()
+	t.nextCheck, t.nextSync = now.Add(lostCheckInterval), now.Add(clockSyncInterval)
 	return t, nil
+}
+
+// closeHooks detaches and frees the optional hooks.
+func (t *Tracer) closeHooks() {
+	for _, l := range t.hookLinks {
+		l.Close()
+	}
+	for _, p := range t.hookProgs {
+		p.Close()
+	}
+	t.hookLinks, t.hookProgs, t.hookStatus = nil, nil, nil
 }
 
 // attachBackup attaches the primary program's backup, which handles the

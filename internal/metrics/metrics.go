@@ -52,6 +52,8 @@ type descs struct {
 	// Passive DNS.
 	staleDNS, dnsAnswers, dnsEvicted, dnsLookups *prometheus.Desc
 	kernelForgot, cgroupsUncached                *prometheus.Desc
+	// The recording (-w).
+	recErrors, recPaused *prometheus.Desc
 }
 
 // newDescs makes the metrics' descriptions; with workload, the metrics
@@ -132,6 +134,10 @@ func newDescs(workload bool) *descs {
 	d.dnsLookups = prometheus.NewDesc("socktrace_dns_lookups_total",
 		"socktrace's own lookups of failing destinations' names, by result: sent, failed (no answer), limited (not sent: asked lately, or too many under way).",
 		[]string{"result"}, nil)
+	d.recErrors = prometheus.NewDesc("socktrace_recording_errors_total",
+		"Write errors (a full disk, EIO, the file removed) that paused the recording (-w); tracing and metrics go on, and the recording resumes once writes succeed again.", nil, nil)
+	d.recPaused = prometheus.NewDesc("socktrace_recording_paused",
+		"1 while the recording (-w) is paused by a write error, else 0.", nil, nil)
 	d.build = prometheus.NewDesc("socktrace_build_info",
 		"Always 1: the version of socktrace, the Go it was built with, and the kernel it runs on.",
 		[]string{"version", "goversion", "kernel"}, nil)
@@ -263,6 +269,18 @@ func (c *Collector) Attached() (bool, time.Time) {
 	return true, p.Heartbeat()
 }
 
+// Recording is the recording's state (-w), nil without one or before
+// the trace runs.
+func (c *Collector) Recording() *pipeline.RecordingState {
+	c.mu.Lock()
+	p := c.p
+	c.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Recording()
+}
+
 // connected runs in the reading goroutine for each handshake completed.
 func (c *Collector) connected(t *events.Transition, d time.Duration) {
 	k := histKey{t.Dst.String(), t.DPort, c.netnsLabel(t.Netns, t.Dst)}
@@ -332,7 +350,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.d.attempts, c.d.synRetrans, c.d.retrans, c.d.resets, c.d.bytes, c.d.failing, c.d.streak, c.d.duration, c.d.sockets,
 		c.d.closeWait, c.d.queueFull, c.d.transitions, c.d.lost, c.d.skipped, c.d.reconciled,
 		c.d.reconciles, c.d.folded, c.d.untracked, c.d.up, c.d.build, c.d.misses, c.d.rescued,
-		c.d.staleDNS, c.d.dnsAnswers, c.d.dnsEvicted, c.d.dnsLookups, c.d.kernelForgot, c.d.cgroupsUncached} {
+		c.d.staleDNS, c.d.dnsAnswers, c.d.dnsEvicted, c.d.dnsLookups, c.d.kernelForgot, c.d.cgroupsUncached,
+		c.d.recErrors, c.d.recPaused} {
 		ch <- d
 	}
 }
@@ -485,6 +504,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.d.dnsLookups, prometheus.CounterValue, float64(d.Lookups.Sent), "sent")
 		ch <- prometheus.MustNewConstMetric(c.d.dnsLookups, prometheus.CounterValue, float64(d.Lookups.Failed), "failed")
 		ch <- prometheus.MustNewConstMetric(c.d.dnsLookups, prometheus.CounterValue, float64(d.Lookups.Limited), "limited")
+	}
+	if r := st.Recording; r != nil {
+		ch <- prometheus.MustNewConstMetric(c.d.recErrors, prometheus.CounterValue, float64(r.Errors))
+		ch <- prometheus.MustNewConstMetric(c.d.recPaused, prometheus.GaugeValue, b2f(r.Paused))
 	}
 }
 

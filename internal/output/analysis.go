@@ -235,6 +235,21 @@ type jsonSummary struct {
 	Skipped             uint64         `json:"skipped"`
 	DNS                 *jsonDNS       `json:"dns"`
 	Ring                *jsonRing      `json:"ring"`
+	Recording           *jsonRecording `json:"recording"`
+}
+
+// jsonRecording: the recording (-w), and the write errors that paused it
+// (null without -w, and in a replay).
+type jsonRecording struct {
+	File        string  `json:"file"`
+	Status      string  `json:"status"` // recording or paused
+	PausedSince *string `json:"paused_since"`
+	Error       *string `json:"error"`
+	Transitions uint64  `json:"transitions"`
+	Bytes       int64   `json:"bytes"`
+	Files       int     `json:"files"`
+	Errors      uint64  `json:"errors"`
+	Dropped     uint64  `json:"dropped"`
 }
 
 // jsonRing: the ring buffer's size and the most it held at once (null in
@@ -292,6 +307,15 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 	}
 	if r := s.Ring; r != nil {
 		rec.Ring = &jsonRing{r.Size, r.Peak}
+	}
+	if r := s.Recording; r != nil {
+		jr := &jsonRecording{File: r.File, Status: "recording", Transitions: r.Transitions, Bytes: r.Bytes, Files: r.Files,
+			Errors: r.Errors, Dropped: r.Dropped}
+		if r.Paused {
+			since, e := r.Since.UTC().Format(TimeLayout), r.Err
+			jr.Status, jr.PausedSince, jr.Error = "paused", &since, &e
+		}
+		rec.Recording = jr
 	}
 	for i := range s.Dests {
 		rec.Destinations = append(rec.Destinations, j.destJSON(&s.Dests[i]))
@@ -626,6 +650,16 @@ func (t *Table) Summary(s *analysis.Summary) error {
 	}
 	if r := s.Ring; r != nil && r.Size > 0 {
 		fmt.Fprintf(&b, "ring buffer: at most %s of %s held at once (%.1f%%; --ring-size)\n", bytesText(r.Peak), bytesText(r.Size), 100*float64(r.Peak)/float64(r.Size))
+	}
+	if r := s.Recording; r != nil {
+		fmt.Fprintf(&b, "recording: %d transitions to %s (%s in %d file(s))", r.Transitions, safetext.Escape(r.File), bytesText(int(r.Bytes)), r.Files)
+		if r.Errors > 0 {
+			fmt.Fprintf(&b, "; PAUSED %d time(s) by write errors: %d transitions NOT RECORDED", r.Errors, r.Dropped)
+		}
+		if r.Paused {
+			fmt.Fprintf(&b, "; paused since %s (%s): %s", clock(r.Since), Age(s.Time.Sub(r.Since)), safetext.Escape(r.Err))
+		}
+		b.WriteString("\n")
 	}
 	return t.write([]byte(b.String()))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
@@ -82,6 +83,11 @@ type pipeline struct {
 	dns *dnsNames
 	// subj: the filter's subject of the record at hand.
 	subj filter.Subject
+	// recState: the recording's state as of its last pause or
+	// resumption (-w; for metrics and /healthz); gaps: the gap records
+	// a replay read.
+	recState RecordingState
+	gaps     uint64
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -119,6 +125,7 @@ type writer interface {
 	Reconciled(*output.Reconciliation) error
 	Packet(*events.Transition) error
 	LostOther(n, total uint64, at time.Time) error
+	Recording(*output.Recording) error
 	SetNetnsNames(func(uint32) string)
 }
 
@@ -366,8 +373,74 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 		Time: now, Since: p.started,
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
 		Pressure: pressure, History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
-		DNS: p.dnsSummary(), Ring: p.ringUse(),
+		DNS: p.dnsSummary(), Ring: p.ringUse(), Recording: p.recordingSummary(),
 	})
+}
+
+// recordingSummary is the recording's figures, nil without one.
+func (p *pipeline) recordingSummary() *analysis.RecordingSummary {
+	if p.rec == nil {
+		return nil
+	}
+	st := p.rec.State()
+	r := &analysis.RecordingSummary{File: st.File, Paused: st.Paused, Since: st.Since, Transitions: st.Transitions,
+		Bytes: st.Bytes, Files: st.Files, Errors: st.Errors, Dropped: st.Dropped}
+	if st.Err != nil {
+		r.Err = st.Err.Error()
+	}
+	return r
+}
+
+// recordingNews tells of the recording pausing on a write error, or
+// resuming: a line on stderr, a recording record in JSON. Tracing goes
+// on either way.
+func (p *pipeline) recordingNews() error {
+	changes := p.rec.Changes()
+	if changes == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range changes {
+		r := &output.Recording{Time: c.Time, Paused: c.Paused, File: c.File, PausedFor: c.PausedFor, Dropped: c.Dropped, Errors: c.Errors}
+		p.recState = RecordingState{File: c.File, Paused: c.Paused, Errors: c.Errors}
+		if c.Paused {
+			r.Err = c.Err.Error()
+			p.recState.Since, p.recState.Err = c.Time, r.Err
+		}
+		if err := p.tellRecording(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tellRecording says the recording paused or resumed: on stderr in every
+// mode (-q too), and in the JSON stream.
+func (p *pipeline) tellRecording(r *output.Recording) error {
+	fmt.Fprintln(os.Stderr, output.RecordingLine(r))
+	if p.quiet {
+		return nil
+	}
+	return p.w.Recording(r)
+}
+
+// gap replays a gap record: the recording paused there, and resumed
+// (file: the one the record was read from). The JSON stream gets the
+// records the live run wrote; stderr one line.
+func (p *pipeline) gap(at, until time.Time, dropped uint64, why, file string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gaps++
+	fmt.Fprintf(os.Stderr, "socktrace: the recording paused at %s (%s) and resumed at %s in %s: %d transitions were not recorded\n",
+		at.Local().Format("15:04:05"), safetext.Escape(why), until.Local().Format("15:04:05"), safetext.Escape(file), dropped)
+	if p.quiet {
+		return nil
+	}
+	if err := p.w.Recording(&output.Recording{Time: at, Paused: true, File: file, Err: why, Errors: p.gaps}); err != nil {
+		return err
+	}
+	return p.w.Recording(&output.Recording{Time: until, File: file, PausedFor: until.Sub(at), Dropped: dropped, Errors: p.gaps})
 }
 
 // ringUse is the tracer's ring use, nil when replaying.

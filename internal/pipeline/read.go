@@ -97,6 +97,10 @@ func Read(o *Options, files []string) error {
 				ev = events.Record{Transition: rec.Transition}
 				err = p.event(&ev)
 			}
+		case capture.KindGap:
+			if err = endSnapshot(); err == nil {
+				err = p.gap(rec.At, rec.Until, rec.Lost, rec.Err, r.File())
+			}
 		case capture.KindDNS:
 			if p.dns != nil {
 				err = p.observeDNS(&rec.DNS)

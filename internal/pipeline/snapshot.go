@@ -135,13 +135,14 @@ func (p *lister) flush() error {
 	return nil
 }
 
-// scanOwners finds the sockets' holders in the background; --once in the
-// table says how.
+// scanOwners finds the sockets' holders in the background; --once says
+// how on stderr, in the table and in JSON alike (stdout stays the
+// listing).
 func scanOwners(o *Options) <-chan procs.Table {
 	c := make(chan procs.Table, 1)
 	go func() {
 		t, method, err := owners.Scan(nil)
-		if o.Once && o.Output == "table" {
+		if o.Once {
 			how := "socket owners from a " + method
 			if err != nil {
 				how = "socket owners from " + method + " (no BPF iterator: " + err.Error() + ")"

@@ -43,6 +43,18 @@ type State struct {
 	// CgroupsUncached: cgroups the last walk of the cgroup2 tree found
 	// but did not cache (too many, or too many bytes of paths).
 	CgroupsUncached uint64
+	// Recording: the recording's state (-w); nil without one.
+	Recording *RecordingState
+}
+
+// RecordingState is the recording's (-w) state as of its last pause or
+// resumption.
+type RecordingState struct {
+	File   string    // the file written, or the one that failed
+	Paused bool      // by a write error: tracing goes on, recording does not
+	Since  time.Time // paused since
+	Err    string    // why
+	Errors uint64    // write errors that paused it, since start
 }
 
 // DNSState is what passive DNS did since start.
@@ -86,7 +98,23 @@ func (x *Pipeline) State() *State {
 	if p.ids != nil {
 		s.CgroupsUncached = p.ids.Cgroups().Dropped()
 	}
+	s.Recording = p.recording()
 	return s
+}
+
+// Recording is the recording's state (-w), nil without one.
+func (x *Pipeline) Recording() *RecordingState {
+	x.p.mu.Lock()
+	defer x.p.mu.Unlock()
+	return x.p.recording()
+}
+
+func (p *pipeline) recording() *RecordingState {
+	if p.o.Write == "" || p.recState.File == "" {
+		return nil
+	}
+	r := p.recState
+	return &r
 }
 
 // Heartbeat is when the reading goroutine last came round its loop (it

@@ -35,6 +35,15 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	// A closed stdout (socktrace | head) must end us quietly, not kill us.
 	signal.Ignore(syscall.SIGPIPE)
 
+	// A ready file says a socktrace runs and traces: one left behind
+	// (by a run killed with -9, or anything else) goes first, and ours
+	// goes when we exit.
+	if o.ReadyFile != "" {
+		if err := removeReadyFile(o.ReadyFile); err != nil {
+			return err
+		}
+		defer removeReadyFile(o.ReadyFile)
+	}
 	tr, err := events.Open(o.Tracer)
 	if err != nil {
 		return err
@@ -73,6 +82,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 			return err
 		}
 		defer p.rec.Close()
+		p.recState = RecordingState{File: o.Write}
 	}
 	if o.Output == "table" && !o.Quiet {
 		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", tr.Method())
@@ -88,6 +98,9 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		if err := p.snapshot(s); err == nil {
 			err = p.flush()
 		}
+		if err == nil && p.rec != nil {
+			err = p.recordingNews()
+		}
 		if err != nil {
 			if isBrokenPipe(err) {
 				return nil
@@ -102,8 +115,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	// Healthy from here: attached, the snapshot merged, about to read.
-	// (Before the ready file, so whoever waits for it sees /healthz 200.)
+	// Healthy from here: every hook attached (events.Open attaches the
+	// transitions' program last), passive DNS too, the snapshot merged,
+	// about to read. (Before the ready file, so whoever waits for it
+	// sees /healthz 200.)
 	p.beat.Store(time.Now().UnixNano())
 	if p.hooks.Attached != nil {
 		p.hooks.Attached(&Pipeline{p: p}, tr)
@@ -225,6 +240,11 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 			if wantWatch.Swap(false) {
 				p.watchNamespaces()
 			}
+			if p.rec != nil {
+				// A paused recording tries to resume; a file removed
+				// under it pauses it.
+				p.rec.Tick(time.Now())
+			}
 		} else {
 			err = p.event(&rec)
 		}
@@ -241,6 +261,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 				err = p.rec.Sync()
 				nextSync = time.Now().Add(syncInterval)
 			}
+		}
+		// A write error pauses the recording, never the trace.
+		if err == nil && p.rec != nil {
+			err = p.recordingNews()
 		}
 		if err != nil {
 			if isBrokenPipe(err) {
@@ -262,11 +286,23 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		if err := p.rec.Close(); err != nil {
 			return err
 		}
+		if err := p.recordingNews(); err != nil && !isBrokenPipe(err) {
+			return err
+		}
+		p.flush()
 	}
 	switch {
 	case p.rec != nil:
-		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost, %d skipped by the kernel\n",
-			p.rec.Transitions(), o.Write, p.rec.Bytes(), p.rec.Files(), p.lost, p.skipped)
+		st := p.rec.State()
+		paused := ""
+		if st.Errors > 0 {
+			paused = fmt.Sprintf("; the recording PAUSED %d time(s) on write errors: %d transitions not recorded", st.Errors, st.Dropped)
+		}
+		if st.Paused {
+			paused += fmt.Sprintf(" (still paused at the end: %v)", st.Err)
+		}
+		fmt.Fprintf(os.Stderr, "socktrace: %d transitions recorded to %s (%d bytes in %d file(s)), %d lost, %d skipped by the kernel%s\n",
+			st.Transitions, o.Write, st.Bytes, st.Files, p.lost, p.skipped, paused)
 	case o.Output == "table":
 		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
 	}
@@ -320,6 +356,15 @@ func writeReadyFile(path string) error {
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("write --ready-file: %w", err)
+	}
+	return nil
+}
+
+// removeReadyFile removes the ready file at path, if there is one (never
+// a directory).
+func removeReadyFile(path string) error {
+	if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("--ready-file %s: cannot remove the file already there (socktrace writes it once tracing, and removes it at exit): %w", path, err)
 	}
 	return nil
 }
