@@ -167,7 +167,7 @@ type candidate struct {
 	method string // as shown to users
 	mode   string // the Attach option that selects it
 	prog   string
-	backup string // its backup program (see bpf/socktrace.bpf.c), "" if none
+	backup string // its backup program (see bpf/backup.h), "" if none
 	attach func(*ebpf.Program) (link.Link, error)
 }
 
@@ -331,7 +331,7 @@ func (t *Tracer) closeHooks() {
 }
 
 // attachBackup attaches the primary program's backup, which handles the
-// transitions the kernel skips the primary for (see bpf/socktrace.bpf.c),
+// transitions the kernel skips the primary for (see bpf/backup.h),
 // where the kernel has the recursion guard that makes it skip: 6.1 and
 // later (before, a nested run re-enters the primary, and a backup would
 // send the same transition twice).
