@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/socktrace/socktrace/internal/agent"
 	"github.com/socktrace/socktrace/internal/metrics"
-	"github.com/spf13/cobra"
 )
 
 func newAgentCmd() *cobra.Command {
