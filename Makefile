@@ -59,8 +59,15 @@ check-generated: generate
 	fi
 	@echo "generated BPF files are fresh"
 
+# Imports go in three groups: the standard library, other modules, then
+# socktrace's own. goimports (pinned, fetched by go run) orders each block;
+# tools/importgroups checks the blocks' order, which goimports leaves be.
+GOIMPORTS := $(GO) run golang.org/x/tools/cmd/goimports@v0.52.0 -local github.com/socktrace/socktrace
+
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:" $$out >&2; exit 1; fi
+	@out=$$($(GOIMPORTS) -l $$(git ls-files '*.go')) || exit 1; if [ -n "$$out" ]; then echo "imports out of order (fix with $(GOIMPORTS) -w FILE):" $$out >&2; exit 1; fi
+	@$(GO) run ./tools/importgroups $$(git ls-files '*.go')
 	$(GO) vet ./...
 
 # Privileged tests fail rather than skip here: they are the point.

@@ -34,9 +34,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/vmtest/internal/debian"
 	"github.com/socktrace/socktrace/vmtest/internal/proto"
-	"golang.org/x/sys/unix"
 )
 
 func main() {

@@ -12,8 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/socktrace/socktrace/vmtest/internal/proto"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/vmtest/internal/proto"
 )
 
 // vmConfig says how to run qemu.

@@ -58,8 +58,9 @@ import (
 	"syscall"
 	"time"
 
-	lo "github.com/socktrace/socktrace/internal/loopback"
 	"golang.org/x/sys/unix"
+
+	lo "github.com/socktrace/socktrace/internal/loopback"
 )
 
 // envChild marks the re-executed child that runs in the new namespace.

@@ -3,17 +3,15 @@ package main
 import (
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/socktrace/socktrace/internal/agent"
 	"github.com/socktrace/socktrace/internal/metrics"
-	"github.com/spf13/cobra"
 )
 
 func newAgentCmd() *cobra.Command {
 	f := &flags{}
-	var (
-		c      = agent.Config{Version: version, Metrics: metrics.Options{Version: version}}
-		stream bool
-	)
+	a := &agentFlags{config: agent.Config{Version: version, Metrics: metrics.Options{Version: version}}}
 	cmd := &cobra.Command{
 		Use:   "agent [flags] [FILTER]",
 		Short: "Run always on: Prometheus metrics on /metrics, alerts as JSON lines on stdout",
@@ -52,13 +50,10 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 			if err != nil {
 				return err
 			}
-			o.AlertsOnly = !stream
-			o.Gauges = true
-			if c.Metrics.MaxDestinations < 1 {
-				return fmt.Errorf("bad --max-destinations value %d: want 1 or more destination label sets", c.Metrics.MaxDestinations)
-			}
-			if c.Metrics.ForgetAfter < 0 {
-				return fmt.Errorf("bad --forget-after value %s: want 0 (never) or a duration such as 15m", c.Metrics.ForgetAfter)
+			o.AlertsOnly, o.Gauges = !a.stream, true
+			c, err := a.parse()
+			if err != nil {
+				return err
 			}
 			return agent.Run(cmd.Context(), o, c)
 		},
@@ -68,15 +63,33 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 	})
 	fl := cmd.Flags()
 	fl.SortFlags = false
-	fl.StringVar(&c.Listen, "listen", agent.DefaultListen, "serve /metrics and /healthz on `ADDR` (host:port; :9464 for every address)")
-	fl.StringVar(&c.WebConfig, "web-config", "", "exporter-toolkit web config `FILE` for TLS and basic auth, as for node_exporter")
-	fl.BoolVar(&stream, "stream", false, "also write every transition (and the start-up snapshot) to stdout, not only alerts")
-	fl.IntVar(&c.Metrics.MaxDestinations, "max-destinations", metrics.DefaultMaxDestinations, "at most `N` destination label sets in metrics; the least recently active fold into daddr=\"other\"")
-	fl.DurationVar(&c.Metrics.ForgetAfter, "forget-after", metrics.DefaultForgetAfter, "a destination's series disappear after `D` without connects (0: never)")
-	fl.BoolVar(&c.Metrics.WorkloadLabels, "workload-labels", false, "add namespace, pod, container and unit labels (the owner's identity) to the metrics by destination and by owner; label sets stay within --max-destinations")
+	fl.StringVar(&a.config.Listen, "listen", agent.DefaultListen, "serve /metrics and /healthz on `ADDR` (host:port; :9464 for every address)")
+	fl.StringVar(&a.config.WebConfig, "web-config", "", "exporter-toolkit web config `FILE` for TLS and basic auth, as for node_exporter")
+	fl.BoolVar(&a.stream, "stream", false, "also write every transition (and the start-up snapshot) to stdout, not only alerts")
+	fl.IntVar(&a.config.Metrics.MaxDestinations, "max-destinations", metrics.DefaultMaxDestinations, "at most `N` destination label sets in metrics; the least recently active fold into daddr=\"other\"")
+	fl.DurationVar(&a.config.Metrics.ForgetAfter, "forget-after", metrics.DefaultForgetAfter, "a destination's series disappear after `D` without connects (0: never)")
+	fl.BoolVar(&a.config.Metrics.WorkloadLabels, "workload-labels", false, "add namespace, pod, container and unit labels (the owner's identity) to the metrics by destination and by owner; label sets stay within --max-destinations")
 	fl.BoolVar(&f.noSnapshot, "no-snapshot", false, "do not list existing sockets at start: the first reconciliation adds them")
 	addFilterFlags(fl, f)
 	addAnalysisFlags(fl, f)
 	addTraceFlags(fl, f)
 	return cmd
+}
+
+// agentFlags holds the agent's own flags, beside the trace's.
+type agentFlags struct {
+	config agent.Config
+	stream bool // --stream: every transition, not only alerts
+}
+
+// parse checks the agent's own flags: the bounds of its metrics.
+func (a *agentFlags) parse() (agent.Config, error) {
+	m := a.config.Metrics
+	switch {
+	case m.MaxDestinations < 1:
+		return agent.Config{}, fmt.Errorf("bad --max-destinations value %d: want 1 or more destination label sets", m.MaxDestinations)
+	case m.ForgetAfter < 0:
+		return agent.Config{}, fmt.Errorf("bad --forget-after value %s: want 0 (never) or a duration such as 15m", m.ForgetAfter)
+	}
+	return a.config, nil
 }

@@ -27,11 +27,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/promtest"
 	"github.com/socktrace/socktrace/internal/testfs"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/sys/unix"
 )
 
 // freePort returns a loopback port nobody listens on now.

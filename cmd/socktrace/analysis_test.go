@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/testnet"
 	"github.com/socktrace/socktrace/internal/witness"
-	"golang.org/x/sys/unix"
 )
 
 // clientEnv makes the test binary a connect client (see TestMain): it

@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/testnet"
 )
 
 var (

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/promtest"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/sys/unix"
 )
 
 // nameNetns names ns as `ip netns attach` does: a bind mount at

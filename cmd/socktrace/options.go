@@ -19,35 +19,30 @@ import (
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
-// flags holds the command line as typed.
+// flags holds the command line as typed, grouped by the concern that
+// parses it (see parse).
 type flags struct {
-	states     []string
-	sports     []string
-	dports     []string
-	srcs       []string
-	dsts       []string
-	pids       []string
-	comms      []string
-	ipv4       bool
-	ipv6       bool
-	output     string
-	numeric    bool
-	resolve    bool
-	duration   time.Duration
-	readyFile  string
-	ringSize   string
-	attach     string
-	kernelBTF  string
-	once       bool
-	noSnapshot bool
-	netns      string
+	// filter: which sockets (filterOptions)
+	states, sports, dports, srcs, dsts, pids, comms []string
+	units, containers, pods, namespaces             []string // who owns the socket beyond its process
+	ipv4, ipv6                                      bool
 
+	// output: how they are shown (outputOptions)
+	output  string
+	numeric bool
+	resolve bool
+	info    bool // -i
+	mem     bool // -m
+
+	// analysis: connect attempts, leaks and the summary (analysisOptions)
 	summary        bool
 	interval       time.Duration
 	failAfter      int
 	closeWaitAfter time.Duration
 	history        int
+	maxDests       int
 
+	// capture: recording with -w and reading it back (captureOptions)
 	write       string
 	force       bool
 	rotateSize  string
@@ -55,177 +50,259 @@ type flags struct {
 	quiet       bool
 	follow      bool
 
-	reconcileEvery time.Duration
-	maxSockets     int
-	info           bool     // -i
-	mem            bool     // -m
-	events         []string // --events
+	// tracer: the live trace and what it reads from the host (tracerOptions)
+	duration                time.Duration
+	readyFile               string
+	ringSize                string
+	attach                  string
+	kernelBTF               string
+	events                  []string // --events
+	bpfMaxSockets           int
+	reconcileEvery          time.Duration
+	maxSockets              int
+	hostRoot, kubeletLogDir string
+	noDNS, noDNSLookup      bool
+	netns                   string // resolved last, by openNetns
 
-	units, containers, pods, namespaces []string // who owns the socket beyond its process
-	hostRoot, kubeletLogDir             string
-	noDNS, noDNSLookup                  bool
-	maxDests, bpfMaxSockets             int
+	// what to do: list and exit, or list first (checkOnce)
+	once       bool
+	noSnapshot bool
 
 	cpuProfile, memProfile string // hidden, for developers
 }
 
-// parse checks every flag value; each error names the flag, the bad value
-// and what is accepted.
+// parse checks every flag value and returns the options they make; each
+// error names the flag, the bad value and what is accepted. The --once
+// contradictions come first, then each concern in turn; the network
+// namespace comes last, as it is held open once resolved.
 func (f *flags) parse(args []string) (*pipeline.Options, error) {
-	o := &pipeline.Options{Output: f.output, Duration: f.duration, ReadyFile: f.readyFile,
-		Once: f.once, Snapshot: !f.noSnapshot, Netns: f.netns, Version: version}
-	var err error
-	if f.once && f.noSnapshot {
-		return nil, fmt.Errorf("--once and --no-snapshot contradict each other: --once lists the sockets that exist and exits")
+	if err := f.checkOnce(); err != nil {
+		return nil, err
 	}
-	if f.once && (f.duration != 0 || f.readyFile != "") {
-		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --duration and --ready-file do not apply")
+	an, err := f.analysisOptions()
+	if err != nil {
+		return nil, err
 	}
-	o.Summary, o.Interval, o.CloseWaitAfter, o.History = f.summary || f.interval > 0, f.interval, f.closeWaitAfter, f.history
-	o.Analysis = analysis.Options{FailAfter: f.failAfter, MaxDests: f.maxDests}
-	if f.maxDests < 0 {
-		return nil, fmt.Errorf("bad --max-destinations value %d: want 1 or more destinations", f.maxDests)
+	capt, err := f.captureOptions()
+	if err != nil {
+		return nil, err
 	}
-	if f.failAfter < 1 {
-		return nil, fmt.Errorf("bad --fail-after value %d: want 1 or more connects in a row", f.failAfter)
+	filt, expr, err := f.filterOptions(args)
+	if err != nil {
+		return nil, err
 	}
-	if f.interval < 0 {
-		return nil, fmt.Errorf("bad --interval value %s: want a positive duration such as 30s or 5m", f.interval)
+	table, err := f.outputOptions()
+	if err != nil {
+		return nil, err
 	}
-	if f.closeWaitAfter < 0 {
-		return nil, fmt.Errorf("bad --close-wait-after value %s: want 0 or a positive duration such as 30s", f.closeWaitAfter)
+	tracer, err := f.tracerOptions()
+	if err != nil {
+		return nil, err
 	}
-	o.ReconcileEvery, o.MaxSockets = f.reconcileEvery, f.maxSockets
-	if f.reconcileEvery < 0 {
-		return nil, fmt.Errorf("bad --reconcile-every value %s: want 0 (only after losses) or a duration such as 30s", f.reconcileEvery)
+	ns, err := f.openNetns()
+	if err != nil {
+		return nil, err
 	}
-	if f.maxSockets < 0 {
-		return nil, fmt.Errorf("bad --max-sockets value %d: want 0 (the default, %d) or more", f.maxSockets, pipeline.DefaultMaxSockets)
+	filt.Netns = ns.inode
+	tracer.Filter = filt.Kernel() // what of the filter the kernel side can apply
+	return &pipeline.Options{
+		Filter: filt, Expr: expr,
+		Output: f.output, Table: table, Mem: f.mem,
+		Summary: f.summary || f.interval > 0, Interval: f.interval,
+		Analysis: an, CloseWaitAfter: f.closeWaitAfter, History: f.history,
+		Write: f.write, Capture: capt, Quiet: f.quiet, Follow: f.follow,
+		Tracer: tracer, Duration: f.duration, ReadyFile: f.readyFile,
+		ReconcileEvery: f.reconcileEvery, MaxSockets: f.maxSockets,
+		HostRoot: f.hostRoot, KubeletLogDir: f.kubeletLogDir,
+		NoDNS: f.noDNS, NoDNSLookup: f.noDNSLookup,
+		Netns: ns.path, NetnsHold: ns.hold,
+		Once: f.once, Snapshot: !f.noSnapshot, Args: args, Version: version,
+	}, nil
+}
+
+// checkOnce rejects what contradicts --once: it lists the sockets that
+// exist and exits, so it neither traces nor records.
+func (f *flags) checkOnce() error {
+	if !f.once {
+		return nil
 	}
-	if f.history < 0 {
-		return nil, fmt.Errorf("bad --history value %d: want 0 or more closed sockets", f.history)
+	switch {
+	case f.noSnapshot:
+		return fmt.Errorf("--once and --no-snapshot contradict each other: --once lists the sockets that exist and exits")
+	case f.duration != 0 || f.readyFile != "":
+		return fmt.Errorf("--once lists the sockets that exist and exits: --duration and --ready-file do not apply")
+	case f.summary || f.interval > 0:
+		return fmt.Errorf("--once lists the sockets that exist and exits: --summary and --interval need a trace")
+	case f.write != "":
+		return fmt.Errorf("--once lists the sockets that exist and exits: it does not record; use --write without --once")
 	}
-	if f.once && (f.summary || f.interval > 0) {
-		return nil, fmt.Errorf("--once lists the sockets that exist and exits: --summary and --interval need a trace")
+	return nil
+}
+
+// analysisOptions checks the analysis' thresholds and the summary's
+// timing.
+func (f *flags) analysisOptions() (analysis.Options, error) {
+	switch {
+	case f.maxDests < 0:
+		return analysis.Options{}, fmt.Errorf("bad --max-destinations value %d: want 1 or more destinations", f.maxDests)
+	case f.failAfter < 1:
+		return analysis.Options{}, fmt.Errorf("bad --fail-after value %d: want 1 or more connects in a row", f.failAfter)
+	case f.interval < 0:
+		return analysis.Options{}, fmt.Errorf("bad --interval value %s: want a positive duration such as 30s or 5m", f.interval)
+	case f.closeWaitAfter < 0:
+		return analysis.Options{}, fmt.Errorf("bad --close-wait-after value %s: want 0 or a positive duration such as 30s", f.closeWaitAfter)
+	case f.history < 0:
+		return analysis.Options{}, fmt.Errorf("bad --history value %d: want 0 or more closed sockets", f.history)
 	}
-	o.Write, o.Quiet, o.Follow, o.Args = f.write, f.quiet, f.follow, args
-	o.Capture = capture.Options{Force: f.force, RotateCount: f.rotateCount}
+	return analysis.Options{FailAfter: f.failAfter, MaxDests: f.maxDests}, nil
+}
+
+// captureOptions checks how -w records: rotation goes with --write, by
+// size.
+func (f *flags) captureOptions() (capture.Options, error) {
+	o := capture.Options{Force: f.force, RotateCount: f.rotateCount}
 	if f.rotateSize != "" {
 		n, err := parseBytes(f.rotateSize)
 		if err != nil {
-			return nil, fmt.Errorf("bad --rotate-size value %q: %w", f.rotateSize, err)
+			return o, fmt.Errorf("bad --rotate-size value %q: %w", f.rotateSize, err)
 		}
-		o.Capture.RotateSize = n
+		o.RotateSize = n
 	}
-	if f.rotateCount < 0 {
-		return nil, fmt.Errorf("bad --rotate-count value %d: want 0 (keep all files) or more", f.rotateCount)
+	switch {
+	case f.rotateCount < 0:
+		return o, fmt.Errorf("bad --rotate-count value %d: want 0 (keep all files) or more", f.rotateCount)
+	case f.write == "" && (f.rotateSize != "" || f.rotateCount != 0 || f.force || f.quiet):
+		return o, fmt.Errorf("--rotate-size, --rotate-count, --force and --quiet go with --write FILE")
+	case f.rotateCount > 0 && f.rotateSize == "":
+		return o, fmt.Errorf("--rotate-count needs --rotate-size: files are rotated by size")
 	}
-	if f.write == "" && (f.rotateSize != "" || f.rotateCount != 0 || f.force || f.quiet) {
-		return nil, fmt.Errorf("--rotate-size, --rotate-count, --force and --quiet go with --write FILE")
-	}
-	if f.rotateCount > 0 && f.rotateSize == "" {
-		return nil, fmt.Errorf("--rotate-count needs --rotate-size: files are rotated by size")
-	}
-	if f.write != "" && f.once {
-		return nil, fmt.Errorf("--once lists the sockets that exist and exits: it does not record; use --write without --once")
-	}
-	if o.Expr, err = filter.ParseExpr(args); err != nil {
-		return nil, err
+	return o, nil
+}
+
+// filterOptions parses the filter flags and the filter expression of the
+// arguments; the network namespace is openNetns's.
+func (f *flags) filterOptions(args []string) (filter.Filter, filter.Expr, error) {
+	var o filter.Filter
+	expr, err := filter.ParseExpr(args)
+	if err != nil {
+		return o, nil, err
 	}
 	for _, s := range f.states {
 		m, err := tcpstate.ParseList(s)
 		if err != nil {
-			return nil, fmt.Errorf("bad --state value %q: %w", s, err)
+			return o, nil, fmt.Errorf("bad --state value %q: %w", s, err)
 		}
-		o.Filter.States |= m
+		o.States |= m
 	}
-	if o.Filter.SPorts, err = parseEach("--sport", f.sports, filter.ParsePorts); err != nil {
-		return nil, err
+	if o.SPorts, err = parseEach("--sport", f.sports, filter.ParsePorts); err != nil {
+		return o, nil, err
 	}
-	if o.Filter.DPorts, err = parseEach("--dport", f.dports, filter.ParsePorts); err != nil {
-		return nil, err
+	if o.DPorts, err = parseEach("--dport", f.dports, filter.ParsePorts); err != nil {
+		return o, nil, err
 	}
-	if o.Filter.Src, err = parseEach("--src", f.srcs, filter.ParsePrefixes); err != nil {
-		return nil, err
+	if o.Src, err = parseEach("--src", f.srcs, filter.ParsePrefixes); err != nil {
+		return o, nil, err
 	}
-	if o.Filter.Dst, err = parseEach("--dst", f.dsts, filter.ParsePrefixes); err != nil {
-		return nil, err
+	if o.Dst, err = parseEach("--dst", f.dsts, filter.ParsePrefixes); err != nil {
+		return o, nil, err
 	}
-	if o.Filter.PIDs, err = parseEach("--pid", f.pids, filter.ParsePIDs); err != nil {
-		return nil, err
+	if o.PIDs, err = parseEach("--pid", f.pids, filter.ParsePIDs); err != nil {
+		return o, nil, err
 	}
-	if o.Filter.Comms, err = parseEach("--comm", f.comms, filter.ParseComms); err != nil {
-		return nil, err
+	if o.Comms, err = parseEach("--comm", f.comms, filter.ParseComms); err != nil {
+		return o, nil, err
 	}
-	o.Filter.IPv4, o.Filter.IPv6 = f.ipv4, f.ipv6
-	o.Filter.Units, o.Filter.Containers = splitList(f.units), splitList(f.containers)
-	o.Filter.Pods, o.Filter.Namespaces = splitList(f.pods), splitList(f.namespaces)
-	if f.hostRoot != "" {
-		if st, err := os.Stat(f.hostRoot + "/proc/1"); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("bad --host-root value %q: no %s/proc/1 there (want the directory where the host's / is mounted, e.g. /host)", f.hostRoot, f.hostRoot)
-		}
-	}
-	o.HostRoot, o.KubeletLogDir = f.hostRoot, f.kubeletLogDir
-	o.NoDNS, o.NoDNSLookup = f.noDNS, f.noDNSLookup
+	o.IPv4, o.IPv6 = f.ipv4, f.ipv6
+	o.Units, o.Containers = splitList(f.units), splitList(f.containers)
+	o.Pods, o.Namespaces = splitList(f.pods), splitList(f.namespaces)
+	return o, expr, nil
+}
 
+// outputOptions checks the output format and returns the table's options.
+func (f *flags) outputOptions() (output.TableOptions, error) {
 	switch f.output {
 	case "table", "json":
 	default:
-		return nil, fmt.Errorf("bad --output value %q: use one of %s", f.output, strings.Join(output.Formats, ", "))
+		return output.TableOptions{}, fmt.Errorf("bad --output value %q: use one of %s", f.output, strings.Join(output.Formats, ", "))
 	}
 	// tcp_info only with -i, as ss: at 100,000 sockets it made --once -o
 	// json's dump 1.7 times as large and its wall time 1.17 times as long.
-	o.Table = output.TableOptions{Numeric: f.numeric, Resolve: f.resolve, Info: f.info}
-	o.Mem = f.mem
-	if f.duration < 0 {
-		return nil, fmt.Errorf("bad --duration value %s: want a positive duration such as 30s or 5m", f.duration)
-	}
+	return output.TableOptions{Numeric: f.numeric, Resolve: f.resolve, Info: f.info}, nil
+}
 
+// tracerOptions checks the flags of the live trace and of what it reads
+// from the host; parse adds the kernel's share of the filter.
+func (f *flags) tracerOptions() (events.Options, error) {
+	if err := f.checkTraceLimits(); err != nil {
+		return events.Options{}, err
+	}
+	if f.hostRoot != "" {
+		if st, err := os.Stat(f.hostRoot + "/proc/1"); err != nil || !st.IsDir() {
+			return events.Options{}, fmt.Errorf("bad --host-root value %q: no %s/proc/1 there (want the directory where the host's / is mounted, e.g. /host)", f.hostRoot, f.hostRoot)
+		}
+	}
 	ring, err := parseSize(f.ringSize)
 	if err != nil {
-		return nil, fmt.Errorf("bad --ring-size value %q: %w", f.ringSize, err)
-	}
-	if ns, pod, ok := strings.Cut(f.netns, "pod:"); ok && ns == "" {
-		path, err := podNetns(pod, f.hostRoot, f.kubeletLogDir)
-		if err != nil {
-			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
-		}
-		f.netns, o.Netns = path, path
-	}
-	if f.netns != "" && f.netns != "all" {
-		const want = "want an ip netns name, a path such as /run/netns/NAME or /proc/PID/ns/net, pod:NAMESPACE/NAME, or all"
-		path, err := netnsname.Path(f.netns, f.hostRoot)
-		if err != nil {
-			return nil, fmt.Errorf("bad --netns value %q: %w; %s", f.netns, err, want)
-		}
-		ino, err := snapshot.NetnsInode(path)
-		if err != nil {
-			return nil, fmt.Errorf("bad --netns value %q: %w (%s)", f.netns, err, want)
-		}
-		o.Filter.Netns = ino
-		// Hold the namespace open while we trace it: a namespace that
-		// dies frees its inode number, which the next one may get.
-		if o.NetnsHold, err = os.Open(path); err != nil {
-			return nil, fmt.Errorf("bad --netns value %q: %w", f.netns, err)
-		}
-		f.netns, o.Netns = path, path
+		return events.Options{}, fmt.Errorf("bad --ring-size value %q: %w", f.ringSize, err)
 	}
 	kinds, err := parseKinds(f.events)
 	if err != nil {
-		return nil, err
-	}
-	o.Tracer = events.Options{
-		Filter:     o.Filter.Kernel(),
-		RingSize:   ring,
-		MaxSockets: f.bpfMaxSockets,
-		Attach:     f.attach,
-		KernelBTF:  f.kernelBTF,
-		Kinds:      kinds,
+		return events.Options{}, err
 	}
 	if !contains(events.AttachMethods, f.attach) {
-		return nil, fmt.Errorf("bad --attach value %q: use one of %s", f.attach, strings.Join(events.AttachMethods, ", "))
+		return events.Options{}, fmt.Errorf("bad --attach value %q: use one of %s", f.attach, strings.Join(events.AttachMethods, ", "))
 	}
-	return o, nil
+	return events.Options{RingSize: ring, MaxSockets: f.bpfMaxSockets, Attach: f.attach, KernelBTF: f.kernelBTF, Kinds: kinds}, nil
+}
+
+// checkTraceLimits checks how long the trace runs and how much it keeps.
+func (f *flags) checkTraceLimits() error {
+	switch {
+	case f.reconcileEvery < 0:
+		return fmt.Errorf("bad --reconcile-every value %s: want 0 (only after losses) or a duration such as 30s", f.reconcileEvery)
+	case f.maxSockets < 0:
+		return fmt.Errorf("bad --max-sockets value %d: want 0 (the default, %d) or more", f.maxSockets, pipeline.DefaultMaxSockets)
+	case f.duration < 0:
+		return fmt.Errorf("bad --duration value %s: want a positive duration such as 30s or 5m", f.duration)
+	}
+	return nil
+}
+
+// netnsChoice is the network namespace --netns names, resolved.
+type netnsChoice struct {
+	path  string   // "" (ours), "all", or the namespace's path
+	inode uint32   // the one namespace's inode; 0: not one
+	hold  *os.File // the one namespace, held open
+}
+
+// openNetns resolves --netns: a pod to a path, a name or path to its
+// inode, which it holds open while we trace it (a namespace that dies
+// frees its inode number, which the next one may get).
+func (f *flags) openNetns() (netnsChoice, error) {
+	ns := netnsChoice{path: f.netns}
+	if before, pod, ok := strings.Cut(ns.path, "pod:"); ok && before == "" {
+		path, err := podNetns(pod, f.hostRoot, f.kubeletLogDir)
+		if err != nil {
+			return netnsChoice{}, fmt.Errorf("bad --netns value %q: %w", ns.path, err)
+		}
+		ns.path = path
+	}
+	if ns.path == "" || ns.path == "all" {
+		return ns, nil
+	}
+	const want = "want an ip netns name, a path such as /run/netns/NAME or /proc/PID/ns/net, pod:NAMESPACE/NAME, or all"
+	path, err := netnsname.Path(ns.path, f.hostRoot)
+	if err != nil {
+		return netnsChoice{}, fmt.Errorf("bad --netns value %q: %w; %s", ns.path, err, want)
+	}
+	if ns.inode, err = snapshot.NetnsInode(path); err != nil {
+		return netnsChoice{}, fmt.Errorf("bad --netns value %q: %w (%s)", ns.path, err, want)
+	}
+	if ns.hold, err = os.Open(path); err != nil {
+		return netnsChoice{}, fmt.Errorf("bad --netns value %q: %w", ns.path, err)
+	}
+	ns.path = path
+	return ns, nil
 }
 
 func parseEach[T any](flag string, values []string, parse func(string) ([]T, error)) ([]T, error) {

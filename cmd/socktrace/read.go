@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/pipeline"
-	"github.com/spf13/cobra"
 )
 
 func newReadCmd() *cobra.Command {

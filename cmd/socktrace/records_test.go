@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/testnet"
 )
 
 // timedOutConnect connects, in ns, to 127.0.0.1:port with one SYN

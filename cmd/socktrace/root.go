@@ -8,13 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 func newRootCmd() *cobra.Command {

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/testnet"
 )
 
 // sockets in a namespace for the snapshot tests.

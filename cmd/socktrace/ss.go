@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/socktrace/socktrace/internal/pipeline"
-	"github.com/socktrace/socktrace/internal/ss"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/pipeline"
+	"github.com/socktrace/socktrace/internal/ss"
 )
 
 func newSSCmd() *cobra.Command {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+
 	"github.com/socktrace/socktrace/internal/metrics"
 	"github.com/socktrace/socktrace/internal/pipeline"
 )

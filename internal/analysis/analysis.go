@@ -6,17 +6,18 @@ package analysis
 import (
 	"container/list"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"math"
 	"net/netip"
 	"sort"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
-	"golang.org/x/sys/unix"
 )
 
 // Outcome is how a connect attempt (an active open) ended.

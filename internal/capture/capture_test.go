@@ -14,12 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
 )
 
 var t0 = time.Date(2026, 11, 25, 3, 12, 0, 123456789, time.UTC)

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/testfs"
-	"golang.org/x/sys/unix"
 )
 
 // transitionsOf keeps the transitions of recs, and the gap records.

@@ -5,17 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
-	"golang.org/x/sys/unix"
 )
 
 // Options control how a recording is written.

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
+
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/testdns"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/net/dns/dnsmessage"
 )
 
 // resolver asks srv from inside ns, over network ("udp" or "tcp").

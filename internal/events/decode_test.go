@@ -9,8 +9,9 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 func rawEvent(e socktraceEvent) []byte {

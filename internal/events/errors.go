@@ -12,8 +12,9 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
-	"github.com/socktrace/socktrace/internal/privs"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/privs"
 )
 
 // Errors Open returns for what the user must fix; test with errors.Is.

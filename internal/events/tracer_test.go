@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/sys/unix"
 )
 
 // collector reads a tracer in the background.

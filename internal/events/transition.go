@@ -7,14 +7,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
 )
 
 // Transition is one TCP state change of one socket.

@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/sys/unix"
 )
 
 // nftIn runs an nftables script in the namespace, or skips without nft.

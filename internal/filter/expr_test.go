@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // subjects the expression tests match against.

@@ -14,9 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/names"
-	"golang.org/x/sys/unix"
 )
 
 // lookupHost resolves host names in expressions (a test may stub it).

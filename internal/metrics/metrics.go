@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
 )
 
 // Options bound the metrics' label sets.

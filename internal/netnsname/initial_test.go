@@ -10,8 +10,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/testnet"
 )
 
 // The test binary started by childNames finds these in its environment.

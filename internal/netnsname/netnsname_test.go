@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/netnsname"
 	"github.com/socktrace/socktrace/internal/testcgroup"
 	"github.com/socktrace/socktrace/internal/testnet"
 	"github.com/socktrace/socktrace/internal/testpods"
-	"golang.org/x/sys/unix"
 )
 
 // bind names the namespace of process pid as ip netns does: a bind

@@ -3,11 +3,12 @@ package output
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/identity"

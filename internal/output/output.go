@@ -5,18 +5,19 @@ package output
 import (
 	"bufio"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"io"
 	"net/netip"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/names"
 	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
 )
 
 // Writer writes records to an underlying stream. Callers flush it when

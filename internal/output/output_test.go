@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -13,6 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/names"
@@ -20,7 +22,6 @@ import (
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
-	"golang.org/x/sys/unix"
 )
 
 // otBuffer is a bytes.Buffer with the Flush the writers need.

@@ -2,11 +2,12 @@ package output
 
 import (
 	"bytes"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/identity"

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/sys/unix"
 )
 
 // answer is a DNS answer for name with addrs, TTL ttl.

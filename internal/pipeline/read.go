@@ -2,12 +2,13 @@ package pipeline
 
 import (
 	"fmt"
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"

@@ -6,13 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
-	"net/netip"
 )
 
 // seedCapture writes a small real recording: a snapshot of two sockets

@@ -1,9 +1,10 @@
 package pipeline
 
 import (
+	"time"
+
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/dnslookup"
-	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/identity"

@@ -6,9 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/socktrace/socktrace/internal/cgroups"
-	"github.com/socktrace/socktrace/internal/gcroom"
-	"github.com/socktrace/socktrace/internal/tcpstate"
 	"io"
 	"os"
 	"os/signal"
@@ -18,11 +15,15 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/gcroom"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/netnsname"
-	"golang.org/x/sys/unix"
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // Trace streams transitions until Ctrl-C, SIGTERM, --duration, or a

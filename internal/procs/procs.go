@@ -11,8 +11,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/socktrace/socktrace/internal/safetext"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/safetext"
 )
 
 // Owner is one process holding a socket through one file descriptor.

@@ -19,8 +19,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // Timer is the kind of timer pending on a socket, as ss -o names it.

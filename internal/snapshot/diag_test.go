@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // unhex decodes hex with spaces and newlines, for readable golden bytes.

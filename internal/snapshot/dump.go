@@ -8,8 +8,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/socktrace/socktrace/internal/tcpstate"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // Options choose what Dump lists.

@@ -4,8 +4,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/socktrace/socktrace/internal/snapshot"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/snapshot"
 )
 
 // TestCongInfo: the congestion controls' own items as ss 6.1's

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/names"
@@ -17,7 +19,6 @@ import (
 	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/sslayout"
-	"golang.org/x/sys/unix"
 )
 
 // resolveWait bounds how long -r waits for host names in all.

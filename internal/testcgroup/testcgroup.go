@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/testnet"
-	"golang.org/x/sys/unix"
 )
 
 // Cgroup is a cgroup made for a test.

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/socktrace/socktrace/internal/testnet"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/testnet"
 )
 
 // Tmpfs mounts a tmpfs of size bytes (rounded up to pages) on a new

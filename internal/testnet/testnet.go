@@ -9,8 +9,9 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/socktrace/socktrace/internal/loopback"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/loopback"
 )
 
 // NS is a network namespace made for a test.

@@ -3,10 +3,11 @@ package timeline
 import (
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"golang.org/x/sys/unix"
 )
 
 func sock(cookie uint64, st tcpstate.State, netns uint32, inode uint32) snapshot.Socket {

@@ -5,9 +5,10 @@
 package timeline
 
 import (
-	"github.com/socktrace/socktrace/internal/dnscache"
 	"net/netip"
 	"time"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"

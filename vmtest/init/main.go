@@ -22,10 +22,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/loopback"
 	"github.com/socktrace/socktrace/vmtest/internal/gotest"
 	"github.com/socktrace/socktrace/vmtest/internal/proto"
-	"golang.org/x/sys/unix"
 )
 
 // console is where everything goes; the kernel gives PID 1 /dev/console.
