@@ -61,8 +61,9 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		}
 	}
 	defer tr.Close()
-	// At full churn the collector ran every 4 MiB allocated (a row a
-	// socket into a live heap of a few MiB): a tenth of the CPU.
+	// At full churn the tracer allocates a row a socket into a small live
+	// heap: without room, the collector would run every few MiB allocated
+	// (see gcroom).
 	defer gcroom.Keep(gcRoom)()
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
