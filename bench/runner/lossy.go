@@ -66,8 +66,9 @@ func nftRule(drop int) string {
 // off (gso_max_segs 1): a link's usual packets, so that the streams send,
 // lose and retransmit packets of a real link's size, one segment each
 // (one retransmit hook run each, as RetransSegs counts). At loopback's
-// 65,536 with GSO, 32 streams made under 3,000 retransmits a second; at
-// 1500 with GSO, 45,000 segments in under 3,000 hook runs a second.
+// own MTU, or with GSO, a hook run covers many segments and the streams
+// make far fewer retransmits (bench/README.md, *Lossy link*, has the
+// figures).
 const bulkMTU = 1500
 
 func addLoss(drop, mtu int) func(ns string) error {

@@ -43,8 +43,8 @@ func TestNestedTransitions(t *testing.T) {
 			accepted.Add(1)
 		}
 	}()
-	// Churn until the kernel has nested at least once (it does about once
-	// in 10,000 transitions here), for 30 s at most.
+	// Churn until the kernel has nested at least once (it does now and
+	// then at full churn), for 30 s at most.
 	made := 0
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -439,16 +439,16 @@ const (
 	// busy tracer: it pauses before waiting for more, so that one wake-up
 	// and one output write serve many records. The pause is maxPause, or
 	// less where the rate just seen would fill more than a quarter of the
-	// ring in that time (none below minPause). Measured at 2,000
-	// connections a second (20,000 transitions/s, -o json): a 1 ms pause
-	// gave 4.5 transitions a wake-up and 8.5 CPU s per million
-	// transitions, 5 ms 19 and 3.5 s, 20 ms 59 and 2.6 s.
+	// ring in that time (none below minPause). A longer pause serves more
+	// records a wake-up, and so costs less CPU a transition (the figures
+	// behind maxPause are in bench/README.md).
 	batchMin = 2
 	maxPause = 20 * time.Millisecond
 	minPause = 200 * time.Microsecond
 
 	// clockEvery: records read back to back between two reads of the
-	// clock; at the highest rates (~300,000 a second) 100 µs.
+	// clock; even at the highest rates, a timestamp is then only a
+	// fraction of a millisecond old.
 	clockEvery = 32
 
 	lostCheckInterval = 200 * time.Millisecond
@@ -465,8 +465,8 @@ func (t *Tracer) Read(r *Record) error {
 			return io.EOF
 		}
 		// The clock is read as a batch begins (after a wait) and every
-		// clockEvery records of it: read for every record, it cost a
-		// tenth of the whole path's CPU in a VM.
+		// clockEvery records of it: read for every record, it was a
+		// large share of the whole path's CPU.
 		if t.batch <= 1 || t.batch%clockEvery == 0 {
 			t.now = time.Now()
 		}

@@ -1,12 +1,12 @@
 // Package gcroom gives the Go garbage collector a minimum of room to
 // allocate between collections. A tracer at full churn allocates a row a
 // socket (megabytes a second) into a live heap of a few MiB: at the
-// default GOGC of 100 the collector then runs every few MiB allocated, a
-// tenth of the tracer's CPU. With Keep(room), the collector's percentage
-// is raised so that each cycle allows at least room bytes of allocation
-// (never below the default): a small heap gets that room, a large one
-// (an agent with many sockets) the default's proportional room. What it
-// costs in memory is at most room.
+// default GOGC of 100 the collector then runs every few MiB allocated,
+// a large share of the tracer's CPU. With Keep(room), the collector's
+// percentage is raised so that each cycle allows at least room bytes of
+// allocation (never below the default): a small heap gets that room, a
+// large one (an agent with many sockets) the default's proportional
+// room. What it costs in memory is at most room.
 package gcroom
 
 import (

@@ -98,8 +98,8 @@ func (p *pipeline) observeDNS(o *dnscache.Observation) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dns.cache.Add(o)
-	if p.rec != nil {
-		return p.rec.DNS(o)
+	if p.recorder != nil {
+		return p.recorder.DNS(o)
 	}
 	return nil
 }

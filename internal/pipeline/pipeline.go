@@ -36,16 +36,16 @@ type snap struct {
 // merging, analysis, filtering and output, so a replay shows what the
 // live run showed.
 type pipeline struct {
-	ring    func() (size, peak int) // the tracer's ring use; nil in replays
-	o       *Options
-	stdout  *bufio.Writer
-	w       writer
-	quiet   bool            // -q: no live output
-	rec     *capture.Writer // -w: recording; nil if not
-	table   *timeline.Table
-	conns   *analysis.Connects
-	started time.Time // when the trace began
-	startK  uint64    // the same, CLOCK_MONOTONIC
+	ring     func() (size, peak int) // the tracer's ring use; nil in replays
+	o        *Options
+	stdout   *bufio.Writer
+	w        writer
+	quiet    bool            // -q: no live output
+	recorder *capture.Writer // -w: recording; nil if not
+	table    *timeline.Table
+	conns    *analysis.Connects
+	started  time.Time // when the trace began
+	startK   uint64    // the same, CLOCK_MONOTONIC
 
 	shown, lost uint64
 	skipped     uint64    // state changes the kernel did not run the program for
@@ -57,9 +57,9 @@ type pipeline struct {
 	// mu guards everything above and below against State, which other
 	// goroutines (a metrics scrape) call while records are processed.
 	mu sync.Mutex
-	// reconcile: the live table checked against the kernel (nil in a
+	// reconciler: the live table checked against the kernel (nil in a
 	// replay: a capture holds no dumps).
-	rc *reconciler
+	reconciler *reconciler
 	// reconciled counts since start.
 	reconciledClosed, reconciledAdded, reconciledChanged uint64
 	reconciles                                           uint64
@@ -152,13 +152,13 @@ func (p *pipeline) snapshot(s *snap) error {
 			byCookie[r.Cookie] = r.OwnerID
 		}
 	}
-	if p.rec != nil {
+	if p.recorder != nil {
 		for i := range s.socks {
 			if err := p.recordNetns(s.socks[i].Netns); err != nil {
 				return err
 			}
 		}
-		if err := p.rec.SnapshotStart(s.at, s.start, s.end); err != nil {
+		if err := p.recorder.SnapshotStart(s.at, s.start, s.end); err != nil {
 			return err
 		}
 		for i := range s.socks {
@@ -166,11 +166,11 @@ func (p *pipeline) snapshot(s *snap) error {
 			if s.socks[i].Inode != 0 {
 				users = s.owners[s.socks[i].Inode]
 			}
-			if err := p.rec.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie]); err != nil {
+			if err := p.recorder.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie]); err != nil {
 				return err
 			}
 		}
-		if err := p.rec.SnapshotEnd(len(s.socks)); err != nil {
+		if err := p.recorder.SnapshotEnd(len(s.socks)); err != nil {
 			return err
 		}
 	}
@@ -208,18 +208,18 @@ func (p *pipeline) event(r *events.Record) error {
 		return nil
 	}
 	if r.Lost > 0 || r.Skipped > 0 {
-		if p.rc != nil {
+		if p.reconciler != nil {
 			if r.Lost > 0 {
-				p.rc.request("lost")
+				p.reconciler.request("lost")
 			} else {
-				p.rc.request("skipped")
+				p.reconciler.request("skipped")
 			}
 		}
 		p.lastWall = r.Time
 		if r.Lost > 0 {
 			p.lost += r.Lost
-			if p.rec != nil {
-				if err := p.rec.Lost(r.Lost, p.lost, r.Time); err != nil {
+			if p.recorder != nil {
+				if err := p.recorder.Lost(r.Lost, p.lost, r.Time); err != nil {
 					return err
 				}
 			}
@@ -231,8 +231,8 @@ func (p *pipeline) event(r *events.Record) error {
 		}
 		if r.Skipped > 0 {
 			p.skipped += r.Skipped
-			if p.rec != nil {
-				if err := p.rec.Skipped(r.Skipped, p.skipped, r.Time); err != nil {
+			if p.recorder != nil {
+				if err := p.recorder.Skipped(r.Skipped, p.skipped, r.Time); err != nil {
 					return err
 				}
 			}
@@ -253,11 +253,11 @@ func (p *pipeline) event(r *events.Record) error {
 	}
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
-	if p.rec != nil {
+	if p.recorder != nil {
 		if err := p.recordNetns(t.Netns); err != nil {
 			return err
 		}
-		if err := p.rec.Transition(t); err != nil {
+		if err := p.recorder.Transition(t); err != nil {
 			return err
 		}
 	}
@@ -302,8 +302,8 @@ func (p *pipeline) event(r *events.Record) error {
 // packet handles a retransmit, reset or error record (--events): the
 // socket's owner from the table, the filter of its state, the output.
 func (p *pipeline) packet(t *events.Transition) error {
-	if p.rec != nil {
-		if err := p.rec.Transition(t); err != nil {
+	if p.recorder != nil {
+		if err := p.recorder.Transition(t); err != nil {
 			return err
 		}
 	}
@@ -344,7 +344,7 @@ func (p *pipeline) recordNetns(ino uint32) error {
 	if p.netnsName == nil {
 		return nil
 	}
-	return p.rec.NetnsName(ino, p.netnsName(ino))
+	return p.recorder.NetnsName(ino, p.netnsName(ino))
 }
 
 // identifyPID is the identity of process pid, nil if unknown.
@@ -357,8 +357,8 @@ func (p *pipeline) identifyPID(pid uint32) *identity.Identity {
 
 // flush hands the output (and the recording) to the kernel.
 func (p *pipeline) flush() error {
-	if p.rec != nil {
-		if err := p.rec.Flush(); err != nil {
+	if p.recorder != nil {
+		if err := p.recorder.Flush(); err != nil {
 			return err
 		}
 	}
@@ -379,10 +379,10 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 
 // recordingSummary is the recording's figures, nil without one.
 func (p *pipeline) recordingSummary() *analysis.RecordingSummary {
-	if p.rec == nil {
+	if p.recorder == nil {
 		return nil
 	}
-	st := p.rec.State()
+	st := p.recorder.State()
 	r := &analysis.RecordingSummary{File: st.File, Paused: st.Paused, Since: st.Since, Transitions: st.Transitions,
 		Bytes: st.Bytes, Files: st.Files, Errors: st.Errors, Dropped: st.Dropped}
 	if st.Err != nil {
@@ -395,7 +395,7 @@ func (p *pipeline) recordingSummary() *analysis.RecordingSummary {
 // resuming: a line on stderr, a recording record in JSON. Tracing goes
 // on either way.
 func (p *pipeline) recordingNews() error {
-	changes := p.rec.Changes()
+	changes := p.recorder.Changes()
 	if changes == nil {
 		return nil
 	}

@@ -100,7 +100,7 @@ func (rc *reconciler) gap() time.Duration {
 // stream has caught up. caughtUp tells whether every transition stamped
 // before k has been read.
 func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
-	rc := p.rc
+	rc := p.reconciler
 	if rc == nil {
 		return nil
 	}
@@ -142,7 +142,7 @@ func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
 
 // startReconcile starts a dump in the background.
 func (p *pipeline) startReconcile() {
-	rc := p.rc
+	rc := p.reconciler
 	rc.trigger, rc.wanted = rc.wanted, ""
 	rc.running, rc.last = true, time.Now()
 	if rc.trigger == "lost" || rc.trigger == "skipped" {
@@ -295,7 +295,7 @@ type ownersOf struct {
 // takeOwners fills in the owners of added rows, if a scan finished.
 func (p *pipeline) takeOwners() {
 	select {
-	case o := <-p.rc.owners:
+	case o := <-p.reconciler.owners:
 		p.mu.Lock()
 		for _, r := range o.rows {
 			if us := o.owners[r.Snap().Inode]; len(us) > 0 && !r.OwnerKnown {
@@ -328,8 +328,8 @@ func stillExists(ino uint32) bool {
 func (p *pipeline) applyReconcile(r *dumpResult) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.rc.lossSince {
-		p.rc.lossStreak = 0 // the overload is over
+	if !p.reconciler.lossSince {
+		p.reconciler.lossStreak = 0 // the overload is over
 	}
 	res := p.table.Reconcile(&r.dump)
 	now := time.Now()
@@ -343,10 +343,10 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 		}
 	}
 	// Watch the namespaces that hold rows for going away.
-	p.rc.paths = map[uint32]string{}
+	p.reconciler.paths = map[uint32]string{}
 	p.table.Namespaces(func(ns uint32, _ int) {
-		if path, ok := r.paths[ns]; ok && ns != p.rc.own {
-			p.rc.paths[ns] = path
+		if path, ok := r.paths[ns]; ok && ns != p.reconciler.own {
+			p.reconciler.paths[ns] = path
 		}
 	})
 	p.minis = res.Minis
@@ -362,8 +362,8 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 		if want := addedInodes(res.Added); len(want) > 0 {
 			go func() {
 				t, _, _ := owners.Scan(want)
-				p.rc.owners <- ownersOf{t, res.Added}
-				p.rc.wake()
+				p.reconciler.owners <- ownersOf{t, res.Added}
+				p.reconciler.wake()
 			}()
 		}
 	} else {
@@ -386,7 +386,7 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 		return nil
 	}
 	return p.w.Reconciled(&output.Reconciliation{
-		Time: now, Trigger: p.rc.trigger,
+		Time: now, Trigger: p.reconciler.trigger,
 		Closed: len(res.Closed), Added: len(res.Added), Changed: res.Changed, Live: p.table.Len(),
 		ClosedTotal: p.reconciledClosed, AddedTotal: p.reconciledAdded, ChangedTotal: p.reconciledChanged,
 		Duration: r.took,
@@ -398,7 +398,7 @@ func (p *pipeline) applyReconcile(r *dumpResult) error {
 // namespace born since is found by the next periodic reconciliation, or
 // the one after a loss: listing namespaces means walking /proc).
 func (p *pipeline) watchNamespaces() {
-	rc := p.rc
+	rc := p.reconciler
 	if rc == nil || rc.running || rc.wanted != "" {
 		return
 	}

@@ -62,8 +62,9 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		}
 	}
 	defer tr.Close()
-	// At full churn the collector ran every 4 MiB allocated (a row a
-	// socket into a live heap of a few MiB): a tenth of the CPU.
+	// At full churn the tracer allocates a row a socket into a small live
+	// heap: without room, the collector would run every few MiB allocated
+	// (see gcroom).
 	defer gcroom.Keep(gcRoom)()
 
 	p := newPipeline(o, time.Now(), events.Monotonic())
@@ -77,12 +78,12 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if hooks != nil {
 		p.hooks = hooks
 	}
-	p.rc = newReconciler(o, tr.Wake)
+	p.reconciler = newReconciler(o, tr.Wake)
 	if o.Write != "" {
-		if p.rec, err = capture.Create(o.Write, captureHeader(o, tr.Method(), p.started, p.startK), o.Capture); err != nil {
+		if p.recorder, err = capture.Create(o.Write, captureHeader(o, tr.Method(), p.started, p.startK), o.Capture); err != nil {
 			return err
 		}
-		defer p.rec.Close()
+		defer p.recorder.Close()
 		p.recState = RecordingState{File: o.Write}
 	}
 	if o.Output == "table" && !o.Quiet {
@@ -99,7 +100,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		if err := p.snapshot(s); err == nil {
 			err = p.flush()
 		}
-		if err == nil && p.rec != nil {
+		if err == nil && p.recorder != nil {
 			err = p.recordingNews()
 		}
 		if err != nil {
@@ -236,15 +237,15 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 				err = summarize()
 			}
 			if wantReconcile.Swap(false) {
-				p.rc.request("interval")
+				p.reconciler.request("interval")
 			}
 			if wantWatch.Swap(false) {
 				p.watchNamespaces()
 			}
-			if p.rec != nil {
+			if p.recorder != nil {
 				// A paused recording tries to resume; a file removed
 				// under it pauses it.
-				p.rec.Tick(time.Now())
+				p.recorder.Tick(time.Now())
 			}
 		} else {
 			err = p.event(&rec)
@@ -258,13 +259,13 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		}
 		if err == nil && empty {
 			err = p.flush()
-			if err == nil && p.rec != nil && time.Now().After(nextSync) {
-				err = p.rec.Sync()
+			if err == nil && p.recorder != nil && time.Now().After(nextSync) {
+				err = p.recorder.Sync()
 				nextSync = time.Now().Add(syncInterval)
 			}
 		}
 		// A write error pauses the recording, never the trace.
-		if err == nil && p.rec != nil {
+		if err == nil && p.recorder != nil {
 			err = p.recordingNews()
 		}
 		if err != nil {
@@ -283,8 +284,8 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if err := p.flush(); err != nil && !isBrokenPipe(err) {
 		return err
 	}
-	if p.rec != nil {
-		if err := p.rec.Close(); err != nil {
+	if p.recorder != nil {
+		if err := p.recorder.Close(); err != nil {
 			return err
 		}
 		if err := p.recordingNews(); err != nil && !isBrokenPipe(err) {
@@ -293,8 +294,8 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		p.flush()
 	}
 	switch {
-	case p.rec != nil:
-		st := p.rec.State()
+	case p.recorder != nil:
+		st := p.recorder.State()
 		paused := ""
 		if st.Errors > 0 {
 			paused = fmt.Sprintf("; the recording PAUSED %d time(s) on write errors: %d transitions not recorded", st.Errors, st.Dropped)

@@ -233,8 +233,8 @@ func InBackground(dump func(each func([]Socket) error) error) (batches <-chan []
 // never grows.
 const batchCap = 32768/(nlmsgHdrLen+msgLen) + 1
 
-// batches recycles DumpEach's batches: at 100,000 sockets, allocating
-// (and zeroing) each anew cost --once about a tenth of its CPU time.
+// batches recycles DumpEach's batches: for a large table, allocating
+// (and zeroing) each anew was a large share of --once's CPU time.
 var batches = sync.Pool{New: func() any { b := make([]Socket, 0, batchCap); return &b }}
 
 func newBatch() []Socket { return (*batches.Get().(*[]Socket))[:0] }
