@@ -78,47 +78,60 @@ static __always_inline void read_tcp_stats(struct sock *sk, struct event *e, int
 	e->flags |= EVENT_TCP_STATS;
 }
 
-/* Sends one record, if it passes the filter: a transition, or a record of
- * another kind (then m's states are both the socket's state). */
-static __always_inline void emit(struct sock *sk, const struct meta *m, const struct sock_info *next,
-				 __u32 netns, __u16 family, __u16 sport, __u16 dport, int cookie_helper,
-				 __u8 kind)
+/* Whether a record passes the filter: its kind (or, for a transition,
+ * a state it enters or leaves: leaving a wanted state is how a connect
+ * attempt ends, and user space needs that for its history) and ports. */
+static __always_inline int record_wanted(const struct meta *m, __u16 sport, __u16 dport, __u8 kind)
 {
-	__u8 flags = m->flags;
-	__u32 lost_slot = kind != KIND_TRANSITION;
-
 	if (kind == KIND_TRANSITION) {
-		/* A socket entering or leaving a wanted state: leaving it is
-		 * how a connect attempt ends, and user space needs that for
-		 * its history. */
 		if (!(cfg.state_mask & ((1U << (m->newstate & 31)) | (1U << (m->oldstate & 31)))))
-			return;
+			return 0;
 	} else if (!(cfg.kinds & (1U << (kind & 7)))) {
-		return;
+		return 0;
 	}
-	if (!ports_match(sport, dport))
-		return;
+	return ports_match(sport, dport);
+}
 
-	if (kind == KIND_TRANSITION && m->oldstate == TCP_SYN_SENT)
+/* Counts, by destination, how a connect attempt ended and what a
+ * connection moved when it closed. */
+static __always_inline void count_transition(struct sock *sk, const struct meta *m, const struct sock_info *next,
+					     __u32 netns, __u16 family, __u16 dport)
+{
+	if (m->oldstate == TCP_SYN_SENT)
 		count_dest(sk, next, netns, family, dport, outcome_of(m->newstate, (__u16)BPF_CORE_READ(sk, sk_err)), 1);
-	if (kind == KIND_TRANSITION && m->newstate == TCP_CLOSE && next->active) {
+	if (m->newstate == TCP_CLOSE && next->active) {
 		__u64 acked, received;
 
 		data_bytes(sk, m->oldstate, next->opener, &acked, &received);
 		count_dest(sk, next, netns, family, dport, C_BYTES_ACKED, acked);
 		count_dest(sk, next, netns, family, dport, C_BYTES_RECEIVED, received);
 	}
+}
 
+/* A record of the ring buffer, or NULL with the loss counted in its slot
+ * ([0] transitions, [1] other kinds). */
+static __always_inline struct event *reserve_record(__u8 kind)
+{
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
 	if (!e) {
-		__u64 *n = bpf_map_lookup_elem(&lost, &lost_slot);
+		__u32 slot = kind != KIND_TRANSITION;
+		__u64 *n = bpf_map_lookup_elem(&lost, &slot);
 
 		/* Per-CPU, but a nested run (the backup, in a softirq) can
 		 * come between a load and a store: atomic. */
 		if (n)
 			__sync_fetch_and_add(n, 1);
-		return;
 	}
+	return e;
+}
+
+/* The record's socket, task, owner and states. */
+static __always_inline void fill_header(struct event *e, struct sock *sk, const struct meta *m,
+					const struct sock_info *next, __u32 netns, __u16 family, __u16 sport,
+					__u16 dport, int cookie_helper, __u8 kind)
+{
+	__u8 flags = m->flags;
 
 	if (cookie_helper) {
 		e->cookie = bpf_get_socket_cookie(sk);
@@ -151,11 +164,24 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	e->syn_retrans = next->syn_retrans;
 	e->retrans = next->retrans;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
+}
+
+/* The socket's TCP counters, where a record needs them (a packet
+ * event, a close, a connect's end, an establishment); zero elsewhere. */
+static __always_inline void fill_stats(struct event *e, struct sock *sk, const struct meta *m,
+				       const struct sock_info *next, __u8 kind)
+{
 	e->bytes_acked = e->bytes_received = 0;
 	e->segs_out = e->segs_in = e->total_retrans = e->srtt_us = 0;
 	if (kind != KIND_TRANSITION || m->newstate == TCP_CLOSE || m->oldstate == TCP_SYN_SENT ||
 	    m->newstate == TCP_ESTABLISHED)
 		read_tcp_stats(sk, e, m->oldstate, next->opener);
+}
+
+/* The record's addresses and process names. */
+static __always_inline void fill_names(struct event *e, struct sock *sk, const struct meta *m,
+				       const struct sock_info *next, __u16 family)
+{
 	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
 	if (family == AF_INET) {
@@ -167,7 +193,25 @@ static __always_inline void emit(struct sock *sk, const struct meta *m, const st
 	}
 	__builtin_memcpy(e->comm, m->task->comm, sizeof(e->comm));
 	__builtin_memcpy(e->owner_comm, next->owner.comm, sizeof(e->owner_comm));
+}
 
+/* Sends one record, if it passes the filter: a transition, or a record of
+ * another kind (then m's states are both the socket's state). */
+static __always_inline void emit(struct sock *sk, const struct meta *m, const struct sock_info *next,
+				 __u32 netns, __u16 family, __u16 sport, __u16 dport, int cookie_helper,
+				 __u8 kind)
+{
+	if (!record_wanted(m, sport, dport, kind))
+		return;
+	if (kind == KIND_TRANSITION)
+		count_transition(sk, m, next, netns, family, dport);
+
+	struct event *e = reserve_record(kind);
+	if (!e)
+		return;
+	fill_header(e, sk, m, next, netns, family, sport, dport, cookie_helper, kind);
+	fill_stats(e, sk, m, next, kind);
+	fill_names(e, sk, m, next, family);
 	bpf_ringbuf_submit(e, 0);
 }
 
