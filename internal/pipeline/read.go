@@ -2,132 +2,181 @@ package pipeline
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
-
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
 	"github.com/socktrace/socktrace/internal/safetext"
 )
 
-// Read replays capture files.
+// Read replays capture files: open them as a source, set the pipeline up
+// as the recording says, then consume their records.
 func Read(o *Options, files []string) error {
 	signal.Ignore(syscall.SIGPIPE)
-	stop := make(chan struct{})
-	if o.Follow {
-		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(sigs)
-		go func() { <-sigs; close(stop) }()
-	}
-	warn := func(msg string) { fmt.Fprintf(os.Stderr, "socktrace: %s\n", msg) }
-	r, err := capture.Open(files, capture.ReadOptions{Follow: o.Follow, Stop: stop, Warn: warn})
+	src, err := openCapture(o, files)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	h := r.Header()
-	startK := uint64(h.Started.Sub(h.BootTime))
-	p := newPipeline(o, h.Started, startK)
-	p.w.SetNetnsNames(r.NetnsName) // as the recording named them
-	if !o.NoDNS {
+	defer src.close()
+	p := src.newPipeline()
+	return p.consume(src)
+}
+
+// captureSource feeds the pipeline the records of capture files, as the
+// live run fed them.
+type captureSource struct {
+	o     *Options
+	r     *capture.Reader
+	close func()
+	rec   capture.Record
+	ev    events.Record
+	h     capture.Header
+	s     *snap // the snapshot being read back, if any
+	count int   // its sockets so far
+}
+
+// openCapture opens the files; with --follow, SIGINT and SIGTERM end
+// the reading.
+func openCapture(o *Options, files []string) (*captureSource, error) {
+	stop := make(chan struct{})
+	release := func() {}
+	if o.Follow {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		release = func() { signal.Stop(sigs) }
+		go func() { <-sigs; close(stop) }()
+	}
+	r, err := capture.Open(files, capture.ReadOptions{Follow: o.Follow, Stop: stop, Warn: warnOfCapture})
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return &captureSource{o: o, r: r, h: r.Header(), close: func() { r.Close(); release() }}, nil
+}
+
+// warnOfCapture says something is amiss with the files read.
+func warnOfCapture(msg string) { fmt.Fprintf(os.Stderr, "socktrace: %s\n", msg) }
+
+// newPipeline is a pipeline set up as the recording says: its start,
+// its namespaces' names, and DNS names from its answers.
+func (c *captureSource) newPipeline() *pipeline {
+	h := &c.h
+	p := newPipeline(c.o, h.Started, uint64(h.Started.Sub(h.BootTime)))
+	p.w.SetNetnsNames(c.r.NetnsName) // as the recording named them
+	if !c.o.NoDNS {
 		p.dns = newDNSNames(dnscache.Options{})
 	}
-	if o.Output == "table" {
+	if c.o.Output == "table" {
 		// The header comes from the file: text of another machine.
 		fmt.Fprintf(os.Stderr, "socktrace: reading a capture of %s (kernel %s) from %s, filters: %s\n",
 			safetext.Escape(h.Host), safetext.Escape(h.Kernel), h.Started.Local().Format(time.DateTime), safetext.Escape(h.Filter))
 	}
+	return p
+}
 
-	var (
-		rec   capture.Record
-		ev    events.Record
-		s     *snap
-		count int
-	)
-	endSnapshot := func() error {
-		if s == nil {
-			return nil
-		}
-		err := p.snapshot(s)
-		s = nil
-		return err
-	}
+// feed hands the pipeline the files' records: all of them at once, or
+// with --follow one at a time, so that each is shown as it comes.
+func (c *captureSource) feed(p *pipeline) (batch, error) {
 	for {
-		err := r.Next(&rec)
-		if err == io.EOF {
-			break
+		if err := c.r.Next(&c.rec); err != nil {
+			return batch{}, err // io.EOF: the files' end
 		}
-		if err != nil {
-			return err
+		if err := c.apply(p, &c.rec); err != nil {
+			return batch{}, outputErr(err)
 		}
-		switch rec.Kind {
-		case capture.KindSnapshotStart:
-			s = &snap{owners: procs.Table{}, start: rec.Start, end: rec.End, at: rec.At}
-			count = 0
-		case capture.KindSocket:
-			if s == nil { // the start of the snapshot is in a file rotated away
-				s = &snap{owners: procs.Table{}, at: h.Started}
-			}
-			s.socks = append(s.socks, rec.Socket)
-			if rec.Owner != nil {
-				if s.ids == nil {
-					s.ids = map[uint64]*identity.Identity{}
-				}
-				s.ids[rec.Socket.Cookie] = rec.Owner
-			}
-			if rec.Socket.Inode != 0 && len(rec.Users) > 0 {
-				s.owners[rec.Socket.Inode] = append([]procs.Owner(nil), rec.Users...)
-			}
-			count++
-		case capture.KindSnapshotEnd:
-			if count != rec.Count {
-				warn(fmt.Sprintf("the snapshot has %d of its %d sockets", count, rec.Count))
-			}
-			err = endSnapshot()
-		case capture.KindTransition:
-			if err = endSnapshot(); err == nil {
-				ev = events.Record{Transition: rec.Transition}
-				err = p.event(&ev)
-			}
-		case capture.KindGap:
-			if err = endSnapshot(); err == nil {
-				err = p.gap(rec.At, rec.Until, rec.Lost, rec.Err, r.File())
-			}
-		case capture.KindDNS:
-			if p.dns != nil {
-				err = p.observeDNS(&rec.DNS)
-			}
-		case capture.KindLost, capture.KindSkipped:
-			if err = endSnapshot(); err == nil {
-				ev = events.Record{Transition: events.Transition{Time: rec.At}}
-				if rec.Kind == capture.KindLost {
-					ev.Lost = rec.Lost
-				} else {
-					ev.Skipped = rec.Lost
-				}
-				err = p.event(&ev)
-			}
-		}
-		if err == nil && o.Follow {
-			err = p.flush()
-		}
-		if err != nil {
-			if isBrokenPipe(err) {
-				return nil
-			}
-			return err
+		if c.o.Follow {
+			return batch{drained: true}, nil
 		}
 	}
-	if err := endSnapshot(); err != nil && !isBrokenPipe(err) {
+}
+
+// apply hands one record to the pipeline.
+func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
+	switch rec.Kind {
+	case capture.KindSnapshotStart:
+		c.s = &snap{owners: procs.Table{}, start: rec.Start, end: rec.End, at: rec.At}
+		c.count = 0
+	case capture.KindSocket:
+		c.addSocket(rec)
+	case capture.KindSnapshotEnd:
+		if c.count != rec.Count {
+			warnOfCapture(fmt.Sprintf("the snapshot has %d of its %d sockets", c.count, rec.Count))
+		}
+		return c.endSnapshot(p)
+	case capture.KindTransition:
+		if err := c.endSnapshot(p); err != nil {
+			return err
+		}
+		c.ev = events.Record{Transition: rec.Transition}
+		return p.event(&c.ev)
+	case capture.KindGap:
+		if err := c.endSnapshot(p); err != nil {
+			return err
+		}
+		return p.gap(rec.At, rec.Until, rec.Lost, rec.Err, c.r.File())
+	case capture.KindDNS:
+		if p.dns != nil {
+			return p.observeDNS(&rec.DNS)
+		}
+	case capture.KindLost, capture.KindSkipped:
+		if err := c.endSnapshot(p); err != nil {
+			return err
+		}
+		c.ev = events.Record{Transition: events.Transition{Time: rec.At}}
+		if rec.Kind == capture.KindLost {
+			c.ev.Lost = rec.Lost
+		} else {
+			c.ev.Skipped = rec.Lost
+		}
+		return p.event(&c.ev)
+	}
+	return nil
+}
+
+// addSocket adds a socket to the snapshot being read back.
+func (c *captureSource) addSocket(rec *capture.Record) {
+	if c.s == nil { // the start of the snapshot is in a file rotated away
+		c.s = &snap{owners: procs.Table{}, at: c.h.Started}
+	}
+	s := c.s
+	s.socks = append(s.socks, rec.Socket)
+	if rec.Owner != nil {
+		if s.ids == nil {
+			s.ids = map[uint64]*identity.Identity{}
+		}
+		s.ids[rec.Socket.Cookie] = rec.Owner
+	}
+	if rec.Socket.Inode != 0 && len(rec.Users) > 0 {
+		s.owners[rec.Socket.Inode] = append([]procs.Owner(nil), rec.Users...)
+	}
+	c.count++
+}
+
+// endSnapshot merges the snapshot read back, if any: at its end record,
+// or at the first record after it (its end is in a file not read).
+func (c *captureSource) endSnapshot(p *pipeline) error {
+	if c.s == nil {
+		return nil
+	}
+	err := p.snapshot(c.s)
+	c.s = nil
+	return err
+}
+
+// caughtUp: a replay reconciles nothing (a capture holds no dumps).
+func (c *captureSource) caughtUp(p *pipeline, k uint64) bool { return true }
+
+// end merges a snapshot still open, writes the summary or failures from
+// the recording's history, and says how much was shown, and lost.
+func (c *captureSource) end(p *pipeline) error {
+	if err := c.endSnapshot(p); err != nil && !isBrokenPipe(err) {
 		return err
 	}
 	replayed := func() (analysis.Pressure, error) { return p.replayPressure(), nil }
@@ -137,7 +186,7 @@ func Read(o *Options, files []string) error {
 	if err := p.flush(); err != nil && !isBrokenPipe(err) {
 		return err
 	}
-	if o.Output == "table" {
+	if c.o.Output == "table" {
 		fmt.Fprintf(os.Stderr, "socktrace: %d transitions shown, %d lost, %d skipped by the kernel\n", p.shown, p.lost, p.skipped)
 	}
 	return nil
