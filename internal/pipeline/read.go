@@ -95,8 +95,7 @@ func Read(o *Options, files []string) error {
 			err = endSnapshot()
 		case capture.KindTransition:
 			if err = endSnapshot(); err == nil {
-				ev = events.Record{Transition: rec.Transition}
-				err = p.event(&ev)
+				err = p.replayed(&rec.Transition)
 			}
 		case capture.KindGap:
 			if err = endSnapshot(); err == nil {
