@@ -203,31 +203,24 @@ func (p *pipeline) snapshot(s *snap) error {
 // event handles one record from the tracer: a transition (or packet
 // event), or a count of records lost.
 func (p *pipeline) event(r *events.Record) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if r.LostOther > 0 || r.Lost > 0 || r.Skipped > 0 {
-		return p.loss(r)
+	if r.IsLoss() {
+		return p.loss(&r.Loss)
 	}
 	// Reused, record after record: attaching what user space knows
-	// allocates nothing.
+	// allocates nothing. Only the reading goroutine touches it.
 	p.current = record.Transition{Transition: r.Transition}
 	return p.transition(&p.current)
 }
 
-// replayed handles a transition read back from a capture, with the
-// owner's identity it was recorded with.
-func (p *pipeline) replayed(t *record.Transition) error {
+// loss counts, records and shows the records the kernel could not
+// send, live or replayed.
+func (p *pipeline) loss(r *events.Loss) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.transition(t)
-}
-
-// loss counts, records and shows the records the kernel could not send.
-func (p *pipeline) loss(r *events.Record) error {
 	if r.LostOther > 0 {
 		p.lostOther += r.LostOther
 		if !p.quiet {
-			return p.w.LostOther(r.LostOther, p.lostOther, r.Time)
+			return p.w.LostOther(r.LostOther, p.lostOther, r.At)
 		}
 		return nil
 	}
@@ -238,16 +231,16 @@ func (p *pipeline) loss(r *events.Record) error {
 			p.reconciler.request("skipped")
 		}
 	}
-	p.lastWall = r.Time
+	p.lastWall = r.At
 	if r.Lost > 0 {
 		p.lost += r.Lost
 		if p.recorder != nil {
-			if err := p.recorder.Lost(r.Lost, p.lost, r.Time); err != nil {
+			if err := p.recorder.Lost(r.Lost, p.lost, r.At); err != nil {
 				return err
 			}
 		}
 		if !p.quiet {
-			if err := p.w.Lost(r.Lost, p.lost, r.Time); err != nil {
+			if err := p.w.Lost(r.Lost, p.lost, r.At); err != nil {
 				return err
 			}
 		}
@@ -255,20 +248,23 @@ func (p *pipeline) loss(r *events.Record) error {
 	if r.Skipped > 0 {
 		p.skipped += r.Skipped
 		if p.recorder != nil {
-			if err := p.recorder.Skipped(r.Skipped, p.skipped, r.Time); err != nil {
+			if err := p.recorder.Skipped(r.Skipped, p.skipped, r.At); err != nil {
 				return err
 			}
 		}
 		if !p.quiet {
-			return p.w.Skipped(r.Skipped, p.skipped, r.Time)
+			return p.w.Skipped(r.Skipped, p.skipped, r.At)
 		}
 	}
 	return nil
 }
 
-// transition handles one state transition (or packet event): merged into
-// the history, analysed, filtered and shown. p.mu is held.
+// transition handles one state transition (or packet event), live or
+// replayed (with the owner's identity it was recorded with): merged into
+// the history, analysed, filtered and shown.
 func (p *pipeline) transition(t *record.Transition) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if t.Kind != events.KindTransition {
 		return p.packet(t)
 	}

@@ -49,7 +49,6 @@ func Read(o *Options, files []string) error {
 
 	var (
 		rec   capture.Record
-		ev    events.Record
 		s     *snap
 		count int
 	)
@@ -95,7 +94,7 @@ func Read(o *Options, files []string) error {
 			err = endSnapshot()
 		case capture.KindTransition:
 			if err = endSnapshot(); err == nil {
-				err = p.replayed(&rec.Transition)
+				err = p.transition(&rec.Transition)
 			}
 		case capture.KindGap:
 			if err = endSnapshot(); err == nil {
@@ -107,13 +106,13 @@ func Read(o *Options, files []string) error {
 			}
 		case capture.KindLost, capture.KindSkipped:
 			if err = endSnapshot(); err == nil {
-				ev = events.Record{Transition: events.Transition{Time: rec.At}}
+				loss := events.Loss{At: rec.At}
 				if rec.Kind == capture.KindLost {
-					ev.Lost = rec.Lost
+					loss.Lost = rec.Lost
 				} else {
-					ev.Skipped = rec.Lost
+					loss.Skipped = rec.Lost
 				}
-				err = p.event(&ev)
+				err = p.loss(&loss)
 			}
 		}
 		if err == nil && o.Follow {
