@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 )
@@ -381,7 +381,7 @@ func (c *Connects) start(r *timeline.Row, k DestKey, at time.Time, atLeast, know
 // returned for it; the transition's owner already filled in). It returns
 // an alert when the transition turned its destination failing or
 // recovered it, else nil.
-func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
+func (c *Connects) Observe(tr *record.Transition, r *timeline.Row) *Alert {
 	if tr.Old == tcpstate.Close && tr.New == tcpstate.SynSent {
 		if old, ok := c.inflight[r]; ok { // a reused row: should not happen
 			old.dest.InFlight--
@@ -470,7 +470,7 @@ func (c *Connects) Observe(tr *events.Transition, r *timeline.Row) *Alert {
 }
 
 // closed adds what a connection that closed moved to its destination.
-func (c *Connects) closed(tr *events.Transition) {
+func (c *Connects) closed(tr *record.Transition) {
 	e, ok := c.dests[DestKey{tr.Netns, tr.Dst, tr.DPort}]
 	if !ok {
 		return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
@@ -60,7 +61,7 @@ type rig struct {
 
 func newRig(o Options) *rig { return &rig{tb: timeline.New(), c: NewConnects(o)} }
 
-func (g *rig) apply(tr *events.Transition) {
+func (g *rig) apply(tr *record.Transition) {
 	r := g.tb.Apply(tr)
 	if a := g.c.Observe(tr, r); a != nil {
 		g.alerts = append(g.alerts, a)
@@ -69,10 +70,10 @@ func (g *rig) apply(tr *events.Transition) {
 
 func (g *rig) run(a try) {
 	g.cookie++
-	mk := func(at time.Duration, old, new tcpstate.State) *events.Transition {
-		return &events.Transition{Time: t0.Add(at), Ktime: uint64(at) + 1, Cookie: g.cookie, Netns: 1,
+	mk := func(at time.Duration, old, new tcpstate.State) *record.Transition {
+		return &record.Transition{Transition: events.Transition{Time: t0.Add(at), Ktime: uint64(at) + 1, Cookie: g.cookie, Netns: 1,
 			Family: unix.AF_INET, Src: local, Dst: broker, DPort: a.port, Old: old, New: new,
-			OwnerKnown: true, OwnerPID: 42, OwnerComm: "java"}
+			OwnerKnown: true, OwnerPID: 42, OwnerComm: "java"}}
 	}
 	g.apply(mk(a.start, tcpstate.Close, tcpstate.SynSent))
 	end := mk(a.start+a.took, tcpstate.SynSent, a.end)
@@ -141,8 +142,8 @@ func TestConnectsPending(t *testing.T) {
 	if d.Attempts != 1 || d.InFlight != 1 || d.PID != 42 {
 		t.Fatalf("pending: %+v", d)
 	}
-	end := &events.Transition{Time: t0.Add(time.Second), Ktime: 100, Cookie: 500, Netns: 1, Family: unix.AF_INET,
-		Src: local, Dst: broker, SPort: 40000, DPort: 9092, Old: tcpstate.SynSent, New: tcpstate.Close, SkErr: uint16(unix.ETIMEDOUT)}
+	end := &record.Transition{Transition: events.Transition{Time: t0.Add(time.Second), Ktime: 100, Cookie: 500, Netns: 1, Family: unix.AF_INET,
+		Src: local, Dst: broker, SPort: 40000, DPort: 9092, Old: tcpstate.SynSent, New: tcpstate.Close, SkErr: uint16(unix.ETIMEDOUT)}}
 	g.apply(end)
 	d, _ = g.c.Lookup(DestKey{1, broker, 9092})
 	if !d.FailingSince.Equal(t0) || !d.FailingSinceAtLeast {
@@ -156,8 +157,8 @@ func TestConnectsPending(t *testing.T) {
 // Without a snapshot, an try seen only at its end still counts, once.
 func TestConnectsEndOnly(t *testing.T) {
 	g := newRig(Options{})
-	g.apply(&events.Transition{Time: t0, Ktime: 100, Cookie: 9, Netns: 1, Family: unix.AF_INET,
-		Dst: broker, DPort: 80, Old: tcpstate.SynSent, New: tcpstate.Close, SkErr: uint16(unix.ECONNREFUSED)})
+	g.apply(&record.Transition{Transition: events.Transition{Time: t0, Ktime: 100, Cookie: 9, Netns: 1, Family: unix.AF_INET,
+		Dst: broker, DPort: 80, Old: tcpstate.SynSent, New: tcpstate.Close, SkErr: uint16(unix.ECONNREFUSED)}})
 	d, ok := g.c.Lookup(DestKey{1, broker, 80})
 	if !ok || d.Attempts != 1 || d.Failures[Refused] != 1 || d.InFlight != 0 {
 		t.Errorf("%+v", d)
@@ -190,10 +191,10 @@ func TestMeasure(t *testing.T) {
 	// Snapshot at 10s: cookie 1 already in close-wait; cookie 2 established.
 	tb.AddSnapshot([]snapshot.Socket{sock(1, tcpstate.CloseWait, 80, 5001, 11), sock(2, tcpstate.Established, 80, 5002, 12)}, nil, 10*sec, 10*sec)
 	// Cookie 2 enters close-wait at 50s, cookie 3 (new) at 58s.
-	tb.Apply(&events.Transition{Ktime: 50 * sec, Cookie: 2, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5002, Old: tcpstate.Established, New: tcpstate.CloseWait})
-	tb.Apply(&events.Transition{Ktime: 57 * sec, Cookie: 3, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5003, Old: tcpstate.Listen, New: tcpstate.SynRecv})
-	tb.Apply(&events.Transition{Ktime: 58 * sec, Cookie: 3, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5003, Old: tcpstate.SynRecv, New: tcpstate.Established})
-	tb.Apply(&events.Transition{Ktime: 58 * sec, Cookie: 3, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5003, Old: tcpstate.Established, New: tcpstate.CloseWait})
+	tb.Apply(&record.Transition{Transition: events.Transition{Ktime: 50 * sec, Cookie: 2, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5002, Old: tcpstate.Established, New: tcpstate.CloseWait}})
+	tb.Apply(&record.Transition{Transition: events.Transition{Ktime: 57 * sec, Cookie: 3, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5003, Old: tcpstate.Listen, New: tcpstate.SynRecv}})
+	tb.Apply(&record.Transition{Transition: events.Transition{Ktime: 58 * sec, Cookie: 3, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5003, Old: tcpstate.SynRecv, New: tcpstate.Established}})
+	tb.Apply(&record.Transition{Transition: events.Transition{Ktime: 58 * sec, Cookie: 3, Netns: 1, Family: unix.AF_INET, Src: local, Dst: peer, SPort: 80, DPort: 5003, Old: tcpstate.Established, New: tcpstate.CloseWait}})
 
 	listener := sock(10, tcpstate.Listen, 80, 0, 20)
 	listener.Dst = netip.IPv4Unspecified()

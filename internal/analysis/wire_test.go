@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
@@ -42,9 +43,9 @@ func TestWirePerDestination(t *testing.T) {
 	for i := 0; i < 100; i++ { // handshakes of 1..100 ms
 		g.cookie++
 		start := time.Duration(i) * time.Second
-		syn := &events.Transition{Time: t0.Add(start), Ktime: uint64(start) + 1, Cookie: g.cookie, Netns: 1,
+		syn := &record.Transition{Transition: events.Transition{Time: t0.Add(start), Ktime: uint64(start) + 1, Cookie: g.cookie, Netns: 1,
 			Family: unix.AF_INET, Src: local, Dst: broker, DPort: 443, Old: tcpstate.Close, New: tcpstate.SynSent,
-			OwnerKnown: true, OwnerPID: 42, OwnerComm: "curl"}
+			OwnerKnown: true, OwnerPID: 42, OwnerComm: "curl"}}
 		g.apply(syn)
 		took := time.Duration(i+1) * time.Millisecond
 		est := *syn
@@ -61,9 +62,9 @@ func TestWirePerDestination(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		g.cookie++
 		start := time.Duration(200+10*i) * time.Second
-		syn := &events.Transition{Time: t0.Add(start), Ktime: uint64(start) + 1, Cookie: g.cookie, Netns: 1,
+		syn := &record.Transition{Transition: events.Transition{Time: t0.Add(start), Ktime: uint64(start) + 1, Cookie: g.cookie, Netns: 1,
 			Family: unix.AF_INET, Src: local, Dst: broker, DPort: 443, Old: tcpstate.Close, New: tcpstate.SynSent,
-			OwnerKnown: true, OwnerPID: 42, OwnerComm: "curl"}
+			OwnerKnown: true, OwnerPID: 42, OwnerComm: "curl"}}
 		g.apply(syn)
 		end := *syn
 		end.Old, end.New, end.SkErr, end.SynRetrans = tcpstate.SynSent, tcpstate.Close, uint16(unix.ETIMEDOUT), 2

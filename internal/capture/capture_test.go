@@ -19,6 +19,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -31,18 +32,17 @@ func header() Header {
 }
 
 // sample returns transitions that exercise every field and flag.
-func sample(n int) []events.Transition {
+func sample(n int) []record.Transition {
 	v4 := netip.MustParseAddr("10.0.0.1")
 	v6 := netip.MustParseAddr("fd00::2")
-	var out []events.Transition
+	var out []record.Transition
 	for i := 0; i < n; i++ {
-		t := events.Transition{
+		t := record.Transition{Transition: events.Transition{
 			Time: t0.Add(time.Duration(i) * time.Millisecond), Ktime: 3600e9 + uint64(i)*1e6,
 			Cookie: uint64(1000 + i/5), SkAddr: 0xffff888000000000 + uint64(i/5)*4096, Netns: 4026531840,
 			Family: unix.AF_INET, Src: v4, Dst: netip.MustParseAddr("10.1.2.3"), SPort: uint16(40000 + i), DPort: 9092,
 			Old: tcpstate.State(1 + i%11), New: tcpstate.State(1 + (i+1)%11),
-			TaskPID: uint32(i), TaskTID: uint32(i + 1), TaskComm: "swapper/1", UID: 1000, SkErr: uint16(i % 3 * 55),
-		}
+			TaskPID: uint32(i), TaskTID: uint32(i + 1), TaskComm: "swapper/1", UID: 1000, SkErr: uint16(i % 3 * 55)}}
 		if i%2 == 0 {
 			t.Family, t.Src, t.Dst = unix.AF_INET6, v6, v6
 		}
@@ -90,8 +90,8 @@ func sampleSockets() ([]snapshot.Socket, [][]procs.Owner) {
 		}
 }
 
-// record writes a whole recording: snapshot, transitions, a loss.
-func record(t testing.TB, path string, trs []events.Transition, o Options) *Writer {
+// writeRecording writes a whole recording: snapshot, transitions, a loss.
+func writeRecording(t testing.TB, path string, trs []record.Transition, o Options) *Writer {
 	t.Helper()
 	w, err := Create(path, header(), o)
 	if err != nil {
@@ -144,7 +144,7 @@ func readAll(t testing.TB, paths []string) ([]Record, []string) {
 	}
 }
 
-func sameTransition(a, b *events.Transition) bool {
+func sameTransition(a, b *record.Transition) bool {
 	a2, b2 := *a, *b
 	return a2.Time.Equal(b2.Time) && func() bool { a2.Time, b2.Time = time.Time{}, time.Time{}; return reflect.DeepEqual(a2, b2) }()
 }
@@ -152,7 +152,7 @@ func sameTransition(a, b *events.Transition) bool {
 func TestRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cap")
 	trs := sample(50)
-	record(t, path, trs, Options{})
+	writeRecording(t, path, trs, Options{})
 	recs, warns := readAll(t, []string{path})
 	if len(warns) != 0 {
 		t.Errorf("warnings on a good file: %v", warns)
@@ -212,7 +212,7 @@ func TestRoundTrip(t *testing.T) {
 func TestTruncatedAnywhere(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cap")
-	record(t, path, sample(20), Options{})
+	writeRecording(t, path, sample(20), Options{})
 	full, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func TestTruncatedAnywhere(t *testing.T) {
 // record, keeps what came before, and says so.
 func TestCorruptRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cap")
-	record(t, path, sample(20), Options{})
+	writeRecording(t, path, sample(20), Options{})
 	b, _ := os.ReadFile(path)
 	all, _ := readAll(t, []string{path})
 	b[len(b)/2] ^= 0x40
@@ -299,7 +299,7 @@ func TestCorruptRecord(t *testing.T) {
 func TestBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
-	record(t, good, sample(2), Options{})
+	writeRecording(t, good, sample(2), Options{})
 	b, _ := os.ReadFile(good)
 	newer := func() []byte {
 		w := appendFrame([]byte(Magic), append([]byte{recHeader}, `{"format":99}`...))
@@ -337,7 +337,7 @@ func TestBadFiles(t *testing.T) {
 
 func TestCreateModeAndForce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cap")
-	record(t, path, sample(1), Options{})
+	writeRecording(t, path, sample(1), Options{})
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +363,7 @@ func TestRotation(t *testing.T) {
 	dir := t.TempDir()
 	base := filepath.Join(dir, "cap")
 	trs := sample(2000)
-	w := record(t, base, trs, Options{RotateSize: 16 << 10})
+	w := writeRecording(t, base, trs, Options{RotateSize: 16 << 10})
 	if w.Files() < 4 {
 		t.Fatalf("%d files for %d bytes with 16K rotation", w.Files(), w.Bytes())
 	}
@@ -395,7 +395,7 @@ func TestRotation(t *testing.T) {
 	// is missing.
 	dir2 := t.TempDir()
 	base2 := filepath.Join(dir2, "cap")
-	w2 := record(t, base2, trs, Options{RotateSize: 16 << 10, RotateCount: 2})
+	w2 := writeRecording(t, base2, trs, Options{RotateSize: 16 << 10, RotateCount: 2})
 	left, _ := filepath.Glob(base2 + "*")
 	if len(left) != 2 {
 		t.Errorf("files left: %v, want 2", left)
@@ -420,7 +420,7 @@ func TestFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan events.Transition, 1000)
+	got := make(chan record.Transition, 1000)
 	done := make(chan error, 1)
 	go func() {
 		var rec Record
@@ -474,7 +474,7 @@ func TestFollow(t *testing.T) {
 func FuzzReader(f *testing.F) {
 	dir := f.TempDir()
 	good := filepath.Join(dir, "good")
-	record(f, good, sample(10), Options{})
+	writeRecording(f, good, sample(10), Options{})
 	b, _ := os.ReadFile(good)
 	f.Add(b)
 	f.Add(b[:len(b)/2])

@@ -10,12 +10,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/testfs"
 )
 
 // transitionsOf keeps the transitions of recs, and the gap records.
-func transitionsOf(recs []Record) (trs []events.Transition, gaps []Record) {
+func transitionsOf(recs []Record) (trs []record.Transition, gaps []Record) {
 	for _, r := range recs {
 		switch r.Kind {
 		case KindTransition:
@@ -50,7 +50,7 @@ func TestPauseOnFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	trs := sample(1000)
-	var given []events.Transition // what was given before the pause
+	var given []record.Transition // what was given before the pause
 	for i := 0; !w.State().Paused; i++ {
 		if i > 100000 {
 			t.Fatalf("not paused after %d transitions into a full tmpfs: %+v", i, w.State())

@@ -21,6 +21,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -49,7 +50,7 @@ type Record struct {
 	Users      []procs.Owner
 	Owner      *identity.Identity // a socket's owner, as recorded; nil: unknown
 	Count      int
-	Transition events.Transition
+	Transition record.Transition
 	Lost       uint64
 	LostTotal  uint64
 	DNS        dnscache.Observation // DNS.Msg is valid until the next Read

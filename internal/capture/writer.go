@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 )
 
@@ -545,7 +546,7 @@ func (w *Writer) identity(id *identity.Identity) uint64 {
 }
 
 // Transition records one transition.
-func (w *Writer) Transition(t *events.Transition) error {
+func (w *Writer) Transition(t *record.Transition) error {
 	if w.paused {
 		w.skip(t.Kind == events.KindTransition)
 		return nil

@@ -78,24 +78,34 @@ const DefaultMaxSockets = 131072
 // the ring's 8-byte header).
 const DefaultRingSize = 8 << 20
 
-// Record is what Read returns: a transition, or a count of lost ones.
+// Record is what Read returns: a transition (or packet event), a count
+// of records lost, or a wake-up; told apart by IsLoss and Woken.
 type Record struct {
-	// Lost, when not zero, says this many transitions that passed the
-	// kernel filter were dropped because the ring buffer was full; they
-	// happened before the next transition read. Transition is unset.
-	Lost uint64
-	// Skipped, when not zero, says the kernel did not run the program
-	// for this many state changes, of any socket (before any filter):
-	// it was already running on that CPU when a softirq made another
-	// (Linux 5.12+ counts these). Transition is unset.
-	Skipped uint64
-	// LostOther: this many retransmit, reset or error records (asked for
-	// with Options.Kinds) were dropped, ring buffer full. Transition is
-	// unset.
-	LostOther uint64
-	// Woken: Wake was called; neither Lost nor Transition is set.
+	// Loss: records the kernel could not send, when IsLoss; then
+	// Transition is unset.
+	Loss Loss
+	// Woken: Wake was called; neither Loss nor Transition is set.
 	Woken bool
 	Transition
+}
+
+// IsLoss reports whether r counts lost records rather than holding one.
+func (r *Record) IsLoss() bool { return r.Loss.Lost > 0 || r.Loss.Skipped > 0 || r.Loss.LostOther > 0 }
+
+// Loss counts records the kernel could not send, noticed at At.
+type Loss struct {
+	At time.Time
+	// Lost: this many transitions that passed the kernel filter were
+	// dropped because the ring buffer was full; they happened before the
+	// next transition read.
+	Lost uint64
+	// Skipped: the kernel did not run the program for this many state
+	// changes, of any socket (before any filter): it was already running
+	// on that CPU when a softirq made another (Linux 5.12+ counts these).
+	Skipped uint64
+	// LostOther: this many retransmit, reset or error records (asked for
+	// with Options.Kinds) were dropped, ring buffer full.
+	LostOther uint64
 }
 
 // Tracer reads TCP state transitions from the kernel.
@@ -486,18 +496,15 @@ func (t *Tracer) Read(r *Record) error {
 			if n, err := t.newlyLost(); err != nil {
 				return err
 			} else if n > 0 {
-				*r = Record{Lost: n}
-				r.Time = now
+				*r = Record{Loss: Loss{At: now, Lost: n}}
 				return nil
 			}
 			if n := t.newlySkipped(); n > 0 {
-				*r = Record{Skipped: n}
-				r.Time = now
+				*r = Record{Loss: Loss{At: now, Skipped: n}}
 				return nil
 			}
 			if n := t.newlyLostOther(); n > 0 {
-				*r = Record{LostOther: n}
-				r.Time = now
+				*r = Record{Loss: Loss{At: now, LostOther: n}}
 				return nil
 			}
 		}
@@ -545,7 +552,7 @@ func (t *Tracer) Read(r *Record) error {
 			if err != nil {
 				return err
 			}
-			r.Lost, r.Skipped, r.LostOther, r.Woken = 0, 0, 0, false
+			r.Loss, r.Woken = Loss{}, false
 			r.Time = t.clock.Wall(r.Ktime)
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -558,11 +565,10 @@ func (t *Tracer) Read(r *Record) error {
 			if (lerr != nil || n == 0) && skipped == 0 {
 				return io.EOF
 			}
-			*r = Record{Lost: n, Skipped: skipped}
+			*r = Record{Loss: Loss{At: time.Now(), Lost: n, Skipped: skipped}}
 			if lerr != nil {
-				r.Lost = 0
+				r.Loss.Lost = 0
 			}
-			r.Time = time.Now()
 			return nil
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)

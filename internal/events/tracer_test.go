@@ -52,11 +52,11 @@ func startCollector(t *testing.T, opts events.Options) *collector {
 			}
 			c.mu.Lock()
 			switch {
-			case r.Lost > 0:
-				c.lost += r.Lost
-			case r.Skipped > 0:
-				c.skipped += r.Skipped
-			case r.LostOther > 0 || r.Woken:
+			case r.Loss.Lost > 0:
+				c.lost += r.Loss.Lost
+			case r.Loss.Skipped > 0:
+				c.skipped += r.Loss.Skipped
+			case r.Loss.LostOther > 0 || r.Woken:
 			default:
 				c.recs = append(c.recs, r.Transition)
 			}
@@ -548,8 +548,8 @@ func TestLostCounted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Lost > 0 {
-			lost += r.Lost
+		if r.Loss.Lost > 0 {
+			lost += r.Loss.Lost
 			lostRecords++
 		} else {
 			got++

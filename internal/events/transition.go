@@ -13,12 +13,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
-// Transition is one TCP state change of one socket.
+// Transition is one TCP state change of one socket, as the kernel told
+// it. What user space learns about it later (the owner's identity, the
+// DNS name of its address) is attached by the pipeline: see package
+// record.
 type Transition struct {
 	Time   time.Time // wall clock, converted from KtimeNs
 	Ktime  uint64    // CLOCK_MONOTONIC nanoseconds, as the kernel stamped it
@@ -51,11 +52,9 @@ type Transition struct {
 	OwnerComm          string
 	// OwnerCgroup is the owner's cgroup v2 id (the inode of its cgroup
 	// directory under the cgroup2 mount), taken where the owner was
-	// learned; 0 when unknown. See package cgroups for its path.
+	// learned; 0 when unknown. See package cgroups for its path. Who the
+	// owner is beyond its process is for user space (package record).
 	OwnerCgroup uint64
-	// OwnerID is who the owner is beyond its process (its cgroup, unit,
-	// container, pod): filled in by the pipeline, nil when unknown.
-	OwnerID *identity.Identity
 
 	UID   uint32
 	SkErr uint16 // sk_err: why a socket closed (unix.ECONNREFUSED...)
@@ -94,17 +93,6 @@ type Transition struct {
 	SegsIn        uint32
 	TotalRetrans  uint32 // segments retransmitted, SYNs included
 	SRTT          time.Duration
-
-	// Lifetime: on a transition into close, how long the socket lived,
-	// from the birth socktrace saw (connect, listen, accept); known only
-	// then. Filled in by the timeline, not the kernel.
-	Lifetime      time.Duration
-	LifetimeKnown bool
-
-	// DNS: where the remote address came from, the DNS answer that gave
-	// it to the owner (or to someone in its namespace); nil when no
-	// answer seen holds it. Filled in by the pipeline.
-	DNS *dnscache.Origin
 }
 
 // Kind is what a ring buffer record is (enum event_kind in bpf/socktrace.h).

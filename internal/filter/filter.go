@@ -15,6 +15,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -80,7 +81,7 @@ func OfSocket(s *snapshot.Socket, users []procs.Owner) Subject {
 }
 
 // OfTransition returns the subject of a transition: its new state.
-func OfTransition(t *events.Transition) Subject {
+func OfTransition(t *record.Transition) Subject {
 	return Subject{
 		State: t.New, Family: t.Family, Src: t.Src, Dst: t.Dst,
 		SPort: t.SPort, DPort: t.DPort,

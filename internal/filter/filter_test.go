@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
@@ -456,15 +457,14 @@ func TestFilterKernel(t *testing.T) {
 }
 
 func TestOfTransition(t *testing.T) {
-	tr := events.Transition{
+	tr := record.Transition{Transition: events.Transition{
 		Time: time.Unix(1700000000, 0), Ktime: 123, Cookie: 99, Netns: 4026531840,
 		Family: unix.AF_INET6,
 		Src:    netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
 		SPort: 443, DPort: 51000,
 		Old: tcpstate.SynRecv, New: tcpstate.Established,
 		TaskPID: 1, TaskTID: 2, TaskComm: "swapper/0",
-		OwnerKnown: true, OwnerPID: 7, OwnerTID: 8, OwnerComm: "nginx",
-	}
+		OwnerKnown: true, OwnerPID: 7, OwnerTID: 8, OwnerComm: "nginx"}}
 	want := Subject{State: tcpstate.Established, Family: unix.AF_INET6,
 		Src: tr.Src, Dst: tr.Dst, SPort: 443, DPort: 51000,
 		OwnerKnown: true, PID: 7, Comm: "nginx", Netns: 4026531840}

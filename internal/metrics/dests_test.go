@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 )
 
 // fakeKernel is the kernel's destination map: counters by key.
@@ -227,7 +228,7 @@ func TestHandshakeHistogramsBounded(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := 0; i < 5; i++ {
-			tr := &events.Transition{Dst: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i+1)), DPort: 443}
+			tr := &record.Transition{Transition: events.Transition{Dst: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i+1)), DPort: 443}}
 			c.connected(tr, time.Millisecond)
 		}
 	}()

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 )
 
 // HandshakeBuckets are the connect_duration_seconds buckets: loopback
@@ -51,7 +51,7 @@ func newHandshakes(o Options, netns *netnsLabels) *handshakes {
 }
 
 // connected runs in the reading goroutine for each handshake completed.
-func (h *handshakes) connected(t *events.Transition, d time.Duration) {
+func (h *handshakes) connected(t *record.Transition, d time.Duration) {
 	k := histKey{t.Dst.String(), t.DPort, h.netns.netnsLabel(t.Netns, t.Dst)}
 	h.histMu.Lock()
 	defer h.histMu.Unlock()

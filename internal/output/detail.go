@@ -9,13 +9,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // Detail is what the table shows after a transition's error, where it
 // explains something: "2 SYN rexmit", "RST rcvd"; with info (-i), every
 // close's totals too: "1.2MB/3.4KB 12ms rtt 3 rexmit".
-func Detail(t *events.Transition, info bool) string {
+func Detail(t *record.Transition, info bool) string {
 	var parts []string
 	closing := t.New == tcpstate.Close
 	if t.Old == tcpstate.SynSent && t.SynRetrans > 0 {

@@ -5,8 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
@@ -59,7 +59,7 @@ type taskSlot struct {
 }
 
 // head appends the fields of t's socket from the cookie to dns_name.
-func (f *fragments) head(b []byte, t *events.Transition) []byte {
+func (f *fragments) head(b []byte, t *record.Transition) []byte {
 	k := headKey{cookie: t.Cookie, netns: t.Netns, family: t.Family, sport: t.SPort, dport: t.DPort,
 		src: t.Src, dst: t.Dst, dns: t.DNS}
 	s := &f.heads[(t.Cookie^uint64(t.SPort)<<20^uint64(t.DPort)<<4)&(headSlots-1)]
@@ -70,7 +70,7 @@ func (f *fragments) head(b []byte, t *events.Transition) []byte {
 }
 
 // appendHead formats what head caches.
-func appendHead(b []byte, t *events.Transition) []byte {
+func appendHead(b []byte, t *record.Transition) []byte {
 	b = append(b, `,"cookie":`...)
 	b = appendUint(b, t.Cookie)
 	b = append(b, `,"netns":`...)
@@ -90,7 +90,7 @@ func appendHead(b []byte, t *events.Transition) []byte {
 
 // task appends t's owner, the owner's identity, the task on the CPU and
 // the uid: the fields from pid to uid.
-func (f *fragments) task(b []byte, t *events.Transition) []byte {
+func (f *fragments) task(b []byte, t *record.Transition) []byte {
 	k := taskKey{ownerKnown: t.OwnerKnown, tpid: t.TaskPID, ttid: t.TaskTID, tcomm: t.TaskComm, uid: t.UID}
 	if t.OwnerKnown {
 		k.opid, k.otid, k.ocomm, k.oid = t.OwnerPID, t.OwnerTID, t.OwnerComm, t.OwnerID
@@ -103,7 +103,7 @@ func (f *fragments) task(b []byte, t *events.Transition) []byte {
 }
 
 // appendTask formats what task caches.
-func appendTask(b []byte, t *events.Transition) []byte {
+func appendTask(b []byte, t *record.Transition) []byte {
 	if t.OwnerKnown {
 		b = append(b, `,"pid":`...)
 		b = appendUint(b, uint64(t.OwnerPID))

@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/names"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -23,7 +24,7 @@ import (
 // Writer writes records to an underlying stream. Callers flush it when
 // they are about to wait for more input.
 type Writer interface {
-	Transition(t *events.Transition) error
+	Transition(t *record.Transition) error
 	// Lost reports n transitions lost at time at, total since start.
 	Lost(n, total uint64, at time.Time) error
 	Skipped(n, total uint64, at time.Time) error
@@ -96,7 +97,7 @@ func (j *JSON) Flush() error { return j.w.Flush() }
 const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Transition writes a {"type":"transition",...} record.
-func (j *JSON) Transition(t *events.Transition) error {
+func (j *JSON) Transition(t *record.Transition) error {
 	b, direct := j.begin()
 	b = j.transitionClock.append(b, t.Time) // {"type":"transition","time":"...","ktime_ns":
 	b = appendUint(b, t.Ktime)
@@ -184,7 +185,7 @@ func (j *JSON) loss(open string, n, total uint64, at time.Time) error {
 
 // appendSocketHead adds the fields every record of a socket begins with,
 // from the time to the peer's port.
-func (j *JSON) appendSocketHead(b []byte, t *events.Transition) []byte {
+func (j *JSON) appendSocketHead(b []byte, t *record.Transition) []byte {
 	b = append(b, `,"time":"`...)
 	b = j.clock.append(b, t.Time)
 	b = append(b, `","ktime_ns":`...)
@@ -205,7 +206,7 @@ func appendDNSName(b []byte, o *dnscache.Origin) []byte {
 // appendWire adds what happened on the wire where it explains the
 // transition: SYN retransmits at the end of a connect attempt, the RTT
 // once connected, and the socket's totals when it closes.
-func appendWire(b []byte, t *events.Transition) []byte {
+func appendWire(b []byte, t *record.Transition) []byte {
 	if t.Old == tcpstate.SynSent && (t.New == tcpstate.Close || t.New == tcpstate.Established) {
 		b = append(b, `,"syn_retransmits":`...)
 		b = strconv.AppendUint(b, uint64(t.SynRetrans), 10)
@@ -251,7 +252,7 @@ func appendStat(b []byte, known bool, v uint64) []byte {
 // Packet writes a retransmit, reset or error record of a socket:
 // {"type":"retransmit",...}, {"type":"reset","direction":"sent"|"received",...},
 // {"type":"error",...}.
-func (j *JSON) Packet(t *events.Transition) error {
+func (j *JSON) Packet(t *record.Transition) error {
 	b := j.buf[:0]
 	switch t.Kind {
 	case events.KindRetransmit:
@@ -406,14 +407,14 @@ func (t *Table) Flush() error { return t.w.Flush() }
 const tableHeader = "TIME            COOKIE     PID     COMM            LOCAL                        PEER                         TRANSITION                    MS        ERROR\n"
 
 // Transition writes one line.
-func (t *Table) Transition(tr *events.Transition) error {
+func (t *Table) Transition(tr *record.Transition) error {
 	b := t.line(tr, tr.Old.String()+" -> "+tr.New.String())
 	_, err := t.w.Write(b)
 	return err
 }
 
 // line formats a line with what in the TRANSITION column.
-func (t *Table) line(tr *events.Transition, what string) []byte {
+func (t *Table) line(tr *record.Transition, what string) []byte {
 	b := t.buf[:0]
 	if !t.header {
 		b = append(b, tableHeader...)
@@ -457,7 +458,7 @@ func (t *Table) line(tr *events.Transition, what string) []byte {
 }
 
 // Packet writes a retransmit, reset or error of a socket as a line.
-func (t *Table) Packet(tr *events.Transition) error {
+func (t *Table) Packet(tr *record.Transition) error {
 	x := *tr
 	what := tr.Kind.String() + " in " + tr.New.String()
 	x.InOldKnown = false

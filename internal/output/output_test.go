@@ -19,6 +19,7 @@ import (
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/names"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
@@ -121,8 +122,8 @@ func with(a, b map[string]any) map[string]any {
 	return m
 }
 
-func otTransition() events.Transition {
-	return events.Transition{
+func otTransition() record.Transition {
+	return record.Transition{Transition: events.Transition{
 		Time: otTime, Ktime: 123456789012, Cookie: 1<<64 - 1, Netns: 4026531840,
 		Family: unix.AF_INET,
 		Src:    netip.MustParseAddr("192.0.2.10"), Dst: netip.MustParseAddr("198.51.100.7"),
@@ -131,10 +132,8 @@ func otTransition() events.Transition {
 		InOld: 1500 * time.Microsecond, InOldKnown: true,
 		TaskPID: 0, TaskTID: 0, TaskComm: "swapper/3",
 		OwnerKnown: true, OwnerPID: 42, OwnerTID: 43, OwnerComm: "java",
-		OwnerID: otPod,
-		UID:     1000,
-		SkErr:   uint16(unix.ECONNREFUSED),
-	}
+		UID:   1000,
+		SkErr: uint16(unix.ECONNREFUSED)}, OwnerID: otPod}
 }
 
 func TestJSONTransition(t *testing.T) {
@@ -215,36 +214,36 @@ func TestJSONTransitionNulls(t *testing.T) {
 func TestJSONTransitionFields(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(*events.Transition)
+		change func(*record.Transition)
 		key    string
 		want   any
 	}{
-		{"errno ETIMEDOUT", func(tr *events.Transition) { tr.SkErr = uint16(unix.ETIMEDOUT) }, "error", "ETIMEDOUT"},
-		{"errno EHOSTUNREACH", func(tr *events.Transition) { tr.SkErr = uint16(unix.EHOSTUNREACH) }, "error", "EHOSTUNREACH"},
-		{"errno ECONNRESET", func(tr *events.Transition) { tr.SkErr = uint16(unix.ECONNRESET) }, "error", "ECONNRESET"},
-		{"errno without a name", func(tr *events.Transition) { tr.SkErr = 4000 }, "error", "errno 4000"},
-		{"zero duration is known", func(tr *events.Transition) { tr.InOld = 0 }, "old_state_duration_ns", num("0")},
-		{"long duration", func(tr *events.Transition) { tr.InOld = 90 * time.Minute }, "old_state_duration_ns", num("5400000000000")},
-		{"unknown state", func(tr *events.Transition) { tr.New = 0 }, "new_state", "unknown-0"},
-		{"new-syn-recv", func(tr *events.Transition) { tr.Old = tcpstate.NewSynRecv }, "old_state", "new-syn-recv"},
-		{"inet6 family", func(tr *events.Transition) { tr.Family = unix.AF_INET6 }, "family", "inet6"},
-		{"comm with quotes", func(tr *events.Transition) { tr.OwnerComm = `a"b\c` }, "comm", `a"b\c`},
-		{"comm with control", func(tr *events.Transition) { tr.OwnerComm = "a\nb\x00\x1f\x7f" }, "comm", "a\nb\x00\x1f\x7f"},
-		{"comm invalid UTF-8", func(tr *events.Transition) { tr.OwnerComm = "j\xffv\xc3" }, "comm", "j\uFFFDv\uFFFD"},
-		{"task comm U+2028", func(tr *events.Transition) { tr.TaskComm = "kworker/\u2028" }, "task_comm", "kworker/\u2028"},
-		{"empty comm", func(tr *events.Transition) { tr.OwnerComm = "" }, "comm", ""},
-		{"max pid", func(tr *events.Transition) { tr.OwnerPID = 1<<32 - 1 }, "pid", num("4294967295")},
-		{"max port", func(tr *events.Transition) { tr.DPort = 65535 }, "dport", num("65535")},
-		{"a unit", func(tr *events.Transition) {
+		{"errno ETIMEDOUT", func(tr *record.Transition) { tr.SkErr = uint16(unix.ETIMEDOUT) }, "error", "ETIMEDOUT"},
+		{"errno EHOSTUNREACH", func(tr *record.Transition) { tr.SkErr = uint16(unix.EHOSTUNREACH) }, "error", "EHOSTUNREACH"},
+		{"errno ECONNRESET", func(tr *record.Transition) { tr.SkErr = uint16(unix.ECONNRESET) }, "error", "ECONNRESET"},
+		{"errno without a name", func(tr *record.Transition) { tr.SkErr = 4000 }, "error", "errno 4000"},
+		{"zero duration is known", func(tr *record.Transition) { tr.InOld = 0 }, "old_state_duration_ns", num("0")},
+		{"long duration", func(tr *record.Transition) { tr.InOld = 90 * time.Minute }, "old_state_duration_ns", num("5400000000000")},
+		{"unknown state", func(tr *record.Transition) { tr.New = 0 }, "new_state", "unknown-0"},
+		{"new-syn-recv", func(tr *record.Transition) { tr.Old = tcpstate.NewSynRecv }, "old_state", "new-syn-recv"},
+		{"inet6 family", func(tr *record.Transition) { tr.Family = unix.AF_INET6 }, "family", "inet6"},
+		{"comm with quotes", func(tr *record.Transition) { tr.OwnerComm = `a"b\c` }, "comm", `a"b\c`},
+		{"comm with control", func(tr *record.Transition) { tr.OwnerComm = "a\nb\x00\x1f\x7f" }, "comm", "a\nb\x00\x1f\x7f"},
+		{"comm invalid UTF-8", func(tr *record.Transition) { tr.OwnerComm = "j\xffv\xc3" }, "comm", "j\uFFFDv\uFFFD"},
+		{"task comm U+2028", func(tr *record.Transition) { tr.TaskComm = "kworker/\u2028" }, "task_comm", "kworker/\u2028"},
+		{"empty comm", func(tr *record.Transition) { tr.OwnerComm = "" }, "comm", ""},
+		{"max pid", func(tr *record.Transition) { tr.OwnerPID = 1<<32 - 1 }, "pid", num("4294967295")},
+		{"max port", func(tr *record.Transition) { tr.DPort = 65535 }, "dport", num("65535")},
+		{"a unit", func(tr *record.Transition) {
 			tr.OwnerID = &identity.Identity{Cgroup: "/system.slice/payments.service", Unit: "payments.service"}
 		}, "unit", "payments.service"},
-		{"a pod name with a quote", func(tr *events.Transition) {
+		{"a pod name with a quote", func(tr *record.Transition) {
 			tr.OwnerID = &identity.Identity{Pod: `a"b`, Namespace: "x"}
 		}, "pod", `a"b`},
-		{"dns name", func(tr *events.Transition) {
+		{"dns name", func(tr *record.Transition) {
 			tr.DNS = &dnscache.Origin{Name: "kafka.example.com"}
 		}, "dns_name", "kafka.example.com"},
-		{"v4-mapped given as v4", func(tr *events.Transition) {
+		{"v4-mapped given as v4", func(tr *record.Transition) {
 			tr.Family = unix.AF_INET6
 			tr.Src = netip.MustParseAddr("10.0.0.1")
 		}, "saddr", "10.0.0.1"},
@@ -888,7 +887,7 @@ func TestFormats(t *testing.T) {
 }
 
 // wireKeys is how many of the wire fields a transition carries.
-func wireKeys(tr *events.Transition) int {
+func wireKeys(tr *record.Transition) int {
 	n := 0
 	if tr.Old == tcpstate.SynSent && (tr.New == tcpstate.Close || tr.New == tcpstate.Established) {
 		n++ // syn_retransmits

@@ -8,13 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
 // TestJSONWire: the wire fields are on the transitions they explain, and
 // only there.
 func TestJSONWire(t *testing.T) {
-	stats := func(tr *events.Transition) {
+	stats := func(tr *record.Transition) {
 		tr.TCPStats = true
 		tr.BytesAcked, tr.BytesReceived, tr.SegsOut, tr.SegsIn, tr.TotalRetrans = 1200000, 3400, 900, 40, 3
 		tr.SRTT = 12 * time.Millisecond
@@ -22,18 +23,18 @@ func TestJSONWire(t *testing.T) {
 	tests := []struct {
 		name     string
 		old, new tcpstate.State
-		change   func(*events.Transition)
+		change   func(*record.Transition)
 		want     map[string]any // fields that must be there, with values
 		absent   []string
 	}{
-		{"timed-out attempt", tcpstate.SynSent, tcpstate.Close, func(tr *events.Transition) {
+		{"timed-out attempt", tcpstate.SynSent, tcpstate.Close, func(tr *record.Transition) {
 			tr.SynRetrans, tr.SkErr = 2, uint16(unix.ETIMEDOUT)
 			stats(tr)
 			tr.BytesAcked, tr.BytesReceived = 0, 0
 		}, map[string]any{"syn_retransmits": num("2"), "rst_received": false, "bytes_acked": num("0"), "lifetime_ns": nil}, nil},
 		{"connected", tcpstate.SynSent, tcpstate.Established, stats,
 			map[string]any{"syn_retransmits": num("0"), "srtt_us": num("12000")}, []string{"bytes_acked", "rst_received", "lifetime_ns"}},
-		{"closed after a life", tcpstate.LastAck, tcpstate.Close, func(tr *events.Transition) {
+		{"closed after a life", tcpstate.LastAck, tcpstate.Close, func(tr *record.Transition) {
 			stats(tr)
 			tr.RstReceived, tr.Lifetime, tr.LifetimeKnown = true, 2500*time.Millisecond, true
 		}, map[string]any{"bytes_acked": num("1200000"), "bytes_received": num("3400"), "segs_out": num("900"), "segs_in": num("40"),
@@ -71,20 +72,19 @@ func TestJSONWire(t *testing.T) {
 func TestDetail(t *testing.T) {
 	tests := []struct {
 		name string
-		tr   events.Transition
+		tr   record.Transition
 		info bool
 		want string
 	}{
-		{"SYN retransmits", events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 2, SkErr: uint16(unix.ETIMEDOUT)}, false, "2 SYN rexmit no reply"},
-		{"unreachable", events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 1, SkErr: uint16(unix.EHOSTUNREACH)}, false, "1 SYN rexmit"},
-		{"given up at once", events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close}, false, "no reply"},
-		{"refused", events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, RstReceived: true}, false, "RST rcvd"},
-		{"quiet close", events.Transition{Old: tcpstate.LastAck, New: tcpstate.Close, TCPStats: true, BytesAcked: 5}, false, ""},
-		{"close with -i", events.Transition{Old: tcpstate.LastAck, New: tcpstate.Close, TCPStats: true,
-			BytesAcked: 1200000, BytesReceived: 3400, SRTT: 12 * time.Millisecond, TotalRetrans: 3,
-			Lifetime: 2500 * time.Millisecond, LifetimeKnown: true}, true, "1.2MB/3.4KB 12ms rtt 3 rexmit lived 2.5s"},
-		{"connected with -i", events.Transition{Old: tcpstate.SynSent, New: tcpstate.Established, TCPStats: true, SRTT: 45 * time.Microsecond}, true, "45us rtt"},
-		{"reset sent", events.Transition{Old: tcpstate.Established, New: tcpstate.Close, RstSent: true}, false, "RST sent"},
+		{"SYN retransmits", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 2, SkErr: uint16(unix.ETIMEDOUT)}}, false, "2 SYN rexmit no reply"},
+		{"unreachable", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 1, SkErr: uint16(unix.EHOSTUNREACH)}}, false, "1 SYN rexmit"},
+		{"given up at once", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close}}, false, "no reply"},
+		{"refused", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, RstReceived: true}}, false, "RST rcvd"},
+		{"quiet close", record.Transition{Transition: events.Transition{Old: tcpstate.LastAck, New: tcpstate.Close, TCPStats: true, BytesAcked: 5}}, false, ""},
+		{"close with -i", record.Transition{Transition: events.Transition{Old: tcpstate.LastAck, New: tcpstate.Close, TCPStats: true,
+			BytesAcked: 1200000, BytesReceived: 3400, SRTT: 12 * time.Millisecond, TotalRetrans: 3}, Lifetime: 2500 * time.Millisecond, LifetimeKnown: true}, true, "1.2MB/3.4KB 12ms rtt 3 rexmit lived 2.5s"},
+		{"connected with -i", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Established, TCPStats: true, SRTT: 45 * time.Microsecond}}, true, "45us rtt"},
+		{"reset sent", record.Transition{Transition: events.Transition{Old: tcpstate.Established, New: tcpstate.Close, RstSent: true}}, false, "RST sent"},
 	}
 	for _, c := range tests {
 		if got := Detail(&c.tr, c.info); got != c.want {

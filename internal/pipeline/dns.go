@@ -11,9 +11,9 @@ import (
 	"github.com/socktrace/socktrace/internal/dnslookup"
 	"github.com/socktrace/socktrace/internal/dnswatch"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/timeline"
 )
 
 // dnsNames puts names on addresses from the DNS answers seen, and
@@ -104,22 +104,6 @@ func (p *pipeline) observeDNS(o *dnscache.Observation) error {
 	return nil
 }
 
-// nameDest gives a transition (and its socket) the DNS name its remote
-// address came from: looked up at connect, kept by the socket after.
-func (p *pipeline) nameDest(t *events.Transition, r *timeline.Row) {
-	if p.dns == nil || !t.Dst.IsValid() || t.Dst.IsUnspecified() {
-		return
-	}
-	if r != nil && r.DNS != nil && !(t.Old == tcpstate.Close && t.New == tcpstate.SynSent) {
-		t.DNS = r.DNS
-		return
-	}
-	t.DNS = p.dns.cache.Lookup(t.Dst, t.OwnerPID, t.Netns, t.OwnerCgroup)
-	if r != nil && t.DNS != nil {
-		r.DNS = t.DNS
-	}
-}
-
 // expiredFor: an address is used "long after" its TTL ran out when the
 // TTL ran out this long ago, or TTL seconds ago if longer.
 const expiredFor = time.Minute
@@ -130,7 +114,7 @@ const expiredFor = time.Minute
 // latest answer still holds the address, a failed attempt asks the
 // server again (live; again once its last answer is older than its TTL,
 // see dnslookup.Options): the next attempt may then tell.
-func (p *pipeline) staleAlert(t *events.Transition) *analysis.Alert {
+func (p *pipeline) staleAlert(t *record.Transition) *analysis.Alert {
 	d := p.dns
 	if d == nil || t.DNS == nil {
 		return nil
@@ -175,7 +159,7 @@ func (p *pipeline) staleAlert(t *events.Transition) *analysis.Alert {
 }
 
 // staleCleared: a destination that connects again is no longer stale.
-func (p *pipeline) staleCleared(t *events.Transition) {
+func (p *pipeline) staleCleared(t *record.Transition) {
 	if p.dns != nil && t.Old == tcpstate.SynSent && t.New == tcpstate.Established {
 		delete(p.dns.stale, analysis.DestKey{Netns: t.Netns, Addr: t.Dst, Port: t.DPort})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
@@ -87,9 +88,9 @@ func TestStaleReasons(t *testing.T) {
 		}
 	}
 	tr := func(s int, cookie uint64, pid uint32, dst string, old, new tcpstate.State, skErr uint16) {
-		x := events.Transition{Cookie: cookie, Netns: 5, Family: unix.AF_INET, Src: netip.MustParseAddr("10.0.0.1"),
+		x := record.Transition{Transition: events.Transition{Cookie: cookie, Netns: 5, Family: unix.AF_INET, Src: netip.MustParseAddr("10.0.0.1"),
 			Dst: netip.MustParseAddr(dst), SPort: 40000 + uint16(cookie), DPort: 9092, Old: old, New: new, SkErr: skErr,
-			OwnerKnown: true, OwnerPID: pid, OwnerTID: pid, OwnerComm: "app"}
+			OwnerKnown: true, OwnerPID: pid, OwnerTID: pid, OwnerComm: "app"}}
 		x.Time, x.Ktime = at(s)
 		if err := w.Transition(&x); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owners"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -88,13 +89,16 @@ type pipeline struct {
 	// a replay read.
 	recState RecordingState
 	gaps     uint64
+	// current: the tracer's record at hand, with what user space
+	// attached to it.
+	current record.Transition
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
 // in the goroutine that reads them; e.g. metrics.
 type Hooks struct {
 	// Connected: a connect attempt completed its handshake in this long.
-	Connected func(t *events.Transition, handshake time.Duration)
+	Connected func(t *record.Transition, handshake time.Duration)
 	// Attached: the program is attached and the snapshot merged; from
 	// now on records are read. p gives the pipeline's state on demand.
 	Attached func(p *Pipeline, tr *events.Tracer)
@@ -123,7 +127,7 @@ type writer interface {
 	Alert(*analysis.Alert) error
 	Summary(*analysis.Summary) error
 	Reconciled(*output.Reconciliation) error
-	Packet(*events.Transition) error
+	Packet(*record.Transition) error
 	LostOther(n, total uint64, at time.Time) error
 	Recording(*output.Recording) error
 	SetNetnsNames(func(uint32) string)
@@ -196,61 +200,77 @@ func (p *pipeline) snapshot(s *snap) error {
 	return nil
 }
 
-// event handles one transition or loss notice.
+// event handles one record from the tracer: a transition (or packet
+// event), or a count of records lost.
 func (p *pipeline) event(r *events.Record) error {
+	if r.IsLoss() {
+		return p.loss(&r.Loss)
+	}
+	// Reused, record after record: attaching what user space knows
+	// allocates nothing. Only the reading goroutine touches it.
+	p.current = record.Transition{Transition: r.Transition}
+	return p.transition(&p.current)
+}
+
+// loss counts, records and shows the records the kernel could not
+// send, live or replayed.
+func (p *pipeline) loss(r *events.Loss) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.LostOther > 0 {
 		p.lostOther += r.LostOther
 		if !p.quiet {
-			return p.w.LostOther(r.LostOther, p.lostOther, r.Time)
+			return p.w.LostOther(r.LostOther, p.lostOther, r.At)
 		}
 		return nil
 	}
-	if r.Lost > 0 || r.Skipped > 0 {
-		if p.reconciler != nil {
-			if r.Lost > 0 {
-				p.reconciler.request("lost")
-			} else {
-				p.reconciler.request("skipped")
-			}
-		}
-		p.lastWall = r.Time
+	if p.reconciler != nil {
 		if r.Lost > 0 {
-			p.lost += r.Lost
-			if p.recorder != nil {
-				if err := p.recorder.Lost(r.Lost, p.lost, r.Time); err != nil {
-					return err
-				}
-			}
-			if !p.quiet {
-				if err := p.w.Lost(r.Lost, p.lost, r.Time); err != nil {
-					return err
-				}
-			}
+			p.reconciler.request("lost")
+		} else {
+			p.reconciler.request("skipped")
 		}
-		if r.Skipped > 0 {
-			p.skipped += r.Skipped
-			if p.recorder != nil {
-				if err := p.recorder.Skipped(r.Skipped, p.skipped, r.Time); err != nil {
-					return err
-				}
-			}
-			if !p.quiet {
-				return p.w.Skipped(r.Skipped, p.skipped, r.Time)
-			}
-		}
-		return nil
 	}
-	t := &r.Transition
+	p.lastWall = r.At
+	if r.Lost > 0 {
+		p.lost += r.Lost
+		if p.recorder != nil {
+			if err := p.recorder.Lost(r.Lost, p.lost, r.At); err != nil {
+				return err
+			}
+		}
+		if !p.quiet {
+			if err := p.w.Lost(r.Lost, p.lost, r.At); err != nil {
+				return err
+			}
+		}
+	}
+	if r.Skipped > 0 {
+		p.skipped += r.Skipped
+		if p.recorder != nil {
+			if err := p.recorder.Skipped(r.Skipped, p.skipped, r.At); err != nil {
+				return err
+			}
+		}
+		if !p.quiet {
+			return p.w.Skipped(r.Skipped, p.skipped, r.At)
+		}
+	}
+	return nil
+}
+
+// transition handles one state transition (or packet event), live or
+// replayed (with the owner's identity it was recorded with): merged into
+// the history, analysed, filtered and shown.
+func (p *pipeline) transition(t *record.Transition) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if t.Kind != events.KindTransition {
 		return p.packet(t)
 	}
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
-	if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
-		t.OwnerID = p.recentID.ByID(p.ids, t.OwnerCgroup, t.OwnerPID, t.Ktime)
-	}
+	p.identifyOwner(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.recorder != nil {
@@ -301,22 +321,13 @@ func (p *pipeline) event(r *events.Record) error {
 
 // packet handles a retransmit, reset or error record (--events): the
 // socket's owner from the table, the filter of its state, the output.
-func (p *pipeline) packet(t *events.Transition) error {
+func (p *pipeline) packet(t *record.Transition) error {
 	if p.recorder != nil {
 		if err := p.recorder.Transition(t); err != nil {
 			return err
 		}
 	}
-	r := p.table.Lookup(t.Cookie)
-	if r != nil {
-		t.DNS = r.DNS
-	}
-	if r != nil && !t.OwnerKnown && r.OwnerKnown {
-		t.OwnerKnown, t.OwnerPID, t.OwnerTID, t.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm
-		t.OwnerID = r.OwnerID
-	} else if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
-		t.OwnerID = p.ids.ByID(t.OwnerCgroup, t.OwnerPID)
-	}
+	p.fromSocket(t)
 	p.subj = filter.OfTransition(t)
 	if !p.o.Match(&p.subj) || p.quiet || p.o.AlertsOnly {
 		return nil

@@ -36,7 +36,6 @@ type captureSource struct {
 	r     *capture.Reader
 	close func()
 	rec   capture.Record
-	ev    events.Record
 	h     capture.Header
 	s     *snap // the snapshot being read back, if any
 	count int   // its sockets so far
@@ -114,8 +113,7 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 		if err := c.endSnapshot(p); err != nil {
 			return err
 		}
-		c.ev = events.Record{Transition: rec.Transition}
-		return p.event(&c.ev)
+		return p.transition(&rec.Transition)
 	case capture.KindGap:
 		if err := c.endSnapshot(p); err != nil {
 			return err
@@ -129,13 +127,13 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 		if err := c.endSnapshot(p); err != nil {
 			return err
 		}
-		c.ev = events.Record{Transition: events.Transition{Time: rec.At}}
+		loss := events.Loss{At: rec.At}
 		if rec.Kind == capture.KindLost {
-			c.ev.Lost = rec.Lost
+			loss.Lost = rec.Lost
 		} else {
-			c.ev.Skipped = rec.Lost
+			loss.Skipped = rec.Lost
 		}
-		return p.event(&c.ev)
+		return p.loss(&loss)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -35,8 +36,8 @@ func seedCapture(t testing.TB, path string) {
 		Msg: answer(t, "localhost.example", 5, "127.0.0.1")})
 	states := []tcpstate.State{tcpstate.Close, tcpstate.SynSent, tcpstate.Established, tcpstate.FinWait1, tcpstate.FinWait2, tcpstate.Close}
 	for i := 1; i < len(states); i++ {
-		w.Transition(&events.Transition{Time: time.Unix(1e9+101, int64(i)), Ktime: uint64(1e11 + i), Cookie: 3, Family: unix.AF_INET,
-			Src: lo, Dst: lo, SPort: 4001, DPort: 9092, Old: states[i-1], New: states[i], OwnerKnown: true, OwnerPID: 7, OwnerComm: "c\x1b"})
+		w.Transition(&record.Transition{Transition: events.Transition{Time: time.Unix(1e9+101, int64(i)), Ktime: uint64(1e11 + i), Cookie: 3, Family: unix.AF_INET,
+			Src: lo, Dst: lo, SPort: 4001, DPort: 9092, Old: states[i-1], New: states[i], OwnerKnown: true, OwnerPID: 7, OwnerComm: "c\x1b"}})
 	}
 	w.Lost(3, 3, time.Unix(1e9+102, 0))
 	if err := w.Close(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/identity"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -50,7 +51,7 @@ type Row struct {
 	OwnerComm  string
 	OwnerID    *identity.Identity // cgroup, unit, container, pod; nil if unknown
 	// DNS: the answer the remote address came from (see
-	// events.Transition.DNS); set by the pipeline.
+	// record.Transition.DNS); set by the pipeline.
 	DNS   *dnscache.Origin
 	Users []procs.Owner // every holder found in /proc (ss -p)
 
@@ -305,12 +306,12 @@ func FillRow(r *Row, s *snapshot.Socket, owners procs.Table) {
 }
 
 // born reports whether a transition is the first of a new socket.
-func born(tr *events.Transition) bool {
+func born(tr *record.Transition) bool {
 	return (tr.Old == tcpstate.Close && (tr.New == tcpstate.SynSent || tr.New == tcpstate.Listen)) ||
 		(tr.Old == tcpstate.Listen && tr.New == tcpstate.SynRecv)
 }
 
-func keyOf(tr *events.Transition) key {
+func keyOf(tr *record.Transition) key {
 	if tr.Cookie != 0 {
 		return cookieKey(tr.Cookie)
 	}
@@ -322,7 +323,7 @@ func keyOf(tr *events.Transition) key {
 // not know it (a socket older than the trace, or accepted from a listener
 // older than the trace). It returns the row, or nil when the socket is
 // new and the live table is full (SetMaxLive): it is not remembered.
-func (t *Table) Apply(tr *events.Transition) *Row {
+func (t *Table) Apply(tr *record.Transition) *Row {
 	k := keyOf(tr)
 	r := t.rows[k]
 	if r == nil || born(tr) {

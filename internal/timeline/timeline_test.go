@@ -8,6 +8,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -17,9 +18,9 @@ var (
 	peer = netip.MustParseAddr("10.0.0.9")
 )
 
-func tr(ktime, cookie uint64, old, new tcpstate.State) *events.Transition {
-	return &events.Transition{Ktime: ktime, Cookie: cookie, Old: old, New: new, Family: unix.AF_INET,
-		Src: lo, Dst: peer, SPort: 5000, DPort: 9092, Netns: 1}
+func tr(ktime, cookie uint64, old, new tcpstate.State) *record.Transition {
+	return &record.Transition{Transition: events.Transition{Ktime: ktime, Cookie: cookie, Old: old, New: new, Family: unix.AF_INET,
+		Src: lo, Dst: peer, SPort: 5000, DPort: 9092, Netns: 1}}
 }
 
 func TestSnapshotThenTransitions(t *testing.T) {
@@ -32,7 +33,7 @@ func TestSnapshotThenTransitions(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		in        *events.Transition
+		in        *record.Transition
 		wantState tcpstate.State
 		wantOwner uint32 // 0: unknown
 		wantPre   bool
@@ -42,7 +43,7 @@ func TestSnapshotThenTransitions(t *testing.T) {
 		{"during the snapshot, from the listed state: applied", tr(150, 1, tcpstate.Established, tcpstate.CloseWait), tcpstate.CloseWait, 42, true, 2},
 		{"during the snapshot, already listed: not applied twice", tr(160, 1, tcpstate.Established, tcpstate.CloseWait), tcpstate.CloseWait, 42, true, 2},
 		{"after: applied, softirq owner filled from /proc", tr(300, 1, tcpstate.CloseWait, tcpstate.LastAck), tcpstate.LastAck, 42, true, 2},
-		{"child of a pre-existing listener gets its owner", func() *events.Transition {
+		{"child of a pre-existing listener gets its owner", func() *record.Transition {
 			x := tr(400, 3, tcpstate.Listen, tcpstate.SynRecv)
 			x.SPort = 8080
 			return x

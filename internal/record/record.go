@@ -1,0 +1,38 @@
+// Package record is a kernel record as socktrace reports it: what the
+// kernel said (package events) together with what user space learned
+// about it afterwards, who owns the socket and where its remote address
+// came from. The kernel's decoder knows nothing of owners or DNS; the
+// pipeline attaches them (see pipeline/enrich.go), and the timeline,
+// analysis, output and capture take the result.
+package record
+
+import (
+	"time"
+
+	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/identity"
+)
+
+// Transition is a record from the kernel (a state transition, or a
+// retransmit, reset or error) with what user space added to it. It is
+// held by value and reused, record after record: attaching costs no
+// allocation.
+type Transition struct {
+	events.Transition
+
+	// OwnerID is who the owner is beyond its process (its cgroup, unit,
+	// container, pod); nil when unknown.
+	OwnerID *identity.Identity
+
+	// DNS: where the remote address came from, the DNS answer that gave
+	// it to the owner (or to someone in its namespace); nil when no
+	// answer seen holds it.
+	DNS *dnscache.Origin
+
+	// Lifetime: on a transition into close, how long the socket lived,
+	// from the birth socktrace saw (connect, listen, accept); known only
+	// then. Filled in by the timeline.
+	Lifetime      time.Duration
+	LifetimeKnown bool
+}
