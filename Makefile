@@ -19,7 +19,7 @@ VMTEST_PACKAGES := qemu-system-x86 xz-utils
 # Kernel series for make vmtest: all (5.10 6.1 6.12) unless given.
 KERNELS ?=
 
-GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o internal/owners/owners_bpfel.go internal/owners/owners_bpfel.o internal/dnswatch/dns_bpfel.go internal/dnswatch/dns_bpfel.o internal/witness/witness_bpfel.go internal/witness/witness_bpfel.o
+GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o internal/owner/owners/owners_bpfel.go internal/owner/owners/owners_bpfel.o internal/dns/dnswatch/dns_bpfel.go internal/dns/dnswatch/dns_bpfel.o internal/witness/witness_bpfel.go internal/witness/witness_bpfel.o
 BPF_SOURCES := gen.go $(wildcard bpf/*.c bpf/*.h)
 
 .PHONY: all deps vmtest-deps build run generate check-generated lint test fuzz vmtest clean
@@ -84,8 +84,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/capture/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseExpr$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/filter/
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/output/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/workload/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/dnscache/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/owner/workload/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/dns/dnscache/
 	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/safetext/
 	$(GO) test -run '^$$' -fuzz '^FuzzTableLines$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./internal/output/
 	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME_REPLAY) -fuzzminimizetime 100x ./internal/pipeline/

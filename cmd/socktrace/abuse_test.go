@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testdns"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testdns"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // peakRSS is the peak resident memory of process pid, in KiB.

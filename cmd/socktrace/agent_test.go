@@ -30,9 +30,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/promtest"
-	"github.com/socktrace/socktrace/internal/testfs"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/promtest"
+	"github.com/socktrace/socktrace/internal/testkit/testfs"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // freePort returns a loopback port nobody listens on now.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/privs"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // The least capabilities, by what the run does (see package privs for

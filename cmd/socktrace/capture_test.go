@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testfs"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testfs"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // traffic makes n connections to a server that accepts and closes, plus

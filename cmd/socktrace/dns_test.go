@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testdns"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testdns"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // dnsClientEnv makes the test binary a DNS-using client (see TestMain):

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testcgroup"
-	"github.com/socktrace/socktrace/internal/testnet"
-	"github.com/socktrace/socktrace/internal/testpods"
+	"github.com/socktrace/socktrace/internal/testkit/testcgroup"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testpods"
 )
 
 // workloadCase is a process in a cgroup of some runtime's naming, and

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/promtest"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/promtest"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // nameNetns names ns as `ip netns attach` does: a bind mount at

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // holdOpen makes n established connections in ns and keeps both ends

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // evilComm is what a hostile process may call itself: it would clear the

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // ssAll counts every TCP socket ss lists in ns, time-wait included.

@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/testcgroup"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testcgroup"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // ssPopulation makes, in ns, listeners on IPv4, IPv6 (v6only and dual

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // TestOnceInfo: --once -i lists each connected socket's tcp_info; the

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 )
 
 func TestDNSRoundTrip(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/record"
-	"github.com/socktrace/socktrace/internal/testfs"
+	"github.com/socktrace/socktrace/internal/testkit/testfs"
 )
 
 // transitionsOf keeps the transitions of recs, and the gap records.

@@ -16,11 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/identity"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"

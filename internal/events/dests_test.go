@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // TestConnectCountersExactUnderOverflow counts connect outcomes in the

@@ -9,7 +9,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // TestNestedTransitions: under a churn that makes the kernel nest the

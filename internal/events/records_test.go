@@ -19,7 +19,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // droppingListener makes, in ns, a listener whose accept queue is full

@@ -18,7 +18,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // collector reads a tracer in the background.

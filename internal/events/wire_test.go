@@ -19,7 +19,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // nftIn runs an nftables script in the namespace, or skips without nft.

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/names"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
 )
 
 // lookupHost resolves host names in expressions (a test may stub it).

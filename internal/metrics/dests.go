@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 )
 
 // Other is the label value destinations are folded into beyond the cap.

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 

@@ -9,7 +9,7 @@ import (
 	"unicode"
 
 	"github.com/socktrace/socktrace/internal/analysis"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 )
 
 // checkColumns checks a table (its header, then its rows) for alignment:

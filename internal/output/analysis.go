@@ -8,10 +8,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 
 	"github.com/socktrace/socktrace/internal/analysis"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/safetext"
 )
 

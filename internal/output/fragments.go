@@ -4,8 +4,8 @@ import (
 	"math/bits"
 	"net/netip"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )

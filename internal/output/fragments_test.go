@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 

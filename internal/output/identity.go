@@ -1,6 +1,6 @@
 package output
 
-import "github.com/socktrace/socktrace/internal/identity"
+import "github.com/socktrace/socktrace/internal/owner/identity"
 
 // The owner's identity in JSON: the same seven keys on every record that
 // names an owner, null where not known.

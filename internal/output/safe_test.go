@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 
 	"github.com/socktrace/socktrace/internal/analysis"
-	"github.com/socktrace/socktrace/internal/identity"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 )
 
 // FuzzTableLines: whatever a process names itself, and whatever its

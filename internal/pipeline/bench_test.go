@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/tcpstate"

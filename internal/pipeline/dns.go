@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
-	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/dnslookup"
-	"github.com/socktrace/socktrace/internal/dnswatch"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnslookup"
+	"github.com/socktrace/socktrace/internal/dns/dnswatch"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"

@@ -12,7 +12,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 )
 

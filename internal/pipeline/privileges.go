@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/socktrace/socktrace/internal/owners"
+	"github.com/socktrace/socktrace/internal/owner/owners"
 	"github.com/socktrace/socktrace/internal/privs"
 )
 

@@ -9,10 +9,10 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/identity"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/safetext"
 )
 

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/capture"
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/snapshot"

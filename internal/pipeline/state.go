@@ -3,11 +3,11 @@ package pipeline
 import (
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
-	"github.com/socktrace/socktrace/internal/dnslookup"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnslookup"
 
 	"github.com/socktrace/socktrace/internal/analysis"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
 )

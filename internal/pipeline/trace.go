@@ -16,11 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/capture"
-	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/gcroom"
-	"github.com/socktrace/socktrace/internal/identity"
-	"github.com/socktrace/socktrace/internal/netnsname"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/owner/netnsname"
 )
 
 // Trace streams transitions until Ctrl-C, SIGTERM, --duration, or a

@@ -9,9 +9,9 @@ package record
 import (
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dnscache"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
-	"github.com/socktrace/socktrace/internal/identity"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 )
 
 // Transition is a record from the kernel (a state transition, or a

@@ -10,10 +10,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // sockID returns the cookie and inode of a socket, as the kernel sees them.

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/socktrace/socktrace/internal/filter"
-	"github.com/socktrace/socktrace/internal/netnsname"
+	"github.com/socktrace/socktrace/internal/owner/netnsname"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 

@@ -11,11 +11,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/cgroups"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/names"
-	sockowners "github.com/socktrace/socktrace/internal/owners"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	sockowners "github.com/socktrace/socktrace/internal/owner/owners"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
 	"github.com/socktrace/socktrace/internal/sslayout"

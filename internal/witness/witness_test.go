@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/tcpstate"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // TestCountsOneNamespace: the witness counts every transition of the

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testcgroup"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testcgroup"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // TestIdentity: the binary names the container of a socket's owner, live

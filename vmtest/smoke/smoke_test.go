@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // record holds the fields of socktrace's JSON records the test reads.

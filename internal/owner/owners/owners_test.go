@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/socktrace/socktrace/internal/kernelver"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // TestSameAsProc: the iterator finds the holders /proc finds, for this

@@ -15,8 +15,8 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/socktrace/socktrace/internal/kernelver"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/privs"
-	"github.com/socktrace/socktrace/internal/procs"
 )
 
 // The ways owners are found, as Scan names them.

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/cgroups"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // Cgroup is a cgroup made for a test.

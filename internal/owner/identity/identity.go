@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/cgroups"
-	"github.com/socktrace/socktrace/internal/kubelet"
-	"github.com/socktrace/socktrace/internal/workload"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	"github.com/socktrace/socktrace/internal/owner/kubelet"
+	"github.com/socktrace/socktrace/internal/owner/workload"
 )
 
 // Identity is who runs in one cgroup. Values are shared and never

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // The test binary started by childNames finds these in its environment.

@@ -10,9 +10,9 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/socktrace/socktrace/internal/cgroups"
-	"github.com/socktrace/socktrace/internal/testdns"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	"github.com/socktrace/socktrace/internal/testkit/testdns"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // resolver asks srv from inside ns, over network ("udp" or "tcp").

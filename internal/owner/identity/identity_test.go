@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/identity"
-	"github.com/socktrace/socktrace/internal/testcgroup"
-	"github.com/socktrace/socktrace/internal/testpods"
+	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/testkit/testcgroup"
+	"github.com/socktrace/socktrace/internal/testkit/testpods"
 )
 
 func TestWorkloadAndLabel(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/testdns"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/testkit/testdns"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // asker is a thread of this process living in ns, as the process whose

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/identity"
-	"github.com/socktrace/socktrace/internal/procs"
+	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/owner/procs"
 )
 
 // Resolver names namespaces from /proc (and /run/netns) under a host

@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/socktrace/socktrace/internal/cgroups"
-	"github.com/socktrace/socktrace/internal/testcgroup"
-	"github.com/socktrace/socktrace/internal/testnet"
+	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	"github.com/socktrace/socktrace/internal/testkit/testcgroup"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 func TestParseProcCgroup(t *testing.T) {
