@@ -225,8 +225,8 @@ func (f *flags) outputOptions() (output.TableOptions, error) {
 	default:
 		return output.TableOptions{}, fmt.Errorf("bad --output value %q: use one of %s", f.output, strings.Join(output.Formats, ", "))
 	}
-	// tcp_info only with -i, as ss: at 100,000 sockets it made --once -o
-	// json's dump 1.7 times as large and its wall time 1.17 times as long.
+	// tcp_info only with -i, as ss: it makes a large listing much larger
+	// and slower (the README's -i says by how much).
 	return output.TableOptions{Numeric: f.numeric, Resolve: f.resolve, Info: f.info}, nil
 }
 
