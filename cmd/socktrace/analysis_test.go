@@ -141,26 +141,7 @@ func nft(t *testing.T, ns *testnet.NS, script string) {
 // test ends and returns its port.
 func acceptAndClose(t *testing.T, ns *testnet.NS) int {
 	t.Helper()
-	var port int
-	ns.Run(t, func() error {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { ln.Close() })
-		port = ln.Addr().(*net.TCPAddr).Port
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		return nil
-	})
-	return port
+	return ns.Serve(t, "127.0.0.1:0", func(c net.Conn) { c.Close() })
 }
 
 // storyScene: 127.0.0.1:9092 drops every SYN (an nftables rule), the

@@ -183,21 +183,7 @@ func TestAgentLoopbackPerNetns(t *testing.T) {
 			t.Fatalf("ip addr add: %v\n%s", err, out)
 		}
 	}
-	var ln net.Listener
-	healthy.Run(t, func() (err error) {
-		ln, err = net.Listen("tcp", "127.0.0.1:9093")
-		return err
-	})
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	healthy.Serve(t, "127.0.0.1:9093", func(c net.Conn) { c.Close() })
 	p, addr := startAgent(t)
 	prom := promtest.Start(t, promtest.Config{Targets: []string{addr}})
 	for i := 0; i < 3; i++ {

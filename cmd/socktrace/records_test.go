@@ -140,26 +140,7 @@ func TestFailedConnectFigures(t *testing.T) {
 // closed. It returns the port.
 func echoServer(t *testing.T, ns *testnet.NS) int {
 	t.Helper()
-	var port int
-	ns.Run(t, func() error {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { ln.Close() })
-		port = ln.Addr().(*net.TCPAddr).Port
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
-		return nil
-	})
-	return port
+	return ns.Serve(t, "127.0.0.1:0", func(c net.Conn) { io.Copy(c, c); c.Close() })
 }
 
 // echo makes, in ns, n connections to port, each sending size bytes and

@@ -5,6 +5,7 @@ package testnet
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"testing"
@@ -115,6 +116,29 @@ func (ns *NS) Do(fn func() error) error {
 		ch <- fn()
 	}()
 	return <-ch
+}
+
+// Serve listens on addr (e.g. "127.0.0.1:0": any port) in the namespace
+// and hands each connection to handle, in a goroutine of its own, until
+// the test ends. It returns the port.
+func (ns *NS) Serve(t testing.TB, addr string, handle func(net.Conn)) int {
+	t.Helper()
+	var ln net.Listener
+	ns.Run(t, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Run is Do that fails the test on error.
