@@ -183,7 +183,7 @@ func (s *liveSource) woken(p *pipeline) error {
 		err = s.summary(p)
 	}
 	if s.wakes.take(wakeReconcile) {
-		p.reconciler.request("interval")
+		p.reconciler.Request("interval")
 	}
 	if s.wakes.take(wakeHousekeeping) {
 		p.watchNamespaces()

@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/owners"
 	"github.com/socktrace/socktrace/internal/owner/procs"
+	"github.com/socktrace/socktrace/internal/reconcile"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/safetext"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -60,7 +61,7 @@ type pipeline struct {
 	mu sync.Mutex
 	// reconciler: the live table checked against the kernel (nil in a
 	// replay: a capture holds no dumps).
-	reconciler *reconciler
+	reconciler *reconcile.Reconciler
 	// reconciled counts since start.
 	reconciledClosed, reconciledAdded, reconciledChanged uint64
 	reconciles                                           uint64
@@ -226,9 +227,9 @@ func (p *pipeline) loss(r *events.Loss) error {
 	}
 	if p.reconciler != nil {
 		if r.Lost > 0 {
-			p.reconciler.request("lost")
+			p.reconciler.Request("lost")
 		} else {
-			p.reconciler.request("skipped")
+			p.reconciler.Request("skipped")
 		}
 	}
 	p.lastWall = r.At

@@ -6,6 +6,9 @@ import (
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
+// The table's side of reconciliation: applying a dump. When to dump, and
+// what, is internal/reconcile's; the pipeline joins the two.
+//
 // A reconciliation checks the live table against a fresh sock_diag dump:
 // sockets whose close was lost are closed, sockets whose birth was lost
 // are added, states that moved unseen are corrected. Transitions keep

@@ -1,7 +1,9 @@
 // Package timeline joins the sockets that existed when socktrace started
 // (a sock_diag snapshot) with the transitions traced since, socket by
 // socket, keyed by the socket cookie: one row per socket with its current
-// state, its owner and the transitions seen.
+// state, its owner and the transitions seen. It applies reconciliation
+// dumps to the table (reconcile.go); internal/reconcile says when to
+// dump, and dumps.
 package timeline
 
 import (

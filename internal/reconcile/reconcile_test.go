@@ -1,4 +1,4 @@
-package pipeline
+package reconcile
 
 import (
 	"testing"
@@ -10,19 +10,19 @@ func TestReconcileGap(t *testing.T) {
 		streak int
 		want   time.Duration
 	}{{0, time.Second}, {1, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second}, {4, 8 * time.Second}, {40, 8 * time.Second}} {
-		rc := &reconciler{lossStreak: tt.streak}
+		rc := &Reconciler{lossStreak: tt.streak}
 		if got := rc.gap(); got != tt.want {
 			t.Errorf("after %d loss-triggered reconciliations: gap %s, want %s", tt.streak, got, tt.want)
 		}
 	}
 	// Losses make a streak; a quiet reconciliation ends it.
-	rc := &reconciler{}
-	rc.request("lost")
+	rc := &Reconciler{}
+	rc.Request("lost")
 	if !rc.lossSince || rc.wanted != "lost" {
 		t.Errorf("request(lost): %+v", rc)
 	}
 	rc.wanted = ""
-	rc.request("interval")
+	rc.Request("interval")
 	if rc.wanted != "interval" {
 		t.Errorf("request(interval): wanted %q", rc.wanted)
 	}
