@@ -200,16 +200,25 @@ func (p *pipeline) snapshot(s *snap) error {
 	return nil
 }
 
-// event handles one record from the tracer: a transition (or packet
-// event), or a count of records lost.
+// event handles one record from the tracer, by its type: a state
+// transition, a packet event, or a count of records lost (wake-ups are
+// the source's: liveSource.woken).
 func (p *pipeline) event(r *events.Record) error {
-	if r.IsLoss() {
+	switch r.Type {
+	case events.LossRecord:
 		return p.loss(&r.Loss)
+	case events.PacketRecord:
+		return p.packet(p.attach(&r.Transition))
 	}
-	// Reused, record after record: attaching what user space knows
-	// allocates nothing. Only the reading goroutine touches it.
-	p.current = record.Transition{Transition: r.Transition}
-	return p.transition(&p.current)
+	return p.transition(p.attach(&r.Transition))
+}
+
+// attach is the kernel's record t, ready for what user space attaches
+// to it (enrich.go). It is reused, record after record: attaching
+// allocates nothing. Only the reading goroutine touches it.
+func (p *pipeline) attach(t *events.Transition) *record.Transition {
+	p.current = record.Transition{Transition: *t}
+	return &p.current
 }
 
 // loss counts, records and shows the records the kernel could not
@@ -259,15 +268,12 @@ func (p *pipeline) loss(r *events.Loss) error {
 	return nil
 }
 
-// transition handles one state transition (or packet event), live or
-// replayed (with the owner's identity it was recorded with): merged into
-// the history, analysed, filtered and shown.
+// transition handles one state transition, live or replayed (with the
+// owner's identity it was recorded with): merged into the history,
+// analysed, filtered and shown.
 func (p *pipeline) transition(t *record.Transition) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t.Kind != events.KindTransition {
-		return p.packet(t)
-	}
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	p.identifyOwner(t)
@@ -319,9 +325,12 @@ func (p *pipeline) transition(t *record.Transition) error {
 	return err
 }
 
-// packet handles a retransmit, reset or error record (--events): the
-// socket's owner from the table, the filter of its state, the output.
+// packet handles a packet event, a retransmit, reset or error record
+// (--events), live or replayed: recorded, given the socket's owner from
+// the table, filtered by its state, shown.
 func (p *pipeline) packet(t *record.Transition) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.recorder != nil {
 		if err := p.recorder.Transition(t); err != nil {
 			return err

@@ -113,6 +113,11 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 		if err := c.endSnapshot(p); err != nil {
 			return err
 		}
+		// The capture stores packet events as transitions of their
+		// kind: told apart here, as the tracer tells them apart live.
+		if rec.Transition.Kind.IsPacket() {
+			return p.packet(&rec.Transition)
+		}
 		return p.transition(&rec.Transition)
 	case capture.KindGap:
 		if err := c.endSnapshot(p); err != nil {
