@@ -127,7 +127,7 @@ type writer interface {
 	Alert(*analysis.Alert) error
 	Summary(*analysis.Summary) error
 	Reconciled(*output.Reconciliation) error
-	Packet(*record.Transition) error
+	Packet(*record.Packet) error
 	LostOther(n, total uint64, at time.Time) error
 	Recording(*output.Recording) error
 	SetNetnsNames(func(uint32) string)
@@ -208,13 +208,14 @@ func (p *pipeline) event(r *events.Record) error {
 	case events.LossRecord:
 		return p.loss(&r.Loss)
 	case events.PacketRecord:
-		return p.packet(p.attach(&r.Transition))
+		return p.packet((*record.Packet)(p.attach(&r.Transition)))
 	}
 	return p.transition(p.attach(&r.Transition))
 }
 
 // attach is the kernel's record t, ready for what user space attaches
-// to it (enrich.go). It is reused, record after record: attaching
+// to it (enrich.go); a packet event's is the same record, its type
+// told by the tracer. It is reused, record after record: attaching
 // allocates nothing. Only the reading goroutine touches it.
 func (p *pipeline) attach(t *events.Transition) *record.Transition {
 	p.current = record.Transition{Transition: *t}
@@ -328,16 +329,16 @@ func (p *pipeline) transition(t *record.Transition) error {
 // packet handles a packet event, a retransmit, reset or error record
 // (--events), live or replayed: recorded, given the socket's owner from
 // the table, filtered by its state, shown.
-func (p *pipeline) packet(t *record.Transition) error {
+func (p *pipeline) packet(t *record.Packet) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.recorder != nil {
-		if err := p.recorder.Transition(t); err != nil {
+		if err := p.recorder.Packet(t); err != nil {
 			return err
 		}
 	}
 	p.fromSocket(t)
-	p.subj = filter.OfTransition(t)
+	p.subj = filter.OfPacket(t)
 	if !p.o.Match(&p.subj) || p.quiet || p.o.AlertsOnly {
 		return nil
 	}
