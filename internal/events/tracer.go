@@ -436,9 +436,10 @@ const (
 	clockSyncInterval = 10 * time.Second
 )
 
-// Read waits for the next transition, or for news of lost ones, and
-// fills r. After Stop, it returns what is still in the ring buffer, then
-// a final count of lost transitions if any, then io.EOF.
+// Read waits for the next transition or packet event, for news of lost
+// ones, or for a Wake, and fills r (its Type says which). After Stop,
+// it returns what is still in the ring buffer, then a final count of
+// lost transitions if any, then io.EOF.
 func (t *Tracer) Read(r *Record) error {
 	for {
 		if t.done {
