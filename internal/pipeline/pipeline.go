@@ -208,16 +208,17 @@ func (p *pipeline) event(r *events.Record) error {
 	case events.LossRecord:
 		return p.loss(&r.Loss)
 	case events.PacketRecord:
-		return p.packet((*record.Packet)(p.attach(&r.Transition)))
+		return p.packet((*record.Packet)(p.hold(&r.Transition)))
 	}
-	return p.transition(p.attach(&r.Transition))
+	return p.transition(p.hold(&r.Transition))
 }
 
-// attach is the kernel's record t, ready for what user space attaches
-// to it (enrich.go); a packet event's is the same record, its type
-// told by the tracer. It is reused, record after record: attaching
-// allocates nothing. Only the reading goroutine touches it.
-func (p *pipeline) attach(t *events.Transition) *record.Transition {
+// hold copies the kernel's record t into the pipeline's own, to which
+// user space attaches what it knows (enrich.go); a packet event comes
+// in the same record, its type told by the tracer. It is reused, record
+// after record: attaching allocates nothing. Only the reading goroutine
+// touches it.
+func (p *pipeline) hold(t *events.Transition) *record.Transition {
 	p.current = record.Transition{Transition: *t}
 	return &p.current
 }
