@@ -224,16 +224,13 @@ func (p *pipeline) hold(t *events.Transition) *record.Transition {
 }
 
 // loss counts, records and shows the records the kernel could not
-// send, live or replayed.
+// send, live or replayed: packet events, or transitions lost or skipped
+// (the live table then misses them: a reconciliation is asked for).
 func (p *pipeline) loss(r *events.Loss) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.LostOther > 0 {
-		p.lostOther += r.LostOther
-		if !p.quiet {
-			return p.w.LostOther(r.LostOther, p.lostOther, r.At)
-		}
-		return nil
+		return p.lostPackets(r.LostOther, r.At)
 	}
 	if p.reconciler != nil {
 		if r.Lost > 0 {
@@ -244,30 +241,54 @@ func (p *pipeline) loss(r *events.Loss) error {
 	}
 	p.lastWall = r.At
 	if r.Lost > 0 {
-		p.lost += r.Lost
-		if p.recorder != nil {
-			if err := p.recorder.Lost(r.Lost, p.lost, r.At); err != nil {
-				return err
-			}
-		}
-		if !p.quiet {
-			if err := p.w.Lost(r.Lost, p.lost, r.At); err != nil {
-				return err
-			}
+		if err := p.lostTransitions(r.Lost, r.At); err != nil {
+			return err
 		}
 	}
 	if r.Skipped > 0 {
-		p.skipped += r.Skipped
-		if p.recorder != nil {
-			if err := p.recorder.Skipped(r.Skipped, p.skipped, r.At); err != nil {
-				return err
-			}
-		}
-		if !p.quiet {
-			return p.w.Skipped(r.Skipped, p.skipped, r.At)
-		}
+		return p.skippedTransitions(r.Skipped, r.At)
 	}
 	return nil
+}
+
+// lostPackets counts and shows n packet events lost (not recorded: a
+// replay has none of them).
+func (p *pipeline) lostPackets(n uint64, at time.Time) error {
+	p.lostOther += n
+	if p.quiet {
+		return nil
+	}
+	return p.w.LostOther(n, p.lostOther, at)
+}
+
+// lostTransitions counts, records and shows n transitions lost, the
+// ring buffer full.
+func (p *pipeline) lostTransitions(n uint64, at time.Time) error {
+	p.lost += n
+	if p.recorder != nil {
+		if err := p.recorder.Lost(n, p.lost, at); err != nil {
+			return err
+		}
+	}
+	if p.quiet {
+		return nil
+	}
+	return p.w.Lost(n, p.lost, at)
+}
+
+// skippedTransitions counts, records and shows n state changes the
+// kernel did not run the program for.
+func (p *pipeline) skippedTransitions(n uint64, at time.Time) error {
+	p.skipped += n
+	if p.recorder != nil {
+		if err := p.recorder.Skipped(n, p.skipped, at); err != nil {
+			return err
+		}
+	}
+	if p.quiet {
+		return nil
+	}
+	return p.w.Skipped(n, p.skipped, at)
 }
 
 // transition handles one state transition, live or replayed (with the
