@@ -9,7 +9,7 @@ import "time"
 type Record struct {
 	Type RecordType
 	// Transition: the kernel's record, for a TransitionRecord or a
-	// PacketRecord (its Kind says which packet event; see Packet).
+	// PacketRecord (its Kind then says which packet event).
 	Transition
 	// Loss: for a LossRecord.
 	Loss Loss
