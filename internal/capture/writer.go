@@ -545,7 +545,11 @@ func (w *Writer) identity(id *identity.Identity) uint64 {
 	return n
 }
 
-// Transition records one transition.
+// Packet records one packet event: stored as a transition of its kind,
+// as the format has always had it.
+func (w *Writer) Packet(p *record.Packet) error { return w.Transition((*record.Transition)(p)) }
+
+// Transition records one transition (see also Packet).
 func (w *Writer) Transition(t *record.Transition) error {
 	if w.paused {
 		w.skip(t.Kind == events.KindTransition)

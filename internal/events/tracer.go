@@ -78,36 +78,6 @@ const DefaultMaxSockets = 131072
 // the ring's 8-byte header).
 const DefaultRingSize = 8 << 20
 
-// Record is what Read returns: a transition (or packet event), a count
-// of records lost, or a wake-up; told apart by IsLoss and Woken.
-type Record struct {
-	// Loss: records the kernel could not send, when IsLoss; then
-	// Transition is unset.
-	Loss Loss
-	// Woken: Wake was called; neither Loss nor Transition is set.
-	Woken bool
-	Transition
-}
-
-// IsLoss reports whether r counts lost records rather than holding one.
-func (r *Record) IsLoss() bool { return r.Loss.Lost > 0 || r.Loss.Skipped > 0 || r.Loss.LostOther > 0 }
-
-// Loss counts records the kernel could not send, noticed at At.
-type Loss struct {
-	At time.Time
-	// Lost: this many transitions that passed the kernel filter were
-	// dropped because the ring buffer was full; they happened before the
-	// next transition read.
-	Lost uint64
-	// Skipped: the kernel did not run the program for this many state
-	// changes, of any socket (before any filter): it was already running
-	// on that CPU when a softirq made another (Linux 5.12+ counts these).
-	Skipped uint64
-	// LostOther: this many retransmit, reset or error records (asked for
-	// with Options.Kinds) were dropped, ring buffer full.
-	LostOther uint64
-}
-
 // Tracer reads TCP state transitions from the kernel.
 type Tracer struct {
 	method string
@@ -466,9 +436,10 @@ const (
 	clockSyncInterval = 10 * time.Second
 )
 
-// Read waits for the next transition, or for news of lost ones, and
-// fills r. After Stop, it returns what is still in the ring buffer, then
-// a final count of lost transitions if any, then io.EOF.
+// Read waits for the next transition or packet event, for news of lost
+// ones, or for a Wake, and fills r (its Type says which). After Stop,
+// it returns what is still in the ring buffer, then a final count of
+// lost transitions if any, then io.EOF.
 func (t *Tracer) Read(r *Record) error {
 	for {
 		if t.done {
@@ -482,8 +453,7 @@ func (t *Tracer) Read(r *Record) error {
 		}
 		now := t.now
 		if t.wake.Load() && t.wake.Swap(false) {
-			*r = Record{Woken: true}
-			r.Time = time.Now()
+			*r = Record{Type: WakeRecord}
 			return nil
 		}
 		if t.sinceChk >= lostCheckEvery || !now.Before(t.nextCheck) {
@@ -496,15 +466,15 @@ func (t *Tracer) Read(r *Record) error {
 			if n, err := t.newlyLost(); err != nil {
 				return err
 			} else if n > 0 {
-				*r = Record{Loss: Loss{At: now, Lost: n}}
+				*r = Record{Type: LossRecord, Loss: Loss{At: now, Lost: n}}
 				return nil
 			}
 			if n := t.newlySkipped(); n > 0 {
-				*r = Record{Loss: Loss{At: now, Skipped: n}}
+				*r = Record{Type: LossRecord, Loss: Loss{At: now, Skipped: n}}
 				return nil
 			}
 			if n := t.newlyLostOther(); n > 0 {
-				*r = Record{Loss: Loss{At: now, LostOther: n}}
+				*r = Record{Type: LossRecord, Loss: Loss{At: now, LostOther: n}}
 				return nil
 			}
 		}
@@ -552,7 +522,7 @@ func (t *Tracer) Read(r *Record) error {
 			if err != nil {
 				return err
 			}
-			r.Loss, r.Woken = Loss{}, false
+			r.Type, r.Loss = typeOf(r.Kind), Loss{}
 			r.Time = t.clock.Wall(r.Ktime)
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -565,7 +535,7 @@ func (t *Tracer) Read(r *Record) error {
 			if (lerr != nil || n == 0) && skipped == 0 {
 				return io.EOF
 			}
-			*r = Record{Loss: Loss{At: time.Now(), Lost: n, Skipped: skipped}}
+			*r = Record{Type: LossRecord, Loss: Loss{At: time.Now(), Lost: n, Skipped: skipped}}
 			if lerr != nil {
 				r.Loss.Lost = 0
 			}
@@ -684,7 +654,7 @@ func (t *Tracer) LostTotal() (uint64, error) {
 	return total, nil
 }
 
-// Wake makes Read return a Woken record within lostCheckInterval, so
+// Wake makes Read return a WakeRecord within lostCheckInterval, so
 // that the reading goroutine can do other work (print a summary). It may
 // be called from any goroutine.
 func (t *Tracer) Wake() { t.wake.Store(true) }

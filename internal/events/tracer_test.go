@@ -56,7 +56,7 @@ func startCollector(t *testing.T, opts events.Options) *collector {
 				c.lost += r.Loss.Lost
 			case r.Loss.Skipped > 0:
 				c.skipped += r.Loss.Skipped
-			case r.Loss.LostOther > 0 || r.Woken:
+			case r.Loss.LostOther > 0 || r.Type == events.WakeRecord:
 			default:
 				c.recs = append(c.recs, r.Transition)
 			}

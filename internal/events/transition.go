@@ -19,7 +19,9 @@ import (
 // Transition is one TCP state change of one socket, as the kernel told
 // it. What user space learns about it later (the owner's identity, the
 // DNS name of its address) is attached by the pipeline: see package
-// record.
+// record. A packet event of a socket (a retransmit, reset or error)
+// comes in the same record, Kind saying which: the tracer's Read tells
+// it apart (PacketRecord), and user space holds it as a record.Packet.
 type Transition struct {
 	Time   time.Time // wall clock, converted from KtimeNs
 	Ktime  uint64    // CLOCK_MONOTONIC nanoseconds, as the kernel stamped it

@@ -90,6 +90,10 @@ func OfTransition(t *record.Transition) Subject {
 	}
 }
 
+// OfPacket is the subject of a packet event: its socket, in the state
+// it was in.
+func OfPacket(p *record.Packet) Subject { return OfTransition((*record.Transition)(p)) }
+
 // Match reports whether s passes the filter.
 func (f *Filter) Match(s *Subject) bool {
 	if f.States != 0 && !f.States.Has(s.State) {

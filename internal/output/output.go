@@ -252,7 +252,7 @@ func appendStat(b []byte, known bool, v uint64) []byte {
 // Packet writes a retransmit, reset or error record of a socket:
 // {"type":"retransmit",...}, {"type":"reset","direction":"sent"|"received",...},
 // {"type":"error",...}.
-func (j *JSON) Packet(t *record.Transition) error {
+func (j *JSON) Packet(t *record.Packet) error {
 	b := j.buf[:0]
 	switch t.Kind {
 	case events.KindRetransmit:
@@ -264,9 +264,9 @@ func (j *JSON) Packet(t *record.Transition) error {
 	default:
 		b = append(b, `{"type":"error"`...)
 	}
-	b = j.appendSocketHead(b, t)
+	b = j.appendSocketHead(b, (*record.Transition)(t))
 	b = append(b, `,"state":"`...)
-	b = append(b, t.New.String()...)
+	b = append(b, t.State().String()...)
 	b = append(b, '"')
 	if t.OwnerKnown {
 		b = append(b, `,"pid":`...)
@@ -458,9 +458,9 @@ func (t *Table) line(tr *record.Transition, what string) []byte {
 }
 
 // Packet writes a retransmit, reset or error of a socket as a line.
-func (t *Table) Packet(tr *record.Transition) error {
-	x := *tr
-	what := tr.Kind.String() + " in " + tr.New.String()
+func (t *Table) Packet(tr *record.Packet) error {
+	x := record.Transition(*tr)
+	what := tr.Kind.String() + " in " + tr.State().String()
 	x.InOldKnown = false
 	b := t.line(&x, what)
 	_, err := t.w.Write(b)

@@ -103,7 +103,7 @@ func TestJSONPacket(t *testing.T) {
 		tr := otTransition()
 		tr.Kind, tr.Old, tr.New = c.kind, tcpstate.SynSent, tcpstate.SynSent
 		var buf otBuffer
-		if err := NewJSON(&buf).Packet(&tr); err != nil {
+		if err := NewJSON(&buf).Packet((*record.Packet)(&tr)); err != nil {
 			t.Fatal(err)
 		}
 		m := otRecord(t, buf.Bytes())

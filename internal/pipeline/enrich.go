@@ -39,7 +39,7 @@ func (p *pipeline) nameDest(t *record.Transition, r *timeline.Row) {
 // fromSocket gives a packet event (retransmit, reset, error) what its
 // socket's row knows: its DNS name, and its owner when the kernel did
 // not know it; else the owner's identity from the cgroup and process.
-func (p *pipeline) fromSocket(t *record.Transition) {
+func (p *pipeline) fromSocket(t *record.Packet) {
 	r := p.table.Lookup(t.Cookie)
 	if r != nil {
 		t.DNS = r.DNS

@@ -143,9 +143,10 @@ func (s *liveSource) feed(p *pipeline) (batch, error) {
 	r := &s.rec
 	for {
 		err := s.tr.Read(r)
+		woken := r.Type == events.WakeRecord
 		// The heartbeat: when woken (at least once a second) and every
 		// 256 records, not for each (the clock costs).
-		if s.n++; r.Woken || s.n%256 == 0 {
+		if s.n++; woken || s.n%256 == 0 {
 			p.beat.Store(time.Now().UnixNano())
 		}
 		if err != nil {
@@ -153,18 +154,18 @@ func (s *liveSource) feed(p *pipeline) (batch, error) {
 		}
 		// DNS answers before the transitions that use them: a connect
 		// names its address, an attempt's end checks it.
-		if r.Woken || (r.Transition.Kind == events.KindTransition && (r.Transition.Old == tcpstate.SynSent || r.Transition.New == tcpstate.SynSent)) {
+		if woken || (r.Type == events.TransitionRecord && (r.Old == tcpstate.SynSent || r.New == tcpstate.SynSent)) {
 			if err = p.drainDNS(); err != nil {
 				return batch{}, err
 			}
 		}
-		if r.Woken {
+		if woken {
 			err = s.woken(p)
 		} else {
 			err = p.event(r)
 		}
 		drained := s.tr.Buffered() == 0
-		if err != nil || drained || r.Woken || s.n%64 == 0 {
+		if err != nil || drained || woken || s.n%64 == 0 {
 			return batch{drained: drained}, outputErr(err)
 		}
 		if p.recorder != nil {

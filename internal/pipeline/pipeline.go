@@ -128,7 +128,7 @@ type writer interface {
 	Alert(*analysis.Alert) error
 	Summary(*analysis.Summary) error
 	Reconciled(*output.Reconciliation) error
-	Packet(*record.Transition) error
+	Packet(*record.Packet) error
 	LostOther(n, total uint64, at time.Time) error
 	Recording(*output.Recording) error
 	SetNetnsNames(func(uint32) string)
@@ -201,29 +201,37 @@ func (p *pipeline) snapshot(s *snap) error {
 	return nil
 }
 
-// event handles one record from the tracer: a transition (or packet
-// event), or a count of records lost.
+// event handles one record from the tracer, by its type: a state
+// transition, a packet event, or a count of records lost (wake-ups are
+// the source's: liveSource.woken).
 func (p *pipeline) event(r *events.Record) error {
-	if r.IsLoss() {
+	switch r.Type {
+	case events.LossRecord:
 		return p.loss(&r.Loss)
+	case events.PacketRecord:
+		return p.packet((*record.Packet)(p.hold(&r.Transition)))
 	}
-	// Reused, record after record: attaching what user space knows
-	// allocates nothing. Only the reading goroutine touches it.
-	p.current = record.Transition{Transition: r.Transition}
-	return p.transition(&p.current)
+	return p.transition(p.hold(&r.Transition))
+}
+
+// hold copies the kernel's record t into the pipeline's own, to which
+// user space attaches what it knows (enrich.go); a packet event comes
+// in the same record, its type told by the tracer. It is reused, record
+// after record: attaching allocates nothing. Only the reading goroutine
+// touches it.
+func (p *pipeline) hold(t *events.Transition) *record.Transition {
+	p.current = record.Transition{Transition: *t}
+	return &p.current
 }
 
 // loss counts, records and shows the records the kernel could not
-// send, live or replayed.
+// send, live or replayed: packet events, or transitions lost or skipped
+// (the live table then misses them: a reconciliation is asked for).
 func (p *pipeline) loss(r *events.Loss) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.LostOther > 0 {
-		p.lostOther += r.LostOther
-		if !p.quiet {
-			return p.w.LostOther(r.LostOther, p.lostOther, r.At)
-		}
-		return nil
+		return p.lostPackets(r.LostOther, r.At)
 	}
 	if p.reconciler != nil {
 		if r.Lost > 0 {
@@ -234,41 +242,62 @@ func (p *pipeline) loss(r *events.Loss) error {
 	}
 	p.lastWall = r.At
 	if r.Lost > 0 {
-		p.lost += r.Lost
-		if p.recorder != nil {
-			if err := p.recorder.Lost(r.Lost, p.lost, r.At); err != nil {
-				return err
-			}
-		}
-		if !p.quiet {
-			if err := p.w.Lost(r.Lost, p.lost, r.At); err != nil {
-				return err
-			}
+		if err := p.lostTransitions(r.Lost, r.At); err != nil {
+			return err
 		}
 	}
 	if r.Skipped > 0 {
-		p.skipped += r.Skipped
-		if p.recorder != nil {
-			if err := p.recorder.Skipped(r.Skipped, p.skipped, r.At); err != nil {
-				return err
-			}
-		}
-		if !p.quiet {
-			return p.w.Skipped(r.Skipped, p.skipped, r.At)
-		}
+		return p.skippedTransitions(r.Skipped, r.At)
 	}
 	return nil
 }
 
-// transition handles one state transition (or packet event), live or
-// replayed (with the owner's identity it was recorded with): merged into
-// the history, analysed, filtered and shown.
+// lostPackets counts and shows n packet events lost (not recorded: a
+// replay has none of them).
+func (p *pipeline) lostPackets(n uint64, at time.Time) error {
+	p.lostOther += n
+	if p.quiet {
+		return nil
+	}
+	return p.w.LostOther(n, p.lostOther, at)
+}
+
+// lostTransitions counts, records and shows n transitions lost, the
+// ring buffer full.
+func (p *pipeline) lostTransitions(n uint64, at time.Time) error {
+	p.lost += n
+	if p.recorder != nil {
+		if err := p.recorder.Lost(n, p.lost, at); err != nil {
+			return err
+		}
+	}
+	if p.quiet {
+		return nil
+	}
+	return p.w.Lost(n, p.lost, at)
+}
+
+// skippedTransitions counts, records and shows n state changes the
+// kernel did not run the program for.
+func (p *pipeline) skippedTransitions(n uint64, at time.Time) error {
+	p.skipped += n
+	if p.recorder != nil {
+		if err := p.recorder.Skipped(n, p.skipped, at); err != nil {
+			return err
+		}
+	}
+	if p.quiet {
+		return nil
+	}
+	return p.w.Skipped(n, p.skipped, at)
+}
+
+// transition handles one state transition, live or replayed (with the
+// owner's identity it was recorded with): merged into the history,
+// analysed, filtered and shown.
 func (p *pipeline) transition(t *record.Transition) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t.Kind != events.KindTransition {
-		return p.packet(t)
-	}
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	p.identifyOwner(t)
@@ -320,16 +349,19 @@ func (p *pipeline) transition(t *record.Transition) error {
 	return err
 }
 
-// packet handles a retransmit, reset or error record (--events): the
-// socket's owner from the table, the filter of its state, the output.
-func (p *pipeline) packet(t *record.Transition) error {
+// packet handles a packet event, a retransmit, reset or error record
+// (--events), live or replayed: recorded, given the socket's owner from
+// the table, filtered by its state, shown.
+func (p *pipeline) packet(t *record.Packet) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.recorder != nil {
-		if err := p.recorder.Transition(t); err != nil {
+		if err := p.recorder.Packet(t); err != nil {
 			return err
 		}
 	}
 	p.fromSocket(t)
-	p.subj = filter.OfTransition(t)
+	p.subj = filter.OfPacket(t)
 	if !p.o.Match(&p.subj) || p.quiet || p.o.AlertsOnly {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"
+	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/safetext"
 )
 
@@ -112,6 +113,11 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 	case capture.KindTransition:
 		if err := c.endSnapshot(p); err != nil {
 			return err
+		}
+		// The capture stores packet events as transitions of their
+		// kind: told apart here, as the tracer tells them apart live.
+		if rec.Transition.Kind.IsPacket() {
+			return p.packet((*record.Packet)(&rec.Transition))
 		}
 		return p.transition(&rec.Transition)
 	case capture.KindGap:

@@ -5,7 +5,7 @@ import "sync/atomic"
 // The wake protocol. Only the reading goroutine touches the pipeline, so
 // the timers and signals of a live run do not act themselves: each says
 // why it wants the loop (a wake reason) and wakes the tracer, whose Read
-// then returns a Woken record; the loop takes the reasons it finds and
+// then returns a WakeRecord; the loop takes the reasons it finds and
 // acts on them (liveSource.woken). A wake with no reason (nudge) still
 // has the loop drain DNS, tick the recording and poll reconciliation.
 
@@ -22,7 +22,7 @@ const (
 // wakeups carries wake reasons from other goroutines to the loop.
 type wakeups struct {
 	wanted [numWakeReasons]atomic.Bool
-	wake   func() // makes the tracer's Read return a Woken record
+	wake   func() // makes the tracer's Read return a WakeRecord
 }
 
 // ask wakes the loop for reason r; any goroutine may call it.

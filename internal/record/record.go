@@ -12,12 +12,12 @@ import (
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/owner/identity"
+	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
-// Transition is a record from the kernel (a state transition, or a
-// retransmit, reset or error) with what user space added to it. It is
-// held by value and reused, record after record: attaching costs no
-// allocation.
+// Transition is a state transition from the kernel with what user
+// space added to it. It is held by value and reused, record after
+// record: attaching costs no allocation.
 type Transition struct {
 	events.Transition
 
@@ -36,3 +36,14 @@ type Transition struct {
 	Lifetime      time.Duration
 	LifetimeKnown bool
 }
+
+// Packet is a packet event of a socket (a retransmit, a reset sent or
+// received, or an error: Kind says which) with what user space added to
+// it. The kernel sends it in a transition's record, Old and New both the
+// socket's state at the time (see State), and a capture stores it so:
+// it has a transition's fields, in a type of its own so that the two
+// are not mixed up. Lifetime is never set.
+type Packet Transition
+
+// State is the socket's state when the packet event happened.
+func (p *Packet) State() tcpstate.State { return p.New }
