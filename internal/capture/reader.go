@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
-
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"

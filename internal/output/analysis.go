@@ -8,9 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/socktrace/socktrace/internal/dns/dnscache"
-
 	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/safetext"
 )

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socktrace/socktrace/internal/dns/dnscache"
-
 	"github.com/socktrace/socktrace/internal/analysis"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"
 )

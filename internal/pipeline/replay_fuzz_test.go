@@ -1,12 +1,11 @@
 package pipeline
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"net/netip"
 
 	"golang.org/x/sys/unix"
 

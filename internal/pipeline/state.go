@@ -3,10 +3,9 @@ package pipeline
 import (
 	"time"
 
+	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/dns/dnslookup"
-
-	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
-
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"

@@ -62,8 +62,8 @@ func check(path string) ([]string, error) {
 	return problems, nil
 }
 
-// checkDecl checks one import declaration: groups never go back, and a
-// new group starts after a blank line.
+// checkDecl checks one import declaration: groups never go back, a new
+// group starts after a blank line, and no group is split in two.
 func checkDecl(fset *token.FileSet, gd *ast.GenDecl) []string {
 	var problems []string
 	prevGroup, prevEnd := -1, 0
@@ -80,6 +80,8 @@ func checkDecl(fset *token.FileSet, gd *ast.GenDecl) []string {
 				pos, spec.Path.Value, groupNames[prevGroup], groupNames[standard], groupNames[other], groupNames[own]))
 		case g > prevGroup && prevGroup >= 0 && pos.Line <= prevEnd+1:
 			problems = append(problems, fmt.Sprintf("%s: %s starts %s: want a blank line before it", pos, spec.Path.Value, groupNames[g]))
+		case g == prevGroup && pos.Line > prevEnd+1:
+			problems = append(problems, fmt.Sprintf("%s: %s starts a second group of %s: want them in one", pos, spec.Path.Value, groupNames[g]))
 		}
 		prevGroup, prevEnd = max(prevGroup, g), fset.Position(spec.End()).Line
 	}

@@ -13,7 +13,9 @@ func TestCheck(t *testing.T) {
 		want          string // a substring of the one problem; "": none
 	}{
 		{"in order", "\"fmt\"\n\n\"github.com/spf13/cobra\"\n\n\"github.com/socktrace/socktrace/internal/events\"", ""},
-		{"standard only, two blocks", "\"fmt\"\n\n\"os\"", ""},
+		{"standard only, two blocks", "\"fmt\"\n\n\"os\"", `"os" starts a second group of the standard library`},
+		{"own packages, two blocks", "\"fmt\"\n\n\"github.com/socktrace/socktrace/internal/dns/dnscache\"\n\n\"github.com/socktrace/socktrace/internal/events\"",
+			"a second group of socktrace's own packages"},
 		{"own before others, apart", "\"fmt\"\n\n\"github.com/socktrace/socktrace/internal/events\"\n\n\"github.com/spf13/cobra\"",
 			`"github.com/spf13/cobra" imported after socktrace's own packages`},
 		{"standard after others", "\"github.com/spf13/cobra\"\n\n\"fmt\"", `"fmt" imported after other modules`},
