@@ -80,7 +80,7 @@ type Collector struct {
 
 	// mu guards the fields below, and is held through a scrape.
 	mu       sync.Mutex
-	p        *pipeline.Pipeline
+	p        *pipeline.View
 	tr       *events.Tracer
 	method   string
 	connects *connectCounters
@@ -122,7 +122,7 @@ func (c *Collector) Hooks() *pipeline.Hooks {
 	return &pipeline.Hooks{Attached: c.attached, Connected: c.connected}
 }
 
-func (c *Collector) attached(p *pipeline.Pipeline, tr *events.Tracer) {
+func (c *Collector) attached(p *pipeline.View, tr *events.Tracer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.p, c.tr, c.method = p, tr, tr.Method()
@@ -134,8 +134,8 @@ func (c *Collector) attached(p *pipeline.Pipeline, tr *events.Tracer) {
 	}
 }
 
-// pipeline is the trace's pipeline, nil before it runs.
-func (c *Collector) pipeline() *pipeline.Pipeline {
+// trace is the running trace's view, nil before it runs.
+func (c *Collector) trace() *pipeline.View {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.p
@@ -144,7 +144,7 @@ func (c *Collector) pipeline() *pipeline.Pipeline {
 // Attached reports whether the trace is running, and since when its
 // reading loop last came round.
 func (c *Collector) Attached() (bool, time.Time) {
-	p := c.pipeline()
+	p := c.trace()
 	if p == nil {
 		return false, time.Time{}
 	}
@@ -154,7 +154,7 @@ func (c *Collector) Attached() (bool, time.Time) {
 // Recording is the recording's state (-w), nil without one or before
 // the trace runs.
 func (c *Collector) Recording() *pipeline.RecordingState {
-	p := c.pipeline()
+	p := c.trace()
 	if p == nil {
 		return nil
 	}
@@ -184,7 +184,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector: before the trace runs, only
 // socktrace's own build and state; then every family, from one scrape.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	p := c.pipeline()
+	p := c.trace()
 	if p == nil {
 		c.self.collectDetached(ch)
 		return

@@ -102,7 +102,7 @@ type Hooks struct {
 	Connected func(t *record.Transition, handshake time.Duration)
 	// Attached: the program is attached and the snapshot merged; from
 	// now on records are read. p gives the pipeline's state on demand.
-	Attached func(p *Pipeline, tr *events.Tracer)
+	Attached func(p *View, tr *events.Tracer)
 }
 
 func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
@@ -141,9 +141,9 @@ func newWriter(o *Options, stdout *bufio.Writer) writer {
 	return output.NewTable(stdout, os.Stderr, o.Table)
 }
 
-// snapshot merges a snapshot into the history, records it, and shows the
+// mergeSnapshot merges a snapshot into the history, records it, and shows the
 // sockets that pass the filter.
-func (p *pipeline) snapshot(s *snap) error {
+func (p *pipeline) mergeSnapshot(s *snap) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rows := p.table.AddSnapshot(s.socks, s.owners, s.start, s.end)

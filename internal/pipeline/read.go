@@ -169,7 +169,7 @@ func (c *captureSource) endSnapshot(p *pipeline) error {
 	if c.s == nil {
 		return nil
 	}
-	err := p.snapshot(c.s)
+	err := p.mergeSnapshot(c.s)
 	c.s = nil
 	return err
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/socktrace/socktrace/internal/timeline"
 )
 
-// Pipeline gives other goroutines (a metrics scrape) a consistent view of
+// View gives other goroutines (a metrics scrape) a consistent view of
 // a running trace.
-type Pipeline struct{ p *pipeline }
+type View struct{ p *pipeline }
 
 // State is a running trace at one moment.
 type State struct {
@@ -72,7 +72,7 @@ type DNSState struct {
 }
 
 // State returns the trace's state now.
-func (x *Pipeline) State() *State {
+func (x *View) State() *State {
 	p := x.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -103,7 +103,7 @@ func (x *Pipeline) State() *State {
 }
 
 // Recording is the recording's state (-w), nil without one.
-func (x *Pipeline) Recording() *RecordingState {
+func (x *View) Recording() *RecordingState {
 	x.p.mu.Lock()
 	defer x.p.mu.Unlock()
 	return x.p.recording()
@@ -119,10 +119,10 @@ func (p *pipeline) recording() *RecordingState {
 
 // Heartbeat is when the reading goroutine last came round its loop (it
 // does at least once a second while it runs).
-func (x *Pipeline) Heartbeat() time.Time { return time.Unix(0, x.p.beat.Load()) }
+func (x *View) Heartbeat() time.Time { return time.Unix(0, x.p.beat.Load()) }
 
 // Identify is the identity of cgroup v2 id cgroup (nil if unknown).
-func (x *Pipeline) Identify(cgroup uint64) *identity.Identity {
+func (x *View) Identify(cgroup uint64) *identity.Identity {
 	if x.p.ids == nil {
 		return nil
 	}
@@ -132,7 +132,7 @@ func (x *Pipeline) Identify(cgroup uint64) *identity.Identity {
 // NetnsName is how the trace names network namespace ino, as netns_name
 // does (pod:NAMESPACE/POD, netns:NAME, host, COMM/PID); "" for a
 // namespace no process lives in any more.
-func (x *Pipeline) NetnsName(ino uint32) string {
+func (x *View) NetnsName(ino uint32) string {
 	if x.p.netnsName == nil {
 		return ""
 	}

@@ -115,7 +115,7 @@ func (p *pipeline) mergeLiveSnapshot(o *Options) error {
 	if err != nil {
 		return err
 	}
-	if err := p.snapshot(s); err == nil {
+	if err := p.mergeSnapshot(s); err == nil {
 		err = p.flush()
 	}
 	if err == nil && p.recorder != nil {
@@ -131,7 +131,7 @@ func (p *pipeline) mergeLiveSnapshot(o *Options) error {
 func (p *pipeline) announceReady(o *Options, tr *events.Tracer) error {
 	p.beat.Store(time.Now().UnixNano())
 	if p.hooks.Attached != nil {
-		p.hooks.Attached(&Pipeline{p: p}, tr)
+		p.hooks.Attached(&View{p: p}, tr)
 	}
 	if o.ReadyFile != "" {
 		return writeReadyFile(o.ReadyFile)
