@@ -25,13 +25,15 @@ import (
 // A name is asked again (in one namespace, for one family) once the
 // answer to the last lookup of it is older than its TTL: a resolver
 // would not give anything newer before, and may after. The TTL counts
-// as MinEvery at least and Every at most; a lookup that got no answer
-// waits FailedEvery.
+// as MinEvery at least and Every at most. After a lookup that got no
+// answer the name waits FailedEvery, twice that after two in a row, and
+// so on up to Every: a server that does not answer is not pressed, one
+// that missed an answer once is asked again soon.
 type Options struct {
 	Root        string        // the host's / ("" or "/": ours), for /proc
 	MinEvery    time.Duration // lookups of a name at least this far apart (DefaultMinEvery if 0)
 	Every       time.Duration // a name may be asked again this long after, whatever its TTL (DefaultEvery if 0)
-	FailedEvery time.Duration // after a lookup without an answer (DefaultFailedEvery if 0)
+	FailedEvery time.Duration // after a lookup without an answer, doubling with each in a row (DefaultFailedEvery if 0)
 	PerSecond   int           // lookups of all names, per second at most (DefaultPerSecond if 0)
 	Timeout     time.Duration // for an answer (DefaultTimeout if 0)
 }
@@ -40,7 +42,7 @@ type Options struct {
 const (
 	DefaultMinEvery    = time.Second
 	DefaultEvery       = 30 * time.Second
-	DefaultFailedEvery = 5 * time.Second
+	DefaultFailedEvery = time.Second
 	DefaultPerSecond   = 16
 	DefaultTimeout     = 2 * time.Second
 	// maxInFlight bounds the lookups under way; more are dropped (and
@@ -57,6 +59,7 @@ type Client struct {
 	now      func() time.Time // time.Now; tests set it
 	mu       sync.Mutex
 	next     map[key]time.Time // when a name may be asked again
+	fails    map[key]uint8     // lookups in a row of a name that got no answer
 	tokens   float64           // of the PerSecond budget
 	refilled time.Time
 	inflight int
@@ -97,7 +100,7 @@ func New(o Options) *Client {
 	if o.Root == "/" {
 		o.Root = ""
 	}
-	return &Client{opt: o, now: time.Now, next: map[key]time.Time{}, tokens: float64(o.PerSecond)}
+	return &Client{opt: o, now: time.Now, next: map[key]time.Time{}, fails: map[key]uint8{}, tokens: float64(o.PerSecond)}
 }
 
 // Stats returns the counters.
@@ -125,6 +128,7 @@ func (c *Client) Ask(name string, v6 bool, server netip.AddrPort, netns, pid, ti
 	}
 	if len(c.next) >= maxKeys {
 		clear(c.next)
+		clear(c.fails)
 	}
 	c.next[k] = now.Add(c.opt.Every) // until the answer says
 	c.tokens--
@@ -134,13 +138,17 @@ func (c *Client) Ask(name string, v6 bool, server netip.AddrPort, netns, pid, ti
 	go func() {
 		ttl, err := c.lookup(name, v6, server, netns, pid, tid)
 		wait := min(max(ttl, c.opt.MinEvery), c.opt.Every)
-		if err != nil {
-			wait = c.opt.FailedEvery
-		}
 		c.mu.Lock()
 		c.inflight--
 		if err != nil {
 			c.stats.Failed++
+			n := c.fails[k]
+			wait = min(c.opt.FailedEvery<<n, c.opt.Every)
+			if n < 16 {
+				c.fails[k] = n + 1
+			}
+		} else {
+			delete(c.fails, k)
 		}
 		if t, ok := c.next[k]; ok && t.Equal(now.Add(c.opt.Every)) {
 			c.next[k] = now.Add(wait)

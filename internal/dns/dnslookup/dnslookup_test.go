@@ -25,7 +25,8 @@ func asker(t *testing.T, ns *testnet.NS) uint32 {
 
 // TestAskAgainAfterTTL: a name is asked again once the last lookup's
 // answer is older than its TTL, at least MinEvery and at most Every
-// apart; after a lookup that got no answer, FailedEvery; and lookups of
+// apart; after lookups that got no answer, FailedEvery doubling with each
+// in a row; and lookups of
 // all names stay within PerSecond.
 func TestAskAgainAfterTTL(t *testing.T) {
 	ns := testnet.New(t)
@@ -66,7 +67,9 @@ func TestAskAgainAfterTTL(t *testing.T) {
 		{"TTL 0: 1s apart at least", 0, srv.Addr, []time.Duration{0, 500 * time.Millisecond, time.Second}, []bool{true, false, true}},
 		{"TTL 10s", 10, srv.Addr, []time.Duration{0, time.Second, 9 * time.Second, 10 * time.Second}, []bool{true, false, false, true}},
 		{"TTL 1h: 30s apart at most", 3600, srv.Addr, []time.Duration{0, 29 * time.Second, 30 * time.Second}, []bool{true, false, true}},
-		{"no answer: 5s", 1, dead, []time.Duration{0, time.Second, 4 * time.Second, 5 * time.Second}, []bool{true, false, false, true}},
+		{"no answer: 1s, then 2s, then 4s", 1, dead,
+			[]time.Duration{0, 999 * time.Millisecond, time.Second, 2999 * time.Millisecond, 3 * time.Second, 6999 * time.Millisecond, 7 * time.Second},
+			[]bool{true, false, true, false, true, false, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv.SetTTL(tc.ttl)
