@@ -3,13 +3,13 @@ package snapshot
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socktrace/socktrace/internal/netns"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
@@ -253,7 +253,7 @@ func Release(b []Socket) {
 // openDiag opens a NETLINK_SOCK_DIAG socket in the namespace at path
 // ("" for ours) and returns it with the namespace's inode and the
 // kernel's count of its TCP sockets.
-func openDiag(path string) (fd int, netns uint32, count int, err error) {
+func openDiag(path string) (fd int, inode uint32, count int, err error) {
 	if path == "" {
 		path = "/proc/thread-self/ns/net" // not /proc/self: the main thread may have entered another (see Namespaces)
 		fd, err := newDiagSocket()
@@ -271,48 +271,16 @@ func openDiag(path string) (fd int, netns uint32, count int, err error) {
 	if err != nil {
 		return -1, 0, 0, err
 	}
-	type result struct {
-		fd    int
-		count int
-		err   error
+	// On a thread of its own, never left there: see netns.Do.
+	var derr error
+	err = netns.DoPath(path, func() {
+		fd, derr = newDiagSocket()
+		count = socketCount()
+	})
+	if err != nil {
+		return -1, 0, 0, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread enters the namespace, then goes back to ours and
-		// is unlocked. If it cannot go back it stays locked, and the
-		// runtime ends it with this goroutine instead of reusing it;
-		// unless it is the main thread, which the runtime keeps, in the
-		// namespace it entered (then /proc/self/ns/net shows that one,
-		// and socktrace seems to live there: going back avoids both).
-		runtime.LockOSThread()
-		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, 0, fmt.Errorf("open socktrace's own network namespace: %w", err)}
-			return
-		}
-		defer unix.Close(own)
-		nsfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, 0, fmt.Errorf("open network namespace %s: %w", path, err)}
-			return
-		}
-		defer unix.Close(nsfd)
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, 0, fmt.Errorf("enter network namespace %s: %w", path, err)}
-			return
-		}
-		fd, err := newDiagSocket()
-		count := socketCount()
-		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread() // back home: the thread may serve others
-		}
-		ch <- result{fd, count, err}
-	}()
-	r := <-ch
-	return r.fd, ino, r.count, r.err
+	return fd, ino, count, derr
 }
 
 func newDiagSocket() (int, error) {

@@ -11,13 +11,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/netns"
 )
 
 // Options of a Client.
@@ -234,7 +235,7 @@ func answerTTL(p *dnsmessage.Parser) time.Duration {
 
 // socket makes a UDP socket in the namespace of the asker: a thread
 // enters it, makes the socket and comes back (the socket stays there).
-func (c *Client) socket(server netip.AddrPort, netns, pid, tid uint32) (int, error) {
+func (c *Client) socket(server netip.AddrPort, ino, pid, tid uint32) (int, error) {
 	base := c.opt.Root + "/proc/" + strconv.FormatUint(uint64(pid), 10)
 	var paths []string
 	if tid != 0 {
@@ -248,47 +249,28 @@ func (c *Client) socket(server netip.AddrPort, netns, pid, tid uint32) (int, err
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Fstat(fd, &st) == nil && (netns == 0 || uint32(st.Ino) == netns) {
+		if unix.Fstat(fd, &st) == nil && (ino == 0 || uint32(st.Ino) == ino) {
 			nsfd = fd
 			break
 		}
 		unix.Close(fd)
 	}
 	if nsfd < 0 {
-		return -1, fmt.Errorf("network namespace %d of process %d: gone", netns, pid)
+		return -1, fmt.Errorf("network namespace %d of process %d: gone", ino, pid)
 	}
 	defer unix.Close(nsfd)
 	family := unix.AF_INET
 	if server.Addr().Is6() {
 		family = unix.AF_INET6
 	}
-	type result struct {
-		fd  int
-		err error
+	fd, serr := -1, error(nil)
+	err := netns.Do(nsfd, strconv.FormatUint(uint64(ino), 10), func() {
+		fd, serr = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	})
+	if err != nil {
+		return -1, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, err}
-			return
-		}
-		defer unix.Close(own)
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("enter network namespace %d: %w", netns, err)}
-			return
-		}
-		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if unix.Setns(own, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread() // back home: the thread may serve others
-		} // else: the thread stays locked and dies with this goroutine
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+	return fd, serr
 }
 
 var errName = errors.New("bad name")

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/socktrace/socktrace/internal/netns"
 )
 
 // verdict is what socktrace knows of a yes-or-no question.
@@ -97,35 +97,9 @@ func initialAt(path string) verdict {
 	if err := syscall.Stat(path, &st); err == nil && initNetnsIno != 0 && uint32(st.Ino) == initNetnsIno {
 		return yes
 	}
-	ch := make(chan verdict, 1)
-	go func() {
-		runtime.LockOSThread()
-		back, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- unknown
-			return
-		}
-		defer unix.Close(back)
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- unknown
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- unknown
-			return
-		}
-		v := initialHere()
-		// Back home, the thread may serve other goroutines; if it
-		// cannot go back, it ends with this goroutine (locked).
-		if unix.Setns(back, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- v
-	}()
-	return <-ch
+	v := unknown
+	if err := netns.DoPath(path, func() { v = initialHere() }); err != nil {
+		return unknown
+	}
+	return v
 }
