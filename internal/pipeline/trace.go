@@ -34,15 +34,11 @@ func Trace(ctx context.Context, o *Options) error { return Run(ctx, o, nil) }
 func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	// A closed stdout (socktrace | head) must end us quietly, not kill us.
 	signal.Ignore(syscall.SIGPIPE)
-	// A ready file says a socktrace runs and traces: one left behind
-	// (by a run killed with -9, or anything else) goes first, and ours
-	// goes when we exit.
-	if o.ReadyFile != "" {
-		if err := removeReadyFile(o.ReadyFile); err != nil {
-			return err
-		}
-		defer removeReadyFile(o.ReadyFile)
+	release, err := claimReadyFile(o.ReadyFile)
+	if err != nil {
+		return err
 	}
+	defer release()
 	src, err := openLive(o)
 	if err != nil {
 		return err
@@ -53,17 +49,11 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	// (see gcroom).
 	defer gcroom.Keep(gcRoom)()
 	p := newLivePipeline(o, src, hooks)
-	defer p.dns.close()
+	defer p.close()
 	if err := p.startRecording(o, src.tr); err != nil {
 		return err
 	}
-	if p.recorder != nil {
-		defer p.recorder.Close()
-	}
-	if o.Output == "table" && !o.Quiet {
-		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", src.tr.Method())
-	}
-	if err := p.mergeLiveSnapshot(o); err != nil {
+	if err := p.mergeLiveSnapshot(o, src.tr.Method()); err != nil {
 		return unlessOutputClosed(err)
 	}
 	defer src.catchSignals()()
@@ -72,6 +62,28 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	}
 	defer src.start(ctx)()
 	return p.consume(src)
+}
+
+// claimReadyFile removes a ready file left behind (by a run killed with
+// -9, or anything else): one says a socktrace runs and traces. Ours is
+// written once we trace (announceReady) and goes when release is called.
+func claimReadyFile(path string) (release func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	if err := removeReadyFile(path); err != nil {
+		return nil, err
+	}
+	return func() { removeReadyFile(path) }, nil
+}
+
+// close ends what a live pipeline opened: the capture file of -w and
+// passive DNS.
+func (p *pipeline) close() {
+	if p.recorder != nil {
+		p.recorder.Close()
+	}
+	p.dns.close()
 }
 
 // newLivePipeline is a pipeline for records from the kernel: owners
@@ -106,8 +118,11 @@ func (p *pipeline) startRecording(o *Options, tr *events.Tracer) error {
 
 // mergeLiveSnapshot takes the snapshot and merges it. The program is
 // attached before, so nothing that happens meanwhile is missed; the
-// timeline sorts out overlaps.
-func (p *pipeline) mergeLiveSnapshot(o *Options) error {
+// timeline sorts out overlaps. A table first says that tracing is on.
+func (p *pipeline) mergeLiveSnapshot(o *Options, method string) error {
+	if o.Output == "table" && !o.Quiet {
+		fmt.Fprintf(os.Stderr, "socktrace: tracing TCP state transitions (%s); Ctrl-C to stop\n", method)
+	}
 	if !o.Snapshot {
 		return nil
 	}
