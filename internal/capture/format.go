@@ -29,8 +29,9 @@ import (
 const Magic = "SOCKTRC\n"
 
 // Version is the format version this package writes. Readers accept
-// files of this version or older.
-const Version = 3
+// files of this version or older. Format 4 adds what issue 26 records:
+// drops on sockets, NAT backends and listeners' drop counts.
+const Version = 4
 
 // Record types.
 const (
