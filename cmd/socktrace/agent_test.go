@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/testkit/promtest"
 	"github.com/socktrace/socktrace/internal/testkit/testfs"
@@ -314,46 +313,12 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// fullListener listens in ns with a backlog of 1 and never accepts, then
-// fills its accept queue; it returns the port.
-func fullListener(t *testing.T, ns *testnet.NS) int {
-	t.Helper()
-	var port int
-	ns.Run(t, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { unix.Close(fd) })
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		if err := unix.Listen(fd, 1); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil {
-			return err
-		}
-		port = sa.(*unix.SockaddrInet4).Port
-		// A backlog of 1 holds 2; the third handshake is not answered.
-		for i := 0; i < 3; i++ {
-			c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 300*time.Millisecond)
-			if err == nil {
-				t.Cleanup(func() { c.Close() })
-			}
-		}
-		return nil
-	})
-	return port
-}
-
 // TestAgentPressure: CLOSE-WAIT leaks and full listeners reach the
 // metrics with their owner, as of the next reconciliation.
 func TestAgentPressure(t *testing.T) {
 	ns := testnet.New(t)
 	neverCloses(t, ns, 3)
-	full := fullListener(t, ns)
+	full := ns.FullListener(t, 1)
 	_, addr := startAgent(t, "--netns", ns.Path(), "--reconcile-every", "1s", "--close-wait-after", "0s")
 	comm := processComm(t)
 	cw := fmt.Sprintf(`socktrace_close_wait_sockets{comm=%q}`, comm)

@@ -246,7 +246,7 @@ func TestDataBytesEverywhere(t *testing.T) {
 // seen, the application closing the socket, not why it did.
 func TestAbandonedConnectCause(t *testing.T) {
 	ns := testnet.New(t)
-	port := fullListener(t, ns)
+	port := ns.FullListener(t, 1)
 	p := start(t, "-o", "json", "--netns", ns.Path(), "--fail-after", "1", "--no-snapshot")
 	ns.Run(t, func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)

@@ -22,39 +22,6 @@ import (
 	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
-// droppingListener makes, in ns, a listener whose accept queue is full
-// (backlog 0, one connection never accepted): it drops every SYN that
-// comes next, on every kernel. It returns the listener's port.
-func droppingListener(t *testing.T, ns *testnet.NS) int {
-	t.Helper()
-	var port int
-	ns.Run(t, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { unix.Close(fd) })
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		if err := unix.Listen(fd, 0); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil {
-			return err
-		}
-		port = sa.(*unix.SockaddrInet4).Port
-		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { c.Close() })
-		return nil
-	})
-	return port
-}
-
 // closedPort returns a port of ns nobody listens on.
 func closedPort(t *testing.T, ns *testnet.NS) int {
 	t.Helper()
@@ -134,7 +101,7 @@ func failedConnect(t *testing.T, ns *testnet.NS, port int, how string) (local in
 // second socket may well take the first one's place).
 func TestFailedConnectPort(t *testing.T) {
 	ns := testnet.New(t)
-	closed, dropping := closedPort(t, ns), droppingListener(t, ns)
+	closed, dropping := closedPort(t, ns), ns.FullListener(t, 0)
 	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
 	for _, tc := range []struct {
 		how  string

@@ -148,3 +148,39 @@ func (ns *NS) Run(t testing.TB, fn func() error) {
 		t.Fatal(err)
 	}
 }
+
+// FullListener listens on 127.0.0.1 in the namespace with the given
+// backlog, never accepts, and fills its accept queue (a backlog of N
+// holds N+1 connections): every SYN that comes next is dropped, on
+// every kernel. It returns the port; all is closed when the test ends.
+func (ns *NS) FullListener(t testing.TB, backlog int) int {
+	t.Helper()
+	var port int
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(fd, backlog); err != nil {
+			return err
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		port = sa.(*unix.SockaddrInet4).Port
+		for i := 0; i <= backlog; i++ {
+			c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				return fmt.Errorf("fill the accept queue of 127.0.0.1:%d: %w", port, err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+		return nil
+	})
+	return port
+}
