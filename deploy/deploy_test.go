@@ -21,8 +21,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/socktrace/socktrace/internal/testkit/k8smanifest"
 )
 
 // agentCapabilities are the capabilities the agent runs with, without the
@@ -395,97 +396,9 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// splitDocuments splits a multi-document YAML stream at its "---" lines.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	var cur bytes.Buffer
-	flush := func() {
-		if len(bytes.TrimSpace(stripComments(cur.Bytes()))) > 0 {
-			docs = append(docs, slices.Clone(cur.Bytes()))
-		}
-		cur.Reset()
-	}
-	for line := range bytes.Lines(data) {
-		if s := strings.TrimRight(string(line), " \t\r\n"); s == "---" || strings.HasPrefix(s, "--- ") {
-			flush()
-			continue
-		}
-		cur.Write(line)
-	}
-	flush()
-	return docs
-}
-
-func stripComments(b []byte) []byte {
-	var out []byte
-	for line := range bytes.Lines(b) {
-		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
-			out = append(out, line...)
-		}
-	}
-	return out
-}
-
-// decodeStrict decodes one YAML document into obj the way the API server
-// does with field validation on: unknown fields, duplicate fields and
-// fields spelt in the wrong case are errors. (encoding/json, which
-// sigs.k8s.io/yaml.UnmarshalStrict uses, matches field names
-// case-insensitively, so it would accept readOnlyRootFileSystem.)
-func decodeStrict(doc []byte, obj any) error {
-	j, err := yaml.YAMLToJSONStrict(doc)
-	if err != nil {
-		return err
-	}
-	strict, err := k8sjson.UnmarshalStrict(j, obj)
-	if err != nil {
-		return err
-	}
-	return errors.Join(strict...)
-}
-
-type manifest struct {
-	namespace      *corev1.Namespace
-	serviceAccount *corev1.ServiceAccount
-	daemonSet      *appsv1.DaemonSet
-}
-
-func decodeManifest(data []byte) (manifest, error) {
-	var m manifest
-	for i, doc := range splitDocuments(data) {
-		var tm struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-		}
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			return m, err
-		}
-		var obj any
-		switch tm.APIVersion + " " + tm.Kind {
-		case "v1 Namespace":
-			m.namespace = new(corev1.Namespace)
-			obj = m.namespace
-		case "v1 ServiceAccount":
-			m.serviceAccount = new(corev1.ServiceAccount)
-			obj = m.serviceAccount
-		case "apps/v1 DaemonSet":
-			m.daemonSet = new(appsv1.DaemonSet)
-			obj = m.daemonSet
-		default:
-			return m, fmt.Errorf("document %d: unexpected %s %s", i, tm.APIVersion, tm.Kind)
-		}
-		if err := decodeStrict(doc, obj); err != nil {
-			return m, fmt.Errorf("document %d (%s): %w", i, tm.Kind, err)
-		}
-	}
-	if m.namespace == nil || m.serviceAccount == nil || m.daemonSet == nil {
-		return m, errors.New("want a Namespace, a ServiceAccount and a DaemonSet")
-	}
-	return m, nil
-}
-
 func TestDaemonSetStrict(t *testing.T) {
 	data := readFile(t, daemonSetFile)
-	m, err := decodeManifest(data)
+	m, err := k8smanifest.Decode(data)
 	if err != nil {
 		t.Fatalf("%s: %v", daemonSetFile, err)
 	}
@@ -503,7 +416,7 @@ func TestDaemonSetStrict(t *testing.T) {
 				if !bytes.Contains(data, []byte(tc.from)) {
 					t.Fatalf("%s has no %q", daemonSetFile, tc.from)
 				}
-				_, err := decodeManifest(bytes.Replace(data, []byte(tc.from), []byte(tc.to), 1))
+				_, err := k8smanifest.Decode(bytes.Replace(data, []byte(tc.from), []byte(tc.to), 1))
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("decoding with %q: err = %v, want one naming %s", tc.to, err, tc.want)
 				}
@@ -512,14 +425,14 @@ func TestDaemonSetStrict(t *testing.T) {
 		}
 	})
 
-	ds := m.daemonSet
-	if ds.Name != "socktrace-agent" || ds.Namespace != m.namespace.Name || m.serviceAccount.Namespace != m.namespace.Name {
+	ds := m.DaemonSet
+	if ds.Name != "socktrace-agent" || ds.Namespace != m.Namespace.Name || m.ServiceAccount.Namespace != m.Namespace.Name {
 		t.Errorf("DaemonSet %s/%s, ServiceAccount in %s, Namespace %s: want socktrace-agent, all in one namespace",
-			ds.Namespace, ds.Name, m.serviceAccount.Namespace, m.namespace.Name)
+			ds.Namespace, ds.Name, m.ServiceAccount.Namespace, m.Namespace.Name)
 	}
 	pod := ds.Spec.Template.Spec
-	if pod.ServiceAccountName != m.serviceAccount.Name {
-		t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, m.serviceAccount.Name)
+	if pod.ServiceAccountName != m.ServiceAccount.Name {
+		t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, m.ServiceAccount.Name)
 	}
 	if !pod.HostPID {
 		t.Error("hostPID must be true: the agent reads the host's /proc for socket owners and network namespaces")
