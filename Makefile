@@ -1,6 +1,7 @@
 # socktrace: everything is driven from here; see README.md.
 #   make run ARGS='--state syn-sent --dport 9092'   install what is missing, build, run
 #   make test                                       install what is missing, check, run all tests (as root)
+#   make image                                      build the DaemonSet's image socktrace:latest with podman
 #   make vmtest [KERNELS=6.1]                       run the privileged tests in qemu VMs on Debian's 5.10, 6.1, 6.12 kernels
 
 SHELL := /bin/bash
@@ -9,9 +10,12 @@ GO ?= go
 BIN := bin/socktrace
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-# Debian packages: the BPF toolchain (only to regenerate the object), and
-# the network tools the tests and users rely on.
-APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables prometheus dnsmasq-base
+# Debian packages: the BPF toolchain (only to regenerate the object), the
+# network tools the tests and users rely on, and the container runtimes
+# the tests run the DaemonSet's image and real containers under (podman
+# with runc: crun refuses this kind of hybrid-cgroup host; containerd for
+# its CRI).
+APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables prometheus dnsmasq-base podman runc containerd
 
 # What make vmtest needs besides the above: qemu, and xz for compressed
 # kernel modules (apt-get and dpkg-deb come with Debian).
@@ -22,7 +26,7 @@ KERNELS ?=
 GENERATED := internal/events/socktrace_bpfel.go internal/events/socktrace_bpfel.o internal/owner/owners/owners_bpfel.go internal/owner/owners/owners_bpfel.o internal/dns/dnswatch/dns_bpfel.go internal/dns/dnswatch/dns_bpfel.o internal/witness/witness_bpfel.go internal/witness/witness_bpfel.o
 BPF_SOURCES := gen.go $(wildcard bpf/*.c bpf/*.h)
 
-.PHONY: all deps vmtest-deps build run generate check-generated lint test fuzz vmtest clean
+.PHONY: all deps vmtest-deps build image run generate check-generated lint test fuzz vmtest clean
 
 all: build
 
@@ -44,6 +48,12 @@ deps:
 
 build: deps
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/socktrace
+
+# The DaemonSet's image, socktrace:latest, from the static binary (see
+# deploy/kubernetes/Dockerfile); IMAGE_BUILDER=docker works too.
+IMAGE_BUILDER ?= podman
+image: build
+	$(IMAGE_BUILDER) build -f deploy/kubernetes/Dockerfile -t socktrace:latest .
 
 run: build
 	./$(BIN) $(ARGS)

@@ -474,7 +474,7 @@ func TestDaemonSetStrict(t *testing.T) {
 	if c.Image != "socktrace:latest" {
 		t.Errorf("image = %q", c.Image)
 	}
-	if want := []string{"agent", "--listen", "0.0.0.0:9464", "--netns", "all", "--host-root", "/host"}; !slices.Equal(c.Args, want) {
+	if want := []string{"agent", "--listen", "0.0.0.0:9464", "--netns", "all", "--host-root", "/host", "--workload-labels"}; !slices.Equal(c.Args, want) {
 		t.Errorf("args = %q, want %q", c.Args, want)
 	}
 	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != 9464 {
