@@ -54,6 +54,10 @@ func TestMain(m *testing.M) {
 		dnsProbe(name)
 		return
 	}
+	if spec := os.Getenv(podmanServerEnv); spec != "" {
+		podmanServer(spec)
+		return
+	}
 	os.Exit(m.Run())
 }
 
