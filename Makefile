@@ -82,7 +82,7 @@ lint: deps
 
 # Privileged tests fail rather than skip here: they are the point.
 test: check-generated lint
-	SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 10m ./...
+	SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Short fuzz runs of the parsers that take outside input.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/privs"
 	"github.com/socktrace/socktrace/internal/testkit/k8smanifest"
+	"github.com/socktrace/socktrace/internal/testkit/promtest"
 	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
@@ -472,9 +474,9 @@ func sampleLabels(key string) (name string, labels map[string]string) {
 	return name, labels
 }
 
-// sampleWith is the value of the first sample of metric with all of
-// want's labels, and whether there is one.
-func sampleWith(m map[string]float64, metric string, want map[string]string) (float64, bool) {
+// sampleWith is the first sample of metric with all of want's labels:
+// its value and labels, and whether there is one.
+func sampleWith(m map[string]float64, metric string, want map[string]string) (float64, map[string]string, bool) {
 	for k, v := range m {
 		name, labels := sampleLabels(k)
 		if name != metric {
@@ -487,10 +489,10 @@ func sampleWith(m map[string]float64, metric string, want map[string]string) (fl
 			}
 		}
 		if ok {
-			return v, true
+			return v, labels, true
 		}
 	}
-	return 0, false
+	return 0, nil, false
 }
 
 // manifestCaps are the effective capabilities the manifest's container
@@ -560,13 +562,16 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 	pm.build(t, filepath.Join(workCtx, "Dockerfile"), workCtx, "socktrace-test-workload:latest")
 
 	// The workloads share a namespace of the test's, where SYNs to 9092
-	// are dropped: the serving container, the connecting one, and a host
-	// process connecting too and holding a full listener.
+	// and 9093 are dropped: the serving container, the connecting one,
+	// and a host process connecting too and holding a full listener.
 	s := newStory(t)
 	inNS := "--network=ns:" + s.ns.Path()
 	server := pm.start(t, "serve", inNS, "--env", podmanServerEnv+"=127.0.0.1:9001,127.0.0.1:9002", "socktrace-test-workload:latest")
 	client := pm.start(t, "connect", inNS, "--env", clientEnv+"="+s.dropped+",127.0.0.1:9001", "socktrace-test-workload:latest")
-	startClient(t, s.ns, s.dropped)
+	// The failing gauge is one series a destination: the host process
+	// fails on a port of its own.
+	nft(t, s.ns, "table inet blackhole2 {\n chain in {\n  type filter hook input priority 0;\n  tcp dport 9093 drop\n }\n}\n")
+	startClient(t, s.ns, "127.0.0.1:9093")
 	hostFull := s.ns.FullListener(t, 1)
 	// Served: the serving container filled its full listener first.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -631,15 +636,18 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%s%s", ann["prometheus.io/port"], ann["prometheus.io/path"])
 
 	comm := processComm(t)
-	want := []struct {
-		what   string
-		metric string
-		labels map[string]string
-	}{
-		{"the connecting container's failing destination", "socktrace_destination_failing",
-			map[string]string{"daddr": "127.0.0.1", "dport": "9092", "comm": "workload", "container": client, "namespace": "", "pod": "", "unit": ""}},
+	type sample struct {
+		what, metric string
+		labels       map[string]string
+	}
+	clientFailing := sample{"the connecting container's failing destination", "socktrace_destination_failing",
+		map[string]string{"daddr": "127.0.0.1", "dport": "9092", "comm": "workload", "container": client, "namespace": "", "pod": "", "unit": ""}}
+	want := []sample{
+		clientFailing,
+		// In the same namespace as the container's: the host's other
+		// tests have socktrace.test connecting to 9092 and 9093 too.
 		{"the host process's failing destination", "socktrace_destination_failing",
-			map[string]string{"daddr": "127.0.0.1", "dport": "9092", "comm": comm, "container": "", "pod": ""}},
+			map[string]string{"daddr": "127.0.0.1", "dport": "9093", "comm": comm, "container": "", "pod": ""}},
 		{"the serving container's full listener, from before the agent", "socktrace_listen_queue_full",
 			map[string]string{"sport": "9002", "comm": "workload", "container": server, "namespace": "", "pod": "", "unit": ""}},
 		{"the host process's full listener, from before the agent", "socktrace_listen_queue_full",
@@ -650,10 +658,15 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 	var missing []string
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
 		got := scrape(t, hc, metricsURL)
+		if _, l, ok := sampleWith(got, clientFailing.metric, clientFailing.labels); ok {
+			want[1].labels["netns"] = l["netns"]
+		}
 		missing = missing[:0]
 		for _, w := range want {
-			if v, ok := sampleWith(got, w.metric, w.labels); !ok || v != 1 {
-				missing = append(missing, fmt.Sprintf("%s: %s%v = 1", w.what, w.metric, w.labels))
+			if v, _, ok := sampleWith(got, w.metric, w.labels); !ok || v != 1 {
+				l := maps.Clone(w.labels)
+				l["__name__"] = w.metric
+				missing = append(missing, w.what+": "+promtest.FormatLabels(l)+" 1")
 			}
 		}
 		if len(missing) == 0 {
@@ -662,12 +675,12 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 		if time.Now().After(deadline) {
 			var have []string
 			for k := range got {
-				if strings.HasPrefix(k, "socktrace_destination_failing") || strings.HasPrefix(k, "socktrace_listen_queue_full") {
+				if strings.Contains(k, `dport="9092"`) || strings.Contains(k, `dport="9093"`) || strings.Contains(k, `sport="9002"`) || strings.Contains(k, fmt.Sprintf(`sport="%d"`, hostFull)) {
 					have = append(have, k)
 				}
 			}
 			slices.Sort(have)
-			t.Fatalf("not in /metrics after 60s:\n  %s\nhave:\n  %s\nagent logs:\n%s", strings.Join(missing, "\n  "), strings.Join(have, "\n  "), pm.logs(agent))
+			t.Fatalf("not in /metrics after 60s:\n  %s\nhave, on those ports:\n  %s\nagent logs:\n%s", strings.Join(missing, "\n  "), strings.Join(have, "\n  "), pm.logs(agent))
 		}
 	}
 }
