@@ -44,6 +44,9 @@ const (
 // connections of its own.
 const podmanServerEnv = "SOCKTRACE_TEST_PODMAN_SERVER"
 
+// podmanHeld keeps podmanServer's connections from the collector.
+var podmanHeld []net.Conn
+
 func podmanServer(spec string) {
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "podman server:", err)
@@ -67,13 +70,12 @@ func podmanServer(spec string) {
 	if err := unix.Listen(fd, 1); err != nil {
 		fail(err)
 	}
-	var held []net.Conn
 	for range 2 { // a backlog of 1 holds 2
 		c, err := net.Dial("tcp4", full)
 		if err != nil {
 			fail(err)
 		}
-		held = append(held, c)
+		podmanHeld = append(podmanHeld, c)
 	}
 	ln, err := net.Listen("tcp4", serve)
 	if err != nil {
@@ -127,7 +129,7 @@ func newPodman(t *testing.T) *podman {
 			absent = append(absent, d)
 		}
 	}
-	parents, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
+	parents := libpodParents()
 	t.Cleanup(func() { p.cleanup(t, absent, parents) })
 	return p
 }
@@ -208,8 +210,7 @@ func (p *podman) cleanup(t *testing.T, absent, parents []string) {
 	// emptied container cgroups) in every hierarchy. Remove what this test
 	// made: the containers', and libpod_parent itself where it was not
 	// there before.
-	now, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
-	for _, parent := range now {
+	for _, parent := range libpodParents() {
 		var dirs []string
 		if slices.Contains(parents, parent) {
 			for _, id := range p.ids {
@@ -232,6 +233,14 @@ func (p *podman) cleanup(t *testing.T, absent, parents []string) {
 	if left := mountsUnder(t, p.dir); len(left) > 0 {
 		t.Errorf("cleanup: mounts left: %v", left)
 	}
+}
+
+// libpodParents are the libpod_parent cgroups of podman's cgroupfs
+// manager: one in each v1 hierarchy and the v2 one (hybrid), or one.
+func libpodParents() []string {
+	v1, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/libpod_parent")
+	return append(v1, v2...)
 }
 
 // mountsUnder lists the mount points at or below dir, outermost first.
@@ -613,6 +622,25 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 		}
 		if v, ok := strings.CutPrefix(l, "NoNewPrivs:\t"); ok && v != "1" {
 			t.Errorf("NoNewPrivs %s: allowPrivilegeEscalation: false not applied", v)
+		}
+	}
+	hostPID, _ := os.Readlink("/proc/self/ns/pid")
+	if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || ns != hostPID {
+		t.Errorf("the agent's PID namespace %s (%v), want the host's %s (hostPID)", ns, err, hostPID)
+	}
+	mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnly := map[string]bool{}
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 5 {
+			readOnly[f[4]] = slices.Contains(strings.Split(f[5], ","), "ro")
+		}
+	}
+	for _, mp := range []string{"/", "/host"} {
+		if !readOnly[mp] {
+			t.Errorf("%s in the agent's container is not a read-only mount (mountinfo:\n%s)", mp, mounts)
 		}
 	}
 
