@@ -605,6 +605,7 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 			os.Remove(d)
 		}
 	})
+	t.Logf("the DaemonSet's container: podman run %s", strings.Join(run.args, " "))
 	agent := pm.start(t, "socktrace-agent", run.args...)
 	pid := pm.pid(t, agent)
 
