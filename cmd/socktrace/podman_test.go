@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -115,23 +116,64 @@ func newPodman(t *testing.T) *podman {
 			testnet.Skip(t, bin+" is not installed: apt-get install podman runc (make deps installs them)")
 		}
 	}
-	dir, err := os.MkdirTemp("", "socktrace-podman-")
+	sweepStalePodman(t)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("socktrace-podman-%d-", os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &podman{dir: dir, global: []string{
+	p := podmanIn(dir)
+	var before podmanBefore
+	for _, d := range podmanLeftovers {
+		if _, err := os.Lstat(d); os.IsNotExist(err) {
+			before.Absent = append(before.Absent, d)
+		}
+	}
+	before.Parents = libpodParents()
+	// For a later run's sweep, should this one die before its cleanup.
+	b, _ := json.Marshal(before)
+	if err := os.WriteFile(filepath.Join(dir, podmanBeforeFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cleanup(t, before) })
+	return p
+}
+
+// podmanBefore is what was there before the test's podman ran: what
+// podman then makes outside its directories that was absent, and the
+// libpod_parent cgroups that existed.
+type podmanBefore struct {
+	Absent, Parents []string
+}
+
+const podmanBeforeFile = "before.json"
+
+// podmanIn is a podman whose storage, run and temporary directories are
+// in dir.
+func podmanIn(dir string) *podman {
+	return &podman{dir: dir, global: []string{
 		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp"),
 		"--runtime", "runc", "--cgroup-manager=cgroupfs", "--events-backend=file",
 	}}
-	var absent []string
-	for _, d := range podmanLeftovers {
-		if _, err := os.Lstat(d); os.IsNotExist(err) {
-			absent = append(absent, d)
+}
+
+// sweepStalePodman removes the containers, images, mounts and storage
+// that a run of this test left when it died before its cleanup (a
+// -timeout panic runs none): those of test processes that are gone.
+func sweepStalePodman(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "socktrace-podman-*-*"))
+	for _, d := range dirs {
+		owner, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "socktrace-podman-"), "-")
+		pid, err := strconv.Atoi(owner)
+		if err != nil || unix.Kill(pid, 0) != unix.ESRCH {
+			continue // not such a directory, or its test still runs
 		}
+		t.Logf("removing what a run of this test that died (pid %d) left in %s", pid, d)
+		var before podmanBefore
+		if b, err := os.ReadFile(filepath.Join(d, podmanBeforeFile)); err == nil {
+			json.Unmarshal(b, &before)
+		}
+		podmanIn(d).cleanup(t, before)
 	}
-	parents := libpodParents()
-	t.Cleanup(func() { p.cleanup(t, absent, parents) })
-	return p
 }
 
 func (p *podman) command(args ...string) *exec.Cmd {
@@ -185,23 +227,11 @@ func (p *podman) build(t *testing.T, dockerfile, context, tag string) {
 	p.run(t, "build", "--pull=never", "-f", dockerfile, "-t", tag, context)
 }
 
-func (p *podman) cleanup(t *testing.T, absent, parents []string) {
-	for _, args := range [][]string{{"rm", "-a", "-f", "-t", "0"}, {"rmi", "-a", "-f"}} {
-		if out, err := p.command(args...).CombinedOutput(); err != nil {
-			t.Errorf("cleanup: podman %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	// The storage's own mounts (overlay), deepest first.
-	mounts := mountsUnder(t, p.dir)
-	for i := len(mounts) - 1; i >= 0; i-- {
-		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil {
-			t.Errorf("cleanup: umount %s: %v", mounts[i], err)
-		}
-	}
-	if err := os.RemoveAll(p.dir); err != nil {
-		t.Errorf("cleanup: %v", err)
-	}
-	for _, d := range absent {
+// cleanup removes all the test's podman made; before is what was there
+// before it ran.
+func (p *podman) cleanup(t *testing.T, before podmanBefore) {
+	p.remove(t)
+	for _, d := range before.Absent {
 		if err := os.RemoveAll(d); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
@@ -212,7 +242,7 @@ func (p *podman) cleanup(t *testing.T, absent, parents []string) {
 	// there before.
 	for _, parent := range libpodParents() {
 		var dirs []string
-		if slices.Contains(parents, parent) {
+		if slices.Contains(before.Parents, parent) {
 			for _, id := range p.ids {
 				dirs = append(dirs, filepath.Join(parent, "libpod-"+id))
 			}
@@ -229,6 +259,26 @@ func (p *podman) cleanup(t *testing.T, absent, parents []string) {
 				t.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
 			}
 		}
+	}
+}
+
+// remove removes the containers and images, then the storage's mounts
+// and directories.
+func (p *podman) remove(t *testing.T) {
+	for _, args := range [][]string{{"rm", "-a", "-f", "-t", "0"}, {"rmi", "-a", "-f"}} {
+		if out, err := p.command(args...).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: podman %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// The storage's own mounts (overlay), deepest first.
+	mounts := mountsUnder(t, p.dir)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil {
+			t.Errorf("cleanup: umount %s: %v", mounts[i], err)
+		}
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		t.Errorf("cleanup: %v", err)
 	}
 	if left := mountsUnder(t, p.dir); len(left) > 0 {
 		t.Errorf("cleanup: mounts left: %v", left)
@@ -549,8 +599,8 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 	// The images: the agent's from the repository's Dockerfile and a
 	// static binary, in a context holding only that; the workloads' from
 	// this test binary, built static too.
-	dir := t.TempDir()
-	agentCtx, workCtx := filepath.Join(dir, "agent"), filepath.Join(dir, "workload")
+	// (In the podman's directory: a sweep removes them too.)
+	agentCtx, workCtx := filepath.Join(pm.dir, "build", "agent"), filepath.Join(pm.dir, "build", "workload")
 	for _, b := range []struct {
 		out  string
 		args []string
