@@ -91,7 +91,7 @@ func (p *pipeline) close() {
 func newLivePipeline(o *Options, src *liveSource, hooks *Hooks) *pipeline {
 	p := newPipeline(o, time.Now(), events.Monotonic())
 	p.ring = src.tr.Ring
-	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir)
+	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir, o.CRISocket)
 	p.netnsName = netnsname.New(o.HostRoot, p.ids).Name
 	p.w.SetNetnsNames(p.netnsName)
 	p.quiet = o.Quiet
