@@ -159,6 +159,46 @@ func TestCRIPodNames(t *testing.T) {
 			t.Errorf("--once: no established socket of the container with %v in %v", want, recs)
 		}
 	})
+	// A socket that is not there: said once, and the kubelet's logs name
+	// the pod instead.
+	t.Run("absent socket", func(t *testing.T) {
+		absent := filepath.Join(c.dir, "absent.sock")
+		fromLogs := map[string]any{"namespace": "from-logs", "pod": "not-this-pod", "container": "not-this-container"}
+		var recs []record
+		var stderr bytes.Buffer
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			cmd := exec.Command(socktraceBin(t), "--once", "-o", "json", "--dport", dport, "--cri-socket", absent, "--kubelet-log-dir", logs)
+			stderr.Reset()
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("socktrace --once --cri-socket %s: %v\n%s", absent, err, stderr.String())
+			}
+			if recs = parseJSON(t, strings.Split(strings.TrimSpace(string(out)), "\n")); len(recs) > 0 && recs[0]["container_id"] != nil {
+				break
+			}
+		}
+		n := 0
+		for _, r := range recs {
+			if r["container_id"] == nil {
+				continue
+			}
+			n++
+			if !hasIdentity(r, fromLogs) {
+				t.Errorf("with no CRI socket: %v, want the kubelet logs' %v", r, fromLogs)
+			}
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		said := 0
+		for _, l := range lines {
+			if strings.Contains(l, "CRI socket "+absent) {
+				said++
+			}
+		}
+		if n == 0 || said != 1 || !strings.Contains(stderr.String(), "--cri-socket") {
+			t.Errorf("%d sockets of the container; stderr says the absent socket %d times, want once with what to do:\n%s", n, said, stderr.String())
+		}
+	})
 	t.Run("agent", func(t *testing.T) {
 		_, addr := startAgent(t, append([]string{"--workload-labels"}, src...)...)
 		labels := []string{`container="checkout"`, `namespace="shop"`, `pod="checkout-7d9f8b6c5-x2x4z"`, `dport="` + dport + `"`, `outcome="established"`}

@@ -12,6 +12,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -251,8 +252,8 @@ func (c *Client) connect() error {
 			return errNoSocket
 		}
 	} else if _, err := os.Stat(c.root + path); err != nil {
-		return fmt.Errorf("CRI socket %s: %w: no pod names from the runtime (is it running? name its socket with --cri-socket PATH, under --host-root, or --cri-socket none)",
-			c.root+path, err)
+		return fmt.Errorf("CRI socket %s: %w: no pod names from the runtime until it answers (is it running? name its socket with --cri-socket PATH, under --host-root, or --cri-socket none)",
+			c.root+path, errors.Unwrap(err))
 	}
 	conn, err := grpc.NewClient("unix://"+filepath.Clean(c.root+path),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -273,7 +274,17 @@ func (c *Client) failed(call string, err error) error {
 	}
 	c.conn, c.rt, c.using = nil, nil, ""
 	return fmt.Errorf("CRI socket %s: %s: %s: no pod names from the runtime until it answers (is it running? name its socket with --cri-socket PATH, under --host-root, or --cri-socket none)",
-		using, call, status.Convert(err).Message())
+		using, call, why(err))
+}
+
+// why is a call's error as a person reads it: "connection refused"
+// rather than gRPC's story of the dial.
+func why(err error) string {
+	m := status.Convert(err).Message()
+	if i := strings.LastIndex(m, "connect: "); i >= 0 {
+		return strings.TrimRight(m[i+len("connect: "):], `"`)
+	}
+	return m
 }
 
 // valid accepts a DNS-1123 name's characters, at most maxName of them.
