@@ -127,7 +127,7 @@ func TestCRIPodNames(t *testing.T) {
 	testpods.Write(t, logs, testpods.Pod{Namespace: "from-logs", Name: "not-this-pod", UID: uid,
 		Containers: map[string]string{"not-this-container": ctrID}})
 	want := map[string]any{"namespace": "shop", "pod": "checkout-7d9f8b6c5-x2x4z", "container": "checkout",
-		"container_id": ctrID}
+		"container_id": ctrID, "runtime": "containerd"} // the cgroupfs path has a bare id: the runtime from the CRI's Version
 	src := []string{"--cri-socket", c.sock, "--kubelet-log-dir", logs}
 	dport := fmt.Sprintf("%d", port)
 	named := func(recs []record, state string) bool {

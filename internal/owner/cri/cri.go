@@ -67,6 +67,7 @@ type Client struct {
 	conn    *grpc.ClientConn
 	rt      runtimeapi.RuntimeServiceClient
 	using   string              // the socket conn is for
+	runtime string              // the runtime's name, as its Version says
 	pods    map[string]Pod      // by UID without dashes
 	boxes   map[string]Pod      // by sandbox id
 	ctrs    map[string]ctrEntry // by container id
@@ -103,6 +104,14 @@ func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastErr
+}
+
+// Runtime is the name of the runtime that answered last ("containerd",
+// "cri-o", ...), "" if none did.
+func (c *Client) Runtime() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runtime
 }
 
 // Pod returns the pod sandbox with this UID (dashed, or a static pod's 32
@@ -194,6 +203,15 @@ func (c *Client) listAll() (pods, boxes map[string]Pod, ctrs map[string]ctrEntry
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
+	if c.runtime == "" {
+		v, err := c.rt.Version(ctx, &runtimeapi.VersionRequest{})
+		if err != nil {
+			return nil, nil, nil, c.failed("Version", err)
+		}
+		if name := strings.ToLower(v.GetRuntimeName()); valid(name) {
+			c.runtime = name
+		}
+	}
 	sb, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		return nil, nil, nil, c.failed("ListPodSandbox", err)
@@ -272,7 +290,7 @@ func (c *Client) failed(call string, err error) error {
 	if c.conn != nil {
 		c.conn.Close()
 	}
-	c.conn, c.rt, c.using = nil, nil, ""
+	c.conn, c.rt, c.using, c.runtime = nil, nil, "", ""
 	return fmt.Errorf("CRI socket %s: %s: %s: no pod names from the runtime until it answers (is it running? name its socket with --cri-socket PATH, under --host-root, or --cri-socket none)",
 		using, call, why(err))
 }

@@ -35,6 +35,10 @@ func (r *runtime) ListPodSandbox(context.Context, *runtimeapi.ListPodSandboxRequ
 	return &runtimeapi.ListPodSandboxResponse{Items: r.boxes}, nil
 }
 
+func (r *runtime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{RuntimeName: "cri-o", RuntimeVersion: "1.31.0", RuntimeApiVersion: "v1"}, nil
+}
+
 func (r *runtime) ListContainers(context.Context, *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -150,6 +154,9 @@ func TestNames(t *testing.T) {
 	}
 	if got := rt.listings() - n; got != 1 {
 		t.Errorf("5 misses within MinRefresh listed %d times, want 1", got)
+	}
+	if got := c.Runtime(); got != "cri-o" {
+		t.Errorf("Runtime %q, want cri-o (its Version's RuntimeName)", got)
 	}
 	if len(*warned) != 0 || c.Err() != nil {
 		t.Errorf("a runtime that answers: warned %q, Err %v", *warned, c.Err())

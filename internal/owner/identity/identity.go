@@ -229,6 +229,9 @@ func (r *Resolver) nameFromCRI(id *Identity) bool {
 		if name, pod, ok := r.cri.Container(id.ContainerID); ok && (id.PodUID == "" || sameUID(id.PodUID, pod.UID)) {
 			// name "": the id is a sandbox's (its pause container).
 			id.Container, id.Namespace, id.Pod = name, pod.Namespace, pod.Name
+			if id.Runtime == "" { // a bare id below a cgroupfs pod
+				id.Runtime = r.cri.Runtime()
+			}
 			if id.PodUID == "" && len(pod.UID) == 36 {
 				id.PodUID = pod.UID
 			}
