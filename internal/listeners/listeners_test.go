@@ -1,0 +1,163 @@
+package listeners
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
+)
+
+// TestTracker: what a sequence of polls makes of one listener.
+func TestTracker(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	lo := netip.MustParseAddr("127.0.0.1")
+	l := func(drops uint32) Listener {
+		return Listener{Netns: 7, Addr: lo, Port: 9093, Cookie: 42, Drops: drops, Backlog: 1, Queue: 2}
+	}
+	type poll struct {
+		at    time.Duration
+		drops uint32
+		gone  bool
+		want  Kind   // 0: no event
+		total uint64 // of the event
+		drop  uint64 // since the last event
+	}
+	for _, c := range []struct {
+		name  string
+		polls []poll
+	}{
+		{"drops before the trace are a baseline", []poll{{0, 90, false, 0, 0, 0}, {time.Second, 90, false, 0, 0, 0}}},
+		{"a rise is an overflow, each rise an alert", []poll{
+			{0, 5, false, 0, 0, 0}, {time.Second, 25, false, Overflow, 20, 20}, {2 * time.Second, 30, false, Overflow, 25, 5},
+		}},
+		{"recovered after RecoverAfter without drops", []poll{
+			{0, 0, false, 0, 0, 0}, {time.Second, 3, false, Overflow, 3, 3},
+			{5 * time.Second, 3, false, 0, 0, 0}, {6 * time.Second, 3, false, Recovered, 3, 0},
+			{7 * time.Second, 3, false, 0, 0, 0}, {8 * time.Second, 4, false, Overflow, 4, 1},
+		}},
+		{"recovered when it closes", []poll{
+			{0, 0, false, 0, 0, 0}, {time.Second, 3, false, Overflow, 3, 3}, {2 * time.Second, 0, true, Recovered, 3, 0},
+			{3 * time.Second, 0, true, 0, 0, 0},
+		}},
+		{"a quiet listener that closes says nothing", []poll{{0, 4, false, 0, 0, 0}, {time.Second, 0, true, 0, 0, 0}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := NewTracker()
+			for i, p := range c.polls {
+				poll := &Poll{At: t0.Add(p.at), Netns: map[uint32]bool{7: true}}
+				if !p.gone {
+					poll.Listeners = []Listener{l(p.drops)}
+				}
+				var ev *Event
+				for _, s := range tr.Samples(poll, nil) {
+					if e := tr.Apply(&s); e != nil {
+						if ev != nil {
+							t.Fatalf("poll %d: two events", i)
+						}
+						ev = e
+					}
+				}
+				switch {
+				case p.want == 0 && ev != nil:
+					t.Errorf("poll %d: event %+v, want none", i, ev)
+				case p.want != 0 && ev == nil:
+					t.Errorf("poll %d: no event, want kind %d", i, p.want)
+				case ev != nil && (ev.Kind != p.want || ev.Total != p.total || ev.Dropped != p.drop):
+					t.Errorf("poll %d: event kind %d total %d dropped %d, want kind %d total %d dropped %d", i, ev.Kind, ev.Total, ev.Dropped, p.want, p.total, p.drop)
+				}
+			}
+		})
+	}
+}
+
+// TestOverflowing: a connect reaches the listener bound to its address
+// or the wildcard, in its namespace, on its port.
+func TestOverflowing(t *testing.T) {
+	tr := NewTracker()
+	at := time.Unix(1000, 0)
+	any4 := netip.MustParseAddr("0.0.0.0")
+	tr.Apply(&Sample{At: at, Listener: Listener{Netns: 7, Addr: any4, Port: 80, Cookie: 1, Drops: 0}, Baseline: true})
+	tr.Apply(&Sample{At: at.Add(time.Second), Listener: Listener{Netns: 7, Addr: any4, Port: 80, Cookie: 1, Drops: 9}})
+	for _, c := range []struct {
+		netns uint32
+		addr  string
+		port  uint16
+		want  bool
+	}{
+		{7, "10.0.0.1", 80, true}, {7, "127.0.0.1", 80, true}, {8, "127.0.0.1", 80, false}, {7, "127.0.0.1", 81, false},
+	} {
+		got := tr.Overflowing(c.netns, netip.MustParseAddr(c.addr), c.port)
+		if (got != nil) != c.want || (got != nil && got.Total != 9) {
+			t.Errorf("Overflowing(%d, %s, %d) = %+v, want found %v with 9 drops", c.netns, c.addr, c.port, got, c.want)
+		}
+	}
+}
+
+// TestDropsMatchKernel: a listener with backlog 1 that never accepts,
+// and 20 clients retrying their SYNs: the drops the polls count are the
+// kernel's ListenOverflows (the namespace's /proc/net/netstat), exactly.
+func TestDropsMatchKernel(t *testing.T) {
+	ns := testnet.New(t)
+	port := ns.FullListener(t, 1)
+	before := ns.Netstat(t)
+	tr := NewTracker()
+	take := func() []*Event {
+		p, err := Dump([]string{ns.Path()}, false, false, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Netns[ns.Inode] {
+			t.Fatalf("poll of %v, want namespace %d", p.Netns, ns.Inode)
+		}
+		var evs []*Event
+		for _, s := range tr.Samples(p, nil) {
+			if e := tr.Apply(&s); e != nil {
+				evs = append(evs, e)
+			}
+		}
+		return evs
+	}
+	if evs := take(); len(evs) != 0 {
+		t.Fatalf("first poll: %+v, want no event (a baseline)", evs)
+	}
+	// 20 clients: non-blocking connects, whose SYNs the full listener
+	// drops; the kernel retransmits them after a second.
+	var fds []int
+	ns.Run(t, func() error {
+		for i := 0; i < 20; i++ {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port}); err != unix.EINPROGRESS {
+				return err
+			}
+		}
+		return nil
+	})
+	time.Sleep(1500 * time.Millisecond)
+	for _, fd := range fds {
+		unix.Close(fd) // no more SYNs
+	}
+	time.Sleep(100 * time.Millisecond)
+	evs := take()
+	after := ns.Netstat(t)
+	overflows := after["ListenOverflows"] - before["ListenOverflows"]
+	if overflows < 20 {
+		t.Fatalf("the kernel counted %d listen overflows, want at least the 20 first SYNs", overflows)
+	}
+	if len(evs) != 1 || evs[0].Kind != Overflow || evs[0].Port != uint16(port) {
+		t.Fatalf("events %+v, want one overflow of port %d", evs, port)
+	}
+	if e := evs[0]; e.Total != overflows || e.Dropped != overflows || e.Backlog != 1 || e.Queue != 2 {
+		t.Errorf("overflow: %d dropped (%d in all), backlog %d, queue %d; want the kernel's %d ListenOverflows, backlog 1, queue 2",
+			e.Dropped, e.Total, e.Backlog, e.Queue, overflows)
+	}
+	if drops := after["ListenDrops"] - before["ListenDrops"]; drops != overflows {
+		t.Errorf("ListenDrops rose by %d, ListenOverflows by %d: want the same (every drop an overflow)", drops, overflows)
+	}
+}
