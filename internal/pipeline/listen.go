@@ -43,7 +43,7 @@ type listenPoller struct {
 	stop    chan struct{}
 	paths   []string
 	n       int
-	owners  procs.Table // by inode, of listeners that dropped
+	owners  procs.Table // by inode, of listeners that dropped (the poller's own)
 	lastErr string
 }
 
@@ -86,7 +86,15 @@ func (lp *listenPoller) poll() listenPoll {
 			lp.owners[ino] = found[ino] // nil when none: not looked for again
 		}
 	}
-	return listenPoll{poll: p, owners: lp.owners, err: err}
+	// The reading goroutine gets the owners of this poll's listeners,
+	// in a table of its own: the cache is the poller's.
+	own := procs.Table{}
+	for _, l := range p.Listeners {
+		if us := lp.owners[l.Inode]; l.Inode != 0 && len(us) > 0 {
+			own[l.Inode] = us
+		}
+	}
+	return listenPoll{poll: p, owners: own, err: err}
 }
 
 // run polls every listenEvery until stopped, handing each poll to the
