@@ -177,10 +177,16 @@ func TestListenOverflow(t *testing.T) {
 			}
 		}
 	}
+	// Filtered on another port, neither is shown.
+	if other, _ := readCapture(t, "-n", "--dport", strconv.Itoa(s.port+1), file); strings.Contains(other, "LISTEN") || strings.Contains(other, "FAILING") {
+		t.Errorf("replay with --dport %d shows the listener's or the clients' alerts:\n%s", s.port+1, other)
+	}
 	if n := linesWith(strings.Split(out, "\n"), `"alert":"failing"`, cause); n != 1 {
 		t.Errorf("replay: %d failing alerts pointing at the listener, want 1", n)
 	}
-	table, _ := readCapture(t, "-n", file)
+	// Filtered on the clients' side (--state syn-sent --dport), the
+	// listener's alerts still come: it is what their SYNs meet.
+	table, _ := readCapture(t, "-n", "--state", "syn-sent", "--dport", strconv.Itoa(s.port), file)
 	for _, want := range []string{
 		fmt.Sprintf("!! LISTEN OVERFLOW %s (%s): accept queue full (2 waiting, backlog 1): ", s.target, self),
 		fmt.Sprintf("ok LISTEN RECOVERED %s (%s): no SYN dropped for 5s; it dropped %d SYNs over ", s.target, self, dropped),

@@ -211,12 +211,7 @@ func (p *pipeline) listenSample(s *listeners.Sample) error {
 	if ev == nil || p.quiet {
 		return nil
 	}
-	subj := filter.Subject{State: tcpstate.Listen, Family: unix.AF_INET6, Src: ev.Addr, SPort: ev.Port, Netns: ev.Netns,
-		OwnerKnown: ev.Owner.Known, PID: ev.Owner.PID, Comm: ev.Owner.Comm, Owner: ev.Owner.ID}
-	if ev.Addr.Is4() {
-		subj.Family = unix.AF_INET
-	}
-	if !p.o.Match(&subj) {
+	if !p.matchListener(ev) {
 		return nil
 	}
 	a := &analysis.Alert{Kind: analysis.ListenOverflow, Time: ev.Time, Listen: ev}
@@ -224,6 +219,24 @@ func (p *pipeline) listenSample(s *listeners.Sample) error {
 		a.Kind = analysis.ListenRecovered
 	}
 	return p.w.Alert(a)
+}
+
+// matchListener: a listener's alert passes the filter as the listener
+// (--sport 9093, --comm broker, --state listen), or as a connect to it
+// (--dport 9093, --state syn-sent: whoever watches the clients hears
+// of the listener that drops their SYNs).
+func (p *pipeline) matchListener(ev *listeners.Event) bool {
+	fam := uint16(unix.AF_INET6)
+	if ev.Addr.Is4() {
+		fam = unix.AF_INET
+	}
+	asListener := filter.Subject{State: tcpstate.Listen, Family: fam, Src: ev.Addr, SPort: ev.Port, Netns: ev.Netns,
+		OwnerKnown: ev.Owner.Known, PID: ev.Owner.PID, Comm: ev.Owner.Comm, Owner: ev.Owner.ID}
+	if p.o.Match(&asListener) {
+		return true
+	}
+	asConnect := filter.Subject{State: tcpstate.SynSent, Family: fam, Dst: ev.Addr, DPort: ev.Port, Netns: ev.Netns}
+	return p.o.Match(&asConnect)
 }
 
 // overflowingListener points a destination's failing alert at the local
