@@ -19,7 +19,9 @@
 package listeners
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
 	"sort"
 	"time"
 
@@ -315,8 +317,10 @@ func Dump(paths []string, ipv4, ipv6 bool, at time.Time) (*Poll, error) {
 	for _, path := range paths {
 		socks, ns, err := dumpOne(path, ipv4, ipv6)
 		if err != nil {
-			if first == nil {
-				first = err
+			// A namespace gone meanwhile (its last process exited) is
+			// no error: there is nothing left to watch.
+			if _, serr := os.Stat(path); first == nil && (path == "" || serr == nil) {
+				first = fmt.Errorf("listeners of network namespace %s: %w", nsName(path), err)
 			}
 			continue
 		}
@@ -331,6 +335,13 @@ func Dump(paths []string, ipv4, ipv6 bool, at time.Time) (*Poll, error) {
 		}
 	}
 	return p, first
+}
+
+func nsName(path string) string {
+	if path == "" {
+		return "(socktrace's own)"
+	}
+	return path
 }
 
 func dumpOne(path string, ipv4, ipv6 bool) ([]snapshot.Socket, uint32, error) {

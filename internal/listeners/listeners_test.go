@@ -161,3 +161,15 @@ func TestDropsMatchKernel(t *testing.T) {
 		t.Errorf("ListenDrops rose by %d, ListenOverflows by %d: want the same (every drop an overflow)", drops, overflows)
 	}
 }
+
+// TestDumpNamespaceGone: a namespace gone by the time of the poll is
+// left out of it, without an error; one that is there is in it.
+func TestDumpNamespaceGone(t *testing.T) {
+	gone, here := testnet.New(t), testnet.New(t)
+	path := gone.Path()
+	gone.Close()
+	p, err := Dump([]string{path, here.Path()}, false, false, time.Now())
+	if err != nil || len(p.Netns) != 1 || !p.Netns[here.Inode] || len(p.Listeners) != 0 {
+		t.Errorf("Dump: %+v, %v; want only namespace %d, no listener, no error", p, err, here.Inode)
+	}
+}

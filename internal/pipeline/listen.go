@@ -175,7 +175,7 @@ func (p *pipeline) applyListenPoll(r listenPoll) error {
 	lp := p.listenPoller
 	if r.err != nil && r.err.Error() != lp.lastErr {
 		lp.lastErr = r.err.Error()
-		fmt.Fprintf(os.Stderr, "socktrace: listeners: %v (their accept queues are not watched there)\n", r.err)
+		fmt.Fprintf(os.Stderr, "socktrace: %v: listeners there are not watched for full accept queues (listen-overflow) until it can be read\n", r.err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
