@@ -173,3 +173,78 @@ func TestDumpNamespaceGone(t *testing.T) {
 		t.Errorf("Dump: %+v, %v; want only namespace %d, no listener, no error", p, err, here.Inode)
 	}
 }
+
+// TestRecoveredWhenClosed: an overflowing listener that closes is
+// listen-recovered at the next poll, marked closed, and kept for the
+// summary's and the metrics' totals.
+func TestRecoveredWhenClosed(t *testing.T) {
+	ns := testnet.New(t)
+	var lfd, port int
+	ns.Run(t, func() error {
+		// A listener of backlog 0 (it holds one connection) with that
+		// one connection waiting: the next SYN is dropped.
+		var err error
+		if lfd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(lfd, 0); err != nil {
+			return err
+		}
+		sa, _ := unix.Getsockname(lfd)
+		port = sa.(*unix.SockaddrInet4).Port
+		for i := 0; i < 2; i++ { // the first waits, the second's SYN is dropped
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { unix.Close(fd) })
+			unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+			time.Sleep(50 * time.Millisecond)
+		}
+		return nil
+	})
+	tr := NewTracker()
+	poll := func() []*Event {
+		p, err := Dump([]string{ns.Path()}, false, false, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []*Event
+		for _, s := range tr.Samples(p, nil) {
+			if e := tr.Apply(&s); e != nil {
+				evs = append(evs, e)
+			}
+		}
+		return evs
+	}
+	// Its first poll comes after the drop: that one is the baseline.
+	// Make one more drop, then close it.
+	poll()
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: port})
+		return nil
+	})
+	time.Sleep(50 * time.Millisecond)
+	if evs := poll(); len(evs) != 1 || evs[0].Kind != Overflow || evs[0].Dropped != 1 {
+		t.Fatalf("after one more SYN: %+v, want an overflow of 1", evs)
+	}
+	unix.Close(lfd)
+	evs := poll()
+	if len(evs) != 1 || evs[0].Kind != Recovered || !evs[0].Closed || evs[0].Total != 1 {
+		t.Fatalf("after the listener closed: %+v, want it recovered, closed, 1 dropped", evs)
+	}
+	if d := tr.Dropping(); len(d) != 1 || !d[0].Closed || d[0].Total != 1 || d[0].Port != uint16(port) {
+		t.Errorf("Dropping: %+v, want the closed listener with its drop", d)
+	}
+	if evs := poll(); len(evs) != 0 {
+		t.Errorf("next poll: %+v, want nothing more", evs)
+	}
+}
