@@ -25,7 +25,7 @@ func TestListenRoundTrip(t *testing.T) {
 	l6.Addr, l6.Cookie = netip.MustParseAddr("::"), 78
 	want := []listeners.Sample{
 		{At: t0, Listener: l, Baseline: true, Owner: listeners.Owner{Known: true, PID: 123, Comm: "python3", ID: id}},
-		{At: t0.Add(time.Second), Listener: l6},
+		{At: t0.Add(time.Second), Listener: l6, Prev: 12},
 		{At: t0.Add(2 * time.Second), Listener: l, Gone: true, Owner: listeners.Owner{Known: true, PID: 123, Comm: "python3"}},
 	}
 	for i := range want {

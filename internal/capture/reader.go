@@ -651,6 +651,7 @@ func (r *Reader) decodeListen(d *dec, s *listeners.Sample) {
 	s.Drops = uint32(d.uvarint())
 	s.Backlog = uint32(d.uvarint())
 	s.Queue = uint32(d.uvarint())
+	s.Prev = uint32(d.uvarint())
 	flags := d.u8()
 	s.Baseline, s.Gone = flags&lfBaseline != 0, flags&lfGone != 0
 	if flags&lfOwner != 0 {

@@ -789,6 +789,7 @@ func (w *Writer) Listen(s *listeners.Sample) error {
 	b = binary.AppendUvarint(b, uint64(s.Drops))
 	b = binary.AppendUvarint(b, uint64(s.Backlog))
 	b = binary.AppendUvarint(b, uint64(s.Queue))
+	b = binary.AppendUvarint(b, uint64(s.Prev))
 	var flags byte
 	if s.Baseline {
 		flags |= lfBaseline

@@ -78,6 +78,10 @@ type Sample struct {
 	Baseline bool
 	// Gone: the listener is no longer there (closed).
 	Gone bool
+	// Prev: the count the tracker had for it (0 for one it did not
+	// know): a replay that starts past a listener's first sample (its
+	// file rotated away) still counts the rise from there.
+	Prev uint32
 }
 
 // Kind says what an event is.
@@ -146,8 +150,8 @@ func NewTracker() *Tracker {
 func (t *Tracker) Samples(p *Poll, owner func(*Listener) Owner) []Sample {
 	var out []Sample
 	seen := map[key]bool{}
-	add := func(l *Listener, baseline bool) {
-		s := Sample{At: p.At, Listener: *l, Baseline: baseline}
+	add := func(l *Listener, baseline bool, prev uint32) {
+		s := Sample{At: p.At, Listener: *l, Baseline: baseline, Prev: prev}
 		if owner != nil {
 			s.Owner = owner(l)
 		}
@@ -162,14 +166,14 @@ func (t *Tracker) Samples(p *Poll, owner func(*Listener) Owner) []Sample {
 		case e == nil && l.Drops == 0:
 			// Nothing dropped: nothing to know.
 		case e == nil:
-			add(l, !t.polled[l.Netns])
+			add(l, !t.polled[l.Netns], 0)
 		case l.Drops != e.last || e.Overflowing:
-			add(l, false)
+			add(l, false, e.last)
 		}
 	}
 	for k, e := range t.known {
 		if p.Netns[k.netns] && !seen[k] && !e.Closed {
-			out = append(out, Sample{At: p.At, Listener: e.Listener, Owner: e.Owner, Gone: true})
+			out = append(out, Sample{At: p.At, Listener: e.Listener, Owner: e.Owner, Gone: true, Prev: e.last})
 		}
 	}
 	for ns := range p.Netns {
@@ -215,6 +219,7 @@ func (t *Tracker) Apply(s *Sample) *Event {
 		t.room()
 		e = &entry{State: State{Listener: s.Listener}}
 		t.known[k] = e
+		e.last = s.Prev
 		if s.Baseline {
 			e.last = s.Drops
 		}

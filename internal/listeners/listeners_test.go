@@ -248,3 +248,31 @@ func TestRecoveredWhenClosed(t *testing.T) {
 		t.Errorf("next poll: %+v, want nothing more", evs)
 	}
 }
+
+// TestReplayFromTheMiddle: a replay whose first sample of a listener is
+// not its first (the file with the baseline rotated away) counts the
+// rise from the count the live run had.
+func TestReplayFromTheMiddle(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	live := NewTracker()
+	at := time.Unix(1000, 0)
+	var recorded []Sample
+	for i, drops := range []uint32{500, 520, 530} {
+		p := &Poll{At: at.Add(time.Duration(i) * time.Second), Netns: map[uint32]bool{7: true},
+			Listeners: []Listener{{Netns: 7, Addr: lo, Port: 9093, Cookie: 1, Drops: drops}}}
+		for _, s := range live.Samples(p, nil) {
+			live.Apply(&s)
+			recorded = append(recorded, s)
+		}
+	}
+	replay := NewTracker()
+	var got []uint64
+	for _, s := range recorded[2:] { // the baseline and the first rise are gone
+		if e := replay.Apply(&s); e != nil {
+			got = append(got, e.Dropped)
+		}
+	}
+	if len(got) != 1 || got[0] != 10 {
+		t.Errorf("replayed from the third sample: dropped %v, want [10]", got)
+	}
+}
