@@ -130,7 +130,7 @@ func (p *pipeline) startListening(o *Options, wake func()) error {
 		return outputErr(err)
 	}
 	// What the poller hands over is read from the channel: polls are
-	// serialised with the final one (pollListenersNow) by stopping it.
+	// serialised with the final one (finalListenPoll) by stopping it.
 	done := make(chan struct{})
 	go func() { lp.run(wake); close(done) }()
 	p.listenStop = func() {
