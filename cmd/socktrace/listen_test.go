@@ -52,6 +52,9 @@ type overflowScene struct {
 }
 
 func newOverflowScene(t *testing.T, ns *testnet.NS) *overflowScene {
+	if _, err := exec.LookPath("nstat"); err != nil {
+		testnet.Skip(t, "nstat is not installed: apt-get install iproute2")
+	}
 	s := &overflowScene{ns: ns, port: ns.FullListener(t, 1)}
 	s.target = fmt.Sprintf("127.0.0.1:%d", s.port)
 	return s
