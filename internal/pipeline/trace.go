@@ -56,6 +56,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if err := p.mergeLiveSnapshot(o, src.tr.Method()); err != nil {
 		return unlessOutputClosed(err)
 	}
+	if err := p.startListening(o, src.wakes.nudge); err != nil {
+		return unlessOutputClosed(err)
+	}
+	defer p.listenStop()
 	defer src.catchSignals()()
 	if err := p.announceReady(o, src.tr); err != nil {
 		return err
