@@ -113,6 +113,7 @@ func New(o Options) *Collector {
 			newReconciliationMetrics(),
 			newDNSMetrics(),
 			newRecordingMetrics(),
+			newListenMetrics(o, lab),
 		},
 	}
 }
