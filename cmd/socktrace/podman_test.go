@@ -98,6 +98,7 @@ type podman struct {
 	dir    string   // the test's storage, run and temporary directories
 	global []string // podman's flags before the command
 	ids    []string // containers started
+	before podmanBefore
 }
 
 // podmanLeftovers are what podman makes outside its --root, --runroot
@@ -122,27 +123,46 @@ func newPodman(t *testing.T) *podman {
 		t.Fatal(err)
 	}
 	p := podmanIn(dir)
-	var before podmanBefore
 	for _, d := range podmanLeftovers {
 		if _, err := os.Lstat(d); os.IsNotExist(err) {
-			before.Absent = append(before.Absent, d)
+			p.before.Absent = append(p.before.Absent, d)
 		}
 	}
-	before.Parents = libpodParents()
-	// For a later run's sweep, should this one die before its cleanup.
-	b, _ := json.Marshal(before)
-	if err := os.WriteFile(filepath.Join(dir, podmanBeforeFile), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cleanup(t, before) })
+	p.before.Parents = libpodParents()
+	p.save(t)
+	t.Cleanup(func() { p.cleanup(t) })
 	return p
 }
 
 // podmanBefore is what was there before the test's podman ran: what
-// podman then makes outside its directories that was absent, and the
-// libpod_parent cgroups that existed.
+// podman then makes outside its directories that was absent, the
+// libpod_parent cgroups that existed, and the host directories the test
+// made (hostPath volumes of type DirectoryOrCreate).
 type podmanBefore struct {
-	Absent, Parents []string
+	Absent, Parents, Created []string
+}
+
+// save writes p.before in p's directory, for a later run's sweep should
+// this one die before its cleanup.
+func (p *podman) save(t *testing.T) {
+	t.Helper()
+	b, err := json.Marshal(p.before)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(p.dir, podmanBeforeFile), b, 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mkdirHost makes a host directory that the test's cleanup removes.
+func (p *podman) mkdirHost(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p.before.Created = append(p.before.Created, dir)
+	p.save(t)
 }
 
 const podmanBeforeFile = "before.json"
@@ -168,11 +188,11 @@ func sweepStalePodman(t *testing.T) {
 			continue // not such a directory, or its test still runs
 		}
 		t.Logf("removing what a run of this test that died (pid %d) left in %s", pid, d)
-		var before podmanBefore
+		stale := podmanIn(d)
 		if b, err := os.ReadFile(filepath.Join(d, podmanBeforeFile)); err == nil {
-			json.Unmarshal(b, &before)
+			json.Unmarshal(b, &stale.before)
 		}
-		podmanIn(d).cleanup(t, before)
+		stale.cleanup(t)
 	}
 }
 
@@ -227,12 +247,17 @@ func (p *podman) build(t *testing.T, dockerfile, context, tag string) {
 	p.run(t, "build", "--pull=never", "-f", dockerfile, "-t", tag, context)
 }
 
-// cleanup removes all the test's podman made; before is what was there
-// before it ran.
-func (p *podman) cleanup(t *testing.T, before podmanBefore) {
+// cleanup removes all that the test's podman, and the test for it, made.
+func (p *podman) cleanup(t *testing.T) {
+	before := p.before
 	p.remove(t)
 	for _, d := range before.Absent {
 		if err := os.RemoveAll(d); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+	for i := len(before.Created) - 1; i >= 0; i-- {
+		if err := os.Remove(before.Created[i]); err != nil && !os.IsNotExist(err) {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
@@ -311,24 +336,20 @@ func mountsUnder(t *testing.T, dir string) []string {
 	return out
 }
 
-// podSpecRun is `podman run` of a pod's one container as the kubelet
-// would run it: its args, capabilities, user, read-only root, host PID
-// namespace, host paths, environment and limits, read from the manifest.
-// A field it cannot honour fails the test, so that the manifest cannot
-// promise what this test does not run.
-type podSpecRun struct {
-	args    []string // podman run's options, the image and the args
-	created []string // host directories made for DirectoryOrCreate
-}
-
-func podmanRunOf(t *testing.T, pod corev1.PodSpec) podSpecRun {
+// podmanRunOf is the arguments of `podman run` that run a pod's one
+// container as the kubelet would: its args, capabilities, user, read-only
+// root, host PID namespace, host paths, environment and limits, read
+// from the manifest. A field it cannot honour fails the test, so that the
+// manifest cannot promise what this test does not run. mkdir makes the
+// missing host directories of DirectoryOrCreate volumes.
+func podmanRunOf(t *testing.T, pod corev1.PodSpec, mkdir func(string)) []string {
 	t.Helper()
 	if len(pod.Containers) != 1 || len(pod.InitContainers) > 0 {
 		t.Fatalf("the pod has %d containers and %d init containers: this test runs one", len(pod.Containers), len(pod.InitContainers))
 	}
 	c := pod.Containers[0]
-	var r podSpecRun
-	add := func(a ...string) { r.args = append(r.args, a...) }
+	var args []string
+	add := func(a ...string) { args = append(args, a...) }
 	if pod.HostPID {
 		add("--pid=host")
 	}
@@ -430,10 +451,7 @@ func podmanRunOf(t *testing.T, pod corev1.PodSpec) podSpecRun {
 			if hp.Type == nil || *hp.Type != corev1.HostPathDirectoryOrCreate {
 				t.Fatalf("hostPath %s of volume %s does not exist here", hp.Path, v.Name)
 			}
-			if err := os.MkdirAll(hp.Path, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			r.created = append(r.created, hp.Path)
+			mkdir(hp.Path)
 		}
 		opts := []string{"rw"}
 		if vm.ReadOnly {
@@ -457,7 +475,7 @@ func podmanRunOf(t *testing.T, pod corev1.PodSpec) podSpecRun {
 	}
 	add(c.Image)
 	add(c.Args...)
-	return r
+	return args
 }
 
 // probeURL is where a probe's httpGet asks, from inside the pod.
@@ -649,14 +667,9 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 		}
 	}
 
-	run := podmanRunOf(t, pod)
-	t.Cleanup(func() {
-		for _, d := range run.created {
-			os.Remove(d)
-		}
-	})
-	t.Logf("the DaemonSet's container: podman run %s", strings.Join(run.args, " "))
-	agent := pm.start(t, "socktrace-agent", run.args...)
+	run := podmanRunOf(t, pod, func(dir string) { pm.mkdirHost(t, dir) })
+	t.Logf("the DaemonSet's container: podman run %s", strings.Join(run, " "))
+	agent := pm.start(t, "socktrace-agent", run...)
 	pid := pm.pid(t, agent)
 
 	// It runs as the manifest says: those capabilities, no privilege
