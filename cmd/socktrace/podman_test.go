@@ -530,8 +530,8 @@ func clientInNetns(t *testing.T, path string) *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }
 
-// get fetches url and returns its status and body.
-func get(c *http.Client, url string) (int, string, error) {
+// getURL fetches url and returns its status and body.
+func getURL(c *http.Client, url string) (int, string, error) {
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, "", err
@@ -607,8 +607,11 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := m.DaemonSet.Spec.Template.Spec
-	pm := newPodman(t)
+	if len(pod.Containers) != 1 {
+		t.Fatalf("the DaemonSet's pod has %d containers: this test runs one", len(pod.Containers))
+	}
 	ctr := pod.Containers[0]
+	pm := newPodman(t)
 	if !slices.Contains(ctr.Args, "--workload-labels") {
 		t.Fatalf("the manifest's args %q lack --workload-labels, whose labels this test checks", ctr.Args)
 	}
@@ -716,7 +719,7 @@ func TestDaemonSetImageUnderPodman(t *testing.T) {
 		t.Errorf("liveness probe %s, readiness %s: this test asks one", live, healthz)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		code, body, err := get(hc, healthz)
+		code, body, err := getURL(hc, healthz)
 		if err == nil && code == 200 && strings.HasPrefix(body, "ok") {
 			break
 		}
