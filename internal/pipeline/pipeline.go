@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/nat"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/owners"
@@ -29,6 +31,7 @@ type snap struct {
 	socks      []snapshot.Socket
 	owners     procs.Table
 	ids        map[uint64]*identity.Identity // by cookie: owners' identities read back from a capture
+	actual     map[uint64]netip.AddrPort     // by cookie: NAT backends read back from a capture
 	start, end uint64                        // CLOCK_MONOTONIC, around the dump
 	at         time.Time
 }
@@ -83,6 +86,9 @@ type pipeline struct {
 	netnsName func(uint32) string
 	// dns: names on addresses from DNS answers; nil with --no-dns.
 	dns *dnsNames
+	// nat: the NAT backends of connections, from conntrack (nil in a
+	// replay: the capture says).
+	nat *nat.Resolver
 	// subj: the filter's subject of the record at hand.
 	subj filter.Subject
 	// recState: the recording's state as of its last pause or
@@ -148,6 +154,16 @@ func (p *pipeline) mergeSnapshot(s *snap) error {
 	defer p.mu.Unlock()
 	rows := p.table.AddSnapshot(s.socks, s.owners, s.start, s.end)
 	p.identify(rows)
+	actual := map[uint64]netip.AddrPort{}
+	for _, r := range rows {
+		if s.actual != nil {
+			r.Actual = s.actual[r.Cookie]
+		}
+		natRow(p.nat, r)
+		if r.Actual.IsValid() {
+			actual[r.Cookie] = r.Actual
+		}
+	}
 	byCookie := map[uint64]*identity.Identity{}
 	for _, r := range rows {
 		if r.OwnerID == nil && s.ids != nil {
@@ -171,7 +187,7 @@ func (p *pipeline) mergeSnapshot(s *snap) error {
 			if s.socks[i].Inode != 0 {
 				users = s.owners[s.socks[i].Inode]
 			}
-			if err := p.recorder.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie]); err != nil {
+			if err := p.recorder.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie], actual[s.socks[i].Cookie]); err != nil {
 				return err
 			}
 		}
@@ -301,6 +317,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	p.identifyOwner(t)
+	p.findBackend(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.recorder != nil {
@@ -313,6 +330,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 	}
 	row := p.table.Apply(t)
 	p.nameDest(t, row)
+	keepBackend(t, row)
 	// The subject lives in the pipeline: a local one escapes to the heap
 	// through the expression's interface, an allocation a transition.
 	p.subj = filter.OfTransition(t)
