@@ -107,6 +107,7 @@ func New(o Options) *Collector {
 		families: []family{
 			newConnectMetrics(lab),
 			newFailingMetrics(o, lab, ns),
+			newNATMetrics(o),
 			hs,
 			newSocketMetrics(lab),
 			newLossMetrics(),
