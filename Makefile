@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # Debian packages: the BPF toolchain (only to regenerate the object), and
 # the network tools the tests and users rely on.
-APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables prometheus dnsmasq-base
+APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables prometheus dnsmasq-base conntrack
 
 # What make vmtest needs besides the above: qemu, and xz for compressed
 # kernel modules (apt-get and dpkg-deb come with Debian).
