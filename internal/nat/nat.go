@@ -161,7 +161,7 @@ func (r *Resolver) Lookup(c Conn) (netip.AddrPort, bool) {
 	f, err := n.c.Get(q)
 	switch {
 	case err == nil:
-	case netlink.IsNotExist(err):
+	case errors.Is(err, unix.ENOENT) || netlink.IsNotExist(err):
 		// No entry: nothing tracks this namespace's connections, or
 		// not this one (no packet left: no route).
 		if st, err := n.c.StatsGlobal(); err == nil && st.Entries == 0 {
