@@ -553,7 +553,10 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 		switch {
 		case d.Failing:
 			status = "FAILING"
-			since = fmt.Sprintf("failing since %s, %d in a row", failingSince(d, now), d.Streak)
+			since = "failing since " + failingSince(d, now)
+			if d.Streak > 0 { // (none: a NAT backend fails, the others answer)
+				since += fmt.Sprintf(", %d in a row", d.Streak)
+			}
 		case d.Streak > 0:
 			status = "flaky"
 			since = fmt.Sprintf("%d failed in a row since %s", d.Streak, clock(d.FailingSince))
