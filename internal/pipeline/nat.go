@@ -50,3 +50,21 @@ func natRow(n *nat.Resolver, r *timeline.Row) {
 	}
 	r.Actual, _ = n.Lookup(natConnOfRow(r))
 }
+
+// acceptedBy tells the rows of connections a listener among rows
+// accepted (their local port is the listener's): the other side made
+// them, nothing of ours was translated, and a server's thousands of
+// them need no lookup each.
+func acceptedBy(rows []*timeline.Row) func(*timeline.Row) bool {
+	type key struct {
+		netns uint32
+		port  uint16
+	}
+	ports := map[key]bool{}
+	for _, r := range rows {
+		if r.State == tcpstate.Listen {
+			ports[key{r.Netns, r.SPort}] = true
+		}
+	}
+	return func(r *timeline.Row) bool { return r.State != tcpstate.Listen && ports[key{r.Netns, r.SPort}] }
+}

@@ -155,11 +155,14 @@ func (p *pipeline) mergeSnapshot(s *snap) error {
 	rows := p.table.AddSnapshot(s.socks, s.owners, s.start, s.end)
 	p.identify(rows)
 	actual := map[uint64]netip.AddrPort{}
+	accepted := acceptedBy(rows)
 	for _, r := range rows {
 		if s.actual != nil {
 			r.Actual = s.actual[r.Cookie]
 		}
-		natRow(p.nat, r)
+		if !accepted(r) {
+			natRow(p.nat, r)
+		}
 		if r.Actual.IsValid() {
 			actual[r.Cookie] = r.Actual
 		}
