@@ -106,6 +106,9 @@ type pipeline struct {
 type Hooks struct {
 	// Connected: a connect attempt completed its handshake in this long.
 	Connected func(t *record.Transition, handshake time.Duration)
+	// Ended: a connect attempt ended (syn-sent -> established, or ->
+	// close), with its NAT backend if any.
+	Ended func(t *record.Transition)
 	// Attached: the program is attached and the snapshot merged; from
 	// now on records are read. p gives the pipeline's state on demand.
 	Attached func(p *View, tr *events.Tracer)
@@ -357,6 +360,9 @@ func (p *pipeline) transition(t *record.Transition) error {
 		}
 		if t.Old == tcpstate.SynSent && t.New != tcpstate.Close && t.InOldKnown && p.hooks.Connected != nil {
 			p.hooks.Connected(t, t.InOld)
+		}
+		if t.Old == tcpstate.SynSent && p.hooks.Ended != nil {
+			p.hooks.Ended(t)
 		}
 	} else if t.New == tcpstate.Close {
 		p.conns.Forget(row)
