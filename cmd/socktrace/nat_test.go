@@ -351,3 +351,101 @@ func TestNATBackends(t *testing.T) {
 		t.Errorf("the table read back lacks the snapshot's connection through %s", live)
 	}
 }
+
+// TestNATBackendsFromPod: a pod's connects to a Service VIP are
+// translated on the node, in the prerouting hook of the node's
+// namespace, as kube-proxy does; socktrace runs in the node's namespace
+// (a DaemonSet with hostNetwork) and traces the pod's: every attempt
+// shows the backend the node's conntrack sent it to.
+func TestNATBackendsFromPod(t *testing.T) {
+	for _, tool := range []string{"nft", "ip", "nsenter", "conntrack", "sysctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testnet.Skip(t, tool+" is not installed: apt-get install nftables iproute2 util-linux conntrack procps")
+		}
+	}
+	node, pod, dead, live := testnet.New(t), testnet.New(t), testnet.New(t), testnet.New(t)
+	const gw = "10.4.0.1" // the node's address, the pod's gateway
+	ipIn(t, pod, "link", "add", "eth0", "type", "veth", "peer", "name", "pod0", "netns", node.Path())
+	ipIn(t, pod, "link", "set", "eth0", "up")
+	ipIn(t, pod, "addr", "add", natSelf+"/32", "dev", "eth0")
+	ipIn(t, pod, "route", "add", gw+"/32", "dev", "eth0")
+	ipIn(t, pod, "route", "add", "default", "via", gw, "dev", "eth0")
+	ipIn(t, node, "link", "set", "pod0", "up")
+	ipIn(t, node, "addr", "add", gw+"/32", "dev", "pod0")
+	ipIn(t, node, "route", "add", natSelf+"/32", "dev", "pod0")
+	for i, b := range []struct {
+		ns   *testnet.NS
+		addr string
+	}{{dead, natDead}, {live, natLive}} {
+		ndev := fmt.Sprintf("be%d", i)
+		ipIn(t, node, "link", "add", ndev, "type", "veth", "peer", "name", "eth0", "netns", b.ns.Path())
+		ipIn(t, node, "link", "set", ndev, "up")
+		ipIn(t, node, "route", "add", b.addr+"/32", "dev", ndev, "src", gw)
+		ipIn(t, b.ns, "link", "set", "eth0", "up")
+		ipIn(t, b.ns, "addr", "add", b.addr+"/32", "dev", "eth0")
+		ipIn(t, b.ns, "route", "add", gw+"/32", "dev", "eth0")
+		ipIn(t, b.ns, "route", "add", "default", "via", gw, "dev", "eth0")
+		b.ns.Serve(t, fmt.Sprintf("%s:%d", b.addr, natPort), func(c net.Conn) { c.Close() })
+	}
+	if out, err := exec.Command("nsenter", "--net="+node.Path(), "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl: %v\n%s", err, out)
+	}
+	nft(t, node, fmt.Sprintf(`table ip kube-proxy {
+ chain nat-prerouting {
+  type nat hook prerouting priority -100; policy accept;
+  ip daddr %[1]s tcp dport %[2]d dnat to numgen inc mod 2 map { 0 : %[3]s, 1 : %[4]s }
+ }
+}
+`, natVIP, natPort, natDead, natLive))
+	nft(t, dead, fmt.Sprintf("table inet blackhole {\n chain in {\n  type filter hook input priority 0;\n  tcp dport %d drop\n }\n}\n", natPort))
+
+	ready := t.TempDir() + "/ready"
+	p := startCmd(t, exec.Command("nsenter", "--net="+node.Path(), socktraceBin(t), "-o", "json", "--netns", pod.Path(), "--ready-file", ready),
+		ready, " (in the node's namespace)")
+	s := &natScene{client: pod}
+	const n = 4
+	atts := make([]attempt, n)
+	var wg sync.WaitGroup
+	for i := range atts {
+		wg.Add(1)
+		go func() { defer wg.Done(); atts[i] = s.connectVIP(t, 0) }()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	// The node's conntrack, as the pod's connections' translations.
+	nodeScene := &natScene{client: node}
+	ct := nodeScene.conntrackBackends(t)
+	byBackend := map[string]int{}
+	for _, a := range atts {
+		byBackend[ct[a.sport]]++
+		if a.err != nil && !errors.Is(a.err, unix.ETIMEDOUT) {
+			t.Fatalf("attempt from port %d: %v, want ETIMEDOUT or a connection", a.sport, a.err)
+		}
+	}
+	if byBackend[fmt.Sprintf("%s:%d", natDead, natPort)] == 0 || byBackend[fmt.Sprintf("%s:%d", natLive, natPort)] == 0 {
+		t.Fatalf("the node's conntrack sent the pod's attempts to %v: want both backends", byBackend)
+	}
+	p.waitForIn(t, 10*time.Second, "every attempt's end", func(lines []string) bool {
+		ended := 0
+		for _, l := range lines {
+			if strings.Contains(l, `"old_state":"syn-sent"`) {
+				ended++
+			}
+		}
+		return ended >= n
+	})
+	ended := 0
+	for _, r := range parseJSON(t, p.stop(t)) {
+		if r.str("type") != "transition" || r.str("old_state") != "syn-sent" || r.str("daddr") != natVIP {
+			continue
+		}
+		ended++
+		got := fmt.Sprintf("%s:%v", r.str("actual_daddr"), r["actual_dport"])
+		if w := ct[int(r.num("sport"))]; got != w {
+			t.Errorf("syn-sent -> %s from port %v: backend %s, the node's conntrack says %s", r.str("new_state"), r["sport"], got, w)
+		}
+	}
+	if ended != n {
+		t.Errorf("%d attempts to the VIP ended in the trace, want %d", ended, n)
+	}
+}

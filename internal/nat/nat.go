@@ -63,6 +63,9 @@ type Options struct {
 	// Paths: namespaces socktrace was told of (--netns PATH), tried when
 	// no process names the namespace.
 	Paths []string
+	// Host: the namespace asked second, where a node translates its
+	// pods' connections ("": socktrace's own).
+	Host string
 	// Warn, if set, is told once when ctnetlink is refused for good
 	// (no CAP_NET_ADMIN): backends then stay unknown.
 	Warn func(string)
@@ -93,6 +96,7 @@ type Resolver struct {
 	conns    map[uint32]*nsConn
 	plain    map[plainKey]time.Time // not translated until then
 	disabled bool                   // ctnetlink refused: no lookups
+	host     uint32                 // socktrace's own namespace (inode), asked second
 	stats    Stats
 	now      func() time.Time
 }
@@ -102,7 +106,18 @@ func New(o Options) *Resolver {
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"
 	}
-	return &Resolver{opt: o, conns: map[uint32]*nsConn{}, plain: map[plainKey]time.Time{}, now: time.Now}
+	r := &Resolver{opt: o, conns: map[uint32]*nsConn{}, plain: map[plainKey]time.Time{}, now: time.Now}
+	host := o.Host
+	if host == "" {
+		host = "/proc/thread-self/ns/net" // (dial tries it last)
+	} else {
+		r.opt.Paths = append(append([]string(nil), o.Paths...), host)
+	}
+	var st unix.Stat_t
+	if unix.Stat(host, &st) == nil {
+		r.host = uint32(st.Ino)
+	}
+	return r
 }
 
 // Close closes the ctnetlink connections.
@@ -129,7 +144,12 @@ func (r *Resolver) Stats() Stats {
 
 // Lookup returns the backend c's destination was translated to, and
 // whether it was; not when nothing translated it, no entry holds it or
-// the namespace cannot be asked.
+// the namespace cannot be asked. The connection's own namespace is asked
+// first (a DNAT on its output hook: Docker's, a host-network process's
+// kube-proxy), then socktrace's own, the host's when it runs there: a
+// pod's connection to a Service VIP is translated on the node, in the
+// prerouting hook of the host's namespace, with the pod's tuple as the
+// entry's original one.
 func (r *Resolver) Lookup(c Conn) (netip.AddrPort, bool) {
 	if r == nil || !c.Dst.IsValid() || !c.Src.IsValid() || c.SPort == 0 || c.DPort == 0 {
 		return netip.AddrPort{}, false
@@ -149,14 +169,46 @@ func (r *Resolver) Lookup(c Conn) (netip.AddrPort, bool) {
 		r.stats.Skipped++
 		return netip.AddrPort{}, false
 	}
-	n := r.conn(c.Netns, c.PID, c.TID, now)
+	q := c
+	q.Src, q.Dst = src, dst
+	to, res := r.ask(c.Netns, c.PID, c.TID, q, now)
+	if res != translated && r.host != 0 && r.host != c.Netns && !r.disabled {
+		var hres result
+		if to, hres = r.ask(r.host, 0, 0, q, now); hres == translated {
+			res = translated
+		} else if hres == plain {
+			res = plain
+		}
+	}
+	switch res {
+	case translated:
+		r.stats.Translated++
+		return to, true
+	case plain:
+		r.remember(pk, now)
+	}
+	return netip.AddrPort{}, false
+}
+
+// result is what a namespace's conntrack said of a connection.
+type result uint8
+
+const (
+	unknown    result = iota // not asked (no conntrack there, an error)
+	plain                    // nothing translated it (or no entry)
+	translated               // to a backend
+)
+
+// ask asks the conntrack of namespace ino for the entry of c.
+func (r *Resolver) ask(ino, pid, tid uint32, c Conn, now time.Time) (netip.AddrPort, result) {
+	n := r.conn(ino, pid, tid, now)
 	if n == nil || n.c == nil || now.Before(n.quietTill) {
 		r.stats.Skipped++
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, unknown
 	}
 	r.stats.Lookups++
 	var q conntrack.Flow
-	q.TupleOrig.IP.SourceAddress, q.TupleOrig.IP.DestinationAddress = src, dst
+	q.TupleOrig.IP.SourceAddress, q.TupleOrig.IP.DestinationAddress = c.Src, c.Dst
 	q.TupleOrig.Proto.Protocol, q.TupleOrig.Proto.SourcePort, q.TupleOrig.Proto.DestinationPort = unix.IPPROTO_TCP, c.SPort, c.DPort
 	f, err := n.c.Get(q)
 	switch {
@@ -166,34 +218,31 @@ func (r *Resolver) Lookup(c Conn) (netip.AddrPort, bool) {
 		// not this one (no packet left: no route).
 		if st, err := n.c.StatsGlobal(); err == nil && st.Entries == 0 {
 			n.quietTill = now.Add(QuietFor)
+			return netip.AddrPort{}, unknown
 		}
-		r.remember(pk, now)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, plain
 	case errors.Is(err, unix.EPERM):
 		r.disabled = true
 		if r.opt.Warn != nil {
 			r.opt.Warn("NAT backends (actual_daddr, actual_dport) are not shown: ctnetlink needs CAP_NET_ADMIN, which socktrace lacks: run it as root or grant CAP_NET_ADMIN")
 		}
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, unknown
 	default:
 		r.stats.Errors++
 		n.quietTill = now.Add(QuietFor)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, unknown
 	}
 	o := f.TupleOrig
-	if o.IP.SourceAddress.Unmap() != src || o.IP.DestinationAddress.Unmap() != dst || o.Proto.SourcePort != c.SPort || o.Proto.DestinationPort != c.DPort {
+	if o.IP.SourceAddress.Unmap() != c.Src || o.IP.DestinationAddress.Unmap() != c.Dst || o.Proto.SourcePort != c.SPort || o.Proto.DestinationPort != c.DPort {
 		// The entry of a connection made to us (the tuple matched its
 		// reply): nothing we connected to was translated.
-		r.remember(pk, now)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, plain
 	}
 	to := netip.AddrPortFrom(f.TupleReply.IP.SourceAddress.Unmap(), f.TupleReply.Proto.SourcePort)
-	if to.Addr() == dst && to.Port() == c.DPort || !to.Addr().IsValid() {
-		r.remember(pk, now)
-		return netip.AddrPort{}, false
+	if to.Addr() == c.Dst && to.Port() == c.DPort || !to.Addr().IsValid() {
+		return netip.AddrPort{}, plain
 	}
-	r.stats.Translated++
-	return to, true
+	return to, translated
 }
 
 // remember notes that pk is not translated, for PlainFor.

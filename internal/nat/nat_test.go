@@ -24,9 +24,10 @@ func flow(src, dst, backend netip.AddrPort) conntrack.Flow {
 // TestLookup: in a namespace of its own, entries made through ctnetlink
 // (as a DNAT rule would make them): a translated connection gives its
 // backend; one nothing translated, and the reply side of a connection
-// made to us, give none; a destination found untranslated is not asked
-// again for PlainFor, and a namespace whose table is empty at most once
-// per QuietFor.
+// made to us, give none; a pod's connection translated on the node (the
+// namespace asked second) gives the node's backend; a destination found
+// untranslated is not asked again for PlainFor, and a namespace whose
+// table is empty at most once per QuietFor.
 func TestLookup(t *testing.T) {
 	ns := testnet.New(t)
 	var c *conntrack.Conn
@@ -52,7 +53,16 @@ func TestLookup(t *testing.T) {
 	plainDst := netip.MustParseAddrPort("10.4.2.1:443")
 	client := netip.AddrPortFrom(netip.MustParseAddr("10.4.3.3"), 40000)
 
-	r := New(Options{Paths: []string{ns.Path()}})
+	// The node: where a pod's connections are translated.
+	node := testnet.New(t)
+	var nc *conntrack.Conn
+	node.Run(t, func() (err error) {
+		nc, err = conntrack.Dial(nil)
+		return err
+	})
+	defer nc.Close()
+
+	r := New(Options{Paths: []string{ns.Path()}, Host: node.Path()})
 	defer r.Close()
 	now := time.Unix(1e9, 0)
 	r.now = func() time.Time { return now }
@@ -69,8 +79,8 @@ func TestLookup(t *testing.T) {
 			t.Fatalf("empty table: backend %v", b)
 		}
 	}
-	if st := r.Stats(); st.Lookups != 1 {
-		t.Errorf("empty table: %d lookups in a second, want 1", st.Lookups)
+	if st := r.Stats(); st.Lookups != 2 {
+		t.Errorf("empty tables: %d lookups in a second, want 2 (the namespace's, the node's)", st.Lookups)
 	}
 
 	for _, f := range []conntrack.Flow{
@@ -82,6 +92,11 @@ func TestLookup(t *testing.T) {
 			t.Fatalf("create conntrack entry: %v", err)
 		}
 	}
+	// A pod's connection, translated on the node.
+	live := netip.MustParseAddrPort("10.4.1.82:9092")
+	if err := nc.Create(flow(netip.AddrPortFrom(self, 41003), vip, live)); err != nil {
+		t.Fatalf("create conntrack entry: %v", err)
+	}
 	now = now.Add(PlainFor + time.Second)
 	tests := []struct {
 		name string
@@ -92,6 +107,7 @@ func TestLookup(t *testing.T) {
 		{"not translated", conn(41001, plainDst), netip.AddrPort{}},
 		{"no entry", conn(41002, netip.MustParseAddrPort("10.4.2.2:443")), netip.AddrPort{}},
 		{"the accepted side", Conn{Netns: ns.Inode, Src: self, SPort: 8080, Dst: client.Addr(), DPort: client.Port()}, netip.AddrPort{}},
+		{"translated on the node", conn(41003, vip), live},
 		{"v4-mapped", Conn{Netns: ns.Inode, Src: netip.AddrFrom16(self.As16()), SPort: 41000, Dst: netip.AddrFrom16(vip.Addr().As16()), DPort: 9092}, dead},
 	}
 	for _, tc := range tests {
@@ -100,7 +116,8 @@ func TestLookup(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v", tc.name, got, ok, tc.want)
 		}
 	}
-	// Untranslated: not asked again for PlainFor.
+	// Untranslated: not asked again for PlainFor (then of both
+	// namespaces, the node's table now holding an entry).
 	before := r.Stats().Lookups
 	r.Lookup(conn(41001, plainDst))
 	if st := r.Stats(); st.Lookups != before {
@@ -108,7 +125,7 @@ func TestLookup(t *testing.T) {
 	}
 	now = now.Add(PlainFor)
 	r.Lookup(conn(41001, plainDst))
-	if st := r.Stats(); st.Lookups != before+1 {
-		t.Errorf("an untranslated destination was not asked again after %v", PlainFor)
+	if st := r.Stats(); st.Lookups != before+2 {
+		t.Errorf("an untranslated destination was asked %d times after %v, want 2 (the namespace's, the node's)", st.Lookups-before, PlainFor)
 	}
 }
