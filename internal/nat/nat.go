@@ -80,7 +80,15 @@ type plainKey struct {
 type nsConn struct {
 	c         *conntrack.Conn
 	quietTill time.Time // not asked until then
+	statsTill time.Time // its table's size not asked until then
+	misses    int       // lookups in a row that found no entry
 }
+
+// MaxMisses: a namespace whose conntrack had no entry for this many
+// connections in a row is taken for one that tracks nothing (a table
+// in use for other traffic: notrack, or another namespace's), and asked
+// again after QuietFor.
+const MaxMisses = 8
 
 // Stats count what a Resolver did.
 type Stats struct {
@@ -216,8 +224,15 @@ func (r *Resolver) ask(ino, pid, tid uint32, c Conn, now time.Time) (netip.AddrP
 	case errors.Is(err, unix.ENOENT) || netlink.IsNotExist(err):
 		// No entry: nothing tracks this namespace's connections, or
 		// not this one (no packet left: no route).
-		if st, err := n.c.StatsGlobal(); err == nil && st.Entries == 0 {
-			n.quietTill = now.Add(QuietFor)
+		n.misses++
+		if now.After(n.statsTill) {
+			n.statsTill = now.Add(QuietFor)
+			if st, err := n.c.StatsGlobal(); err == nil && st.Entries == 0 {
+				n.misses = MaxMisses
+			}
+		}
+		if n.misses >= MaxMisses {
+			n.quietTill, n.misses = now.Add(QuietFor), 0
 			return netip.AddrPort{}, unknown
 		}
 		return netip.AddrPort{}, plain
@@ -232,6 +247,7 @@ func (r *Resolver) ask(ino, pid, tid uint32, c Conn, now time.Time) (netip.AddrP
 		n.quietTill = now.Add(QuietFor)
 		return netip.AddrPort{}, unknown
 	}
+	n.misses = 0
 	o := f.TupleOrig
 	if o.IP.SourceAddress.Unmap() != c.Src || o.IP.DestinationAddress.Unmap() != c.Dst || o.Proto.SourcePort != c.SPort || o.Proto.DestinationPort != c.DPort {
 		// The entry of a connection made to us (the tuple matched its

@@ -128,4 +128,20 @@ func TestLookup(t *testing.T) {
 	if st := r.Stats(); st.Lookups != before+2 {
 		t.Errorf("an untranslated destination was asked %d times after %v, want 2 (the namespace's, the node's)", st.Lookups-before, PlainFor)
 	}
+
+	// A table in use that has no entry for MaxMisses connections in a
+	// row (a flood of them to new destinations): asked again after
+	// QuietFor only, whatever comes.
+	now = now.Add(PlainFor)
+	for i := range MaxMisses {
+		r.Lookup(conn(42000, netip.AddrPortFrom(netip.MustParseAddr("10.5.0.1"), uint16(1000+i))))
+	}
+	before = r.Stats().Lookups
+	if b, ok := r.Lookup(conn(41000, vip)); ok || r.Stats().Lookups != before {
+		t.Errorf("after %d misses in a row: %v %v, %d lookups; want the namespaces quiet", MaxMisses, b, ok, r.Stats().Lookups-before)
+	}
+	now = now.Add(QuietFor)
+	if b, _ := r.Lookup(conn(41000, vip)); b != dead {
+		t.Errorf("after %v: %v, want %v", QuietFor, b, dead)
+	}
 }
