@@ -32,8 +32,9 @@ var allSeries = []Series{
 
 // modules are loaded in every VM (with their dependencies): sock_diag
 // for TCP, which internal/snapshot and socktrace --once need; netem, for
-// the RTT test (delay on the loopback).
-var modules = []string{"inet_diag", "tcp_diag", "sch_netem"}
+// the RTT test (delay on the loopback); ctnetlink (with conntrack), for
+// the NAT backends' lookups (internal/nat).
+var modules = []string{"inet_diag", "tcp_diag", "sch_netem", "nf_conntrack_netlink"}
 
 // Kernel is a series made ready to boot.
 type Kernel struct {

@@ -254,7 +254,7 @@ func TestJSONStream(t *testing.T) {
 	if len(recs) != 14 {
 		t.Fatalf("got %d records in our namespace, want 14 (listener 2, client 5, accepted 5, refused 2)", len(recs))
 	}
-	keys := []string{"type", "time", "ktime_ns", "cookie", "netns", "family", "saddr", "sport", "daddr", "dport", "dns_name",
+	keys := []string{"type", "time", "ktime_ns", "cookie", "netns", "family", "saddr", "sport", "daddr", "dport", "dns_name", "actual_daddr", "actual_dport",
 		"old_state", "new_state", "old_state_duration_ns", "pid", "tid", "comm",
 		"cgroup", "unit", "container_id", "runtime", "pod", "namespace", "container",
 		"task_pid", "task_tid", "task_comm", "uid", "error"}

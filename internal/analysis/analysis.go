@@ -110,6 +110,12 @@ type Dest struct {
 	BytesAcked     uint64 // bytes sent (acknowledged) by connections that closed
 	BytesReceived  uint64
 	handshakes     handshakes
+
+	// Backends: where this host's NAT sent the attempts (a Service VIP's
+	// pods), and how they went there; nil when nothing translated them.
+	// A backend failing (--fail-after in a row through it) makes the
+	// destination failing, whatever the others do.
+	Backends []Backend
 }
 
 // Attempt is how one connect attempt went on the wire.
@@ -456,14 +462,24 @@ func (c *Connects) Observe(tr *record.Transition, r *timeline.Row) *Alert {
 			d.LastConnect = tr.InOld
 		}
 		var a *Alert
-		if d.Failing {
-			a = &Alert{Kind: Recovered, Time: tr.Time, Failed: d.Streak, FailedFor: tr.Time.Sub(d.FailingSince)}
+		var bstreak uint64
+		if b := d.backendOf(tr); b != nil {
+			bstreak = b.Streak
+			b.ended(Established, at.began, c.opt.FailAfter)
+		}
+		failingB := d.backendFailing()
+		if d.Failing && failingB == nil {
+			a = &Alert{Kind: Recovered, Time: tr.Time, Failed: max(d.Streak, bstreak), FailedFor: tr.Time.Sub(d.FailingSince)}
 			d.Failing = false
 		}
 		d.Streak = 0
 		d.FailingSince, d.FailingSinceAtLeast = time.Time{}, false
+		if failingB != nil {
+			// Another backend still fails: so does the destination.
+			d.FailingSince = failingB.FailingSince
+		}
 		if a != nil {
-			a.Dest = *d
+			a.Dest = d.clone()
 		}
 		return a
 	}
@@ -479,11 +495,27 @@ func (c *Connects) Observe(tr *record.Transition, r *timeline.Row) *Alert {
 		d.FailingSince, d.FailingSinceAtLeast = at.began, at.atLeast
 	}
 	d.Streak++
-	if !d.Failing && d.Streak >= uint64(c.opt.FailAfter) {
+	var turned *Backend
+	if b := d.backendOf(tr); b != nil && b.ended(o, at.began, c.opt.FailAfter) {
+		turned = b
+	}
+	if !d.Failing && (d.Streak >= uint64(c.opt.FailAfter) || turned != nil) {
 		d.Failing = true
-		return &Alert{Kind: TurnedFailing, Time: tr.Time, Dest: *d}
+		if turned != nil && turned.FailingSince.Before(d.FailingSince) {
+			d.FailingSince = turned.FailingSince
+		}
+		return &Alert{Kind: TurnedFailing, Time: tr.Time, Dest: d.clone()}
 	}
 	return nil
+}
+
+// backendOf is the entry of the backend tr's attempt went to, nil when
+// nothing translated its destination (or there is no room).
+func (d *Dest) backendOf(tr *record.Transition) *Backend {
+	if !tr.Actual.IsValid() {
+		return nil
+	}
+	return d.backend(tr.Actual)
 }
 
 // closed adds what a connection that closed moved to its destination.
@@ -522,7 +554,7 @@ func (c *Connects) Forget(r *timeline.Row) {
 func (c *Connects) Dests() []Dest {
 	out := make([]Dest, 0, len(c.dests))
 	for e := c.lru.Front(); e != nil; e = e.Next() {
-		out = append(out, *e.Value.(*Dest))
+		out = append(out, e.Value.(*Dest).clone())
 	}
 	sortDests(out)
 	return out
@@ -534,7 +566,7 @@ func (c *Connects) Evicted() uint64 { return c.evicted }
 // Lookup returns a copy of one destination.
 func (c *Connects) Lookup(k DestKey) (Dest, bool) {
 	if e, ok := c.dests[k]; ok {
-		return *e.Value.(*Dest), true
+		return e.Value.(*Dest).clone(), true
 	}
 	return Dest{}, false
 }

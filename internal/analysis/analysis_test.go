@@ -68,7 +68,10 @@ func (g *rig) apply(tr *record.Transition) {
 	}
 }
 
-func (g *rig) run(a try) {
+func (g *rig) run(a try) { g.runVia(a, netip.AddrPort{}) }
+
+// runVia is run for an attempt NAT sent to the backend actual.
+func (g *rig) runVia(a try, actual netip.AddrPort) {
 	g.cookie++
 	mk := func(at time.Duration, old, new tcpstate.State) *record.Transition {
 		return &record.Transition{Transition: events.Transition{Time: t0.Add(at), Ktime: uint64(at) + 1, Cookie: g.cookie, Netns: 1,
@@ -79,6 +82,7 @@ func (g *rig) run(a try) {
 	end := mk(a.start+a.took, tcpstate.SynSent, a.end)
 	end.InOld, end.InOldKnown, end.SkErr = a.took, true, uint16(a.err)
 	end.OwnerKnown = false // softirq: the timeline fills the owner in
+	end.Actual = actual
 	g.apply(end)
 }
 

@@ -56,6 +56,9 @@ func sample(n int) []record.Transition {
 		if i%5 == 0 {
 			t.CookieFromHelper = true
 		}
+		if i%7 == 1 { // a DNAT's backend (format 4)
+			t.Actual = netip.AddrPortFrom(t.Dst.Next(), 8443)
+		}
 		if i == 7 { // the clock stepped back: negative deltas
 			t.Time = t0.Add(-time.Second)
 		}
@@ -90,6 +93,10 @@ func sampleSockets() ([]snapshot.Socket, [][]procs.Owner) {
 		}
 }
 
+// sampleActual are the sockets' NAT backends: the connecting socket's
+// destination was translated (format 4).
+var sampleActual = []netip.AddrPort{{}, netip.MustParseAddrPort("[fd00::81]:9092"), {}}
+
 // writeRecording writes a whole recording: snapshot, transitions, a loss.
 func writeRecording(t testing.TB, path string, trs []record.Transition, o Options) *Writer {
 	t.Helper()
@@ -100,7 +107,7 @@ func writeRecording(t testing.TB, path string, trs []record.Transition, o Option
 	socks, users := sampleSockets()
 	must(t, w.SnapshotStart(t0, 100, 200))
 	for i := range socks {
-		must(t, w.Socket(&socks[i], users[i], sampleIDs[i%len(sampleIDs)]))
+		must(t, w.Socket(&socks[i], users[i], sampleIDs[i%len(sampleIDs)], sampleActual[i]))
 	}
 	must(t, w.SnapshotEnd(len(socks)))
 	for i := range trs {
@@ -172,6 +179,9 @@ func TestRoundTrip(t *testing.T) {
 		}
 		if want := sampleIDs[i%len(sampleIDs)]; !reflect.DeepEqual(r.Owner, want) {
 			t.Errorf("socket %d: owner %+v, want %+v", i, r.Owner, want)
+		}
+		if r.Actual != sampleActual[i] {
+			t.Errorf("socket %d: NAT backend %v, want %v", i, r.Actual, sampleActual[i])
 		}
 	}
 	if r := recs[1+len(socks)]; r.Kind != KindSnapshotEnd || r.Count != len(socks) {

@@ -173,6 +173,18 @@ func (d *dec) addr() netip.Addr {
 	}
 }
 
+func (d *dec) addrPort() netip.AddrPort {
+	a := d.addr()
+	p := d.uvarint()
+	if d.err != nil || !a.IsValid() || p > 65535 {
+		if d.err == nil {
+			d.err = fmt.Errorf("bad NAT backend %v:%d", a, p)
+		}
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a, uint16(p))
+}
+
 func appendAddr(b []byte, a netip.Addr) []byte {
 	if !a.IsValid() {
 		return append(b, 0)

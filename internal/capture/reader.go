@@ -52,6 +52,7 @@ type Record struct {
 	Socket     snapshot.Socket
 	Users      []procs.Owner
 	Owner      *identity.Identity // a socket's owner, as recorded; nil: unknown
+	Actual     netip.AddrPort     // a socket's NAT backend, as recorded; invalid: none
 	Count      int
 	Transition record.Transition
 	Lost       uint64
@@ -474,6 +475,9 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		if r.format() >= 3 {
 			rec.Owner = r.identity(d.uvarint())
 		}
+		if r.format() >= 4 && len(d.b) > 0 && d.err == nil {
+			rec.Actual = d.addrPort()
+		}
 	case recSnapshotEnd:
 		*rec = Record{Kind: KindSnapshotEnd, Users: rec.Users[:0]}
 		rec.Count = int(d.uvarint())
@@ -530,6 +534,9 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		}
 		if flags&tfIdentity != 0 {
 			t.OwnerID = r.identity(d.uvarint())
+		}
+		if flags&tfActual != 0 {
+			t.Actual = d.addrPort()
 		}
 	case recIdentity:
 		n := d.uvarint()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -462,9 +463,10 @@ func (w *Writer) SnapshotStart(at time.Time, start, end uint64) error {
 	return nil
 }
 
-// Socket records one socket of the snapshot, the processes holding it
-// and its owner's identity (nil: unknown).
-func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner, owner *identity.Identity) error {
+// Socket records one socket of the snapshot, the processes holding it,
+// its owner's identity (nil: unknown) and its NAT backend (invalid:
+// none).
+func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner, owner *identity.Identity, actual netip.AddrPort) error {
 	if w.paused {
 		return nil
 	}
@@ -493,9 +495,20 @@ func (w *Writer) Socket(s *snapshot.Socket, users []procs.Owner, owner *identity
 		b = appendString(b, u.Comm)
 	}
 	b = binary.AppendUvarint(b, idn)
+	if actual.IsValid() {
+		// Format 4: the NAT backend, last (a reader of format 4 takes
+		// what follows the identity as the backend).
+		b = appendAddrPort(b, actual)
+	}
 	w.body = b
 	w.frame(b)
 	return nil
+}
+
+// appendAddrPort appends an address and a port.
+func appendAddrPort(b []byte, a netip.AddrPort) []byte {
+	b = appendAddr(b, a.Addr())
+	return binary.AppendUvarint(b, uint64(a.Port()))
 }
 
 // SnapshotEnd closes the snapshot: count sockets were recorded.
@@ -518,6 +531,8 @@ const (
 	tfExtra    // format 2: kind, retransmits and resets follow
 	tfTCPStats // format 2: the socket's TCP counters follow
 	tfIdentity // format 3: the number of the owner's identity follows
+	_
+	tfActual // format 4: the NAT backend's address and port follow (after the identity)
 )
 
 // identity returns the number of id in this file, writing its record
@@ -581,6 +596,9 @@ func (w *Writer) Transition(t *record.Transition) error {
 	if idn != 0 {
 		flags |= tfIdentity
 	}
+	if t.Actual.IsValid() {
+		flags |= tfActual
+	}
 	b := append(w.body[:0], recTransition, byte(t.Old), byte(t.New), flags)
 	b = binary.AppendVarint(b, wall-w.prevWall)
 	b = binary.AppendVarint(b, k-w.prevK)
@@ -628,6 +646,9 @@ func (w *Writer) Transition(t *record.Transition) error {
 	}
 	if idn != 0 {
 		b = binary.AppendUvarint(b, idn)
+	}
+	if flags&tfActual != 0 {
+		b = appendAddrPort(b, t.Actual)
 	}
 	w.body = b
 	if t.Kind == events.KindTransition {

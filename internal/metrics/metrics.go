@@ -76,6 +76,7 @@ type Collector struct {
 	*handshakes
 
 	self     *selfMetrics
+	nat      *natMetrics
 	families []family // all but self, which reports before the trace runs
 
 	// mu guards the fields below, and is held through a scrape.
@@ -99,7 +100,9 @@ func New(o Options) *Collector {
 	ns := newNetnsLabels()
 	hs := newHandshakes(o, ns)
 	lab := labeller{workload: o.WorkloadLabels}
+	nat := newNATMetrics(o)
 	return &Collector{
+		nat:         nat,
 		opt:         o,
 		netnsLabels: ns,
 		handshakes:  hs,
@@ -107,6 +110,7 @@ func New(o Options) *Collector {
 		families: []family{
 			newConnectMetrics(lab),
 			newFailingMetrics(o, lab, ns),
+			nat,
 			hs,
 			newSocketMetrics(lab),
 			newLossMetrics(),
@@ -120,7 +124,7 @@ func New(o Options) *Collector {
 
 // Hooks returns the pipeline hooks that feed the collector.
 func (c *Collector) Hooks() *pipeline.Hooks {
-	return &pipeline.Hooks{Attached: c.attached, Connected: c.connected}
+	return &pipeline.Hooks{Attached: c.attached, Connected: c.connected, Ended: c.nat.ended}
 }
 
 func (c *Collector) attached(p *pipeline.View, tr *events.Tracer) {

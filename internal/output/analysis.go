@@ -3,6 +3,7 @@ package output
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,39 @@ type jsonDest struct {
 	Handshakes     int     `json:"handshakes"` // of the percentiles: the last 128 at most
 	HandshakeP50   *int64  `json:"handshake_p50_ns"`
 	HandshakeP99   *int64  `json:"handshake_p99_ns"`
+	// Backends: where this host's NAT sent the attempts, and how they
+	// went there; absent when nothing translated the destination.
+	Backends []jsonBackend `json:"backends,omitempty"`
+}
+
+// jsonBackend is one NAT backend of a destination.
+type jsonBackend struct {
+	ActualDaddr string       `json:"actual_daddr"`
+	ActualDport uint16       `json:"actual_dport"`
+	Status      string       `json:"status"` // ok, failing
+	Attempts    uint64       `json:"attempts"`
+	Successes   uint64       `json:"successes"`
+	Failed      uint64       `json:"failed"`
+	Failures    jsonFailures `json:"failures"`
+	Streak      uint64       `json:"streak"`
+	LastOutcome string       `json:"last_outcome"`
+}
+
+func backendsJSON(bs []analysis.Backend) []jsonBackend {
+	var out []jsonBackend
+	for i := range bs {
+		b := &bs[i]
+		j := jsonBackend{ActualDaddr: b.Addr.Addr().String(), ActualDport: b.Addr.Port(), Status: "ok",
+			Attempts: b.Attempts, Successes: b.Successes, Failed: b.Failed(),
+			Failures: jsonFailures{b.Failures[analysis.Refused], b.Failures[analysis.Timeout],
+				b.Failures[analysis.Unreachable], b.Failures[analysis.Aborted]},
+			Streak: b.Streak, LastOutcome: b.LastOutcome.String()}
+		if b.Failing {
+			j.Status = "failing"
+		}
+		out = append(out, j)
+	}
+	return out
 }
 
 func timePtr(t time.Time) *string {
@@ -119,6 +153,7 @@ func destJSON(d *analysis.Dest, netnsName string) jsonDest {
 	}
 	j.SynRetrans, j.ResetsReceived, j.ResetsSent, j.Retrans = d.SynRetrans, d.ResetsReceived, d.ResetsSent, d.Retrans
 	j.BytesAcked, j.BytesReceived = d.BytesAcked, d.BytesReceived
+	j.Backends = backendsJSON(d.Backends)
 	if p50, n := d.HandshakePercentile(50); n > 0 {
 		p99, _ := d.HandshakePercentile(99)
 		a, b := p50.Nanoseconds(), p99.Nanoseconds()
@@ -428,6 +463,9 @@ func (t *Table) dest(d *analysis.Dest) string {
 	return s
 }
 
+// backend formats a NAT backend as the table does an endpoint.
+func (t *Table) backend(a netip.AddrPort) string { return t.endpoint(a.Addr(), a.Port()) }
+
 func clock(t time.Time) string { return t.Local().Format("15:04:05") }
 
 func (t *Table) write(b []byte) error {
@@ -452,6 +490,12 @@ func (t *Table) Alert(a *analysis.Alert) error {
 		cause := d.Last.Cause()
 		if l := a.Listener; l != nil {
 			cause += "; " + droppingCause(l, t.endpoint(l.Addr, l.Port))
+		}
+		if via := d.BackendsText(t.backend); via != "" {
+			// Through NAT: which backend fails, which answer.
+			b = fmt.Appendf(b, " !! FAILING %s %s (%s): failing since %s; last success %s; last attempt: %s\n",
+				dest, via, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), failingSince(d, a.Time), last, cause)
+			break
 		}
 		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s; last attempt: %s\n",
 			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Streak, failureList(d), failingSince(d, a.Time), last, cause)
@@ -534,7 +578,10 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 		switch {
 		case d.Failing:
 			status = "FAILING"
-			since = fmt.Sprintf("failing since %s, %d in a row", failingSince(d, now), d.Streak)
+			since = "failing since " + failingSince(d, now)
+			if d.Streak > 0 { // (none: a NAT backend fails, the others answer)
+				since += fmt.Sprintf(", %d in a row", d.Streak)
+			}
 		case d.Streak > 0:
 			status = "flaky"
 			since = fmt.Sprintf("%d failed in a row since %s", d.Streak, clock(d.FailingSince))
@@ -553,6 +600,9 @@ func (t *Table) destRows(b *strings.Builder, ds []analysis.Dest, now time.Time) 
 		}
 		if d.SynRetrans > 0 {
 			since += fmt.Sprintf("; %d SYN rexmit", d.SynRetrans)
+		}
+		if via := d.BackendsText(t.backend); via != "" {
+			since += "; " + via
 		}
 		if d.BytesAcked+d.BytesReceived > 0 {
 			since += "; moved " + Bytes(d.BytesAcked) + "/" + Bytes(d.BytesReceived)

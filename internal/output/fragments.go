@@ -10,7 +10,7 @@ import (
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
 
-// A socket's records repeat their middle (cookie to dns_name), and under
+// A socket's records repeat their middle (cookie to actual_dport), and under
 // churn the records of one thread repeat their owner and task (pid to
 // uid). fragments formats each once and copies it after, from two small
 // direct-mapped caches: a hit is one comparison and one copy, a miss
@@ -36,6 +36,7 @@ type headKey struct {
 	sport, dport uint16
 	src, dst     netip.Addr
 	dns          *dnscache.Origin
+	actual       netip.AddrPort
 }
 
 type headSlot struct {
@@ -58,10 +59,10 @@ type taskSlot struct {
 	text []byte // ,"pid":...,"uid":N; nil: empty slot
 }
 
-// head appends the fields of t's socket from the cookie to dns_name.
+// head appends the fields of t's socket from the cookie to actual_dport.
 func (f *fragments) head(b []byte, t *record.Transition) []byte {
 	k := headKey{cookie: t.Cookie, netns: t.Netns, family: t.Family, sport: t.SPort, dport: t.DPort,
-		src: t.Src, dst: t.Dst, dns: t.DNS}
+		src: t.Src, dst: t.Dst, dns: t.DNS, actual: t.Actual}
 	s := &f.heads[(t.Cookie^uint64(t.SPort)<<20^uint64(t.DPort)<<4)&(headSlots-1)]
 	if s.text == nil || s.key != k {
 		s.key, s.text = k, appendHead(s.text[:0], t)
@@ -85,7 +86,8 @@ func appendHead(b []byte, t *record.Transition) []byte {
 	b = t.Dst.AppendTo(b)
 	b = append(b, `","dport":`...)
 	b = appendUint(b, uint64(t.DPort))
-	return appendDNSName(b, t.DNS)
+	b = appendDNSName(b, t.DNS)
+	return appendActual(b, t.Actual)
 }
 
 // task appends t's owner, the owner's identity, the task on the CPU and

@@ -65,6 +65,7 @@ func TestJSONFragments(t *testing.T) {
 		tr.Src, tr.Dst = addrs[pick(len(addrs))], addrs[pick(len(addrs))]
 		tr.SPort, tr.DPort = uint16(pick(3)), uint16(pick(3)*7777)
 		tr.DNS = origins[pick(len(origins))]
+		tr.Actual = []netip.AddrPort{{}, netip.MustParseAddrPort("10.4.1.81:9092"), netip.MustParseAddrPort("10.4.1.82:9092")}[pick(3)]
 		tr.Old, tr.New = tcpstate.State(pick(int(tcpstate.Last)+2)), tcpstate.State(1+pick(int(tcpstate.Last)))
 		tr.InOldKnown = pick(2) == 0
 		tr.InOld = time.Duration(rng.Int64N(1e10))

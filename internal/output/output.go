@@ -203,6 +203,18 @@ func appendDNSName(b []byte, o *dnscache.Origin) []byte {
 	return AppendString(b, o.Name)
 }
 
+// appendActual adds "actual_daddr" and "actual_dport": the backend this
+// host's NAT sent the connection to, null when nothing translated it.
+func appendActual(b []byte, a netip.AddrPort) []byte {
+	if !a.IsValid() {
+		return append(b, `,"actual_daddr":null,"actual_dport":null`...)
+	}
+	b = append(b, `,"actual_daddr":"`...)
+	b = a.Addr().AppendTo(b)
+	b = append(b, `","actual_dport":`...)
+	return appendUint(b, uint64(a.Port()))
+}
+
 // appendWire adds what happened on the wire where it explains the
 // transition: SYN retransmits at the end of a connect attempt, the RTT
 // once connected, and the socket's totals when it closes.
@@ -431,7 +443,7 @@ func (t *Table) line(tr *record.Transition, what string) []byte {
 		b = appendCol(b, "-", 16)
 	}
 	b = appendCol(b, t.endpoint(tr.Src, tr.SPort), 29)
-	b = appendCol(b, t.peer(tr.Dst, tr.DPort, tr.DNS), 29)
+	b = appendCol(b, t.peerNAT(tr.Dst, tr.DPort, tr.DNS, tr.Actual), 29)
 	b = appendCol(b, what, 30)
 	if tr.InOldKnown {
 		b = appendCol(b, strconv.FormatFloat(float64(tr.InOld)/float64(time.Millisecond), 'f', 3, 64), 10)
@@ -520,6 +532,16 @@ func (t *Table) peer(a netip.Addr, port uint16, o *dnscache.Origin) string {
 		return t.endpoint(a, port)
 	}
 	return safetext.Escape(o.Name) + "(" + a.String() + "):" + t.port(port)
+}
+
+// peerNAT is peer, followed by the backend NAT sent the connection to,
+// if any: 10.96.0.10:9092->10.4.1.81:9092.
+func (t *Table) peerNAT(a netip.Addr, port uint16, o *dnscache.Origin, actual netip.AddrPort) string {
+	s := t.peer(a, port, o)
+	if actual.IsValid() {
+		s += "->" + t.endpoint(actual.Addr(), actual.Port())
+	}
+	return s
 }
 
 // appendCol appends s and pads it to width, always leaving one space.

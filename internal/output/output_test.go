@@ -145,7 +145,7 @@ func TestJSONTransition(t *testing.T) {
 	}
 	want := `{"type":"transition","time":"` + otTimeJSON + `","ktime_ns":123456789012,` +
 		`"cookie":18446744073709551615,"netns":4026531840,"family":"inet",` +
-		`"saddr":"192.0.2.10","sport":40000,"daddr":"198.51.100.7","dport":9092,"dns_name":null,` +
+		`"saddr":"192.0.2.10","sport":40000,"daddr":"198.51.100.7","dport":9092,"dns_name":null,"actual_daddr":null,"actual_dport":null,` +
 		`"old_state":"syn-sent","new_state":"close","old_state_duration_ns":1500000,` +
 		`"pid":42,"tid":43,"comm":"java",` + otIdentityJSON + `,"task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
 		`"uid":1000,"error":"ECONNREFUSED","syn_retransmits":0,` +
@@ -157,7 +157,7 @@ func TestJSONTransition(t *testing.T) {
 	otCheck(t, otRecord(t, buf.Bytes()), map[string]any{
 		"type": "transition", "time": otTimeJSON, "ktime_ns": num("123456789012"),
 		"cookie": num("18446744073709551615"), "netns": num("4026531840"), "family": "inet",
-		"saddr": "192.0.2.10", "sport": num("40000"), "daddr": "198.51.100.7", "dport": num("9092"), "dns_name": nil,
+		"saddr": "192.0.2.10", "sport": num("40000"), "daddr": "198.51.100.7", "dport": num("9092"), "dns_name": nil, "actual_daddr": nil, "actual_dport": nil,
 		"old_state": "syn-sent", "new_state": "close", "old_state_duration_ns": num("1500000"),
 		"pid": num("42"), "tid": num("43"), "comm": "java",
 		"cgroup": otPod.Cgroup, "unit": nil, "container_id": "0123456789abcdef", "runtime": nil,
@@ -192,7 +192,7 @@ func TestJSONTransitionNulls(t *testing.T) {
 	}
 	want := `{"type":"transition","time":"2024-12-31T23:59:59.000000000Z","ktime_ns":0,` +
 		`"cookie":0,"netns":4026531840,"family":"inet6",` +
-		`"saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":0,"dns_name":null,` +
+		`"saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":0,"dns_name":null,"actual_daddr":null,"actual_dport":null,` +
 		`"old_state":"listening","new_state":"syn-recv","old_state_duration_ns":null,` +
 		`"pid":null,"tid":null,"comm":null,"cgroup":null,"unit":null,"container_id":null,"runtime":null,` +
 		`"pod":null,"namespace":null,"container":null,"task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
@@ -203,7 +203,7 @@ func TestJSONTransitionNulls(t *testing.T) {
 	otCheck(t, otRecord(t, buf.Bytes()), with(otNoIdentity, map[string]any{
 		"type": "transition", "time": "2024-12-31T23:59:59.000000000Z", "ktime_ns": num("0"),
 		"cookie": num("0"), "netns": num("4026531840"), "family": "inet6",
-		"saddr": "2001:db8::1", "sport": num("443"), "daddr": "2001:db8::2", "dport": num("0"), "dns_name": nil,
+		"saddr": "2001:db8::1", "sport": num("443"), "daddr": "2001:db8::2", "dport": num("0"), "dns_name": nil, "actual_daddr": nil, "actual_dport": nil,
 		"old_state": "listening", "new_state": "syn-recv", "old_state_duration_ns": nil,
 		"pid": nil, "tid": nil, "comm": nil,
 		"task_pid": num("0"), "task_tid": num("0"), "task_comm": "swapper/3",
@@ -243,6 +243,9 @@ func TestJSONTransitionFields(t *testing.T) {
 		{"dns name", func(tr *record.Transition) {
 			tr.DNS = &dnscache.Origin{Name: "kafka.example.com"}
 		}, "dns_name", "kafka.example.com"},
+		{"a NAT backend", func(tr *record.Transition) {
+			tr.Actual = netip.MustParseAddrPort("10.4.1.81:9092")
+		}, "actual_daddr", "10.4.1.81"},
 		{"v4-mapped given as v4", func(tr *record.Transition) {
 			tr.Family = unix.AF_INET6
 			tr.Src = netip.MustParseAddr("10.0.0.1")
@@ -259,7 +262,7 @@ func TestJSONTransitionFields(t *testing.T) {
 		if got := m[c.key]; !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %q = %#v, want %#v (line %s)", c.name, c.key, got, c.want, buf.Bytes())
 		}
-		if want := 29 + wireKeys(&tr); len(m) != want {
+		if want := 31 + wireKeys(&tr); len(m) != want {
 			t.Errorf("%s: %d keys, want %d", c.name, len(m), want)
 		}
 	}
@@ -323,7 +326,7 @@ func TestJSONSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":99,"netns":4026531840,"netns_name":null,` +
-		`"family":"inet6","saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":51000,"dns_name":null,` +
+		`"family":"inet6","saddr":"2001:db8::1","sport":443,"daddr":"2001:db8::2","dport":51000,"dns_name":null,"actual_daddr":null,"actual_dport":null,` +
 		`"state":"established","pid":7,"comm":"nginx",` +
 		`"cgroup":"/system.slice/nginx.service","unit":"nginx.service","container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,` +
 		`"users":[{"pid":7,"comm":"nginx","fd":12},{"pid":8,"comm":"ng\"x","fd":3}],` +
@@ -335,7 +338,7 @@ func TestJSONSocket(t *testing.T) {
 	otCheck(t, otRecord(t, buf.Bytes()), map[string]any{
 		"type": "socket", "time": otTimeJSON, "cookie": num("99"), "netns": num("4026531840"), "netns_name": nil,
 		"family": "inet6", "saddr": "2001:db8::1", "sport": num("443"),
-		"daddr": "2001:db8::2", "dport": num("51000"), "dns_name": nil, "state": "established",
+		"daddr": "2001:db8::2", "dport": num("51000"), "dns_name": nil, "actual_daddr": nil, "actual_dport": nil, "state": "established",
 		"pid": num("7"), "comm": "nginx",
 		"cgroup": "/system.slice/nginx.service", "unit": "nginx.service", "container_id": nil, "runtime": nil,
 		"pod": nil, "namespace": nil, "container": nil,
@@ -361,7 +364,7 @@ func TestJSONSocketNulls(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"type":"socket","time":"` + otTimeJSON + `","cookie":5,"netns":1,"netns_name":null,` +
-		`"family":"inet","saddr":"0.0.0.0","sport":22,"daddr":"0.0.0.0","dport":0,"dns_name":null,` +
+		`"family":"inet","saddr":"0.0.0.0","sport":22,"daddr":"0.0.0.0","dport":0,"dns_name":null,"actual_daddr":null,"actual_dport":null,` +
 		`"state":"listening","pid":null,"comm":null,` +
 		`"cgroup":null,"unit":null,"container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,"users":[],` +
 		`"uid":0,"inode":0,"recv_q":0,"send_q":128,"timer":null,` +
@@ -373,7 +376,7 @@ func TestJSONSocketNulls(t *testing.T) {
 	otCheck(t, m, with(otNoIdentity, map[string]any{
 		"type": "socket", "time": otTimeJSON, "cookie": num("5"), "netns": num("1"), "netns_name": nil,
 		"family": "inet", "saddr": "0.0.0.0", "sport": num("22"),
-		"daddr": "0.0.0.0", "dport": num("0"), "dns_name": nil, "state": "listening",
+		"daddr": "0.0.0.0", "dport": num("0"), "dns_name": nil, "actual_daddr": nil, "actual_dport": nil, "state": "listening",
 		"pid": nil, "comm": nil, "users": []any{},
 		"uid": num("0"), "inode": num("0"), "recv_q": num("0"), "send_q": num("128"),
 		"timer": nil, "timer_expires_ms": nil, "retrans": num("0"),

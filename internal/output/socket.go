@@ -35,6 +35,7 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	b = append(b, `","dport":`...)
 	b = strconv.AppendUint(b, uint64(r.DPort), 10)
 	b = appendDNSName(b, r.DNS)
+	b = appendActual(b, r.Actual)
 	b = append(b, `,"state":"`...)
 	b = append(b, r.State.String()...)
 	b = append(b, '"')
@@ -142,7 +143,7 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 	b = appendCol(b, strconv.FormatUint(uint64(r.Snap().RecvQ), 10), 7)
 	b = appendCol(b, strconv.FormatUint(uint64(r.Snap().SendQ), 10), 7)
 	b = appendCol(b, t.endpoint(r.Src, r.SPort), 30)
-	b = appendCol(b, t.peer(r.Dst, r.DPort, r.DNS), 30)
+	b = appendCol(b, t.peerNAT(r.Dst, r.DPort, r.DNS, r.Actual), 30)
 	var extra []string
 	if len(r.Users) > 0 {
 		extra = append(extra, procs.Users(r.Users))

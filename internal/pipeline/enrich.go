@@ -10,6 +10,9 @@ import (
 // owner's identity (cgroup, unit, container, pod) and the DNS name the
 // remote address came from. The timeline adds what the socket's history
 // knows (timeline.Table.Apply: an owner learned earlier, the lifetime);
+// the NAT backend a connect attempt went to is looked up as it ends
+// (findBackend, before the record is written to a capture, which keeps
+// it) and kept by the socket (keepBackend);
 // output names network namespaces as it writes (SetNetnsNames).
 
 // identifyOwner gives a transition its owner's identity, from the cgroup
@@ -49,5 +52,30 @@ func (p *pipeline) fromSocket(t *record.Packet) {
 		t.OwnerID = r.OwnerID
 	} else if t.OwnerKnown && p.ids != nil && t.OwnerID == nil {
 		t.OwnerID = p.ids.ByID(t.OwnerCgroup, t.OwnerPID)
+	}
+}
+
+// findBackend gives a connect attempt that just ended (syn-sent ->
+// established, or -> close: the kernel keeps an unanswered attempt's
+// conntrack entry for its timeout) the backend this host's netfilter
+// translated its destination to; live only (a replay has it recorded).
+func (p *pipeline) findBackend(t *record.Transition) {
+	if p.nat == nil || t.Old != tcpstate.SynSent || t.Actual.IsValid() {
+		return
+	}
+	t.Actual, _ = p.nat.Lookup(natConnOf(t))
+}
+
+// keepBackend: the socket's row remembers its backend, and the socket's
+// later transitions (its close) carry it.
+func keepBackend(t *record.Transition, r *timeline.Row) {
+	switch {
+	case r == nil:
+	case t.Actual.IsValid():
+		r.Actual = t.Actual
+	case t.Old == tcpstate.Close && t.New == tcpstate.SynSent:
+		r.Actual = t.Actual // a new attempt: nothing known yet
+	default:
+		t.Actual = r.Actual
 	}
 }

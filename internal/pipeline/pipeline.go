@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/listeners"
+	"github.com/socktrace/socktrace/internal/nat"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/owners"
@@ -30,6 +32,7 @@ type snap struct {
 	socks      []snapshot.Socket
 	owners     procs.Table
 	ids        map[uint64]*identity.Identity // by cookie: owners' identities read back from a capture
+	actual     map[uint64]netip.AddrPort     // by cookie: NAT backends read back from a capture
 	start, end uint64                        // CLOCK_MONOTONIC, around the dump
 	at         time.Time
 }
@@ -84,6 +87,9 @@ type pipeline struct {
 	netnsName func(uint32) string
 	// dns: names on addresses from DNS answers; nil with --no-dns.
 	dns *dnsNames
+	// nat: the NAT backends of connections, from conntrack (nil in a
+	// replay: the capture says).
+	nat *nat.Resolver
 	// subj: the filter's subject of the record at hand.
 	subj filter.Subject
 	// recState: the recording's state as of its last pause or
@@ -107,6 +113,9 @@ type pipeline struct {
 type Hooks struct {
 	// Connected: a connect attempt completed its handshake in this long.
 	Connected func(t *record.Transition, handshake time.Duration)
+	// Ended: a connect attempt ended (syn-sent -> established, or ->
+	// close), with its NAT backend if any.
+	Ended func(t *record.Transition)
 	// Attached: the program is attached and the snapshot merged; from
 	// now on records are read. p gives the pipeline's state on demand.
 	Attached func(p *View, tr *events.Tracer)
@@ -155,6 +164,19 @@ func (p *pipeline) mergeSnapshot(s *snap) error {
 	defer p.mu.Unlock()
 	rows := p.table.AddSnapshot(s.socks, s.owners, s.start, s.end)
 	p.identify(rows)
+	actual := map[uint64]netip.AddrPort{}
+	accepted := acceptedBy(rows)
+	for _, r := range rows {
+		if s.actual != nil {
+			r.Actual = s.actual[r.Cookie]
+		}
+		if !accepted(r) {
+			natRow(p.nat, r)
+		}
+		if r.Actual.IsValid() {
+			actual[r.Cookie] = r.Actual
+		}
+	}
 	byCookie := map[uint64]*identity.Identity{}
 	for _, r := range rows {
 		if r.OwnerID == nil && s.ids != nil {
@@ -178,7 +200,7 @@ func (p *pipeline) mergeSnapshot(s *snap) error {
 			if s.socks[i].Inode != 0 {
 				users = s.owners[s.socks[i].Inode]
 			}
-			if err := p.recorder.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie]); err != nil {
+			if err := p.recorder.Socket(&s.socks[i], users, byCookie[s.socks[i].Cookie], actual[s.socks[i].Cookie]); err != nil {
 				return err
 			}
 		}
@@ -308,6 +330,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	p.identifyOwner(t)
+	p.findBackend(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.recorder != nil {
@@ -320,6 +343,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 	}
 	row := p.table.Apply(t)
 	p.nameDest(t, row)
+	keepBackend(t, row)
 	// The subject lives in the pipeline: a local one escapes to the heap
 	// through the expression's interface, an allocation a transition.
 	p.subj = filter.OfTransition(t)
@@ -344,6 +368,9 @@ func (p *pipeline) transition(t *record.Transition) error {
 		}
 		if t.Old == tcpstate.SynSent && t.New != tcpstate.Close && t.InOldKnown && p.hooks.Connected != nil {
 			p.hooks.Connected(t, t.InOld)
+		}
+		if t.Old == tcpstate.SynSent && p.hooks.Ended != nil {
+			p.hooks.Ended(t)
 		}
 	} else if t.New == tcpstate.Close {
 		p.conns.Forget(row)

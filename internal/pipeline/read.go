@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -163,6 +164,12 @@ func (c *captureSource) addSocket(rec *capture.Record) {
 			s.ids = map[uint64]*identity.Identity{}
 		}
 		s.ids[rec.Socket.Cookie] = rec.Owner
+	}
+	if rec.Actual.IsValid() {
+		if s.actual == nil {
+			s.actual = map[uint64]netip.AddrPort{}
+		}
+		s.actual[rec.Socket.Cookie] = rec.Actual
 	}
 	if rec.Socket.Inode != 0 && len(rec.Users) > 0 {
 		s.owners[rec.Socket.Inode] = append([]procs.Owner(nil), rec.Users...)

@@ -27,8 +27,8 @@ func seedCapture(t testing.TB, path string) {
 	}
 	lo := netip.MustParseAddr("127.0.0.1")
 	w.SnapshotStart(time.Unix(1e9+100, 0), 1, 2)
-	w.Socket(&snapshot.Socket{Family: unix.AF_INET, State: tcpstate.Listen, Src: lo, Dst: netip.IPv4Unspecified(), SPort: 80, Cookie: 1, Inode: 5}, nil, nil)
-	w.Socket(&snapshot.Socket{Family: unix.AF_INET, State: tcpstate.CloseWait, Src: lo, Dst: lo, SPort: 80, DPort: 4000, Cookie: 2, Inode: 6}, nil, nil)
+	w.Socket(&snapshot.Socket{Family: unix.AF_INET, State: tcpstate.Listen, Src: lo, Dst: netip.IPv4Unspecified(), SPort: 80, Cookie: 1, Inode: 5}, nil, nil, netip.AddrPort{})
+	w.Socket(&snapshot.Socket{Family: unix.AF_INET, State: tcpstate.CloseWait, Src: lo, Dst: lo, SPort: 80, DPort: 4000, Cookie: 2, Inode: 6}, nil, nil, netip.AddrPort{})
 	w.SnapshotEnd(2)
 	// The connect's address came from a DNS answer (a CNAME chain).
 	w.DNS(&dnscache.Observation{At: time.Unix(1e9+101, 0), K: 1e11, Netns: 0, PID: 7, Comm: "c", Server: netip.MustParseAddrPort("127.0.0.53:53"),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/nat"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/netnsname"
@@ -102,6 +103,7 @@ type lister struct {
 	w      writer
 	ids    *identity.Resolver
 	pids   *identity.PIDs
+	nat    *nat.Resolver
 	r      timeline.Row
 }
 
@@ -110,6 +112,7 @@ func newLister(o *Options) *lister {
 	p := &lister{o: o, stdout: stdout, w: newWriter(o, stdout),
 		ids: identity.NewResolver(o.HostRoot, o.KubeletLogDir, o.CRISocket)}
 	p.pids = p.ids.PIDs()
+	p.nat = openNAT(o)
 	p.w.SetNetnsNames(netnsname.New(o.HostRoot, p.ids).Name)
 	return p
 }
@@ -125,10 +128,12 @@ func (p *lister) socket(s *snapshot.Socket, owners procs.Table, at time.Time) er
 	if !p.o.Match(&subj) {
 		return nil
 	}
+	natRow(p.nat, r)
 	return p.w.Socket(r, at)
 }
 
 func (p *lister) flush() error {
+	p.nat.Close()
 	if err := p.stdout.Flush(); err != nil && !isBrokenPipe(err) {
 		return err
 	}

@@ -88,6 +88,7 @@ func (p *pipeline) close() {
 		p.recorder.Close()
 	}
 	p.dns.close()
+	p.nat.Close()
 }
 
 // newLivePipeline is a pipeline for records from the kernel: owners
@@ -100,6 +101,7 @@ func newLivePipeline(o *Options, src *liveSource, hooks *Hooks) *pipeline {
 	p.w.SetNetnsNames(p.netnsName)
 	p.quiet = o.Quiet
 	p.dns = openDNS(o, cgroups.New(o.HostRoot).Mount(), src.tr.Clock())
+	p.nat = openNAT(o)
 	if hooks != nil {
 		p.hooks = hooks
 	}

@@ -24,8 +24,9 @@
 //     CAP_DAC_READ_SEARCH as well. Namespaces named under /run/netns need
 //     nothing more.
 //
-// Listing socktrace's own namespace (sock_diag) needs no capability, nor
-// does anything socktrace does need CAP_NET_ADMIN.
+// Listing socktrace's own namespace (sock_diag) needs no capability.
+// Asking conntrack for NAT backends (ctnetlink) needs CAP_NET_ADMIN;
+// without it they are not shown (package nat says so once).
 package privs
 
 import (

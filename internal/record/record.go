@@ -7,6 +7,7 @@
 package record
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
@@ -29,6 +30,13 @@ type Transition struct {
 	// it to the owner (or to someone in its namespace); nil when no
 	// answer seen holds it.
 	DNS *dnscache.Origin
+
+	// Actual: the backend this host's netfilter translated the
+	// destination to (a DNAT: kube-proxy's Service VIP, a published
+	// port), from the connection's conntrack entry; invalid when nothing
+	// translated it. Looked up at the end of the connect attempt (and
+	// recorded), kept by the socket after.
+	Actual netip.AddrPort
 
 	// Lifetime: on a transition into close, how long the socket lived,
 	// from the birth socktrace saw (connect, listen, accept); known only

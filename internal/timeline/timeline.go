@@ -53,8 +53,11 @@ type Row struct {
 	OwnerID    *identity.Identity // cgroup, unit, container, pod; nil if unknown
 	// DNS: the answer the remote address came from (see
 	// record.Transition.DNS); set by the pipeline.
-	DNS   *dnscache.Origin
-	Users []procs.Owner // every holder found in /proc (ss -p)
+	DNS *dnscache.Origin
+	// Actual: the NAT backend of the connection (see
+	// record.Transition.Actual); set by the pipeline.
+	Actual netip.AddrPort
+	Users  []procs.Owner // every holder found in /proc (ss -p)
 
 	// Since: CLOCK_MONOTONIC time the socket entered State; 0 when not
 	// known (a pre-existing socket that has not moved since the snapshot).
