@@ -74,7 +74,7 @@ type Options struct {
 // DefaultMaxSockets is the size of the kernel's socket map.
 const DefaultMaxSockets = 131072
 
-// DefaultRingSize holds about 43,000 transitions (184 bytes each, and
+// DefaultRingSize holds about 41,000 transitions (192 bytes each, and
 // the ring's 8-byte header).
 const DefaultRingSize = 8 << 20
 
@@ -108,6 +108,9 @@ type Tracer struct {
 	// skippedSeen: the program's recursion misses already reported.
 	skippedSeen   uint64
 	lostOtherSeen uint64
+	// dropArgs: the argument count of the kfree_skb tracepoint the drop
+	// hook was attached for; 0 if not attached.
+	dropArgs int
 	// The optional hooks (retransmits, resets, errors).
 	hookProgs  []*ebpf.Program
 	hookLinks  []link.Link
@@ -136,6 +139,9 @@ type tracerMaps struct {
 	Synacks       *ebpf.Map `ebpf:"synacks"`
 	Running       *ebpf.Map `ebpf:"running"`
 	Rescued       *ebpf.Map `ebpf:"rescued"`
+	DropsOther    *ebpf.Map `ebpf:"drops_other"`
+	DropsNosock   *ebpf.Map `ebpf:"drops_nosock"`
+	DropDests     *ebpf.Map `ebpf:"drop_dests"`
 }
 
 type tracerObjects struct {
@@ -212,6 +218,7 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	kc := kernelConfig(opts.Filter)
 	kc.Kinds = uint8(opts.Kinds)
+	kc.DropConsumed = consumedReason(kernelTypes)
 	if err := spec.Variables["cfg"].Set(kc); err != nil {
 		return nil, fmt.Errorf("set BPF filter: %w", err)
 	}
@@ -352,7 +359,7 @@ func (t *Tracer) RecursionMisses() (primary, backup uint64) {
 }
 
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued, m.DropsOther, m.DropsNosock, m.DropDests} {
 		if x != nil {
 			x.Close()
 		}

@@ -1,0 +1,164 @@
+package events_test
+
+// Packets dropped on this host (skb:kfree_skb): attributed to the socket
+// that sent them, or counted as of no socket, with the kernel's reason
+// (5.17+) or the function that freed them (5.10 to 5.16). These run on
+// the kernel matrix too (make vmtest): no nft there; the nftables cases
+// are in cmd/socktrace.
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socktrace/socktrace/internal/drops"
+	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/tcpstate"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
+)
+
+// dropNamer is the tracer's drop hook's namer; the test fails when the
+// hook did not attach (every kernel of the matrix has kfree_skb and BTF).
+func dropNamer(t *testing.T, tr *events.Tracer) *drops.Namer {
+	t.Helper()
+	for _, h := range tr.Hooks() {
+		if h.Tracepoint == "skb:kfree_skb" && h.Err != nil {
+			t.Fatalf("drop hook not attached: %v", h.Err)
+		}
+	}
+	if tr.DropReasons() == events.DropsOff {
+		t.Fatal("drop hook not attached, and no hook status says why")
+	}
+	n, err := drops.NewNamer(tr.DropReasons(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkReasonName checks that name is what this kernel gives: an enum
+// skb_drop_reason name when it has reasons (5.17+), else the name of a
+// kernel function (from /proc/kallsyms).
+func checkReasonName(t *testing.T, tr *events.Tracer, name string) {
+	t.Helper()
+	switch tr.DropReasons() {
+	case events.DropsByReason:
+		names, err := events.DropReasonNames(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if n == name {
+				return
+			}
+		}
+		t.Errorf("drop reason %q is not a name of this kernel's enum skb_drop_reason", name)
+	case events.DropsByLocation:
+		syms, err := drops.ReadKallsyms()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "" || strings.HasPrefix(name, "0x") || syms.Addr(name) == 0 {
+			t.Errorf("drop location %q is not a kernel function (this kernel gives no drop reasons)", name)
+		}
+	}
+}
+
+// TestDropsNoSocket: a SYN to a closed port is dropped by the receiving
+// side's TCP (no socket: NO_SOCKET since 5.17, freed in tcp_v4_rcv
+// before) and answered with an RST; the drop is of no socket socktrace
+// follows, counted in the unattributed total of its namespace, once per
+// SYN.
+func TestDropsNoSocket(t *testing.T) {
+	ns := testnet.New(t)
+	port := closedPort(t, ns)
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	namer := dropNamer(t, c.tr)
+	const n = 5
+	for i := 0; i < n; i++ {
+		failedConnect(t, ns, port, "refused")
+	}
+	c.waitFor(t, "the refused connects' closes", func(recs []events.Transition) bool {
+		closes := 0
+		for _, r := range recs {
+			if r.Old == tcpstate.SynSent && r.New == tcpstate.Close {
+				closes++
+			}
+		}
+		return closes == n
+	})
+	u, err := c.tr.UnattributedDrops(ns.Inode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "NO_SOCKET"
+	if c.tr.DropReasons() == events.DropsByLocation {
+		want = "tcp_v4_rcv"
+	}
+	got := map[string]uint64{}
+	for r, v := range u.NoSocket {
+		got[namer.Name(r)] += v
+	}
+	if got[want] != n {
+		t.Errorf("drops of no socket in the test's namespace: %v, want %d %s (one per SYN refused)", got, n, want)
+	}
+	for _, r := range c.stop(t) {
+		if r.Drops != 0 {
+			t.Errorf("a socket of a refused connect has %d drops (the SYNs were dropped by the peer's side, of no socket): %+v", r.Drops, r)
+		}
+	}
+}
+
+// TestDropsSent: every SYN of a connect dropped on the way out (a netem
+// qdisc losing every packet on the namespace's loopback: the kernel
+// frees them with their socket) is counted on the socket: its close
+// says 2 drops (TCP_SYNCNT 1: the SYN and one retransmit), direction
+// sent, and a reason this kernel gives (an enum name, or on 5.10 the
+// function that freed it).
+func TestDropsSent(t *testing.T) {
+	ns := testnet.New(t)
+	port := ns.FullListener(t, 0) // anything: nothing gets through
+	if err := ns.Blackhole(); errors.Is(err, testnet.ErrNoNetem) {
+		t.Skip("this kernel has no sch_netem (make vmtest runs this on Debian's kernels, which have it; cmd/socktrace's TestDropsNft covers this host with nftables)")
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	namer := dropNamer(t, c.tr)
+	local := failedConnect(t, ns, port, "timed-out")
+	var closed events.Transition
+	c.waitForIn(t, 10*time.Second, "the timed-out connect's close", func(recs []events.Transition) bool {
+		for _, r := range recs {
+			if r.Old == tcpstate.SynSent && r.New == tcpstate.Close && int(r.SPort) == local {
+				closed = r
+				return true
+			}
+		}
+		return false
+	})
+	syns := uint32(closed.SynRetrans) + 1
+	if closed.Drops != syns || closed.Drops != 2 {
+		t.Errorf("close of a connect whose SYNs were all dropped: %d drops, want %d (its SYNs, %d retransmitted)", closed.Drops, syns, closed.SynRetrans)
+	}
+	if closed.DropDir != events.DropSent {
+		t.Errorf("drop direction %q, want sent", closed.DropDir)
+	}
+	name := namer.Name(closed.DropReason)
+	checkReasonName(t, c.tr, name)
+	t.Logf("kernel gives %v: %d SYNs dropped, reason %s", c.tr.DropReasons(), closed.Drops, name)
+
+	counts, err := c.tr.DropCounts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, d := range counts {
+		if d.Key.Dest.Netns == ns.Inode && int(d.Key.Dest.DPort) == port && d.Key.Dir == events.DropSent {
+			total += d.N
+		}
+	}
+	if total != uint64(closed.Drops) {
+		t.Errorf("drop counters of the destination: %d, want %d", total, closed.Drops)
+	}
+}
