@@ -56,6 +56,9 @@ func sample(n int) []record.Transition {
 		if i%5 == 0 {
 			t.CookieFromHelper = true
 		}
+		if i%6 == 1 { // format 4: drops, by the reason's name
+			t.Drops, t.DropReasonName, t.DropDir = uint32(i), []string{"NETFILTER_DROP", "nf_hook_slow"}[i%2], events.DropDir(1+i%2)
+		}
 		if i == 7 { // the clock stepped back: negative deltas
 			t.Time = t0.Add(-time.Second)
 		}

@@ -517,6 +517,7 @@ const (
 	tfExtra    // format 2: kind, retransmits and resets follow
 	tfTCPStats // format 2: the socket's TCP counters follow
 	tfIdentity // format 3: the number of the owner's identity follows
+	tfDrops    // format 4: the socket's drops, the last one's reason (its name) and direction follow
 )
 
 // identity returns the number of id in this file, writing its record
@@ -571,6 +572,9 @@ func (w *Writer) Transition(t *record.Transition) error {
 	}
 	if t.TCPStats {
 		flags |= tfTCPStats
+	}
+	if t.Drops > 0 {
+		flags |= tfDrops
 	}
 	idn := w.identity(t.OwnerID)
 	if w.paused {
@@ -627,6 +631,12 @@ func (w *Writer) Transition(t *record.Transition) error {
 	}
 	if idn != 0 {
 		b = binary.AppendUvarint(b, idn)
+	}
+	if flags&tfDrops != 0 {
+		// The reason's name: its number differs between kernels.
+		b = binary.AppendUvarint(b, uint64(t.Drops))
+		b = appendString(b, t.DropReasonName)
+		b = append(b, byte(t.DropDir))
 	}
 	w.body = b
 	if t.Kind == events.KindTransition {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/output"
@@ -90,6 +91,9 @@ type pipeline struct {
 	// a replay read.
 	recState RecordingState
 	gaps     uint64
+	// dropNames names the kernel's drop reasons (nil in a replay: the
+	// capture holds the names).
+	dropNames *drops.Namer
 	// current: the tracer's record at hand, with what user space
 	// attached to it.
 	current record.Transition
@@ -301,6 +305,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 	p.lastWall, p.lastK = t.Time, t.Ktime
 	p.transitions++
 	p.identifyOwner(t)
+	p.nameDrop(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.recorder != nil {
@@ -355,6 +360,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 func (p *pipeline) packet(t *record.Packet) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.nameDrop((*record.Transition)(t))
 	if p.recorder != nil {
 		if err := p.recorder.Packet(t); err != nil {
 			return err
