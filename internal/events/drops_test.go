@@ -113,12 +113,13 @@ func TestDropsNoSocket(t *testing.T) {
 // TestDropsSent: every SYN of a connect dropped on the way out (a netem
 // qdisc losing every packet on the namespace's loopback: the kernel
 // frees them with their socket) is counted on the socket: its close
-// says 2 drops (TCP_SYNCNT 1: the SYN and one retransmit), direction
+// says as many drops as SYNs tried (TCP_SYNCNT 1: the SYN and its
+// retransmits, the kernel's total_retrans), direction
 // sent, and a reason this kernel gives (an enum name, or on 5.10 the
-// function that freed it).
+// function that freed it, kfree_skb_list).
 func TestDropsSent(t *testing.T) {
 	ns := testnet.New(t)
-	port := ns.FullListener(t, 0) // anything: nothing gets through
+	port := closedPort(t, ns) // anything: nothing gets through
 	if err := ns.Blackhole(); errors.Is(err, testnet.ErrNoNetem) {
 		t.Skip("this kernel has no sch_netem (make vmtest runs this on Debian's kernels, which have it; cmd/socktrace's TestDropsNft covers this host with nftables)")
 	} else if err != nil {
@@ -138,7 +139,7 @@ func TestDropsSent(t *testing.T) {
 		return false
 	})
 	syns := uint32(closed.SynRetrans) + 1
-	if closed.Drops != syns || closed.Drops != 2 {
+	if closed.Drops != syns || closed.Drops < 2 {
 		t.Errorf("close of a connect whose SYNs were all dropped: %d drops, want %d (its SYNs, %d retransmitted)", closed.Drops, syns, closed.SynRetrans)
 	}
 	if closed.DropDir != events.DropSent {
