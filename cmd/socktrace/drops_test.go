@@ -126,14 +126,14 @@ func checkDrops(t *testing.T, what string, r record, n int, reason, dir string) 
 // client's output hook. The connect's close, its alert and the summary
 // say how many SYNs were dropped on this host (what nft counted),
 // NETFILTER_DROP and sent; so do the table read back from the recording
-// and the agent's socktrace_packet_drops_total. Before, all of them said
-// "no reply".
+// and the agent's socktrace_packet_drops_total; --events drop shows
+// each drop as it happens. Before, all of them said "no reply".
 func TestDropsSentNft(t *testing.T) {
 	needNft(t)
 	ns := testnet.New(t)
 	nft(t, ns, "table inet filter {\n counter syns {}\n chain output {\n  type filter hook output priority 0;\n  tcp dport 9092 tcp flags syn counter name syns drop\n }\n}\n")
 	file := filepath.Join(t.TempDir(), "trace.st")
-	p := start(t, "-o", "json", "--netns", ns.Path(), "--summary", "--fail-after", "1", "-w", file, "--no-snapshot")
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--summary", "--fail-after", "1", "-w", file, "--no-snapshot", "--events", "drop")
 	_, addr := startAgent(t, "--netns", ns.Path())
 	local := timedOutConnect(t, ns, 9092)
 	p.waitForIn(t, 10*time.Second, "the failing alert", alertFor("failing", 9092))
@@ -153,6 +153,22 @@ func TestDropsSentNft(t *testing.T) {
 	checkDrops(t, "close record", end, dropped, "NETFILTER_DROP", "sent")
 	checkDrops(t, "alert", alert, dropped, "NETFILTER_DROP", "sent")
 	checkDrops(t, "summary", sum, dropped, "NETFILTER_DROP", "sent")
+	// --events drop: one record a drop, as it happens.
+	var live []record
+	for _, r := range recs {
+		if r.str("type") == "drop" && int(r.num("sport")) == local {
+			live = append(live, r)
+		}
+	}
+	if len(live) != dropped {
+		t.Errorf("%d drop records of the socket, want %d (what nft dropped)", len(live), dropped)
+	}
+	for i, r := range live {
+		checkDrops(t, fmt.Sprintf("drop record %d", i+1), r, i+1, "NETFILTER_DROP", "sent")
+		if r.str("state") != "syn-sent" {
+			t.Errorf("drop record %d: state %q, want syn-sent", i+1, r.str("state"))
+		}
+	}
 	cause := fmt.Sprintf("%d SYNs dropped on this host (NETFILTER_DROP, sent)", dropped)
 	for _, d := range []struct {
 		what string

@@ -483,6 +483,10 @@ func (t *Table) line(tr *record.Transition, what string) []byte {
 func (t *Table) Packet(tr *record.Packet) error {
 	x := record.Transition(*tr)
 	what := tr.Kind.String() + " in " + tr.State().String()
+	if tr.Kind == events.KindDrop && tr.Drops > 0 {
+		// The packet just dropped is the socket's last.
+		what += " (" + safetext.Escape(tr.DropReasonName) + ", " + tr.DropDir.String() + ")"
+	}
 	x.InOldKnown = false
 	b := t.line(&x, what)
 	_, err := t.w.Write(b)
