@@ -123,9 +123,11 @@ static __always_inline int on_drop(struct sk_buff *skb, __u64 reason, struct soc
 {
 	if (reason == cfg.drop_consumed)
 		return 0;
-	__be16 proto = BPF_CORE_READ(skb, protocol);
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	/* Read directly (tp_btf gives a BTF-typed skb): no helper call
+	 * before the packet is known to be TCP. */
+	__be16 proto = skb->protocol;
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
 	__u8 ip[10];
 	__u32 th;
 

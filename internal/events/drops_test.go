@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -69,7 +71,7 @@ func checkReasonName(t *testing.T, tr *events.Tracer, name string) {
 // side's TCP (no socket: NO_SOCKET since 5.17, freed in tcp_v4_rcv
 // before) and answered with an RST; the drop is of no socket socktrace
 // follows, counted in the unattributed total of its namespace, once per
-// SYN.
+// SYN. Datagrams to a closed UDP port count in the drops not TCP.
 func TestDropsNoSocket(t *testing.T) {
 	ns := testnet.New(t)
 	port := closedPort(t, ns)
@@ -103,6 +105,28 @@ func TestDropsNoSocket(t *testing.T) {
 	if got[want] != n {
 		t.Errorf("drops of no socket in the test's namespace: %v, want %d %s (one per SYN refused)", got, n, want)
 	}
+	// Datagrams to a closed UDP port are dropped too: counted in the
+	// total of drops not TCP (of every namespace: at least these).
+	before := u.Other
+	const datagrams = 20
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		for i := 0; i < datagrams; i++ {
+			if err := unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
+				return err
+			}
+		}
+		return nil
+	})
+	if u, err = c.tr.UnattributedDrops(ns.Inode); err != nil {
+		t.Fatal(err)
+	} else if u.Other-before < datagrams {
+		t.Errorf("drops not TCP went from %d to %d, want at least %d more (the datagrams to a closed port)", before, u.Other, datagrams)
+	}
 	for _, r := range c.stop(t) {
 		if r.Drops != 0 {
 			t.Errorf("a socket of a refused connect has %d drops (the SYNs were dropped by the peer's side, of no socket): %+v", r.Drops, r)
@@ -121,7 +145,7 @@ func TestDropsSent(t *testing.T) {
 	ns := testnet.New(t)
 	port := closedPort(t, ns) // anything: nothing gets through
 	if err := ns.Blackhole(); errors.Is(err, testnet.ErrNoNetem) {
-		t.Skip("this kernel has no sch_netem (make vmtest runs this on Debian's kernels, which have it; cmd/socktrace's TestDropsNft covers this host with nftables)")
+		t.Skip("this kernel has no sch_netem (make vmtest runs this on Debian's kernels, which have it; cmd/socktrace's TestDropsSentNft covers this host with nftables)")
 	} else if err != nil {
 		t.Fatal(err)
 	}
