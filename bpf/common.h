@@ -33,6 +33,7 @@ const volatile struct config cfg = {
 	.want_inet = 1,
 	.want_inet6 = 1,
 	.drop_consumed = ~0U,
+	.drop_no_socket = ~0U,
 };
 
 struct owner {

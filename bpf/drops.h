@@ -15,7 +15,11 @@
  *
  * A drop that is not of a TCP packet costs a few reads and one per-CPU
  * add; one of no socket socktrace follows is counted by reason and
- * namespace, never sent.
+ * namespace, and sent (KIND_DROP, no socket: the packet's addresses and
+ * ports) only when it is a SYN or SYN-ACK not dropped for want of a
+ * socket (NO_SOCKET): user space gives it to the connect attempt of
+ * that 4-tuple (a SYN dropped on the input hook of a namespace on this
+ * host, which the kernel frees without a socket).
  */
 #ifndef SOCKTRACE_DROPS_H
 #define SOCKTRACE_DROPS_H
@@ -27,6 +31,8 @@
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
 
 /* Drops of packets that are not TCP over IPv4 or IPv6: [0], per CPU. */
 struct {
@@ -80,6 +86,62 @@ static __always_inline void count_other(void)
 
 	if (n)
 		__sync_fetch_and_add(n, 1); /* a nested run may come between */
+}
+
+/* Whether a drop of no socket is worth telling user space about: a
+ * handshake packet (SYN or SYN-ACK) of the ports the filter wants, not
+ * dropped because no socket wanted it (NO_SOCKET: a closed port, where
+ * storms come from). */
+static __always_inline int tuple_wanted(__u64 reason, __u8 tcpflags, __u16 psport, __u16 pdport)
+{
+	if (!cfg.drop_tuples || !(tcpflags & TCP_FLAG_SYN))
+		return 0;
+	if (reason == cfg.drop_no_socket)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (reason >= cfg.drop_quiet_lo[i] && reason < cfg.drop_quiet_hi[i])
+			return 0;
+	}
+	/* The connecting socket sent a SYN, and is sent a SYN-ACK. */
+	if (tcpflags & TCP_FLAG_ACK)
+		return ports_match(pdport, psport);
+	return ports_match(psport, pdport);
+}
+
+/* Sends a drop of no socket with the packet's addresses and ports, for
+ * user space to give to the connect attempt they belong to: a SYN
+ * (drop_dir sent: the connecting socket's) or a SYN-ACK (received). */
+static __always_inline void send_tuple(struct sk_buff *skb, __u64 reason, const unsigned char *iph, int v6,
+				       __u16 psport, __u16 pdport, __u8 tcpflags)
+{
+	struct event *e = reserve_record(KIND_DROP);
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	if (v6) {
+		e->family = AF_INET6;
+		bpf_probe_read_kernel(e->saddr, 16, iph + 8);
+		bpf_probe_read_kernel(e->daddr, 16, iph + 24);
+	} else {
+		e->family = AF_INET;
+		bpf_probe_read_kernel(e->saddr, 4, iph + 12);
+		bpf_probe_read_kernel(e->daddr, 4, iph + 16);
+	}
+	__u64 id = bpf_get_current_pid_tgid();
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->sport = psport;
+	e->dport = pdport;
+	e->kind = KIND_DROP;
+	e->drops = 1;
+	e->drop_reason = reason;
+	e->drop_dir = (tcpflags & TCP_FLAG_ACK) ? DROP_RECEIVED : DROP_SENT;
+	bpf_ringbuf_submit(e, 0);
 }
 
 /* Adds one drop to the destination of an active open. */
@@ -144,16 +206,18 @@ static __always_inline int on_drop(struct sk_buff *skb, __u64 reason, struct soc
 		goto other;
 	}
 
-	__be16 ports[2];
-	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th))
+	__u8 tcph[14]; /* ports, sequence numbers, offset, flags */
+	if (bpf_probe_read_kernel(tcph, sizeof(tcph), head + th))
 		goto other;
-	__u16 psport = bpf_ntohs(ports[0]), pdport = bpf_ntohs(ports[1]);
+	__u16 psport = ((__u16)tcph[0] << 8) | tcph[1], pdport = ((__u16)tcph[2] << 8) | tcph[3];
 
 	struct sock *sk = rx_sk ? rx_sk : BPF_CORE_READ(skb, sk);
 	__u32 netns;
 	__u16 family;
 	if (!tcp_sock_wanted(sk, &netns, &family)) {
 		count_nosock(skb, reason);
+		if (tuple_wanted(reason, tcph[13], psport, pdport))
+			send_tuple(skb, reason, head + nh, proto == bpf_htons(ETH_P_IPV6), psport, pdport, tcph[13]);
 		return 0;
 	}
 	/* Which way the packet went, from its ports: a socket the kernel

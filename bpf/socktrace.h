@@ -145,9 +145,15 @@ struct config {
 	__u8 want_inet6;
 	__u8 nr_sport; /* 0: any local port */
 	__u8 nr_dport; /* 0: any remote port */
-	__u8 kinds;    /* bit (1 << kind): also send these records (retransmit, reset, error) */
-	__u8 pad[3];
-	__u32 drop_consumed; /* the kernel's SKB_CONSUMED (not a drop), ~0 if it has none */
+	__u8 kinds;    /* bit (1 << kind): also send these records (retransmit, reset, error, drop) */
+	__u8 drop_tuples; /* send SYNs and SYN-ACKs dropped of no socket, with their 4-tuple (drops.h) */
+	__u8 pad[2];
+	__u32 drop_consumed;  /* the kernel's SKB_CONSUMED (not a drop), ~0 if it has none */
+	__u32 drop_no_socket; /* the kernel's SKB_DROP_REASON_NO_SOCKET, ~0 if it has none */
+	/* Kernels without reasons: the locations (function ranges [lo, hi))
+	 * whose drops are of no socket (tcp_v4_rcv, tcp_v6_rcv); 0 if none. */
+	__u64 drop_quiet_lo[2];
+	__u64 drop_quiet_hi[2];
 	struct port_range sport[MAX_PORT_RANGES];
 	struct port_range dport[MAX_PORT_RANGES];
 };

@@ -333,3 +333,44 @@ func TestDropsClosedPortVeth(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestDropsServerInputNft: a NetworkPolicy-like rule on the input hook
+// of the server's namespace (across a veth from the client's) drops the
+// client's SYNs. The kernel frees them with no socket (the veth took the
+// client's away): socktrace gives them to the connect attempt of their
+// 4-tuple, so its close, traced in the client's namespace only, says the
+// SYNs were dropped on this host, as many as nft counted, sent.
+func TestDropsServerInputNft(t *testing.T) {
+	needNft(t)
+	client, server := testnet.New(t), testnet.New(t)
+	vethPair(t, client, server)
+	server.Serve(t, "10.200.0.2:9092", func(c net.Conn) { c.Close() })
+	nft(t, server, "table inet filter {\n counter syns {}\n chain input {\n  type filter hook input priority 0;\n  tcp dport 9092 tcp flags syn counter name syns drop\n }\n}\n")
+	file := filepath.Join(t.TempDir(), "trace.st")
+	p := start(t, "-o", "json", "--netns", client.Path(), "--summary", "--fail-after", "1", "--no-snapshot", "-w", file)
+	errno, local := connectIn(t, client, [4]byte{10, 200, 0, 2}, 9092, 1)
+	if errno != unix.ETIMEDOUT {
+		t.Fatalf("connect whose SYNs the server's namespace drops: %v, want ETIMEDOUT", errno)
+	}
+	p.waitForIn(t, 10*time.Second, "the failing alert", alertFor("failing", 9092))
+	recs := parseJSON(t, p.stop(t))
+	dropped := nftPackets(t, server, "filter", "syns")
+	if dropped < 2 {
+		t.Fatalf("nft dropped %d SYNs: the test proves nothing", dropped)
+	}
+	checkDrops(t, "close record", closeOf(recs, local, 9092), dropped, "NETFILTER_DROP", "sent")
+	cause := fmt.Sprintf("%d SYNs dropped on this host (NETFILTER_DROP, sent)", dropped)
+	if sum := destOf(lastSummary(t, recs), 9092); sum.str("last_cause") != cause {
+		t.Errorf("summary's last_cause %q, want %q", sum.str("last_cause"), cause)
+	}
+	// The recording holds them on the attempt's close (not the drops of
+	// other namespaces the kernel sent).
+	js, _ := readCapture(t, "-o", "json", file)
+	replayed := parseJSON(t, strings.Split(strings.TrimSpace(js), "\n"))
+	checkDrops(t, "replayed close record", closeOf(replayed, local, 9092), dropped, "NETFILTER_DROP", "sent")
+	for _, r := range replayed {
+		if r.str("type") == "drop" {
+			t.Errorf("a drop record in the recording, without --events drop: %v", r)
+		}
+	}
+}

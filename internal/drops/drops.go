@@ -8,18 +8,14 @@
 package drops
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"os"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/kallsyms"
 )
 
 // Namer turns the kernel's drop reasons (events.Transition.DropReason,
@@ -29,8 +25,8 @@ type Namer struct {
 	reasons map[uint64]string // by enum value, DropsByReason
 
 	mu    sync.Mutex
-	syms  *Kallsyms // DropsByLocation, read at the first name
-	err   error     // reading it failed
+	syms  *kallsyms.Symbols // DropsByLocation, read at the first name
+	err   error             // reading it failed
 	cache map[uint64]string
 }
 
@@ -73,7 +69,7 @@ func (n *Namer) Name(v uint64) string {
 		return s
 	}
 	if n.syms == nil && n.err == nil {
-		n.syms, n.err = ReadKallsyms()
+		n.syms, n.err = kallsyms.Read()
 	}
 	s := ""
 	if n.syms != nil {
@@ -86,81 +82,6 @@ func (n *Namer) Name(v uint64) string {
 		n.cache[v] = s
 	}
 	return s
-}
-
-// Kallsyms is the kernel's text symbols, by address.
-type Kallsyms struct {
-	addrs []uint64
-	names []string
-}
-
-// ReadKallsyms reads /proc/kallsyms (as root: others see zero addresses).
-func ReadKallsyms() (*Kallsyms, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return nil, fmt.Errorf("read kernel symbols to name drop locations: %w", err)
-	}
-	defer f.Close()
-	return ParseKallsyms(f)
-}
-
-// ParseKallsyms reads symbols in /proc/kallsyms's form: "ADDR TYPE NAME
-// [MODULE]"; only text symbols (t, T, w, W) are kept.
-func ParseKallsyms(r io.Reader) (*Kallsyms, error) {
-	type sym struct {
-		addr uint64
-		name string
-	}
-	var syms []sym
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 3 {
-			continue
-		}
-		switch f[1] {
-		case "t", "T", "w", "W":
-		default:
-			continue
-		}
-		a, err := strconv.ParseUint(f[0], 16, 64)
-		if err != nil || a == 0 {
-			continue
-		}
-		syms = append(syms, sym{a, f[2]})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read kernel symbols: %w", err)
-	}
-	if len(syms) == 0 {
-		return nil, fmt.Errorf("read kernel symbols: no addresses in /proc/kallsyms (needs root, or kernel.kptr_restrict < 2)")
-	}
-	sort.Slice(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
-	k := &Kallsyms{addrs: make([]uint64, len(syms)), names: make([]string, len(syms))}
-	for i, s := range syms {
-		k.addrs[i], k.names[i] = s.addr, s.name
-	}
-	return k, nil
-}
-
-// Func is the function holding address a, "" if none.
-func (k *Kallsyms) Func(a uint64) string {
-	i := sort.Search(len(k.addrs), func(i int) bool { return k.addrs[i] > a })
-	if i == 0 {
-		return ""
-	}
-	return k.names[i-1]
-}
-
-// Addr is the address of function name, 0 if none (for tests).
-func (k *Kallsyms) Addr(name string) uint64 {
-	for i, n := range k.names {
-		if n == name {
-			return k.addrs[i]
-		}
-	}
-	return 0
 }
 
 // Direction names a drop's direction as JSON and the table do.

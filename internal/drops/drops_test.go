@@ -1,10 +1,10 @@
 package drops
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/kallsyms"
 )
 
 func TestCause(t *testing.T) {
@@ -27,40 +27,10 @@ func TestCause(t *testing.T) {
 	}
 }
 
-func TestKallsyms(t *testing.T) {
-	k, err := ParseKallsyms(strings.NewReader(`ffffffff81000000 T _stext
-ffffffff81a00000 T nf_hook_slow
-ffffffff81a00100 t nf_hook_slow_list
-ffffffff81a00080 D some_data
-ffffffffc0100000 t netem_enqueue	[sch_netem]
-0000000000000000 T hidden
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		addr uint64
-		want string
-	}{
-		{0xffffffff81a00000, "nf_hook_slow"},
-		{0xffffffff81a000ff, "nf_hook_slow"}, // data symbols are not functions
-		{0xffffffff81a00100, "nf_hook_slow_list"},
-		{0xffffffffc0100042, "netem_enqueue"},
-		{0xffffffff80000000, ""},
-	} {
-		if got := k.Func(tc.addr); got != tc.want {
-			t.Errorf("Func(%#x) = %q, want %q", tc.addr, got, tc.want)
-		}
-	}
-	if _, err := ParseKallsyms(strings.NewReader("0000000000000000 T x\n")); err == nil {
-		t.Error("kallsyms with no addresses (not root): no error")
-	}
-}
-
 // TestNamerLocations names a location in the running kernel as the drop
 // hook gives it on kernels before 5.17: an address inside a function.
 func TestNamerLocations(t *testing.T) {
-	syms, err := ReadKallsyms()
+	syms, err := kallsyms.Read()
 	if err != nil {
 		t.Skipf("cannot read kernel symbols (needs root): %v", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/socktrace/socktrace/internal/kallsyms"
 )
 
 // Packets dropped on this host (skb:kfree_skb, bpf/drops.h): counted on
@@ -38,27 +40,52 @@ func (t *Tracer) DropReasons() DropReasons {
 	return DropsOff
 }
 
-// consumedReason is the kernel's SKB_CONSUMED (a packet freed, not
-// dropped, which some kernels pass through kfree_skb), or ^0 if it has
-// none.
-func consumedReason(kernel *btf.Spec) uint32 {
+// dropReasonValues are the kernel's SKB_CONSUMED (a packet freed, not
+// dropped, which some kernels pass through kfree_skb) and
+// SKB_DROP_REASON_NO_SOCKET, each ^0 if it has none.
+func dropReasonValues(kernel *btf.Spec) (consumed, noSocket uint32) {
+	consumed, noSocket = ^uint32(0), ^uint32(0)
 	if kernel == nil {
 		var err error
 		if kernel, err = btf.LoadKernelSpec(); err != nil {
-			return ^uint32(0)
+			return
 		}
 	}
 	var e *btf.Enum
 	if err := kernel.TypeByName("skb_drop_reason", &e); err != nil {
-		return ^uint32(0)
+		return
 	}
 	for _, v := range e.Values {
-		if v.Name == "SKB_CONSUMED" {
-			return uint32(v.Value)
+		switch v.Name {
+		case "SKB_CONSUMED":
+			consumed = uint32(v.Value)
+		case "SKB_DROP_REASON_NO_SOCKET":
+			noSocket = uint32(v.Value)
 		}
 	}
-	return ^uint32(0)
+	return
 }
+
+// quietLocations are, for kernels without drop reasons, the ranges of
+// the functions whose drops are of no socket (a SYN to a closed port is
+// freed in tcp_v4_rcv or tcp_v6_rcv); zero if the symbols cannot be read.
+func quietLocations() (lo, hi [2]uint64) {
+	k, err := kallsyms.Read()
+	if err != nil {
+		return
+	}
+	for i, f := range []string{"tcp_v4_rcv", "tcp_v6_rcv"} {
+		lo[i], hi[i] = k.Range(f)
+	}
+	return
+}
+
+// IsTupleDrop reports whether a drop record (KindDrop) is of no socket:
+// it has the dropped packet's addresses and ports (Src and SPort its
+// source), a SYN (DropDir DropSent: sent by the connecting socket) or a
+// SYN-ACK (DropReceived), for user space to give to the connect attempt
+// of that 4-tuple.
+func (t *Transition) IsTupleDrop() bool { return t.Kind == KindDrop && t.SkAddr == 0 }
 
 // DropKey identifies one in-kernel drop counter: a destination of
 // connects (and its owner), the reason and the direction.

@@ -22,8 +22,12 @@ type socktraceConfig struct {
 	NrSport      uint8
 	NrDport      uint8
 	Kinds        uint8
-	Pad          [3]uint8
+	DropTuples   uint8
+	Pad          [2]uint8
 	DropConsumed uint32
+	DropNoSocket uint32
+	DropQuietLo  [2]uint64
+	DropQuietHi  [2]uint64
 	Sport        [16]struct {
 		_  structs.HostLayout
 		Lo uint16

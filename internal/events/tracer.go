@@ -63,6 +63,13 @@ type Options struct {
 	// error of a socket), each passing the same filter as transitions.
 	// They are always counted on the socket and its destination.
 	Kinds Kinds
+	// DropTuples: also send a SYN or SYN-ACK dropped on this host of no
+	// socket the kernel knew (a KindDrop record without a socket, see
+	// Transition.IsTupleDrop), for user space to give to the connect
+	// attempt of its 4-tuple; not those dropped for want of a socket
+	// (NO_SOCKET; before 5.17, those freed in tcp_v4_rcv or tcp_v6_rcv,
+	// found in /proc/kallsyms).
+	DropTuples bool
 	// MaxSockets: how many sockets the kernel side follows at once (its
 	// LRU socket map); 0 means DefaultMaxSockets. Beyond, the least
 	// recently active socket's owner, birth time and counters are
@@ -218,7 +225,13 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	kc := kernelConfig(opts.Filter)
 	kc.Kinds = uint8(opts.Kinds)
-	kc.DropConsumed = consumedReason(kernelTypes)
+	kc.DropConsumed, kc.DropNoSocket = dropReasonValues(kernelTypes)
+	if opts.DropTuples {
+		kc.DropTuples = 1
+		if kc.DropNoSocket == ^uint32(0) {
+			kc.DropQuietLo, kc.DropQuietHi = quietLocations()
+		}
+	}
 	if err := spec.Variables["cfg"].Set(kc); err != nil {
 		return nil, fmt.Errorf("set BPF filter: %w", err)
 	}

@@ -94,6 +94,9 @@ type pipeline struct {
 	// dropNames names the kernel's drop reasons (nil in a replay: the
 	// capture holds the names).
 	dropNames *drops.Namer
+	// held: drops of no socket, by the 4-tuple of the connect attempt
+	// they belong to (drops.go).
+	held map[tupleKey]*heldDrops
 	// current: the tracer's record at hand, with what user space
 	// attached to it.
 	current record.Transition
@@ -306,6 +309,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 	p.transitions++
 	p.identifyOwner(t)
 	p.nameDrop(t)
+	p.takeHeldDrops(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.recorder != nil {
@@ -361,6 +365,13 @@ func (p *pipeline) packet(t *record.Packet) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.nameDrop((*record.Transition)(t))
+	if t.IsTupleDrop() {
+		// Of no socket, maybe not of a socket traced (the kernel sends
+		// them from every namespace): held for the attempt of its
+		// 4-tuple, recorded and shown with it, never alone.
+		p.holdDrop(t)
+		return nil
+	}
 	if p.recorder != nil {
 		if err := p.recorder.Packet(t); err != nil {
 			return err
