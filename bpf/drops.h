@@ -62,6 +62,14 @@ struct {
 	__type(value, __u64);
 } drop_dests SEC(".maps");
 
+/* Drops of connects counted without a destination: drop_dests was full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_dests_overflow SEC(".maps");
+
 /* Counts a drop of no followed socket, in the namespace of the device the
  * packet came in on (or went out of), if it passes the namespace filter. */
 static __always_inline void count_nosock(struct sk_buff *skb, __u64 reason)
@@ -170,10 +178,17 @@ static __always_inline void count_drop_dest(struct sock *sk, const struct sock_i
 		__sync_fetch_and_add(n, 1);
 		return;
 	}
-	/* Fails when another CPU made it meanwhile: then add to that. */
+	/* Fails when another CPU made it meanwhile (then add to that), or
+	 * when the map is full (then count it without a destination). */
 	if (bpf_map_update_elem(&drop_dests, &k, &one, BPF_NOEXIST) == 0)
 		return;
 	n = bpf_map_lookup_elem(&drop_dests, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	__u32 zero = 0;
+	n = bpf_map_lookup_elem(&drop_dests_overflow, &zero);
 	if (n)
 		__sync_fetch_and_add(n, 1);
 }

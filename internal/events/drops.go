@@ -102,11 +102,20 @@ type DropCount struct {
 }
 
 // DropCounts reads the drop counters by destination, reason and
-// direction.
-func (t *Tracer) DropCounts(dst []DropCount) ([]DropCount, error) {
+// direction, and how many drops of connects were counted without them
+// (the kernel's map was full: 16384 keys).
+func (t *Tracer) DropCounts(dst []DropCount) ([]DropCount, uint64, error) {
 	dst = dst[:0]
 	if t.maps.DropDests == nil {
-		return dst, nil
+		return dst, 0, nil
+	}
+	var overflow uint64
+	vals := make([]uint64, len(t.lostVals))
+	if err := t.maps.DropDestsOver.Lookup(uint32(0), &vals); err != nil {
+		return dst, 0, fmt.Errorf("read drop counters' overflow: %w", err)
+	}
+	for _, v := range vals {
+		overflow += v
 	}
 	var (
 		k socktraceDropDestKey
@@ -118,9 +127,9 @@ func (t *Tracer) DropCounts(dst []DropCount) ([]DropCount, error) {
 		dst = append(dst, DropCount{Key: DropKey{Dest: decodeDestKey(&d), Reason: k.Reason, Dir: DropDir(k.Dir)}, N: v})
 	}
 	if err := it.Err(); err != nil {
-		return dst, fmt.Errorf("read drop counters: %w", err)
+		return dst, overflow, fmt.Errorf("read drop counters: %w", err)
 	}
-	return dst, nil
+	return dst, overflow, nil
 }
 
 // Unattributed counts the drops of no socket socktrace follows: of

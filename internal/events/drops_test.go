@@ -184,7 +184,7 @@ func TestDropsSent(t *testing.T) {
 	checkReasonName(t, c.tr, name)
 	t.Logf("kernel gives %v: %d SYNs dropped, reason %s", c.tr.DropReasons(), closed.Drops, name)
 
-	counts, err := c.tr.DropCounts(nil)
+	counts, _, err := c.tr.DropCounts(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,7 @@ func (t *Tracer) sharedMaps() map[string]*ebpf.Map {
 		"held": t.maps.Held, "dests": t.maps.Dests, "dests_overflow": t.maps.DestsOverflow, "synacks": t.maps.Synacks,
 		"running": t.maps.Running, "rescued": t.maps.Rescued,
 		"drops_other": t.maps.DropsOther, "drops_nosock": t.maps.DropsNosock, "drop_dests": t.maps.DropDests,
+		"drop_dests_overflow": t.maps.DropDestsOver,
 	}
 }
 

@@ -197,6 +197,7 @@ const (
 	socktraceMapDests               = "dests"
 	socktraceMapDestsOverflow       = "dests_overflow"
 	socktraceMapDropDests           = "drop_dests"
+	socktraceMapDropDestsOverflow   = "drop_dests_overflow"
 	socktraceMapDropsNosock         = "drops_nosock"
 	socktraceMapDropsOther          = "drops_other"
 	socktraceMapEvents              = "events"
@@ -307,19 +308,20 @@ type socktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceMapSpecs struct {
-	Dests         *ebpf.MapSpec `ebpf:"dests"`
-	DestsOverflow *ebpf.MapSpec `ebpf:"dests_overflow"`
-	DropDests     *ebpf.MapSpec `ebpf:"drop_dests"`
-	DropsNosock   *ebpf.MapSpec `ebpf:"drops_nosock"`
-	DropsOther    *ebpf.MapSpec `ebpf:"drops_other"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Held          *ebpf.MapSpec `ebpf:"held"`
-	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
-	Lost          *ebpf.MapSpec `ebpf:"lost"`
-	Rescued       *ebpf.MapSpec `ebpf:"rescued"`
-	Running       *ebpf.MapSpec `ebpf:"running"`
-	Socks         *ebpf.MapSpec `ebpf:"socks"`
-	Synacks       *ebpf.MapSpec `ebpf:"synacks"`
+	Dests             *ebpf.MapSpec `ebpf:"dests"`
+	DestsOverflow     *ebpf.MapSpec `ebpf:"dests_overflow"`
+	DropDests         *ebpf.MapSpec `ebpf:"drop_dests"`
+	DropDestsOverflow *ebpf.MapSpec `ebpf:"drop_dests_overflow"`
+	DropsNosock       *ebpf.MapSpec `ebpf:"drops_nosock"`
+	DropsOther        *ebpf.MapSpec `ebpf:"drops_other"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	Held              *ebpf.MapSpec `ebpf:"held"`
+	Listeners         *ebpf.MapSpec `ebpf:"listeners"`
+	Lost              *ebpf.MapSpec `ebpf:"lost"`
+	Rescued           *ebpf.MapSpec `ebpf:"rescued"`
+	Running           *ebpf.MapSpec `ebpf:"running"`
+	Socks             *ebpf.MapSpec `ebpf:"socks"`
+	Synacks           *ebpf.MapSpec `ebpf:"synacks"`
 }
 
 // socktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -354,19 +356,20 @@ func (o *socktraceObjects) Close() error {
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceMaps struct {
-	Dests         *ebpf.Map `ebpf:"dests"`
-	DestsOverflow *ebpf.Map `ebpf:"dests_overflow"`
-	DropDests     *ebpf.Map `ebpf:"drop_dests"`
-	DropsNosock   *ebpf.Map `ebpf:"drops_nosock"`
-	DropsOther    *ebpf.Map `ebpf:"drops_other"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Held          *ebpf.Map `ebpf:"held"`
-	Listeners     *ebpf.Map `ebpf:"listeners"`
-	Lost          *ebpf.Map `ebpf:"lost"`
-	Rescued       *ebpf.Map `ebpf:"rescued"`
-	Running       *ebpf.Map `ebpf:"running"`
-	Socks         *ebpf.Map `ebpf:"socks"`
-	Synacks       *ebpf.Map `ebpf:"synacks"`
+	Dests             *ebpf.Map `ebpf:"dests"`
+	DestsOverflow     *ebpf.Map `ebpf:"dests_overflow"`
+	DropDests         *ebpf.Map `ebpf:"drop_dests"`
+	DropDestsOverflow *ebpf.Map `ebpf:"drop_dests_overflow"`
+	DropsNosock       *ebpf.Map `ebpf:"drops_nosock"`
+	DropsOther        *ebpf.Map `ebpf:"drops_other"`
+	Events            *ebpf.Map `ebpf:"events"`
+	Held              *ebpf.Map `ebpf:"held"`
+	Listeners         *ebpf.Map `ebpf:"listeners"`
+	Lost              *ebpf.Map `ebpf:"lost"`
+	Rescued           *ebpf.Map `ebpf:"rescued"`
+	Running           *ebpf.Map `ebpf:"running"`
+	Socks             *ebpf.Map `ebpf:"socks"`
+	Synacks           *ebpf.Map `ebpf:"synacks"`
 }
 
 func (m *socktraceMaps) Close() error {
@@ -374,6 +377,7 @@ func (m *socktraceMaps) Close() error {
 		m.Dests,
 		m.DestsOverflow,
 		m.DropDests,
+		m.DropDestsOverflow,
 		m.DropsNosock,
 		m.DropsOther,
 		m.Events,

@@ -149,6 +149,7 @@ type tracerMaps struct {
 	DropsOther    *ebpf.Map `ebpf:"drops_other"`
 	DropsNosock   *ebpf.Map `ebpf:"drops_nosock"`
 	DropDests     *ebpf.Map `ebpf:"drop_dests"`
+	DropDestsOver *ebpf.Map `ebpf:"drop_dests_overflow"`
 }
 
 type tracerObjects struct {
@@ -372,7 +373,7 @@ func (t *Tracer) RecursionMisses() (primary, backup uint64) {
 }
 
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued, m.DropsOther, m.DropsNosock, m.DropDests} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued, m.DropsOther, m.DropsNosock, m.DropDests, m.DropDestsOver} {
 		if x != nil {
 			x.Close()
 		}

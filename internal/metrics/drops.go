@@ -48,11 +48,15 @@ func (m *dropMetrics) collect(ch chan<- prometheus.Metric, s *scrape) {
 	if s.tracer == nil || s.tracer.DropReasons() == events.DropsOff || s.drops == nil {
 		return
 	}
-	got, err := s.tracer.DropCounts(nil)
+	got, overflow, err := s.tracer.DropCounts(nil)
 	if err != nil {
 		return
 	}
 	sums := map[dropLabels]uint64{}
+	if overflow > 0 {
+		// The kernel's map was full: counted, but of no destination.
+		sums[dropLabels{Other, Other, Other, Other, Other, workload{}}] = overflow
+	}
 	for _, d := range got {
 		l := s.connects.labelsOf(&d.Key.Dest)
 		if !s.connects.active(l) {
