@@ -217,5 +217,12 @@ int BPF_PROG(tp_btf_drop_reason, struct sk_buff *skb, void *location, int reason
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tp_btf_drop_rx_sk, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
-	return on_drop(skb, (__u32)reason, rx_sk);
+	/* rx_sk is often NULL (a netfilter drop, an outgoing packet), but
+	 * the verifiers of 6.2 to 6.13 take a tracepoint's pointer argument
+	 * for non-NULL and drop a test of it (so the fallback to skb->sk
+	 * would go): read it as a number. */
+	__u64 rx = 0;
+
+	bpf_probe_read_kernel(&rx, sizeof(rx), &ctx[3]);
+	return on_drop(skb, (__u32)reason, (struct sock *)rx);
 }

@@ -8,6 +8,10 @@ package events_test
 
 import (
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +21,7 @@ import (
 	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/kallsyms"
+	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
@@ -197,4 +202,90 @@ func TestDropsSent(t *testing.T) {
 	if total != uint64(closed.Drops) {
 		t.Errorf("drop counters of the destination: %d, want %d", total, closed.Drops)
 	}
+}
+
+// netstat reads a TcpExt counter of the namespace (/proc/net/netstat).
+func netstat(t *testing.T, ns *testnet.NS, name string) uint64 {
+	t.Helper()
+	var v uint64
+	ns.Run(t, func() error {
+		b, err := os.ReadFile("/proc/net/netstat")
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			if len(names) == 0 || names[0] != "TcpExt:" || len(vals) != len(names) {
+				continue
+			}
+			for j, n := range names {
+				if n == name {
+					v, err = strconv.ParseUint(vals[j], 10, 64)
+					return err
+				}
+			}
+		}
+		return fmt.Errorf("no TcpExt %s in /proc/net/netstat", name)
+	})
+	return v
+}
+
+// TestDropsReceivingSocket: a client with IP_MINTTL 255 connects over
+// loopback (TTL 64): TCP drops every SYN-ACK once it has found the
+// client's socket (TCPMinTTLDrop). The packet has no socket attached on
+// loopback; since 6.11 the kernel names the receiving socket (rx_sk), so
+// the close says as many drops as the kernel counted, received. Before
+// 6.11 the kernel does not say, and the drop is of no socket.
+func TestDropsReceivingSocket(t *testing.T) {
+	ns := testnet.New(t)
+	port := ns.Serve(t, "127.0.0.1:0", func(c net.Conn) { c.Close() })
+	c := startCollector(t, events.Options{Filter: events.KernelFilter{Netns: ns.Inode}})
+	namer := dropNamer(t, c.tr)
+	before := netstat(t, ns, "TCPMinTTLDrop")
+	var local int
+	ns.Run(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MINTTL, 255); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1); err != nil {
+			return err
+		}
+		err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+		if !errors.Is(err, unix.ETIMEDOUT) {
+			return fmt.Errorf("connect whose SYN-ACKs are under its minimum TTL: %v, want ETIMEDOUT", err)
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return err
+		}
+		local = sa.(*unix.SockaddrInet4).Port
+		return nil
+	})
+	dropped := netstat(t, ns, "TCPMinTTLDrop") - before
+	if dropped == 0 {
+		t.Fatal("the kernel dropped no SYN-ACK under the minimum TTL: the test proves nothing")
+	}
+	var closed events.Transition
+	c.waitFor(t, "the connect's close", func(recs []events.Transition) bool {
+		for _, r := range recs {
+			if r.Old == tcpstate.SynSent && r.New == tcpstate.Close && int(r.SPort) == local {
+				closed = r
+				return true
+			}
+		}
+		return false
+	})
+	if !kernelver.AtLeast(6, 11) {
+		t.Skipf("the kernel names no receiving socket (rx_sk of skb:kfree_skb, 6.11+): %d drops on the socket, %d by the kernel", closed.Drops, dropped)
+	}
+	if uint64(closed.Drops) != dropped || closed.DropDir != events.DropReceived {
+		t.Errorf("close: %d drops, direction %q; want %d (TCPMinTTLDrop), received", closed.Drops, closed.DropDir, dropped)
+	}
+	t.Logf("%d SYN-ACKs dropped, reason %s", closed.Drops, namer.Name(closed.DropReason))
 }
