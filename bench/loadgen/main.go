@@ -5,6 +5,7 @@
 //	loadgen churn [-workers 4] [-rate 0] [-duration 5s] [-conns 0] [-write 0] [-stream] [-netns PATH] [-wait]
 //	loadgen hold -pairs 50000 [-wait]
 //	loadgen netns
+//	loadgen udpstorm -netns PATH [-rate 200000] [-duration 5s] [-senders 2]
 //
 // churn: workers connect to a listener, the server side accepts, reads
 // what was written (-write bytes, 0 by default) and closes first; the
@@ -28,6 +29,12 @@
 //
 // netns: makes and sets up a namespace as churn does, prints its ready
 // line, and keeps it until stdin reaches EOF.
+//
+// udpstorm: in an existing namespace (-netns, required), sends small UDP
+// datagrams to a port of -addr nobody listens on, -rate a second over
+// -senders unconnected sockets, for -duration: each is freed by the
+// kernel as a drop (NO_SOCKET), a load of non-TCP drops for socktrace's
+// drop program. It prints {"event":"done","packets":N,...}.
 //
 // hold: opens -pairs connections and keeps both ends open (2*pairs
 // established sockets) until stdin reaches EOF. They are spread over
@@ -83,6 +90,8 @@ func main() {
 		err = holdPart(os.Args[2:])
 	case "netns":
 		err = keepNetns(os.Args[2:])
+	case "udpstorm":
+		err = udpStorm(os.Args[2:])
 	default:
 		usage()
 	}
@@ -93,7 +102,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen churn [-workers N] [-rate R] [-duration D] [-conns N] [-write BYTES] [-stream] [-netns PATH] [-wait]\n       loadgen hold -pairs N [-wait]\n       loadgen netns")
+	fmt.Fprintln(os.Stderr, "usage: loadgen churn [-workers N] [-rate R] [-duration D] [-conns N] [-write BYTES] [-stream] [-netns PATH] [-wait]\n       loadgen hold -pairs N [-wait]\n       loadgen netns\n       loadgen udpstorm -netns PATH [-rate R] [-duration D] [-senders N]")
 	os.Exit(2)
 }
 
@@ -572,6 +581,86 @@ func keepNetns(args []string) error {
 		return err
 	}
 	bufio.NewReader(os.Stdin).ReadString(0)
+	return nil
+}
+
+type stormDone struct {
+	Event   string  `json:"event"`
+	Packets int64   `json:"packets"`
+	Failed  int64   `json:"failed"` // sends that returned an error
+	Seconds float64 `json:"seconds"`
+	Rate    float64 `json:"rate"`
+}
+
+// udpStorm sends UDP datagrams to a closed port; see the package comment.
+func udpStorm(args []string) error {
+	fs := flag.NewFlagSet("udpstorm", flag.ExitOnError)
+	rate := fs.Float64("rate", 200000, "datagrams a second, all senders together")
+	duration := fs.Duration("duration", 5*time.Second, "how long to send")
+	senders := fs.Int("senders", 2, "sending goroutines, each with a socket of its own")
+	addrS := fs.String("addr", "127.77.0.2", "destination address (loopback only)")
+	port := fs.Int("port", 9, "destination port, closed")
+	netns := fs.String("netns", "", "the namespace to send in (required: the load's, where the tracer is)")
+	fs.Parse(args)
+	if *netns == "" {
+		return errors.New("udpstorm: -netns is required")
+	}
+	if err := inNetns(*netns); err != nil {
+		return err
+	}
+	if *senders < 1 || *rate <= 0 {
+		return errors.New("udpstorm: -senders and -rate must be positive")
+	}
+	addr, err := loopback(*addrS)
+	if err != nil {
+		return err
+	}
+	// The port must be closed: a bound socket would take the datagrams.
+	if probe, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0); err == nil {
+		err := unix.Bind(probe, &unix.SockaddrInet4{Addr: addr.As4(), Port: *port})
+		unix.Close(probe)
+		if err != nil {
+			return fmt.Errorf("udpstorm: %s:%d is not free (%v): pick a closed port", addr, *port, err)
+		}
+	}
+	sa := &unix.SockaddrInet4{Addr: addr.As4(), Port: *port}
+	var sent, failed atomic.Int64
+	start := time.Now()
+	end := start.Add(*duration)
+	per := *rate / float64(*senders)
+	var wg sync.WaitGroup
+	for i := 0; i < *senders; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer unix.Close(fd)
+			payload := []byte("socktrace drop storm")
+			var n int64
+			// Paced in slices of a millisecond: each sends what the
+			// rate owes it by then.
+			for now := time.Now(); now.Before(end); now = time.Now() {
+				owed := min(int64(per*now.Sub(start).Seconds())-n, 1000)
+				if owed <= 0 {
+					time.Sleep(200 * time.Microsecond)
+					continue
+				}
+				for ; owed > 0; owed-- {
+					if err := unix.Sendto(fd, payload, 0, sa); err != nil {
+						failed.Add(1)
+					}
+					n++
+				}
+			}
+			sent.Add(n)
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	emit(stormDone{Event: "done", Packets: sent.Load(), Failed: failed.Load(), Seconds: secs, Rate: float64(sent.Load()) / secs})
 	return nil
 }
 

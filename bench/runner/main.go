@@ -42,6 +42,7 @@ type config struct {
 	keepOdd                                             string
 	soak                                                soakConfig
 	lossy                                               lossyConfig
+	storm                                               stormConfig
 	host                                                hostConfig
 }
 
@@ -70,7 +71,7 @@ func main() {
 	flag.StringVar(&memTrs, "mem-tracers", "socktrace,tcpstates", "tools of the memory scenario")
 	flag.StringVar(&sizes, "snapshot-sizes", "10000,100000", "established sockets to list")
 	flag.Int64Var(&c.memConns, "mem-conns", 100000, "connections of the memory scenario (10 transitions each)")
-	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,hostwide,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
+	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,dropstorm,hostwide,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
 	flag.DurationVar(&c.soak.duration, "soak-duration", 10*time.Minute, "length of the soak of socktrace agent (whole cycles)")
 	flag.DurationVar(&c.soak.steady, "soak-steady", 15*time.Second, "soak: steady churn of each cycle")
 	flag.Float64Var(&c.soak.rate, "soak-rate", 2000, "soak: connections a second of the steady churn")
@@ -86,6 +87,10 @@ func main() {
 	flag.IntVar(&c.lossy.streams, "lossy-streams", 128, "lossy: connections of the bulk load, each writing for the whole trial")
 	flag.DurationVar(&c.lossy.duration, "lossy-duration", 5*time.Second, "lossy: load duration of each trial")
 	flag.IntVar(&c.lossy.rounds, "lossy-rounds", 3, "lossy: rounds")
+	flag.Float64Var(&c.storm.rate, "storm-rate", 200000, "drop storm: UDP datagrams a second to a closed port")
+	flag.Float64Var(&c.storm.connRate, "storm-conn-rate", 2000, "drop storm: connections a second of the churn beside it")
+	flag.IntVar(&c.storm.senders, "storm-senders", 2, "drop storm: sending sockets (and goroutines)")
+	flag.IntVar(&c.storm.rounds, "storm-rounds", 3, "drop storm: rounds (a quiet and a storm trial each)")
 	flag.IntVar(&c.host.rounds, "host-rounds", 3, "host-wide: rounds")
 	flag.BoolVar(&c.host.witness, "witness", true, "host-wide: run the witness (internal/witness), an independent count of the tracepoint's invocations, beside each tool")
 	flag.StringVar(&c.host.diskDir, "disk-work", "/var/tmp/socktrace-bench", "host-wide: a directory on a disk, for the output to a disk file")
@@ -164,7 +169,7 @@ func main() {
 	rep.machine = describeMachine(c)
 	rep.loadStart = readLoadavg()
 
-	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["hostwide"] || c.scenarios["memory"] {
+	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["dropstorm"] || c.scenarios["hostwide"] || c.scenarios["memory"] {
 		logf("calibrating: transitions per connection, with socktrace")
 		cal, err := calibrate(c)
 		if err != nil {
@@ -190,6 +195,13 @@ func main() {
 			rep.notes = append(rep.notes, "lossy scenario skipped: nft (nftables) not found")
 		}
 		rep.loadAfter = append(rep.loadAfter, "lossy: "+readLoadavg())
+	}
+	if c.scenarios["dropstorm"] {
+		if c.storm.rate <= 0 || c.storm.connRate <= 0 || c.storm.senders < 1 || c.storm.rounds < 1 {
+			fatal("-storm-rate, -storm-conn-rate, -storm-senders and -storm-rounds must be positive")
+		}
+		rep.storm = dropStorm(c)
+		rep.loadAfter = append(rep.loadAfter, "drop storm: "+readLoadavg())
 	}
 	if c.scenarios["hostwide"] {
 		rep.hostwide = hostwide(c)

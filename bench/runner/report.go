@@ -22,6 +22,7 @@ type report struct {
 	cal               *calibration
 	throughput        []trial
 	lossy             []trial
+	storm             []stormTrial
 	hostwide          []trial
 	memory            []trial
 	snapshot          []snapRun
@@ -439,6 +440,7 @@ func (r *report) markdown() string {
 	}
 
 	r.lossyMarkdown(w)
+	r.stormMarkdown(w)
 	r.hostwideMarkdown(w)
 
 	if len(r.snapshot) > 0 {
@@ -655,6 +657,7 @@ func (r *report) targets(w func(string, ...any)) {
 		lines = append(lines, fmt.Sprintf("| socktrace RSS < 64 MiB after %s transitions | VmHWM %s MiB (worst round) | %s |", thousands(float64(r.cfg.memConns*perConn)), mib(hi), yes(hi > 0 && hi < 64*1024)))
 	}
 	lines = append(lines, r.lossyTargets(yes)...)
+	lines = append(lines, r.stormTargets(yes)...)
 	lines = append(lines, r.hostwideTargets(yes)...)
 	if len(lines) == 0 {
 		return

@@ -61,6 +61,7 @@ type flags struct {
 	reconcileEvery          time.Duration
 	maxSockets              int
 	hostRoot, kubeletLogDir string
+	criSocket               string
 	noDNS, noDNSLookup      bool
 	netns                   string // resolved last, by openNetns
 
@@ -113,7 +114,7 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		Write: f.write, Capture: capt, Quiet: f.quiet, Follow: f.follow,
 		Tracer: tracer, Duration: f.duration, ReadyFile: f.readyFile,
 		ReconcileEvery: f.reconcileEvery, MaxSockets: f.maxSockets,
-		HostRoot: f.hostRoot, KubeletLogDir: f.kubeletLogDir,
+		HostRoot: f.hostRoot, KubeletLogDir: f.kubeletLogDir, CRISocket: f.criSocket,
 		NoDNS: f.noDNS, NoDNSLookup: f.noDNSLookup,
 		Netns: ns.path, NetnsHold: ns.hold,
 		Once: f.once, Snapshot: !f.noSnapshot, Args: args, Version: version,
@@ -241,6 +242,9 @@ func (f *flags) tracerOptions() (events.Options, error) {
 			return events.Options{}, fmt.Errorf("bad --host-root value %q: no %s/proc/1 there (want the directory where the host's / is mounted, e.g. /host)", f.hostRoot, f.hostRoot)
 		}
 	}
+	if f.criSocket != "" && f.criSocket != identity.NoCRI && !strings.HasPrefix(f.criSocket, "/") {
+		return events.Options{}, fmt.Errorf("bad --cri-socket value %q: want an absolute path (under --host-root, e.g. /run/containerd/containerd.sock), or none", f.criSocket)
+	}
 	ring, err := parseSize(f.ringSize)
 	if err != nil {
 		return events.Options{}, fmt.Errorf("bad --ring-size value %q: %w", f.ringSize, err)
@@ -281,7 +285,7 @@ type netnsChoice struct {
 func (f *flags) openNetns() (netnsChoice, error) {
 	ns := netnsChoice{path: f.netns}
 	if before, pod, ok := strings.Cut(ns.path, "pod:"); ok && before == "" {
-		path, err := podNetns(pod, f.hostRoot, f.kubeletLogDir)
+		path, err := podNetns(pod, f.hostRoot, f.kubeletLogDir, f.criSocket)
 		if err != nil {
 			return netnsChoice{}, fmt.Errorf("bad --netns value %q: %w", ns.path, err)
 		}
@@ -412,16 +416,16 @@ func splitList(vals []string) []string {
 
 // podNetns is the path of the network namespace of pod NAMESPACE/NAME:
 // that of a process in the pod, found by its cgroup and the kubelet's
-// log directories.
-func podNetns(pod, hostRoot, kubeletLogDir string) (string, error) {
+// log directories or the runtime's CRI.
+func podNetns(pod, hostRoot, kubeletLogDir, criSocket string) (string, error) {
 	ns, name, ok := strings.Cut(pod, "/")
 	if !ok || ns == "" || name == "" {
 		return "", fmt.Errorf("want pod:NAMESPACE/NAME")
 	}
-	r := netnsname.New(hostRoot, identity.NewResolver(hostRoot, kubeletLogDir))
+	r := netnsname.New(hostRoot, identity.NewResolver(hostRoot, kubeletLogDir, criSocket))
 	pid, _, ok := r.FindPod(ns, name)
 	if !ok {
-		return "", fmt.Errorf("no process of pod %s/%s found (pods are named from the kubelet's logs in %s/pods; see --kubelet-log-dir and --host-root)", ns, name, kubeletLogDir)
+		return "", fmt.Errorf("no process of pod %s/%s found (pods are named by the runtime's CRI socket and from the kubelet's logs in %s/pods; see --cri-socket, --kubelet-log-dir and --host-root)", ns, name, kubeletLogDir)
 	}
 	return fmt.Sprintf("%s/proc/%d/ns/net", strings.TrimSuffix(hostRoot, "/"), pid), nil
 }

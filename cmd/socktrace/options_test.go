@@ -59,6 +59,7 @@ func TestOptionsDefaultsMatchRoot(t *testing.T) {
 		"fail-after":       "3",
 		"close-wait-after": d.closeWaitAfter.String(),
 		"history":          "10000",
+		"cri-socket":       d.criSocket,
 	}
 	if d.failAfter != 3 || d.history != 10000 {
 		t.Errorf("defaults: fail-after %d, history %d", d.failAfter, d.history)
@@ -396,6 +397,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`bad --ring-size value "-64K"`}},
 		{"ring huge", func(f *flags) { f.ringSize = "4294967295G" }, nil,
 			[]string{`bad --ring-size value "4294967295G"`}},
+		{"cri-socket relative", func(f *flags) { f.criSocket = "run/containerd/containerd.sock" }, nil,
+			[]string{`bad --cri-socket value "run/containerd/containerd.sock"`, "absolute path", "none"}},
 		{"attach foo", func(f *flags) { f.attach = "foo" }, nil,
 			[]string{`bad --attach value "foo": use one of auto, tp_btf, raw_tp, tracepoint`}},
 		{"attach empty", func(f *flags) { f.attach = "" }, nil,

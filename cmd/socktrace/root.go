@@ -13,6 +13,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/owner/cri"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
@@ -160,6 +161,7 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 func addIdentityFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.hostRoot, "host-root", "", "the host's / is mounted at `DIR` (e.g. /host, in a container): read its mount table, cgroups, processes' cgroups and the kubelet's logs there (owners and namespaces come from socktrace's own /proc: run with the host's PID namespace)")
 	fl.StringVar(&f.kubeletLogDir, "kubelet-log-dir", "/var/log", "pod and container names from the kubelet's `DIR`/pods and DIR/containers (under --host-root)")
+	fl.StringVar(&f.criSocket, "cri-socket", "", "pod and container names from the container runtime's CRI socket `PATH` (under --host-root), before the kubelet's logs; none: do not ask (default: the first found of "+strings.Join(cri.Sockets, ", ")+")")
 }
 
 // startProfiles starts the developer profiles asked for; stop writes them.

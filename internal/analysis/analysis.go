@@ -16,6 +16,7 @@ import (
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -279,6 +280,12 @@ const (
 	StaleDNS                           // connects go to an address its name no longer resolves to
 )
 
+// Alerts about listeners (package listeners), numbered apart.
+const (
+	ListenOverflow  AlertKind = 32 + iota // a listener's accept queue overflowed: it dropped SYNs since the last poll
+	ListenRecovered                       // an overflowing listener dropped nothing for a while, or closed
+)
+
 func (k AlertKind) String() string {
 	switch k {
 	case TurnedFailing:
@@ -287,6 +294,10 @@ func (k AlertKind) String() string {
 		return "recovered"
 	case StaleDNS:
 		return "stale-dns"
+	case ListenOverflow:
+		return "listen-overflow"
+	case ListenRecovered:
+		return "listen-recovered"
 	}
 	return "unknown"
 }
@@ -303,6 +314,12 @@ type Alert struct {
 	// Stale: for StaleDNS, the name's answer that no longer holds the
 	// address, and why it is raised.
 	Stale *Stale
+	// Listen: for ListenOverflow and ListenRecovered, the listener (Dest
+	// is unused).
+	Listen *listeners.Event
+	// Listener: for TurnedFailing, the local listener the destination
+	// reaches, when it is dropping SYNs (its accept queue full).
+	Listener *listeners.State
 }
 
 // Stale is the evidence of a stale DNS entry.

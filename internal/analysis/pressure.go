@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -53,6 +54,10 @@ type Listener struct {
 	Backlog    uint32 // the accept queue's limit (ss Send-Q)
 	SynRecv    int    // handshakes in progress (SYN_RECV)
 	Full       bool   // AcceptQ reached Backlog: new connections are dropped
+	// Drops: SYNs it dropped during the trace, its accept queue full
+	// (package listeners); Overflowing: it is dropping now.
+	Drops       uint64
+	Overflowing bool
 }
 
 // Pressure is the leak and pressure picture at one moment.
@@ -269,4 +274,34 @@ type DNSSummary struct {
 	Addrs, Names                  int    // kept now
 	AddrsEvicted, NamesEvicted    uint64 // forgotten for room
 	Stale                         int    // destinations going to a stale address now
+}
+
+// WithDrops adds to the listeners under pressure those that dropped SYNs
+// during the trace (package listeners), and their drops: a listener the
+// dump shows full is the one that dropped.
+func WithDrops(ls []Listener, dropping []listeners.State) []Listener {
+	for i := range dropping {
+		d := &dropping[i]
+		found := false
+		for j := range ls {
+			l := &ls[j]
+			if l.Netns == d.Netns && l.Port == d.Port && l.Addr == d.Addr {
+				l.Drops += d.Total
+				l.Overflowing = l.Overflowing || d.Overflowing
+				if !l.OwnerKnown && d.Owner.Known {
+					l.OwnerKnown, l.PID, l.Comm, l.Owner = true, d.Owner.PID, d.Owner.Comm, d.Owner.ID
+				}
+				found = true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		ls = append(ls, Listener{Netns: d.Netns, Addr: d.Addr, Port: d.Port,
+			OwnerKnown: d.Owner.Known, PID: d.Owner.PID, Comm: d.Owner.Comm, Owner: d.Owner.ID,
+			AcceptQ: d.Queue, Backlog: d.Backlog, Full: !d.Closed && d.Queue > 0 && d.Queue >= d.Backlog,
+			Drops: d.Total, Overflowing: d.Overflowing})
+	}
+	return ls
 }

@@ -46,6 +46,7 @@ const (
 	recNetnsName     = 9  // format 3: who lives in a network namespace (netns_name), before its first use
 	recDNS           = 10 // format 3: a DNS answer seen (readers that predate it skip it)
 	recGap           = 11 // format 3: the recording paused on a write error and resumed here (readers that predate it skip it)
+	recListen        = 13 // format 4: a listener's drop count at a poll (package listeners; readers that predate it skip it)
 )
 
 // maxDNSMessage bounds a recorded DNS message: the most a DNS message

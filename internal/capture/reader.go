@@ -18,6 +18,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/record"
@@ -39,6 +40,9 @@ const (
 	KindGap                           // At, Until, Lost, Err: the recording paused at At on a write error, resumed at Until; Lost transitions were not recorded
 )
 
+// KindListen: Listen, a listener's drop count at a poll (format 4).
+const KindListen Kind = 32
+
 // Record is one record read back. Only the fields of its Kind are set;
 // the reader reuses it.
 type Record struct {
@@ -55,6 +59,7 @@ type Record struct {
 	DNS        dnscache.Observation // DNS.Msg is valid until the next Read
 	Until      time.Time            // a gap's end
 	Err        string               // why the recording paused (a gap)
+	Listen     listeners.Sample     // a listener at a poll
 }
 
 // ReadOptions control reading.
@@ -607,6 +612,9 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		rec.Until = time.Unix(0, d.varint())
 		rec.Lost = d.uvarint()
 		rec.Err = d.str(r.comms)
+	case recListen:
+		*rec = Record{Kind: KindListen, Users: rec.Users[:0]}
+		r.decodeListen(&d, &rec.Listen)
 	case recHeader:
 		return false, errors.New("a second header")
 	default:
@@ -632,3 +640,29 @@ func (r *Reader) Close() error {
 // NetnsName is the name the recording gave network namespace ino (its
 // netns_name), "" if none was read yet.
 func (r *Reader) NetnsName(ino uint32) string { return r.netnsNames[ino] }
+
+// decodeListen reads a listener's sample (see Writer.Listen).
+func (r *Reader) decodeListen(d *dec, s *listeners.Sample) {
+	s.At = time.Unix(0, d.varint())
+	s.Netns = uint32(d.uvarint())
+	s.Addr = d.addr()
+	port := d.uvarint()
+	if port > 65535 && d.err == nil {
+		d.err = fmt.Errorf("bad port %d", port)
+	}
+	s.Port = uint16(port)
+	s.Cookie = d.uvarint()
+	s.Inode = uint32(d.uvarint())
+	s.Drops = uint32(d.uvarint())
+	s.Backlog = uint32(d.uvarint())
+	s.Queue = uint32(d.uvarint())
+	s.Prev = uint32(d.uvarint())
+	flags := d.u8()
+	s.Baseline, s.Gone = flags&lfBaseline != 0, flags&lfGone != 0
+	if flags&lfOwner != 0 {
+		s.Owner.Known = true
+		s.Owner.PID = uint32(d.uvarint())
+		s.Owner.Comm = d.str(r.comms)
+		s.Owner.ID = r.identity(d.uvarint())
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/record"
@@ -765,6 +766,57 @@ func (w *Writer) NetnsName(ino uint32, name string) error {
 	b = binary.AppendUvarint(b, uint64(ino))
 	b = appendString(b, name)
 	w.idBody = b
+	w.frame(b)
+	return nil
+}
+
+// Listener sample flags.
+const (
+	lfBaseline = 1 << iota
+	lfGone
+	lfOwner
+)
+
+// Listen records what a poll said of a listener (package listeners):
+// its drop count, queue and owner, where it stands among the
+// transitions, so that a replay raises the same listen-overflow and
+// listen-recovered alerts.
+func (w *Writer) Listen(s *listeners.Sample) error {
+	if w.paused {
+		return nil
+	}
+	idn := w.identity(s.Owner.ID)
+	if w.paused {
+		return nil
+	}
+	b := append(w.body[:0], recListen)
+	b = binary.AppendVarint(b, s.At.UnixNano())
+	b = binary.AppendUvarint(b, uint64(s.Netns))
+	b = appendAddr(b, s.Addr)
+	b = binary.AppendUvarint(b, uint64(s.Port))
+	b = binary.AppendUvarint(b, s.Cookie)
+	b = binary.AppendUvarint(b, uint64(s.Inode))
+	b = binary.AppendUvarint(b, uint64(s.Drops))
+	b = binary.AppendUvarint(b, uint64(s.Backlog))
+	b = binary.AppendUvarint(b, uint64(s.Queue))
+	b = binary.AppendUvarint(b, uint64(s.Prev))
+	var flags byte
+	if s.Baseline {
+		flags |= lfBaseline
+	}
+	if s.Gone {
+		flags |= lfGone
+	}
+	if s.Owner.Known {
+		flags |= lfOwner
+	}
+	b = append(b, flags)
+	if s.Owner.Known {
+		b = binary.AppendUvarint(b, uint64(s.Owner.PID))
+		b = appendString(b, s.Owner.Comm)
+		b = binary.AppendUvarint(b, idn)
+	}
+	w.body = b
 	w.frame(b)
 	return nil
 }

@@ -117,6 +117,7 @@ func New(o Options) *Collector {
 			newReconciliationMetrics(),
 			newDNSMetrics(),
 			newRecordingMetrics(),
+			newListenMetrics(o, lab),
 		},
 	}
 }

@@ -146,6 +146,8 @@ type jsonAlert struct {
 	StreakFailed   *uint64 `json:"streak_failed,omitempty"`
 	StreakDuration *int64  `json:"streak_duration_ns,omitempty"`
 	*jsonStale
+	// Failing: the local listener that drops the SYNs, if any.
+	Listener *jsonDroppingListener `json:"listener,omitempty"`
 }
 
 // jsonStale: the fields of a stale-dns alert.
@@ -162,10 +164,21 @@ type jsonStale struct {
 
 // Alert writes a {"type":"alert",...} record.
 func (j *JSON) Alert(a *analysis.Alert) error {
+	if a.Listen != nil {
+		return j.listenAlert(a)
+	}
 	rec := jsonAlert{Type: "alert", Time: a.Time.UTC().Format(TimeLayout), Alert: a.Kind.String(), jsonDest: j.destJSON(&a.Dest)}
 	if a.Kind == analysis.Recovered {
 		n, d := a.Failed, a.FailedFor.Nanoseconds()
 		rec.StreakFailed, rec.StreakDuration = &n, &d
+	}
+	if l := a.Listener; l != nil {
+		rec.Listener = droppingListenerJSON(l)
+		cause := droppingCause(l, plainEndpoint(l.Addr, l.Port))
+		if rec.LastCause != nil {
+			cause = *rec.LastCause + "; " + cause
+		}
+		rec.LastCause = &cause
 	}
 	if st := a.Stale; st != nil {
 		o, c := st.Origin, st.Current
@@ -216,6 +229,10 @@ type jsonListener struct {
 	Backlog uint32 `json:"backlog"`
 	SynRecv int    `json:"syn_recv"`
 	Full    bool   `json:"full"`
+	// Drops: SYNs it dropped during the trace (accept queue full);
+	// Overflowing: it is dropping now.
+	Drops       uint64 `json:"drops"`
+	Overflowing bool   `json:"overflowing"`
 }
 
 type jsonHistory struct {
@@ -336,7 +353,8 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 		rec.CloseWait = append(rec.CloseWait, jl)
 	}
 	for _, l := range s.Listeners {
-		jl := jsonListener{Netns: l.Netns, Saddr: l.Addr.String(), Sport: l.Port, AcceptQ: l.AcceptQ, Backlog: l.Backlog, SynRecv: l.SynRecv, Full: l.Full}
+		jl := jsonListener{Netns: l.Netns, Saddr: l.Addr.String(), Sport: l.Port, AcceptQ: l.AcceptQ, Backlog: l.Backlog, SynRecv: l.SynRecv, Full: l.Full,
+			Drops: l.Drops, Overflowing: l.Overflowing}
 		jl.PID, jl.Comm = owner(l.OwnerKnown, l.PID, l.Comm)
 		jl.jsonIdentity = identityJSON(l.Owner)
 		rec.Listeners = append(rec.Listeners, jl)
@@ -428,6 +446,9 @@ func (t *Table) write(b []byte) error {
 
 // Alert writes a line into the stream that stands out.
 func (t *Table) Alert(a *analysis.Alert) error {
+	if a.Listen != nil {
+		return t.listenAlert(a)
+	}
 	d := &a.Dest
 	b := a.Time.Local().AppendFormat(t.buf[:0], "15:04:05.000000")
 	dest := t.dest(d)
@@ -437,8 +458,12 @@ func (t *Table) Alert(a *analysis.Alert) error {
 		if !d.LastSuccess.IsZero() {
 			last = clock(d.LastSuccess) + " (" + Age(a.Time.Sub(d.LastSuccess)) + " ago)"
 		}
+		cause := d.Last.Cause()
+		if l := a.Listener; l != nil {
+			cause += "; " + droppingCause(l, t.endpoint(l.Addr, l.Port))
+		}
 		b = fmt.Appendf(b, " !! FAILING %s (%s): %d connects failed in a row (%s), failing since %s; last success %s; last attempt: %s\n",
-			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Streak, failureList(d), failingSince(d, a.Time), last, d.Last.Cause())
+			dest, process(d.OwnerKnown, d.PID, d.Comm, d.Owner), d.Streak, failureList(d), failingSince(d, a.Time), last, cause)
 	case analysis.StaleDNS:
 		b = fmt.Appendf(b, " !! STALE DNS %s\n", t.staleLine(a))
 	case analysis.Recovered:
@@ -635,6 +660,9 @@ func (t *Table) Summary(s *analysis.Summary) error {
 			note := ""
 			if l.Full {
 				note = "FULL: new connections are dropped; the application is not accepting fast enough"
+			}
+			if d := listenerNote(&l); d != "" {
+				note = strings.TrimPrefix(note+"; "+d, "; ")
 			}
 			fmt.Fprintf(&b, "%-*s %-*s %8d %7d %8d  %s\n", lw, locals[i], pw, procs[i], l.AcceptQ, l.Backlog, l.SynRecv, note)
 		}

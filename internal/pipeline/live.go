@@ -219,6 +219,12 @@ func (s *liveSource) caughtUp(p *pipeline, k uint64) bool {
 // end writes the summary or failures, closes the recording, and says
 // how much was shown or recorded, and lost.
 func (s *liveSource) end(p *pipeline) error {
+	if err := p.finalListenPoll(); err != nil {
+		if isBrokenPipe(err) {
+			return nil
+		}
+		return err
+	}
 	if err := p.finish(time.Now(), p.livePressure); err != nil {
 		if isBrokenPipe(err) {
 			return nil

@@ -65,8 +65,11 @@ type Options struct {
 	// HostRoot: where the host's / is ("" or "/": ours), for /proc and
 	// the cgroup mount; KubeletLogDir: the parent of the kubelet's pods/
 	// and containers/ log directories, under HostRoot ("": no pod names).
+	// CRISocket: the runtime's CRI socket, under HostRoot, asked first
+	// ("": the first of cri.Sockets found; identity.NoCRI: none).
 	HostRoot      string
 	KubeletLogDir string
+	CRISocket     string
 
 	// NoDNS: no passive DNS, no dns_name (--no-dns); NoDNSLookup: never
 	// ask a DNS server itself whether a name moved (--no-dns-lookup).

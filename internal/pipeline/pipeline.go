@@ -13,6 +13,7 @@ import (
 	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/owners"
@@ -100,6 +101,12 @@ type pipeline struct {
 	// current: the tracer's record at hand, with what user space
 	// attached to it.
 	current record.Transition
+	// listen: the listeners' drop counts (listen.go); listenPoller polls
+	// them in a live run (nil in a replay: the capture has the polls),
+	// until listenStop.
+	listen       *listeners.Tracker
+	listenPoller *listenPoller
+	listenStop   func()
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -124,7 +131,7 @@ func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
 		o: o, stdout: stdout, w: newWriter(o, stdout),
 		table: table, conns: analysis.NewConnects(o.Analysis),
 		started: started, startK: startK, lastWall: started, lastK: startK,
-		hooks: &Hooks{},
+		hooks: &Hooks{}, listen: listeners.NewTracker(), listenStop: func() {},
 	}
 }
 
@@ -335,6 +342,7 @@ func (p *pipeline) transition(t *record.Transition) error {
 		// Not remembered: the live table is full (counted in its stats).
 	} else if show || p.o.Match(subj) {
 		a := p.conns.Observe(t, row)
+		p.overflowingListener(a)
 		// A stale name explains a failure: it comes first.
 		if s := p.staleAlert(t); s != nil && !p.quiet {
 			err = p.w.Alert(s)
@@ -433,7 +441,7 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 	return p.w.Summary(&analysis.Summary{
 		Time: now, Since: p.started,
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
-		Pressure: pressure, History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
+		Pressure: p.listenerDrops(pressure), History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
 		DNS: p.dnsSummary(), Ring: p.ringUse(), Recording: p.recordingSummary(),
 	})
 }

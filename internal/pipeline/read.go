@@ -125,6 +125,13 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 			return err
 		}
 		return p.gap(rec.At, rec.Until, rec.Lost, rec.Err, c.r.File())
+	case capture.KindListen:
+		if err := c.endSnapshot(p); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.listenSample(&rec.Listen)
 	case capture.KindDNS:
 		if p.dns != nil {
 			return p.observeDNS(&rec.DNS)

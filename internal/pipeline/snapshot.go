@@ -108,7 +108,7 @@ type lister struct {
 func newLister(o *Options) *lister {
 	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
 	p := &lister{o: o, stdout: stdout, w: newWriter(o, stdout),
-		ids: identity.NewResolver(o.HostRoot, o.KubeletLogDir)}
+		ids: identity.NewResolver(o.HostRoot, o.KubeletLogDir, o.CRISocket)}
 	p.pids = p.ids.PIDs()
 	p.w.SetNetnsNames(netnsname.New(o.HostRoot, p.ids).Name)
 	return p

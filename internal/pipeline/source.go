@@ -75,6 +75,9 @@ func (p *pipeline) consume(src source) error {
 // recording pausing or resuming.
 func (p *pipeline) betweenBatches(src source, b batch, nextSync *time.Time) error {
 	err := p.pollReconcile(func(k uint64) bool { return src.caughtUp(p, k) })
+	if err == nil {
+		err = p.takeListenPoll()
+	}
 	if err == nil && b.drained {
 		err = p.flush()
 		if err == nil && p.recorder != nil && time.Now().After(*nextSync) {

@@ -6,6 +6,7 @@ import (
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/dns/dnslookup"
+	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 	"github.com/socktrace/socktrace/internal/timeline"
@@ -45,6 +46,9 @@ type State struct {
 	CgroupsUncached uint64
 	// Recording: the recording's state (-w); nil without one.
 	Recording *RecordingState
+	// Listeners that dropped SYNs during the trace (accept queue full),
+	// most drops first.
+	Listeners []listeners.State
 }
 
 // RecordingState is the recording's (-w) state as of its last pause or
@@ -99,6 +103,7 @@ func (x *View) State() *State {
 		s.CgroupsUncached = p.ids.Cgroups().Dropped()
 	}
 	s.Recording = p.recording()
+	s.Listeners = p.listen.Dropping()
 	return s
 }
 

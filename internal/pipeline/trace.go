@@ -57,6 +57,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if err := p.mergeLiveSnapshot(o, src.tr.Method()); err != nil {
 		return unlessOutputClosed(err)
 	}
+	if err := p.startListening(o, src.wakes.nudge); err != nil {
+		return unlessOutputClosed(err)
+	}
+	defer p.listenStop()
 	defer src.catchSignals()()
 	if err := p.announceReady(o, src.tr); err != nil {
 		return err
@@ -92,7 +96,7 @@ func (p *pipeline) close() {
 func newLivePipeline(o *Options, src *liveSource, hooks *Hooks) *pipeline {
 	p := newPipeline(o, time.Now(), events.Monotonic())
 	p.ring = src.tr.Ring
-	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir)
+	p.ids = identity.NewResolver(o.HostRoot, o.KubeletLogDir, o.CRISocket)
 	p.netnsName = netnsname.New(o.HostRoot, p.ids).Name
 	p.w.SetNetnsNames(p.netnsName)
 	p.quiet = o.Quiet

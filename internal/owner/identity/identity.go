@@ -1,14 +1,17 @@
 // Package identity says who owns a socket beyond its process: the cgroup
 // of the owner and what it means (a systemd unit, a container, a
-// Kubernetes pod and container), joining the cgroup path with the
-// kubelet's log directories. No API is asked.
+// Kubernetes pod and container), joining the cgroup path with what the
+// container runtime's CRI socket answers and the kubelet's log
+// directories say.
 package identity
 
 import (
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/owner/cgroups"
+	"github.com/socktrace/socktrace/internal/owner/cri"
 	"github.com/socktrace/socktrace/internal/owner/kubelet"
 	"github.com/socktrace/socktrace/internal/owner/workload"
 )
@@ -93,6 +96,7 @@ const retryNames = 5 * time.Second
 type Resolver struct {
 	cg   *cgroups.Resolver
 	kube *kubelet.Logs
+	cri  *cri.Client
 
 	mu     sync.Mutex
 	byID   map[uint64]entry
@@ -104,13 +108,20 @@ type entry struct {
 	retry time.Time // zero: final
 }
 
+// NoCRI as NewResolver's criSocket asks no runtime.
+const NoCRI = "none"
+
 // NewResolver returns a Resolver over the host root (where /proc and the
-// cgroup mount are) and the kubelet's log directory (its parent: /var/log
-// on a node; "" to not look for pod names).
-func NewResolver(root, kubeletLogDir string) *Resolver {
+// cgroup mount are), the kubelet's log directory (its parent: /var/log
+// on a node; "" to not read it) and the runtime's CRI socket (a path under
+// root; "": the first of cri.Sockets found there; NoCRI: none).
+func NewResolver(root, kubeletLogDir, criSocket string) *Resolver {
 	r := &Resolver{cg: cgroups.New(root), byID: map[uint64]entry{}, byPath: map[string]entry{}}
 	if kubeletLogDir != "" {
 		r.kube = kubelet.New(root + kubeletLogDir)
+	}
+	if criSocket != NoCRI {
+		r.cri = cri.New(root, criSocket)
 	}
 	return r
 }
@@ -169,15 +180,22 @@ func (r *Resolver) ByPath(path string) *Identity {
 	return id
 }
 
-// name fills in pod, namespace and container names from the kubelet's
-// log directories.
+// name fills in pod, namespace and container names from the runtime's
+// CRI, else from the kubelet's log directories.
 func (r *Resolver) name(id *Identity) {
-	if r.kube == nil || (id.PodUID == "" && id.ContainerID == "") {
+	if id.PodUID == "" && id.ContainerID == "" {
+		return
+	}
+	if r.cri != nil && r.nameFromCRI(id) {
+		return
+	}
+	if r.kube == nil {
 		return
 	}
 	if id.ContainerID != "" {
 		if name, pod, ok := r.kube.Container(id.ContainerID); ok {
-			id.Container, id.Namespace, id.Pod = name, pod.Namespace, pod.Name
+			id.Container = name
+			setPod(id, pod.Namespace, pod.Name)
 			if id.PodUID == "" {
 				id.PodUID = pod.UID
 			}
@@ -186,7 +204,7 @@ func (r *Resolver) name(id *Identity) {
 	}
 	if id.PodUID != "" {
 		if pod, ok := r.kube.Pod(id.PodUID); ok {
-			id.Namespace, id.Pod = pod.Namespace, pod.Name
+			setPod(id, pod.Namespace, pod.Name)
 			if id.ContainerID == "" {
 				return // the pod's own cgroup (its sandbox)
 			}
@@ -195,6 +213,42 @@ func (r *Resolver) name(id *Identity) {
 			}
 		}
 	}
+}
+
+// setPod names id's pod unless the runtime named it already.
+func setPod(id *Identity, namespace, pod string) {
+	if id.Pod == "" {
+		id.Namespace, id.Pod = namespace, pod
+	}
+}
+
+// nameFromCRI names id from the runtime; it reports whether the runtime
+// said all it could (the kubelet's logs are then not read).
+func (r *Resolver) nameFromCRI(id *Identity) bool {
+	if id.ContainerID != "" {
+		if name, pod, ok := r.cri.Container(id.ContainerID); ok && (id.PodUID == "" || sameUID(id.PodUID, pod.UID)) {
+			// name "": the id is a sandbox's (its pause container).
+			id.Container, id.Namespace, id.Pod = name, pod.Namespace, pod.Name
+			if id.Runtime == "" { // a bare id below a cgroupfs pod
+				id.Runtime = r.cri.Runtime()
+			}
+			if id.PodUID == "" && len(pod.UID) == 36 {
+				id.PodUID = pod.UID
+			}
+			return true
+		}
+	}
+	if id.PodUID != "" {
+		if pod, ok := r.cri.Pod(id.PodUID); ok {
+			id.Namespace, id.Pod = pod.Namespace, pod.Name
+			return id.ContainerID == ""
+		}
+	}
+	return false
+}
+
+func sameUID(a, b string) bool {
+	return strings.ReplaceAll(a, "-", "") == strings.ReplaceAll(b, "-", "")
 }
 
 // complete: nothing more can be learned about id later.
@@ -212,7 +266,7 @@ func remember[K comparable](r *Resolver, m map[K]entry, k K, id *Identity) {
 		clear(m) // rare: more cgroups than that; start again
 	}
 	e := entry{id: id}
-	if r.kube != nil && !complete(id) {
+	if (r.kube != nil || r.cri != nil) && !complete(id) {
 		e.retry = time.Now().Add(retryNames)
 	}
 	m[k] = e

@@ -47,7 +47,7 @@ func TestResolver(t *testing.T) {
 		".slice/cri-containerd-" + ctr + ".scope"
 	cg := testcgroup.New(t, path)
 	logs := t.TempDir()
-	r := identity.NewResolver("/", logs)
+	r := identity.NewResolver("/", logs, identity.NoCRI)
 	r.Cgroups().MinRefresh = 0
 
 	// The pod's logs do not exist yet: the ids are known, not the names.
@@ -58,7 +58,7 @@ func TestResolver(t *testing.T) {
 	testpods.Write(t, logs, testpods.Pod{Namespace: "shop", Name: "checkout-7d9f8b6c5-x2x4z", UID: uid,
 		Containers: map[string]string{"checkout": ctr}})
 	// Names are looked for again after a while: a fresh resolver sees them.
-	r = identity.NewResolver("/", logs)
+	r = identity.NewResolver("/", logs, identity.NoCRI)
 	for _, got := range []*identity.Identity{r.ByID(cg.ID, 0), r.ByPath(path)} {
 		if got == nil || got.Namespace != "shop" || got.Pod != "checkout-7d9f8b6c5-x2x4z" || got.Container != "checkout" {
 			t.Errorf("with the pod's logs: %+v", got)
@@ -87,7 +87,7 @@ func TestResolver(t *testing.T) {
 func TestRecent(t *testing.T) {
 	a := testcgroup.New(t, "/socktrace-recent-a.service")
 	b := testcgroup.New(t, "/socktrace-recent-b.service")
-	r := identity.NewResolver("/", "")
+	r := identity.NewResolver("/", "", identity.NoCRI)
 	r.Cgroups().MinRefresh = 0
 	var c identity.Recent
 	const k = uint64(1e12)
@@ -104,7 +104,7 @@ func TestRecent(t *testing.T) {
 	// Within RecentFor the cached answer, even if the resolver would now
 	// say otherwise; after it, the resolver is asked again.
 	c2 := identity.Recent{}
-	other := identity.NewResolver("/", "") // a resolver with its own cache: another *Identity
+	other := identity.NewResolver("/", "", identity.NoCRI) // a resolver with its own cache: another *Identity
 	other.Cgroups().MinRefresh = 0
 	first := c2.ByID(r, a.ID, 0, k)
 	if got := c2.ByID(other, a.ID, 0, k+uint64(identity.RecentFor)-1); got != first {

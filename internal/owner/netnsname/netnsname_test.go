@@ -89,7 +89,7 @@ func TestNames(t *testing.T) {
 	for ino, w := range want {
 		var got string
 		for {
-			r = netnsname.New("/", identity.NewResolver("/", logs))
+			r = netnsname.New("/", identity.NewResolver("/", logs, identity.NoCRI))
 			if got = r.Name(ino); got == w || time.Now().After(deadline) {
 				break
 			}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -183,4 +185,34 @@ func (ns *NS) FullListener(t testing.TB, backlog int) int {
 		return nil
 	})
 	return port
+}
+
+// Netstat is the namespace's TcpExt counters, as nstat names them
+// without the prefix (ListenOverflows, ListenDrops...), read from its
+// /proc/net/netstat: no nstat binary needed.
+func (ns *NS) Netstat(t testing.TB) map[string]uint64 {
+	t.Helper()
+	var b []byte
+	ns.Run(t, func() (err error) {
+		b, err = os.ReadFile("/proc/thread-self/net/netstat")
+		return err
+	})
+	out := map[string]uint64{}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(vals) != len(names) || vals[0] != "TcpExt:" {
+			continue
+		}
+		for j := 1; j < len(names); j++ {
+			n, err := strconv.ParseUint(vals[j], 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/net/netstat: TcpExt %s = %q", names[j], vals[j])
+			}
+			out[names[j]] = n
+		}
+		return out
+	}
+	t.Fatalf("no TcpExt counters in /proc/net/netstat:\n%s", b)
+	return nil
 }
