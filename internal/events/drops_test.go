@@ -209,7 +209,8 @@ func netstat(t *testing.T, ns *testnet.NS, name string) uint64 {
 	t.Helper()
 	var v uint64
 	ns.Run(t, func() error {
-		b, err := os.ReadFile("/proc/net/netstat")
+		// thread-self: /proc/net is the thread group leader's namespace.
+		b, err := os.ReadFile("/proc/thread-self/net/netstat")
 		if err != nil {
 			return err
 		}
