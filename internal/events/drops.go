@@ -40,6 +40,11 @@ func (t *Tracer) DropReasons() DropReasons {
 	return DropsOff
 }
 
+// KernelTypes is the kernel's BTF the tracer was loaded with (from
+// Options.KernelBTF), nil for the running kernel's: for naming its drop
+// reasons (DropReasonNames).
+func (t *Tracer) KernelTypes() *btf.Spec { return t.kernelTypes }
+
 // dropReasonValues are the kernel's SKB_CONSUMED (a packet freed, not
 // dropped, which some kernels pass through kfree_skb) and
 // SKB_DROP_REASON_NO_SOCKET, each ^0 if it has none.

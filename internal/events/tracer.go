@@ -115,6 +115,8 @@ type Tracer struct {
 	// skippedSeen: the program's recursion misses already reported.
 	skippedSeen   uint64
 	lostOtherSeen uint64
+	// kernelTypes: --kernel-btf's, nil for the running kernel's.
+	kernelTypes *btf.Spec
 	// dropArgs: the argument count of the kfree_skb tracepoint the drop
 	// hook was attached for; 0 if not attached.
 	dropArgs int
@@ -251,6 +253,7 @@ func Open(opts Options) (*Tracer, error) {
 		}
 		t, err := tryCandidate(spec, c, kernelTypes)
 		if err == nil {
+			t.kernelTypes = kernelTypes
 			return t, nil
 		}
 		if errors.Is(err, os.ErrPermission) {

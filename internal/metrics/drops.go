@@ -92,7 +92,7 @@ func newDropNamer(tr *events.Tracer) *drops.Namer {
 	if tr.DropReasons() == events.DropsOff {
 		return nil
 	}
-	n, err := drops.NewNamer(tr.DropReasons(), nil)
+	n, err := drops.NewNamer(tr.DropReasons(), tr.KernelTypes())
 	if err != nil {
 		return nil
 	}

@@ -126,7 +126,10 @@ func destJSON(d *analysis.Dest, netnsName string) jsonDest {
 	j.BytesAcked, j.BytesReceived = d.BytesAcked, d.BytesReceived
 	if j.Drops = d.Drops; d.Drops > 0 {
 		reason, dir := d.DropReason, d.DropDir.String()
-		j.DropReason, j.DropDirection = &reason, &dir
+		j.DropDirection = &dir
+		if reason != "" {
+			j.DropReason = &reason
+		}
 	}
 	if p50, n := d.HandshakePercentile(50); n > 0 {
 		p99, _ := d.HandshakePercentile(99)

@@ -253,7 +253,11 @@ func appendDrops(b []byte, t *record.Transition) []byte {
 		return append(b, `,"drop_reason":null,"drop_direction":null`...)
 	}
 	b = append(b, `,"drop_reason":`...)
-	b = AppendString(b, t.DropReasonName)
+	if t.DropReasonName != "" {
+		b = AppendString(b, t.DropReasonName)
+	} else {
+		b = append(b, "null"...) // the kernel's names could not be read
+	}
 	b = append(b, `,"drop_direction":`...)
 	if d := t.DropDir.String(); d != "" {
 		return AppendString(b, d)

@@ -123,7 +123,11 @@ func appendRowDrops(b []byte, r *timeline.Row) []byte {
 		return append(b, `,"drop_reason":null,"drop_direction":null`...)
 	}
 	b = append(b, `,"drop_reason":`...)
-	b = AppendString(b, r.DropReason)
+	if r.DropReason != "" {
+		b = AppendString(b, r.DropReason)
+	} else {
+		b = append(b, "null"...)
+	}
 	b = append(b, `,"drop_direction":`...)
 	return AppendString(b, r.DropDir.String())
 }

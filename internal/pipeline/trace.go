@@ -107,7 +107,7 @@ func newLivePipeline(o *Options, src *liveSource, hooks *Hooks) *pipeline {
 	p.reconciler = newReconciler(o, src.wakes.nudge)
 	if src.tr.DropReasons() != events.DropsOff {
 		var err error
-		if p.dropNames, err = drops.NewNamer(src.tr.DropReasons(), nil); err != nil {
+		if p.dropNames, err = drops.NewNamer(src.tr.DropReasons(), src.tr.KernelTypes()); err != nil {
 			fmt.Fprintf(os.Stderr, "socktrace: %v: drops are shown without their reason\n", err)
 		}
 	}
