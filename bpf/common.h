@@ -32,6 +32,8 @@ const volatile struct config cfg = {
 	.state_mask = 0xffffffff,
 	.want_inet = 1,
 	.want_inet6 = 1,
+	.drop_consumed = ~0U,
+	.drop_no_socket = ~0U,
 };
 
 struct owner {
@@ -53,6 +55,9 @@ struct sock_info {
 	__u8 rst;    /* RST_SENT, RST_RECEIVED */
 	__u8 active; /* an active open (connect): counted by destination */
 	__u8 opener; /* OPENER_*: how the socket was opened, if seen */
+	__u8 drop_dir; /* DROP_SENT, DROP_RECEIVED: the last drop's */
+	__u32 drops;   /* packets dropped on this host (drops.h) */
+	__u64 drop_reason;
 };
 
 /* sock_info.opener: the socket was seen in syn-sent (a connect) or in

@@ -91,7 +91,19 @@ struct tcp_sock {
 	u32 write_seq; /* after the last byte queued (a FIN included) */
 };
 
-struct sk_buff; /* only passed along */
+struct net_device {
+	possible_net_t nd_net;
+};
+
+/* What the drop hook (drops.h) reads of a packet: its socket, where its
+ * headers are, and its protocol (ETH_P_IP, ETH_P_IPV6). */
+struct sk_buff {
+	struct sock *sk;
+	struct net_device *dev;
+	unsigned char *head;
+	__u16 network_header;
+	__be16 protocol;
+};
 
 /* A connection in the middle of its handshake, on the listener's side. */
 struct request_sock {

@@ -163,7 +163,9 @@ static __always_inline void fill_header(struct event *e, struct sock *sk, const 
 	e->rst = next->rst;
 	e->syn_retrans = next->syn_retrans;
 	e->retrans = next->retrans;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->drops = next->drops;
+	e->drop_reason = next->drop_reason;
+	e->drop_dir = next->drop_dir;
 }
 
 /* The socket's TCP counters, where a record needs them (a packet

@@ -10,6 +10,7 @@
  *   transitions.h one state transition (handle)
  *   backup.h      the primary program and its backup, so none is skipped
  *   packets.h     retransmit, reset and error hooks
+ *   drops.h       packets dropped on this host (skb:kfree_skb)
  * Everything about a socket is read with CO-RE.
  *
  * The programs, and when user space (internal/events) attaches them:
@@ -33,6 +34,9 @@
  *   tcp_send_reset         tp_btf_send_reset, raw_send_reset
  *   tcp_receive_reset      tp_btf_receive_reset, raw_receive_reset
  *   inet_sk_error_report   tp_btf_error_report, raw_error_report
+ *   kfree_skb              tp_btf_drop (skb, location: before 5.17),
+ *                          tp_btf_drop_reason (and reason: 5.17+),
+ *                          tp_btf_drop_rx_sk (and rx_sk: 6.11+); tp_btf only
  */
 #include <linux/bpf.h>
 #include "kernel.h"
@@ -49,6 +53,7 @@
 #include "transitions.h"
 #include "backup.h"
 #include "packets.h"
+#include "drops.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -56,6 +61,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const struct event *unused_event __attribute__((unused));
 const struct dest_key *unused_dest_key __attribute__((unused));
 const struct dest_counters *unused_dest_counters __attribute__((unused));
+const struct drop_dest_key *unused_drop_dest_key __attribute__((unused));
+const struct drop_other_key *unused_drop_other_key __attribute__((unused));
 
 /* State transitions: the primaries. */
 
@@ -188,4 +195,34 @@ SEC("raw_tracepoint/inet_sk_error_report")
 int raw_error_report(struct bpf_raw_tracepoint_args *ctx)
 {
 	return on_packet((struct sock *)ctx->args[0], KIND_ERROR);
+}
+
+/*
+ * Packets dropped on this host: one program per form of the tracepoint,
+ * since a program may not read past the arguments the kernel passes.
+ * Before 5.17 the reason is the location (the freeing function).
+ */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_btf_drop, struct sk_buff *skb, void *location)
+{
+	return on_drop(skb, (__u64)location, 0);
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_btf_drop_reason, struct sk_buff *skb, void *location, int reason)
+{
+	return on_drop(skb, (__u32)reason, 0);
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_btf_drop_rx_sk, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
+{
+	/* rx_sk is often NULL (a netfilter drop, an outgoing packet), but
+	 * the verifiers of 6.2 to 6.13 take a tracepoint's pointer argument
+	 * for non-NULL and drop a test of it (so the fallback to skb->sk
+	 * would go): read it as a number. */
+	__u64 rx = 0;
+
+	bpf_probe_read_kernel(&rx, sizeof(rx), &ctx[3]);
+	return on_drop(skb, (__u32)reason, (struct sock *)rx);
 }

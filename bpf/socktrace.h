@@ -24,6 +24,7 @@ enum event_kind {
 	KIND_RESET_SENT,     /* an RST sent on the socket */
 	KIND_RESET_RECEIVED, /* an RST received */
 	KIND_ERROR,          /* an error reported on the socket (sk_err) */
+	KIND_DROP,           /* a packet of the socket dropped on this host (not sent yet) */
 	NR_KINDS,
 };
 
@@ -31,8 +32,13 @@ enum event_kind {
 #define RST_SENT (1 << 0)
 #define RST_RECEIVED (1 << 1)
 
+/* event.drop_dir and sock_info.drop_dir: the direction of the socket's
+ * last packet dropped on this host. */
+#define DROP_SENT 1
+#define DROP_RECEIVED 2
+
 /* One record of the ring buffer: a TCP state transition, or (when asked
- * for) a retransmit, reset or error of a socket. 184 bytes. */
+ * for) a retransmit, reset or error of a socket. 192 bytes. */
 struct event {
 	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 cookie;  /* socket cookie, the id sock_diag reports; 0 if unknown */
@@ -41,6 +47,8 @@ struct event {
 	__u64 bytes_acked;    /* tcp_sock's less a connect's SYN and the FIN: data bytes, with EVENT_TCP_STATS */
 	__u64 bytes_received; /* tcp_sock's less the peer's FIN: data bytes, with EVENT_TCP_STATS */
 	__u64 owner_cgroup;   /* owning process's cgroup v2 id, valid with EVENT_OWNER_KNOWN */
+	__u64 drop_reason;    /* the last drop's enum skb_drop_reason, or (kernels before 5.17) the
+			       * address of the function that freed it; valid with drops > 0 */
 	__u32 netns;   /* network namespace inode */
 	__u32 pid;     /* task on CPU: tgid (0 in softirq on an idle CPU) */
 	__u32 tid;
@@ -62,7 +70,8 @@ struct event {
 	__u8 flags;
 	__u8 kind;       /* enum event_kind */
 	__u8 rst;        /* RST_SENT, RST_RECEIVED seen on the socket so far */
-	__u8 pad[5];
+	__u8 drop_dir;   /* DROP_SENT or DROP_RECEIVED: the last drop's direction */
+	__u32 drops;     /* the socket's packets dropped on this host (kfree_skb) */
 	__u8 saddr[16]; /* local address: IPv4 in the first 4 bytes */
 	__u8 daddr[16]; /* remote address */
 	char comm[TASK_COMM_LEN];       /* task on CPU */
@@ -105,6 +114,23 @@ struct dest_counters {
 	__u64 n[NR_DEST_COUNTERS];
 };
 
+/* Key of the in-kernel counters of packets dropped on this host, by
+ * destination of active opens, reason and direction. 72 bytes. */
+struct drop_dest_key {
+	struct dest_key dest;
+	__u64 reason; /* as event.drop_reason */
+	__u8 dir;     /* DROP_SENT, DROP_RECEIVED */
+	__u8 pad[7];
+};
+
+/* Key of the counters of TCP packets dropped of no socket socktrace
+ * follows (none, or one filtered out): by reason and namespace. */
+struct drop_other_key {
+	__u64 reason; /* as event.drop_reason */
+	__u32 netns;  /* of the device, or 0 if unknown */
+	__u32 pad;
+};
+
 struct port_range {
 	__u16 lo;
 	__u16 hi;
@@ -119,8 +145,15 @@ struct config {
 	__u8 want_inet6;
 	__u8 nr_sport; /* 0: any local port */
 	__u8 nr_dport; /* 0: any remote port */
-	__u8 kinds;    /* bit (1 << kind): also send these records (retransmit, reset, error) */
-	__u8 pad[3];
+	__u8 kinds;    /* bit (1 << kind): also send these records (retransmit, reset, error, drop) */
+	__u8 drop_tuples; /* send SYNs and SYN-ACKs dropped of no socket, with their 4-tuple (drops.h) */
+	__u8 pad[2];
+	__u32 drop_consumed;  /* the kernel's SKB_CONSUMED (not a drop), ~0 if it has none */
+	__u32 drop_no_socket; /* the kernel's SKB_DROP_REASON_NO_SOCKET, ~0 if it has none */
+	/* Kernels without reasons: the locations (function ranges [lo, hi))
+	 * whose drops are of no socket (tcp_v4_rcv, tcp_v6_rcv); 0 if none. */
+	__u64 drop_quiet_lo[2];
+	__u64 drop_quiet_hi[2];
 	struct port_range sport[MAX_PORT_RANGES];
 	struct port_range dport[MAX_PORT_RANGES];
 };

@@ -269,7 +269,7 @@ func TestJSONStream(t *testing.T) {
 			wire++ // srtt_us
 		}
 		if r.str("new_state") == "close" {
-			wire += 9 // bytes_acked ... lifetime_ns
+			wire += 12 // bytes_acked ... lifetime_ns, drops, drop_reason, drop_direction
 		}
 		if len(r) != len(keys)+wire {
 			t.Errorf("record has %d fields, want %d: %v", len(r), len(keys)+wire, r)

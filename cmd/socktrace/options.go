@@ -377,7 +377,7 @@ func parseSize(s string) (int, error) {
 	return int(size), nil
 }
 
-// parseKinds reads --events: retransmit, reset, error.
+// parseKinds reads --events: retransmit, reset, error, drop.
 func parseKinds(values []string) (events.Kinds, error) {
 	var ks events.Kinds
 	for _, v := range values {
@@ -389,10 +389,12 @@ func parseKinds(values []string) (events.Kinds, error) {
 				ks |= events.KindsOf(events.KindResetSent, events.KindResetReceived)
 			case "error", "errors":
 				ks |= events.KindsOf(events.KindError)
+			case "drop", "drops":
+				ks |= events.KindsOf(events.KindDrop)
 			case "all":
-				ks |= events.KindsOf(events.KindRetransmit, events.KindResetSent, events.KindResetReceived, events.KindError)
+				ks |= events.KindsOf(events.KindRetransmit, events.KindResetSent, events.KindResetReceived, events.KindError, events.KindDrop)
 			default:
-				return 0, fmt.Errorf("bad --events value %q: use retransmit, reset, error or all, comma separated", v)
+				return 0, fmt.Errorf("bad --events value %q: use retransmit, reset, error, drop or all, comma separated", v)
 			}
 		}
 	}

@@ -116,7 +116,8 @@ func TestFailedConnectFigures(t *testing.T) {
 		t.Errorf("syn_retransmits %d, total_retrans %v, segs_out %v, nft dropped %d: want 1 + syn_retransmits SYNs everywhere",
 			rexmit, end["total_retrans"], end["segs_out"], dropped)
 	}
-	cause := fmt.Sprintf("%d SYNs over ", 1+rexmit)
+	// Every SYN was dropped on this host (issue 26): the cause says so.
+	cause := fmt.Sprintf("%d SYNs dropped on this host (NETFILTER_DROP, sent)", 1+rexmit)
 	for _, d := range []struct {
 		what string
 		r    record

@@ -150,7 +150,7 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.StringVar(&f.rotateSize, "rotate-size", "", "with --write: start a new file (FILE.1, FILE.2, ...) once one reaches `SIZE`, e.g. 100M (like tcpdump -C)")
 	fl.IntVar(&f.rotateCount, "rotate-count", 0, "with --rotate-size: keep only the newest `N` files (like tcpdump -W)")
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
-	fl.StringArrayVar(&f.events, "events", nil, "also show these per-packet `EVENTS` of the sockets traced: retransmit, reset, error (comma separated; they are always counted)")
+	fl.StringArrayVar(&f.events, "events", nil, "also show these per-packet `EVENTS` of the sockets traced: retransmit, reset, error, drop (a packet dropped on this host) (comma separated; they are always counted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")
 	fl.BoolVar(&f.noDNS, "no-dns", false, "do not watch DNS answers: no dns_name on destinations, no stale-dns alerts")
 	fl.BoolVar(&f.noDNSLookup, "no-dns-lookup", false, "never ask a DNS server whether a failing destination's name moved (socktrace asks the server that answered, at most once per name and namespace every 30s)")

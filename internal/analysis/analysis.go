@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
+	"github.com/socktrace/socktrace/internal/drops"
+	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/record"
@@ -109,7 +111,12 @@ type Dest struct {
 	Retrans        uint64 // segments retransmitted by connections that closed
 	BytesAcked     uint64 // bytes sent (acknowledged) by connections that closed
 	BytesReceived  uint64
-	handshakes     handshakes
+	// Drops: packets of the attempts dropped on this host (SYNs sent,
+	// SYN-ACKs received), with the last drop's reason and direction.
+	Drops      uint64
+	DropReason string
+	DropDir    events.DropDir
+	handshakes handshakes
 
 	// Backends: where this host's NAT sent the attempts (a Service VIP's
 	// pods), and how they went there; nil when nothing translated them.
@@ -126,23 +133,58 @@ type Attempt struct {
 	SpanKnown   bool
 	RstReceived bool
 	Err         uint16 // errno at the end (0 on success)
+	// Drops: the attempt's packets dropped on this host (its SYNs sent,
+	// SYN-ACKs received), the last one's reason and direction.
+	Drops      uint32
+	DropReason string
+	DropDir    events.DropDir
+}
+
+// dropped says the attempt's drops in words ("" if none), e.g. "2 SYNs
+// dropped on this host (NETFILTER_DROP, sent)".
+func (a *Attempt) dropped() string {
+	if a.Drops == 0 {
+		return ""
+	}
+	return drops.Cause(a.Drops, true, a.DropReason, a.DropDir)
 }
 
 // Cause says in words what happened on the wire, e.g. "3 SYNs over 7.0s,
 // no reply" (the kernel gave up: ETIMEDOUT), "RST received after 0.2ms"
 // or "closed by the application after 56.4ms, no reply": what socktrace
-// saw, not a guess at why.
+// saw, not a guess at why. Packets of the attempt dropped on this host
+// say so: "6 SYNs dropped on this host (NETFILTER_DROP, sent)" when
+// every SYN was, else after what happened, e.g. "3 SYNs over 7.0s, 3
+// SYN-ACKs dropped on this host (NETFILTER_DROP, received)".
 func (a *Attempt) Cause() string {
-	syns := func() string {
-		s := fmt.Sprintf("%d SYN", a.SYNs)
-		if a.SYNs != 1 {
-			s += "s"
-		}
-		if a.SpanKnown {
-			s += " over " + span(a.Span)
-		}
-		return s
+	d := a.dropped()
+	if d == "" {
+		return a.wire()
 	}
+	if a.Outcome == Timeout {
+		if a.DropDir == events.DropSent && int(a.Drops) >= a.SYNs {
+			return d
+		}
+		return a.syns() + ", " + d
+	}
+	return a.wire() + ", " + d
+}
+
+// syns is "3 SYNs over 7.0s".
+func (a *Attempt) syns() string {
+	s := fmt.Sprintf("%d SYN", a.SYNs)
+	if a.SYNs != 1 {
+		s += "s"
+	}
+	if a.SpanKnown {
+		s += " over " + span(a.Span)
+	}
+	return s
+}
+
+// wire says what happened on the wire, drops aside.
+func (a *Attempt) wire() string {
+	syns := a.syns
 	switch a.Outcome {
 	case Established:
 		if a.SYNs > 1 {
@@ -447,6 +489,11 @@ func (c *Connects) Observe(tr *record.Transition, r *timeline.Row) *Alert {
 	d.SynRetrans += uint64(tr.SynRetrans)
 	d.Last = Attempt{SYNs: 1 + int(tr.SynRetrans), Span: tr.InOld, SpanKnown: tr.InOldKnown,
 		RstReceived: tr.RstReceived, Err: tr.SkErr}
+	if tr.Drops > 0 {
+		d.Last.Drops, d.Last.DropReason, d.Last.DropDir = tr.Drops, tr.DropReasonName, tr.DropDir
+		d.Drops += uint64(tr.Drops)
+		d.DropReason, d.DropDir = tr.DropReasonName, tr.DropDir
+	}
 	if tr.New != tcpstate.Close {
 		// syn-sent -> established (or, rarely, syn-recv on a
 		// simultaneous open): the handshake went through.

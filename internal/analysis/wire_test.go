@@ -27,6 +27,15 @@ func TestCause(t *testing.T) {
 		{Attempt{Outcome: Established, SYNs: 2, Span: 1 * s, SpanKnown: true}, "connected after 2 SYNs over 1.0s"},
 		{Attempt{Outcome: Established, SYNs: 1}, "connected"},
 		{Attempt{Outcome: Aborted, SYNs: 1}, "closed by the application before a reply"},
+		// Dropped on this host.
+		{Attempt{Outcome: Timeout, SYNs: 6, Span: 7 * s, SpanKnown: true, Drops: 6, DropReason: "NETFILTER_DROP", DropDir: events.DropSent},
+			"6 SYNs dropped on this host (NETFILTER_DROP, sent)"},
+		{Attempt{Outcome: Timeout, SYNs: 3, Span: 7 * s, SpanKnown: true, Drops: 1, DropReason: "nf_hook_slow", DropDir: events.DropSent},
+			"3 SYNs over 7.0s, 1 SYN dropped on this host (nf_hook_slow, sent)"},
+		{Attempt{Outcome: Timeout, SYNs: 3, Span: 7 * s, SpanKnown: true, Drops: 3, DropReason: "NETFILTER_DROP", DropDir: events.DropReceived},
+			"3 SYNs over 7.0s, 3 SYN-ACKs dropped on this host (NETFILTER_DROP, received)"},
+		{Attempt{Outcome: Established, SYNs: 2, Span: 1 * s, SpanKnown: true, Drops: 1, DropReason: "QDISC_DROP", DropDir: events.DropSent},
+			"connected after 2 SYNs over 1.0s, 1 SYN dropped on this host (QDISC_DROP, sent)"},
 	}
 	for _, tt := range tests {
 		if got := tt.a.Cause(); got != tt.want {

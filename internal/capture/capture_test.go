@@ -59,6 +59,9 @@ func sample(n int) []record.Transition {
 		if i%7 == 1 { // a DNAT's backend (format 4)
 			t.Actual = netip.AddrPortFrom(t.Dst.Next(), 8443)
 		}
+		if i%6 == 1 { // format 4: drops, by the reason's name
+			t.Drops, t.DropReasonName, t.DropDir = uint32(i), []string{"NETFILTER_DROP", "nf_hook_slow"}[i%2], events.DropDir(1+i%2)
+		}
 		if i == 7 { // the clock stepped back: negative deltas
 			t.Time = t0.Add(-time.Second)
 		}

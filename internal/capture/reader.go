@@ -535,6 +535,11 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 		if flags&tfIdentity != 0 {
 			t.OwnerID = r.identity(d.uvarint())
 		}
+		if flags&tfDrops != 0 {
+			t.Drops = uint32(d.uvarint())
+			t.DropReasonName = d.str(r.comms)
+			t.DropDir = events.DropDir(d.u8())
+		}
 		if flags&tfActual != 0 {
 			t.Actual = d.addrPort()
 		}

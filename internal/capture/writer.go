@@ -531,8 +531,8 @@ const (
 	tfExtra    // format 2: kind, retransmits and resets follow
 	tfTCPStats // format 2: the socket's TCP counters follow
 	tfIdentity // format 3: the number of the owner's identity follows
-	_
-	tfActual // format 4: the NAT backend's address and port follow (after the identity)
+	tfDrops    // format 4: the socket's drops, the last one's reason (its name) and direction follow
+	tfActual   // format 4: the NAT backend's address and port follow (after the drops)
 )
 
 // identity returns the number of id in this file, writing its record
@@ -587,6 +587,9 @@ func (w *Writer) Transition(t *record.Transition) error {
 	}
 	if t.TCPStats {
 		flags |= tfTCPStats
+	}
+	if t.Drops > 0 {
+		flags |= tfDrops
 	}
 	idn := w.identity(t.OwnerID)
 	if w.paused {
@@ -646,6 +649,12 @@ func (w *Writer) Transition(t *record.Transition) error {
 	}
 	if idn != 0 {
 		b = binary.AppendUvarint(b, idn)
+	}
+	if flags&tfDrops != 0 {
+		// The reason's name: its number differs between kernels.
+		b = binary.AppendUvarint(b, uint64(t.Drops))
+		b = appendString(b, t.DropReasonName)
+		b = append(b, byte(t.DropDir))
 	}
 	if flags&tfActual != 0 {
 		b = appendAddrPort(b, t.Actual)

@@ -28,10 +28,10 @@ func comm(s string) (c [16]int8) {
 }
 
 func TestEventLayout(t *testing.T) {
-	// bpf/socktrace.h promises 184 bytes; the ring buffer sizing relies
+	// bpf/socktrace.h promises 192 bytes; the ring buffer sizing relies
 	// on it.
-	if EventSize != 184 {
-		t.Fatalf("event is %d bytes, want 184 (bpf/socktrace.h)", EventSize)
+	if EventSize != 192 {
+		t.Fatalf("event is %d bytes, want 192 (bpf/socktrace.h)", EventSize)
 	}
 }
 
@@ -70,6 +70,18 @@ func TestDecode(t *testing.T) {
 			in:   socktraceEvent{Family: unix.AF_INET6, Saddr: mapped, Daddr: mapped, Oldstate: 7, Newstate: 2},
 			want: Transition{Family: unix.AF_INET6, Src: netip.MustParseAddr("10.1.2.3"), Dst: netip.MustParseAddr("10.1.2.3"),
 				Old: tcpstate.Close, New: tcpstate.SynSent},
+		},
+		{
+			name: "drops on the socket",
+			in: socktraceEvent{Family: unix.AF_INET, Oldstate: 2, Newstate: 7, Drops: 6, DropReason: 12,
+				DropDir: 1},
+			want: Transition{Family: unix.AF_INET, Src: netip.AddrFrom4([4]byte{}), Dst: netip.AddrFrom4([4]byte{}),
+				Old: tcpstate.SynSent, New: tcpstate.Close, Drops: 6, DropReason: 12, DropDir: DropSent},
+		},
+		{
+			name: "no drops: reason and direction ignored",
+			in:   socktraceEvent{Family: unix.AF_INET, DropReason: 12, DropDir: 2},
+			want: Transition{Family: unix.AF_INET, Src: netip.AddrFrom4([4]byte{}), Dst: netip.AddrFrom4([4]byte{})},
 		},
 		{
 			name: "comm of full length",

@@ -21,15 +21,24 @@ type hook struct {
 	// kernels (6.17+) where the tracepoint has an err argument.
 	tpBtf, tpBtfErr, raw, rawErr string
 	errArgs                      int // the argument count that has err
+	// byArgs: for a tracepoint whose arguments grew, its tp_btf program
+	// for each argument count (the last for more); it has no raw one.
+	byArgs map[int]string
 }
 
 var hooks = []hook{
-	{"tcp", "tcp_retransmit_skb", "tp_btf_retransmit", "tp_btf_retransmit_err", "raw_retransmit", "raw_retransmit_err", 3},
-	{"tcp", "tcp_retransmit_synack", "tp_btf_synack", "", "raw_synack", "", 0},
-	{"tcp", "tcp_send_reset", "tp_btf_send_reset", "", "raw_send_reset", "", 0},
-	{"tcp", "tcp_receive_reset", "tp_btf_receive_reset", "", "raw_receive_reset", "", 0},
-	{"sock", "inet_sk_error_report", "tp_btf_error_report", "", "raw_error_report", "", 0},
+	{"tcp", "tcp_retransmit_skb", "tp_btf_retransmit", "tp_btf_retransmit_err", "raw_retransmit", "raw_retransmit_err", 3, nil},
+	{"tcp", "tcp_retransmit_synack", "tp_btf_synack", "", "raw_synack", "", 0, nil},
+	{"tcp", "tcp_send_reset", "tp_btf_send_reset", "", "raw_send_reset", "", 0, nil},
+	{"tcp", "tcp_receive_reset", "tp_btf_receive_reset", "", "raw_receive_reset", "", 0, nil},
+	{"sock", "inet_sk_error_report", "tp_btf_error_report", "", "raw_error_report", "", 0, nil},
+	// Packets dropped (bpf/drops.h): (skb, location) before 5.17, then
+	// the reason, then (6.11) the receiving socket.
+	{tracepoint: "skb", name: "kfree_skb", byArgs: map[int]string{2: "tp_btf_drop", 3: "tp_btf_drop_reason", 4: "tp_btf_drop_rx_sk"}},
 }
+
+// dropHook is the tracepoint of packets dropped.
+const dropHook = "skb:kfree_skb"
 
 // HookStatus says how one hook is attached, or why not.
 type HookStatus struct {
@@ -73,6 +82,8 @@ func (t *Tracer) sharedMaps() map[string]*ebpf.Map {
 		"events": t.maps.Events, "lost": t.maps.Lost, "socks": t.maps.Socks, "listeners": t.maps.Listeners,
 		"held": t.maps.Held, "dests": t.maps.Dests, "dests_overflow": t.maps.DestsOverflow, "synacks": t.maps.Synacks,
 		"running": t.maps.Running, "rescued": t.maps.Rescued,
+		"drops_other": t.maps.DropsOther, "drops_nosock": t.maps.DropsNosock, "drop_dests": t.maps.DropDests,
+		"drop_dests_overflow": t.maps.DropDestsOver,
 	}
 }
 
@@ -100,19 +111,32 @@ func (t *Tracer) attachHooks(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, t
 		if h.errArgs != 0 && args >= h.errArgs {
 			tpProg, rawProg = h.tpBtfErr, h.rawErr
 		}
+		if h.byArgs != nil {
+			tpProg = progForArgs(h.byArgs, args)
+		}
 		var tries []try
-		if tpBtf {
+		if tpBtf && tpProg != "" {
 			tries = append(tries, try{"tp_btf", tpProg, attachTracing})
 		}
 		name := h.name
-		tries = append(tries, try{"raw_tracepoint", rawProg, func(p *ebpf.Program) (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
-		}})
+		if rawProg != "" {
+			tries = append(tries, try{"raw_tracepoint", rawProg, func(p *ebpf.Program) (link.Link, error) {
+				return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
+			}})
+		}
+		if len(tries) == 0 {
+			st.Err = fmt.Errorf("%s needs tp_btf (BTF-typed tracing programs, and the kernel's BTF)", st.Tracepoint)
+			t.hookStatus = append(t.hookStatus, st)
+			continue
+		}
 		var errs []error
 		for _, tr := range tries {
 			p, l, err := loadHook(spec, tr.prog, replace, kernelTypes, tr.attach)
 			if err == nil {
 				st.Method = tr.method
+				if h.byArgs != nil {
+					t.dropArgs = args
+				}
 				t.hookProgs = append(t.hookProgs, p)
 				t.hookLinks = append(t.hookLinks, l)
 				break
@@ -150,4 +174,16 @@ func loadHook(spec *ebpf.CollectionSpec, prog string, maps map[string]*ebpf.Map,
 		return nil, nil, fmt.Errorf("attach: %w", err)
 	}
 	return objs.Hook, l, nil
+}
+
+// progForArgs is the program of byArgs for a tracepoint of args
+// arguments: the one for the most arguments up to args; "" if none.
+func progForArgs(byArgs map[int]string, args int) string {
+	best, prog := -1, ""
+	for n, p := range byArgs {
+		if n <= args && n > best {
+			best, prog = n, p
+		}
+	}
+	return prog
 }

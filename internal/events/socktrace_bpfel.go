@@ -14,16 +14,21 @@ import (
 )
 
 type socktraceConfig struct {
-	_         structs.HostLayout
-	StateMask uint32
-	Netns     uint32
-	WantInet  uint8
-	WantInet6 uint8
-	NrSport   uint8
-	NrDport   uint8
-	Kinds     uint8
-	Pad       [3]uint8
-	Sport     [16]struct {
+	_            structs.HostLayout
+	StateMask    uint32
+	Netns        uint32
+	WantInet     uint8
+	WantInet6    uint8
+	NrSport      uint8
+	NrDport      uint8
+	Kinds        uint8
+	DropTuples   uint8
+	Pad          [2]uint8
+	DropConsumed uint32
+	DropNoSocket uint32
+	DropQuietLo  [2]uint64
+	DropQuietHi  [2]uint64
+	Sport        [16]struct {
 		_  structs.HostLayout
 		Lo uint16
 		Hi uint16
@@ -52,6 +57,21 @@ type socktraceDestKey struct {
 	Comm       [16]int8
 }
 
+type socktraceDropDestKey struct {
+	_      structs.HostLayout
+	Dest   socktraceDestKey
+	Reason uint64
+	Dir    uint8
+	Pad    [7]uint8
+}
+
+type socktraceDropOtherKey struct {
+	_      structs.HostLayout
+	Reason uint64
+	Netns  uint32
+	Pad    uint32
+}
+
 type socktraceEvent struct {
 	_             structs.HostLayout
 	TsNs          uint64
@@ -61,6 +81,7 @@ type socktraceEvent struct {
 	BytesAcked    uint64
 	BytesReceived uint64
 	OwnerCgroup   uint64
+	DropReason    uint64
 	Netns         uint32
 	Pid           uint32
 	Tid           uint32
@@ -82,7 +103,8 @@ type socktraceEvent struct {
 	Flags         uint8
 	Kind          uint8
 	Rst           uint8
-	Pad           [5]uint8
+	DropDir       uint8
+	Drops         uint32
 	Saddr         [16]uint8
 	Daddr         [16]uint8
 	Comm          [16]int8
@@ -152,7 +174,11 @@ type socktraceSockInfo struct {
 	Rst        uint8
 	Active     uint8
 	Opener     uint8
+	DropDir    uint8
+	_          [3]byte
+	Drops      uint32
 	_          [4]byte
+	DropReason uint64
 }
 
 type socktraceTuple struct {
@@ -170,6 +196,10 @@ type socktraceTuple struct {
 const (
 	socktraceMapDests               = "dests"
 	socktraceMapDestsOverflow       = "dests_overflow"
+	socktraceMapDropDests           = "drop_dests"
+	socktraceMapDropDestsOverflow   = "drop_dests_overflow"
+	socktraceMapDropsNosock         = "drops_nosock"
+	socktraceMapDropsOther          = "drops_other"
 	socktraceMapEvents              = "events"
 	socktraceMapHeld                = "held"
 	socktraceMapListeners           = "listeners"
@@ -190,6 +220,9 @@ const (
 	socktraceProgTpBtfCookieBackup  = "tp_btf_cookie_backup"
 	socktraceProgTpBtfCore          = "tp_btf_core"
 	socktraceProgTpBtfCoreBackup    = "tp_btf_core_backup"
+	socktraceProgTpBtfDrop          = "tp_btf_drop"
+	socktraceProgTpBtfDropReason    = "tp_btf_drop_reason"
+	socktraceProgTpBtfDropRxSk      = "tp_btf_drop_rx_sk"
 	socktraceProgTpBtfErrorReport   = "tp_btf_error_report"
 	socktraceProgTpBtfReceiveReset  = "tp_btf_receive_reset"
 	socktraceProgTpBtfRetransmit    = "tp_btf_retransmit"
@@ -200,6 +233,8 @@ const (
 	socktraceVarCfg                 = "cfg"
 	socktraceVarUnusedDestCounters  = "unused_dest_counters"
 	socktraceVarUnusedDestKey       = "unused_dest_key"
+	socktraceVarUnusedDropDestKey   = "unused_drop_dest_key"
+	socktraceVarUnusedDropOtherKey  = "unused_drop_other_key"
 	socktraceVarUnusedEvent         = "unused_event"
 )
 
@@ -257,6 +292,9 @@ type socktraceProgramSpecs struct {
 	TpBtfCookieBackup  *ebpf.ProgramSpec `ebpf:"tp_btf_cookie_backup"`
 	TpBtfCore          *ebpf.ProgramSpec `ebpf:"tp_btf_core"`
 	TpBtfCoreBackup    *ebpf.ProgramSpec `ebpf:"tp_btf_core_backup"`
+	TpBtfDrop          *ebpf.ProgramSpec `ebpf:"tp_btf_drop"`
+	TpBtfDropReason    *ebpf.ProgramSpec `ebpf:"tp_btf_drop_reason"`
+	TpBtfDropRxSk      *ebpf.ProgramSpec `ebpf:"tp_btf_drop_rx_sk"`
 	TpBtfErrorReport   *ebpf.ProgramSpec `ebpf:"tp_btf_error_report"`
 	TpBtfReceiveReset  *ebpf.ProgramSpec `ebpf:"tp_btf_receive_reset"`
 	TpBtfRetransmit    *ebpf.ProgramSpec `ebpf:"tp_btf_retransmit"`
@@ -270,16 +308,20 @@ type socktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socktraceMapSpecs struct {
-	Dests         *ebpf.MapSpec `ebpf:"dests"`
-	DestsOverflow *ebpf.MapSpec `ebpf:"dests_overflow"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Held          *ebpf.MapSpec `ebpf:"held"`
-	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
-	Lost          *ebpf.MapSpec `ebpf:"lost"`
-	Rescued       *ebpf.MapSpec `ebpf:"rescued"`
-	Running       *ebpf.MapSpec `ebpf:"running"`
-	Socks         *ebpf.MapSpec `ebpf:"socks"`
-	Synacks       *ebpf.MapSpec `ebpf:"synacks"`
+	Dests             *ebpf.MapSpec `ebpf:"dests"`
+	DestsOverflow     *ebpf.MapSpec `ebpf:"dests_overflow"`
+	DropDests         *ebpf.MapSpec `ebpf:"drop_dests"`
+	DropDestsOverflow *ebpf.MapSpec `ebpf:"drop_dests_overflow"`
+	DropsNosock       *ebpf.MapSpec `ebpf:"drops_nosock"`
+	DropsOther        *ebpf.MapSpec `ebpf:"drops_other"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	Held              *ebpf.MapSpec `ebpf:"held"`
+	Listeners         *ebpf.MapSpec `ebpf:"listeners"`
+	Lost              *ebpf.MapSpec `ebpf:"lost"`
+	Rescued           *ebpf.MapSpec `ebpf:"rescued"`
+	Running           *ebpf.MapSpec `ebpf:"running"`
+	Socks             *ebpf.MapSpec `ebpf:"socks"`
+	Synacks           *ebpf.MapSpec `ebpf:"synacks"`
 }
 
 // socktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -289,6 +331,8 @@ type socktraceVariableSpecs struct {
 	Cfg                *ebpf.VariableSpec `ebpf:"cfg"`
 	UnusedDestCounters *ebpf.VariableSpec `ebpf:"unused_dest_counters"`
 	UnusedDestKey      *ebpf.VariableSpec `ebpf:"unused_dest_key"`
+	UnusedDropDestKey  *ebpf.VariableSpec `ebpf:"unused_drop_dest_key"`
+	UnusedDropOtherKey *ebpf.VariableSpec `ebpf:"unused_drop_other_key"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -312,22 +356,30 @@ func (o *socktraceObjects) Close() error {
 //
 // It can be passed to loadSocktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socktraceMaps struct {
-	Dests         *ebpf.Map `ebpf:"dests"`
-	DestsOverflow *ebpf.Map `ebpf:"dests_overflow"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Held          *ebpf.Map `ebpf:"held"`
-	Listeners     *ebpf.Map `ebpf:"listeners"`
-	Lost          *ebpf.Map `ebpf:"lost"`
-	Rescued       *ebpf.Map `ebpf:"rescued"`
-	Running       *ebpf.Map `ebpf:"running"`
-	Socks         *ebpf.Map `ebpf:"socks"`
-	Synacks       *ebpf.Map `ebpf:"synacks"`
+	Dests             *ebpf.Map `ebpf:"dests"`
+	DestsOverflow     *ebpf.Map `ebpf:"dests_overflow"`
+	DropDests         *ebpf.Map `ebpf:"drop_dests"`
+	DropDestsOverflow *ebpf.Map `ebpf:"drop_dests_overflow"`
+	DropsNosock       *ebpf.Map `ebpf:"drops_nosock"`
+	DropsOther        *ebpf.Map `ebpf:"drops_other"`
+	Events            *ebpf.Map `ebpf:"events"`
+	Held              *ebpf.Map `ebpf:"held"`
+	Listeners         *ebpf.Map `ebpf:"listeners"`
+	Lost              *ebpf.Map `ebpf:"lost"`
+	Rescued           *ebpf.Map `ebpf:"rescued"`
+	Running           *ebpf.Map `ebpf:"running"`
+	Socks             *ebpf.Map `ebpf:"socks"`
+	Synacks           *ebpf.Map `ebpf:"synacks"`
 }
 
 func (m *socktraceMaps) Close() error {
 	return _SocktraceClose(
 		m.Dests,
 		m.DestsOverflow,
+		m.DropDests,
+		m.DropDestsOverflow,
+		m.DropsNosock,
+		m.DropsOther,
 		m.Events,
 		m.Held,
 		m.Listeners,
@@ -346,6 +398,8 @@ type socktraceVariables struct {
 	Cfg                *ebpf.Variable `ebpf:"cfg"`
 	UnusedDestCounters *ebpf.Variable `ebpf:"unused_dest_counters"`
 	UnusedDestKey      *ebpf.Variable `ebpf:"unused_dest_key"`
+	UnusedDropDestKey  *ebpf.Variable `ebpf:"unused_drop_dest_key"`
+	UnusedDropOtherKey *ebpf.Variable `ebpf:"unused_drop_other_key"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 }
 
@@ -365,6 +419,9 @@ type socktracePrograms struct {
 	TpBtfCookieBackup  *ebpf.Program `ebpf:"tp_btf_cookie_backup"`
 	TpBtfCore          *ebpf.Program `ebpf:"tp_btf_core"`
 	TpBtfCoreBackup    *ebpf.Program `ebpf:"tp_btf_core_backup"`
+	TpBtfDrop          *ebpf.Program `ebpf:"tp_btf_drop"`
+	TpBtfDropReason    *ebpf.Program `ebpf:"tp_btf_drop_reason"`
+	TpBtfDropRxSk      *ebpf.Program `ebpf:"tp_btf_drop_rx_sk"`
 	TpBtfErrorReport   *ebpf.Program `ebpf:"tp_btf_error_report"`
 	TpBtfReceiveReset  *ebpf.Program `ebpf:"tp_btf_receive_reset"`
 	TpBtfRetransmit    *ebpf.Program `ebpf:"tp_btf_retransmit"`
@@ -388,6 +445,9 @@ func (p *socktracePrograms) Close() error {
 		p.TpBtfCookieBackup,
 		p.TpBtfCore,
 		p.TpBtfCoreBackup,
+		p.TpBtfDrop,
+		p.TpBtfDropReason,
+		p.TpBtfDropRxSk,
 		p.TpBtfErrorReport,
 		p.TpBtfReceiveReset,
 		p.TpBtfRetransmit,

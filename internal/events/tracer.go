@@ -63,6 +63,13 @@ type Options struct {
 	// error of a socket), each passing the same filter as transitions.
 	// They are always counted on the socket and its destination.
 	Kinds Kinds
+	// DropTuples: also send a SYN or SYN-ACK dropped on this host of no
+	// socket the kernel knew (a KindDrop record without a socket, see
+	// Transition.IsTupleDrop), for user space to give to the connect
+	// attempt of its 4-tuple; not those dropped for want of a socket
+	// (NO_SOCKET; before 5.17, those freed in tcp_v4_rcv or tcp_v6_rcv,
+	// found in /proc/kallsyms).
+	DropTuples bool
 	// MaxSockets: how many sockets the kernel side follows at once (its
 	// LRU socket map); 0 means DefaultMaxSockets. Beyond, the least
 	// recently active socket's owner, birth time and counters are
@@ -74,7 +81,7 @@ type Options struct {
 // DefaultMaxSockets is the size of the kernel's socket map.
 const DefaultMaxSockets = 131072
 
-// DefaultRingSize holds about 43,000 transitions (184 bytes each, and
+// DefaultRingSize holds about 41,000 transitions (192 bytes each, and
 // the ring's 8-byte header).
 const DefaultRingSize = 8 << 20
 
@@ -108,6 +115,11 @@ type Tracer struct {
 	// skippedSeen: the program's recursion misses already reported.
 	skippedSeen   uint64
 	lostOtherSeen uint64
+	// kernelTypes: --kernel-btf's, nil for the running kernel's.
+	kernelTypes *btf.Spec
+	// dropArgs: the argument count of the kfree_skb tracepoint the drop
+	// hook was attached for; 0 if not attached.
+	dropArgs int
 	// The optional hooks (retransmits, resets, errors).
 	hookProgs  []*ebpf.Program
 	hookLinks  []link.Link
@@ -136,6 +148,10 @@ type tracerMaps struct {
 	Synacks       *ebpf.Map `ebpf:"synacks"`
 	Running       *ebpf.Map `ebpf:"running"`
 	Rescued       *ebpf.Map `ebpf:"rescued"`
+	DropsOther    *ebpf.Map `ebpf:"drops_other"`
+	DropsNosock   *ebpf.Map `ebpf:"drops_nosock"`
+	DropDests     *ebpf.Map `ebpf:"drop_dests"`
+	DropDestsOver *ebpf.Map `ebpf:"drop_dests_overflow"`
 }
 
 type tracerObjects struct {
@@ -212,6 +228,13 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	kc := kernelConfig(opts.Filter)
 	kc.Kinds = uint8(opts.Kinds)
+	kc.DropConsumed, kc.DropNoSocket = dropReasonValues(kernelTypes)
+	if opts.DropTuples {
+		kc.DropTuples = 1
+		if kc.DropNoSocket == ^uint32(0) {
+			kc.DropQuietLo, kc.DropQuietHi = quietLocations()
+		}
+	}
 	if err := spec.Variables["cfg"].Set(kc); err != nil {
 		return nil, fmt.Errorf("set BPF filter: %w", err)
 	}
@@ -230,6 +253,7 @@ func Open(opts Options) (*Tracer, error) {
 		}
 		t, err := tryCandidate(spec, c, kernelTypes)
 		if err == nil {
+			t.kernelTypes = kernelTypes
 			return t, nil
 		}
 		if errors.Is(err, os.ErrPermission) {
@@ -352,7 +376,7 @@ func (t *Tracer) RecursionMisses() (primary, backup uint64) {
 }
 
 func closeMaps(m tracerMaps) {
-	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued} {
+	for _, x := range []*ebpf.Map{m.Events, m.Lost, m.Socks, m.Listeners, m.Held, m.Dests, m.DestsOverflow, m.Synacks, m.Running, m.Rescued, m.DropsOther, m.DropsNosock, m.DropDests, m.DropDestsOver} {
 		if x != nil {
 			x.Close()
 		}

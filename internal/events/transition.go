@@ -95,6 +95,39 @@ type Transition struct {
 	SegsIn        uint32
 	TotalRetrans  uint32 // segments retransmitted, SYNs included
 	SRTT          time.Duration
+
+	// Drops: the socket's packets dropped on this host so far
+	// (skb:kfree_skb, since socktrace started; see Tracer.DropsBy), with
+	// the last one's reason and direction. DropReason is the kernel's
+	// number: an enum skb_drop_reason value, or on kernels before 5.17
+	// the address of the function that freed the packet. Package drops
+	// names it.
+	Drops      uint32
+	DropReason uint64
+	DropDir    DropDir
+}
+
+// DropDir is which way a dropped packet went: sent by the socket, or
+// received for it.
+type DropDir uint8
+
+// Directions of a dropped packet (DROP_* in bpf/socktrace.h).
+const (
+	DropNone DropDir = iota
+	DropSent
+	DropReceived
+)
+
+// String is the direction as JSON and the table say it: sent,
+// received, or "" for none.
+func (d DropDir) String() string {
+	switch d {
+	case DropSent:
+		return "sent"
+	case DropReceived:
+		return "received"
+	}
+	return ""
 }
 
 // Kind is what a ring buffer record is (enum event_kind in bpf/socktrace.h).
@@ -107,10 +140,11 @@ const (
 	KindResetSent
 	KindResetReceived
 	KindError
+	KindDrop // a packet of the socket dropped on this host
 	numKinds
 )
 
-var kindNames = [numKinds]string{"transition", "retransmit", "reset-sent", "reset-received", "error"}
+var kindNames = [numKinds]string{"transition", "retransmit", "reset-sent", "reset-received", "error", "drop"}
 
 // String is the kind's name, as --events takes it (transition for a
 // state change).
@@ -234,6 +268,9 @@ func (d *Decoder) Decode(raw []byte, t *Transition) error {
 		Retrans:          e.Retrans,
 		RstSent:          e.Rst&rstSent != 0,
 		RstReceived:      e.Rst&rstReceived != 0,
+	}
+	if e.Drops > 0 {
+		t.Drops, t.DropReason, t.DropDir = e.Drops, e.DropReason, DropDir(e.DropDir)
 	}
 	if e.Flags&flagTCPStats != 0 {
 		t.TCPStats = true

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/pipeline"
 )
@@ -58,6 +59,7 @@ type scrape struct {
 	tracer   *events.Tracer
 	method   string           // how the tracer attached
 	connects *connectCounters // the kernel's counters, just read
+	drops    *drops.Namer     // names drop reasons; nil without the drop hook
 }
 
 // Collector is a prometheus.Collector for one running trace: its
@@ -85,6 +87,7 @@ type Collector struct {
 	tr       *events.Tracer
 	method   string
 	connects *connectCounters
+	drops    *drops.Namer
 	lastErr  error
 }
 
@@ -109,6 +112,7 @@ func New(o Options) *Collector {
 		self:        newSelfMetrics(o.Version),
 		families: []family{
 			newConnectMetrics(lab),
+			newDropMetrics(lab),
 			newFailingMetrics(o, lab, ns),
 			nat,
 			hs,
@@ -132,6 +136,7 @@ func (c *Collector) attached(p *pipeline.View, tr *events.Tracer) {
 	defer c.mu.Unlock()
 	c.p, c.tr, c.method = p, tr, tr.Method()
 	c.connects = newConnectCounters(tr, c.opt.MaxDestinations, c.opt.ForgetAfter)
+	c.drops = newDropNamer(tr)
 	c.setNames(p.NetnsName)
 	c.connects.netns = c.netnsLabel
 	if c.opt.WorkloadLabels {
@@ -210,7 +215,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 func (c *Collector) newScrape(st *pipeline.State) *scrape {
 	now := time.Now()
 	c.lastErr = c.connects.update(now)
-	return &scrape{st: st, now: now, tracer: c.tr, method: c.method, connects: c.connects}
+	return &scrape{st: st, now: now, tracer: c.tr, method: c.method, connects: c.connects, drops: c.drops}
 }
 
 // forgetUnusedNetns keeps the netns labels of the namespaces still in

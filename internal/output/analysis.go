@@ -63,6 +63,11 @@ type jsonDest struct {
 	Handshakes     int     `json:"handshakes"` // of the percentiles: the last 128 at most
 	HandshakeP50   *int64  `json:"handshake_p50_ns"`
 	HandshakeP99   *int64  `json:"handshake_p99_ns"`
+	// Packets of the attempts dropped on this host, the last drop's
+	// reason and direction (null without drops).
+	Drops         uint64  `json:"drops"`
+	DropReason    *string `json:"drop_reason"`
+	DropDirection *string `json:"drop_direction"`
 	// Backends: where this host's NAT sent the attempts, and how they
 	// went there; absent when nothing translated the destination.
 	Backends []jsonBackend `json:"backends,omitempty"`
@@ -153,6 +158,13 @@ func destJSON(d *analysis.Dest, netnsName string) jsonDest {
 	}
 	j.SynRetrans, j.ResetsReceived, j.ResetsSent, j.Retrans = d.SynRetrans, d.ResetsReceived, d.ResetsSent, d.Retrans
 	j.BytesAcked, j.BytesReceived = d.BytesAcked, d.BytesReceived
+	if j.Drops = d.Drops; d.Drops > 0 {
+		reason, dir := d.DropReason, d.DropDir.String()
+		j.DropDirection = &dir
+		if reason != "" {
+			j.DropReason = &reason
+		}
+	}
 	j.Backends = backendsJSON(d.Backends)
 	if p50, n := d.HandshakePercentile(50); n > 0 {
 		p99, _ := d.HandshakePercentile(99)

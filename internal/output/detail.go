@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/record"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -22,9 +23,16 @@ func Detail(t *record.Transition, info bool) string {
 	if t.Old == tcpstate.SynSent && t.SynRetrans > 0 {
 		parts = append(parts, strconv.Itoa(int(t.SynRetrans))+" SYN rexmit")
 	}
+	handshake := t.Old == tcpstate.SynSent
+	dropped := t.Drops > 0 && t.Kind == events.KindTransition && (closing || handshake)
+	allSent := dropped && handshake && t.DropDir == events.DropSent && int(t.Drops) >= 1+int(t.SynRetrans)
 	if t.Old == tcpstate.SynSent && closing && !t.RstReceived && t.Kind == events.KindTransition &&
-		(t.SkErr == 0 || unix.Errno(t.SkErr) == unix.ETIMEDOUT) {
+		(t.SkErr == 0 || unix.Errno(t.SkErr) == unix.ETIMEDOUT) && !allSent && !(dropped && t.DropDir == events.DropReceived) {
 		parts = append(parts, "no reply") // nothing answered the SYNs
+	}
+	if dropped {
+		// Dropped on this host: every SYN (none left), or SYN-ACKs.
+		parts = append(parts, drops.Cause(t.Drops, handshake, t.DropReasonName, t.DropDir))
 	}
 	if closing && t.RstReceived {
 		parts = append(parts, "RST rcvd")

@@ -251,7 +251,30 @@ func appendWire(b []byte, t *record.Transition) []byte {
 	} else {
 		b = append(b, "null"...)
 	}
-	return b
+	return appendDrops(b, t)
+}
+
+// appendDrops adds the socket's packets dropped on this host: "drops",
+// "drop_reason" (the kernel's reason, e.g. NETFILTER_DROP, or on kernels
+// before 5.17 the function that freed the packet) and "drop_direction"
+// (sent or received), the last two null without drops.
+func appendDrops(b []byte, t *record.Transition) []byte {
+	b = append(b, `,"drops":`...)
+	b = strconv.AppendUint(b, uint64(t.Drops), 10)
+	if t.Drops == 0 {
+		return append(b, `,"drop_reason":null,"drop_direction":null`...)
+	}
+	b = append(b, `,"drop_reason":`...)
+	if t.DropReasonName != "" {
+		b = AppendString(b, t.DropReasonName)
+	} else {
+		b = append(b, "null"...) // the kernel's names could not be read
+	}
+	b = append(b, `,"drop_direction":`...)
+	if d := t.DropDir.String(); d != "" {
+		return AppendString(b, d)
+	}
+	return append(b, "null"...)
 }
 
 func appendStat(b []byte, known bool, v uint64) []byte {
@@ -273,6 +296,8 @@ func (j *JSON) Packet(t *record.Packet) error {
 		b = append(b, `{"type":"reset","direction":"sent"`...)
 	case events.KindResetReceived:
 		b = append(b, `{"type":"reset","direction":"received"`...)
+	case events.KindDrop:
+		b = append(b, `{"type":"drop"`...)
 	default:
 		b = append(b, `{"type":"error"`...)
 	}
@@ -303,6 +328,7 @@ func (j *JSON) Packet(t *record.Packet) error {
 	b = appendStat(b, t.TCPStats, uint64(t.TotalRetrans))
 	b = append(b, `,"srtt_us":`...)
 	b = appendStat(b, t.TCPStats, uint64(t.SRTT/time.Microsecond))
+	b = appendDrops(b, (*record.Transition)(t))
 	b = append(b, "}\n"...)
 	j.buf = b
 	_, err := j.w.Write(b)
@@ -473,6 +499,10 @@ func (t *Table) line(tr *record.Transition, what string) []byte {
 func (t *Table) Packet(tr *record.Packet) error {
 	x := record.Transition(*tr)
 	what := tr.Kind.String() + " in " + tr.State().String()
+	if tr.Kind == events.KindDrop && tr.Drops > 0 {
+		// The packet just dropped is the socket's last.
+		what += " (" + safetext.Escape(tr.DropReasonName) + ", " + tr.DropDir.String() + ")"
+	}
 	x.InOldKnown = false
 	b := t.line(&x, what)
 	_, err := t.w.Write(b)

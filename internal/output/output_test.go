@@ -150,7 +150,7 @@ func TestJSONTransition(t *testing.T) {
 		`"pid":42,"tid":43,"comm":"java",` + otIdentityJSON + `,"task_pid":0,"task_tid":0,"task_comm":"swapper/3",` +
 		`"uid":1000,"error":"ECONNREFUSED","syn_retransmits":0,` +
 		`"bytes_acked":null,"bytes_received":null,"segs_out":null,"segs_in":null,"total_retrans":null,"srtt_us":null,` +
-		`"rst_received":false,"rst_sent":false,"lifetime_ns":null}` + "\n"
+		`"rst_received":false,"rst_sent":false,"lifetime_ns":null,"drops":0,"drop_reason":null,"drop_direction":null}` + "\n"
 	if got := buf.String(); got != want {
 		t.Errorf("Transition wrote\n%s\nwant\n%s", got, want)
 	}
@@ -166,6 +166,7 @@ func TestJSONTransition(t *testing.T) {
 		"uid": num("1000"), "error": "ECONNREFUSED", "syn_retransmits": num("0"),
 		"bytes_acked": nil, "bytes_received": nil, "segs_out": nil, "segs_in": nil, "total_retrans": nil, "srtt_us": nil,
 		"rst_received": false, "rst_sent": false, "lifetime_ns": nil,
+		"drops": num("0"), "drop_reason": nil, "drop_direction": nil,
 	})
 	if buf.flushes != 0 {
 		t.Errorf("Transition flushed %d times; flushing is the caller's", buf.flushes)
@@ -331,7 +332,7 @@ func TestJSONSocket(t *testing.T) {
 		`"cgroup":"/system.slice/nginx.service","unit":"nginx.service","container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,` +
 		`"users":[{"pid":7,"comm":"nginx","fd":12},{"pid":8,"comm":"ng\"x","fd":3}],` +
 		`"uid":33,"inode":123456,"recv_q":0,"send_q":517,"timer":"keepalive",` +
-		`"timer_expires_ms":61500,"retrans":2,"preexisting":true}` + "\n"
+		`"timer_expires_ms":61500,"retrans":2,"preexisting":true,"drops":0,"drop_reason":null,"drop_direction":null}` + "\n"
 	if got := buf.String(); got != want {
 		t.Errorf("Socket wrote\n%s\nwant\n%s", got, want)
 	}
@@ -348,7 +349,7 @@ func TestJSONSocket(t *testing.T) {
 		},
 		"uid": num("33"), "inode": num("123456"), "recv_q": num("0"), "send_q": num("517"),
 		"timer": "keepalive", "timer_expires_ms": num("61500"), "retrans": num("2"),
-		"preexisting": true,
+		"preexisting": true, "drops": num("0"), "drop_reason": nil, "drop_direction": nil,
 	})
 }
 
@@ -368,7 +369,7 @@ func TestJSONSocketNulls(t *testing.T) {
 		`"state":"listening","pid":null,"comm":null,` +
 		`"cgroup":null,"unit":null,"container_id":null,"runtime":null,"pod":null,"namespace":null,"container":null,"users":[],` +
 		`"uid":0,"inode":0,"recv_q":0,"send_q":128,"timer":null,` +
-		`"timer_expires_ms":null,"retrans":0,"preexisting":false}` + "\n"
+		`"timer_expires_ms":null,"retrans":0,"preexisting":false,"drops":0,"drop_reason":null,"drop_direction":null}` + "\n"
 	if got := buf.String(); got != want {
 		t.Errorf("Socket wrote\n%s\nwant\n%s", got, want)
 	}
@@ -380,7 +381,7 @@ func TestJSONSocketNulls(t *testing.T) {
 		"pid": nil, "comm": nil, "users": []any{},
 		"uid": num("0"), "inode": num("0"), "recv_q": num("0"), "send_q": num("128"),
 		"timer": nil, "timer_expires_ms": nil, "retrans": num("0"),
-		"preexisting": false,
+		"preexisting": false, "drops": num("0"), "drop_reason": nil, "drop_direction": nil,
 	}))
 }
 
@@ -899,7 +900,7 @@ func wireKeys(tr *record.Transition) int {
 		n++ // srtt_us
 	}
 	if tr.New == tcpstate.Close {
-		n += 9
+		n += 12 // bytes_acked ... lifetime_ns, drops, drop_reason, drop_direction
 	}
 	return n
 }

@@ -83,6 +83,7 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	b = strconv.AppendUint(b, uint64(d.Retrans), 10)
 	b = append(b, `,"preexisting":`...)
 	b = strconv.AppendBool(b, r.Preexisting)
+	b = appendRowDrops(b, r)
 	if i := d.Info; i != nil {
 		b = append(b, `,"tcp_info":{"rtt_us":`...)
 		for _, f := range [...]struct {
@@ -111,6 +112,25 @@ func (j *JSON) Socket(r *timeline.Row, at time.Time) error {
 	j.buf = b
 	_, err := j.w.Write(b)
 	return err
+}
+
+// appendRowDrops adds a socket's packets dropped on this host as
+// transitions' close records do: "drops", "drop_reason",
+// "drop_direction".
+func appendRowDrops(b []byte, r *timeline.Row) []byte {
+	b = append(b, `,"drops":`...)
+	b = strconv.AppendUint(b, uint64(r.Drops), 10)
+	if r.Drops == 0 {
+		return append(b, `,"drop_reason":null,"drop_direction":null`...)
+	}
+	b = append(b, `,"drop_reason":`...)
+	if r.DropReason != "" {
+		b = AppendString(b, r.DropReason)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"drop_direction":`...)
+	return AppendString(b, r.DropDir.String())
 }
 
 // ssState is how ss's State column spells each state.
@@ -160,6 +180,11 @@ func (t *Table) Socket(r *timeline.Row, _ time.Time) error {
 		extra = append(extra, "ino:"+strconv.FormatUint(uint64(r.Snap().Inode), 10))
 	}
 	extra = append(extra, "cookie:"+strconv.FormatUint(r.Cookie, 10))
+	if r.Drops > 0 {
+		// Packets socktrace saw dropped on this host (ss -m's d is
+		// the receive queue's drops only).
+		extra = append(extra, "dropped:("+strconv.FormatUint(uint64(r.Drops), 10)+","+safetext.Escape(r.DropReason)+","+r.DropDir.String()+")")
+	}
 	if m := r.Snap().Mem; m != nil {
 		extra = append(extra, fmt.Sprintf("skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)",
 			m.RmemAlloc, m.RcvBuf, m.WmemAlloc, m.SndBuf, m.FwdAlloc, m.WmemQueued, m.OptMem, m.Backlog, m.Drops))

@@ -43,7 +43,13 @@ func TestJSONWire(t *testing.T) {
 		{"closed, counters not read", tcpstate.FinWait2, tcpstate.Close, nil,
 			map[string]any{"bytes_acked": nil, "srtt_us": nil, "rst_sent": false}, nil},
 		{"mid-life", tcpstate.Established, tcpstate.CloseWait, stats, nil,
-			[]string{"syn_retransmits", "srtt_us", "bytes_acked", "rst_received", "lifetime_ns"}},
+			[]string{"syn_retransmits", "srtt_us", "bytes_acked", "rst_received", "lifetime_ns", "drops"}},
+		{"SYNs dropped on this host", tcpstate.SynSent, tcpstate.Close, func(tr *record.Transition) {
+			tr.SynRetrans, tr.SkErr = 5, uint16(unix.ETIMEDOUT)
+			tr.Drops, tr.DropReasonName, tr.DropDir = 6, "NETFILTER_DROP", events.DropSent
+		}, map[string]any{"drops": num("6"), "drop_reason": "NETFILTER_DROP", "drop_direction": "sent"}, nil},
+		{"nothing dropped", tcpstate.SynSent, tcpstate.Close, nil,
+			map[string]any{"drops": num("0"), "drop_reason": nil, "drop_direction": nil}, nil},
 	}
 	for _, c := range tests {
 		tr := otTransition()
@@ -85,6 +91,12 @@ func TestDetail(t *testing.T) {
 			BytesAcked: 1200000, BytesReceived: 3400, SRTT: 12 * time.Millisecond, TotalRetrans: 3}, Lifetime: 2500 * time.Millisecond, LifetimeKnown: true}, true, "1.2MB/3.4KB 12ms rtt 3 rexmit lived 2.5s"},
 		{"connected with -i", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Established, TCPStats: true, SRTT: 45 * time.Microsecond}}, true, "45us rtt"},
 		{"reset sent", record.Transition{Transition: events.Transition{Old: tcpstate.Established, New: tcpstate.Close, RstSent: true}}, false, "RST sent"},
+		{"SYNs dropped on this host", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 5, SkErr: uint16(unix.ETIMEDOUT),
+			Drops: 6, DropDir: events.DropSent}, DropReasonName: "NETFILTER_DROP"}, false, "5 SYN rexmit 6 SYNs dropped on this host (NETFILTER_DROP, sent)"},
+		{"SYN-ACKs dropped on this host", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 1, SkErr: uint16(unix.ETIMEDOUT),
+			Drops: 2, DropDir: events.DropReceived}, DropReasonName: "nf_hook_slow"}, false, "1 SYN rexmit 2 SYN-ACKs dropped on this host (nf_hook_slow, received)"},
+		{"one SYN of two dropped", record.Transition{Transition: events.Transition{Old: tcpstate.SynSent, New: tcpstate.Close, SynRetrans: 1, SkErr: uint16(unix.ETIMEDOUT),
+			Drops: 1, DropDir: events.DropSent}, DropReasonName: "QDISC_DROP"}, false, "1 SYN rexmit no reply 1 SYN dropped on this host (QDISC_DROP, sent)"},
 	}
 	for _, c := range tests {
 		if got := Detail(&c.tr, c.info); got != c.want {

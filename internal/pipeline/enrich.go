@@ -23,6 +23,14 @@ func (p *pipeline) identifyOwner(t *record.Transition) {
 	}
 }
 
+// nameDrop names the reason of the socket's last drop, from the number
+// the kernel gave, unless it has a name (a replay's, recorded).
+func (p *pipeline) nameDrop(t *record.Transition) {
+	if t.Drops > 0 && t.DropReasonName == "" && p.dropNames != nil {
+		t.DropReasonName = p.dropNames.Name(t.DropReason)
+	}
+}
+
 // nameDest gives a transition (and its socket) the DNS name its remote
 // address came from: looked up at connect, kept by the socket after.
 func (p *pipeline) nameDest(t *record.Transition, r *timeline.Row) {
@@ -43,9 +51,13 @@ func (p *pipeline) nameDest(t *record.Transition, r *timeline.Row) {
 // socket's row knows: its DNS name, and its owner when the kernel did
 // not know it; else the owner's identity from the cgroup and process.
 func (p *pipeline) fromSocket(t *record.Packet) {
+	p.nameDrop((*record.Transition)(t))
 	r := p.table.Lookup(t.Cookie)
 	if r != nil {
 		t.DNS = r.DNS
+		if t.Drops > r.Drops {
+			r.Drops, r.DropReason, r.DropDir = t.Drops, t.DropReasonName, t.DropDir
+		}
 	}
 	if r != nil && !t.OwnerKnown && r.OwnerKnown {
 		t.OwnerKnown, t.OwnerPID, t.OwnerTID, t.OwnerComm = true, r.OwnerPID, r.OwnerTID, r.OwnerComm

@@ -28,6 +28,9 @@ type liveSource struct {
 // openLive opens the tracer (attaching its programs) and says which of
 // the optional hooks the kernel lacks, where the run would use them.
 func openLive(o *Options) (*liveSource, error) {
+	// SYNs and SYN-ACKs dropped of no socket: for the connect attempts
+	// of their 4-tuple (drops.go).
+	o.Tracer.DropTuples = true
 	tr, err := events.Open(o.Tracer)
 	if err != nil {
 		return nil, err

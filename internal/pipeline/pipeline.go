@@ -11,6 +11,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
 	"github.com/socktrace/socktrace/internal/listeners"
@@ -97,6 +98,12 @@ type pipeline struct {
 	// a replay read.
 	recState RecordingState
 	gaps     uint64
+	// dropNames names the kernel's drop reasons (nil in a replay: the
+	// capture holds the names).
+	dropNames *drops.Namer
+	// held: drops of no socket, by the 4-tuple of the connect attempt
+	// they belong to (drops.go).
+	held map[tupleKey]*heldDrops
 	// current: the tracer's record at hand, with what user space
 	// attached to it.
 	current record.Transition
@@ -331,6 +338,8 @@ func (p *pipeline) transition(t *record.Transition) error {
 	p.transitions++
 	p.identifyOwner(t)
 	p.findBackend(t)
+	p.nameDrop(t)
+	p.takeHeldDrops(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
 	if p.recorder != nil {
@@ -390,6 +399,14 @@ func (p *pipeline) transition(t *record.Transition) error {
 func (p *pipeline) packet(t *record.Packet) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.nameDrop((*record.Transition)(t))
+	if t.IsTupleDrop() {
+		// Of no socket, maybe not of a socket traced (the kernel sends
+		// them from every namespace): held for the attempt of its
+		// 4-tuple, recorded and shown with it, never alone.
+		p.holdDrop(t)
+		return nil
+	}
 	if p.recorder != nil {
 		if err := p.recorder.Packet(t); err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/gcroom"
 	"github.com/socktrace/socktrace/internal/owner/cgroups"
@@ -106,6 +107,12 @@ func newLivePipeline(o *Options, src *liveSource, hooks *Hooks) *pipeline {
 		p.hooks = hooks
 	}
 	p.reconciler = newReconciler(o, src.wakes.nudge)
+	if src.tr.DropReasons() != events.DropsOff {
+		var err error
+		if p.dropNames, err = drops.NewNamer(src.tr.DropReasons(), src.tr.KernelTypes()); err != nil {
+			fmt.Fprintf(os.Stderr, "socktrace: %v: drops are shown without their reason\n", err)
+		}
+	}
 	return p
 }
 

@@ -38,6 +38,13 @@ type Transition struct {
 	// recorded), kept by the socket after.
 	Actual netip.AddrPort
 
+	// DropReasonName: the name of the socket's last drop's reason
+	// (events.Transition.DropReason) as package drops gives it, e.g.
+	// NETFILTER_DROP, or nf_hook_slow on kernels without reasons; set
+	// by the pipeline when Drops > 0, and recorded so (the numbers
+	// differ between kernels).
+	DropReasonName string
+
 	// Lifetime: on a transition into close, how long the socket lived,
 	// from the birth socktrace saw (connect, listen, accept); known only
 	// then. Filled in by the timeline.

@@ -77,6 +77,12 @@ type Row struct {
 	// CloseNotSeen: the socket was closed by reconciliation: the kernel
 	// no longer had it, and its close was not seen (lost).
 	CloseNotSeen bool
+
+	// Drops: the socket's packets dropped on this host, as its latest
+	// record said, with the last one's reason (named) and direction.
+	Drops      uint32
+	DropReason string
+	DropDir    events.DropDir
 }
 
 // DefaultClosedCap is how many closed sockets a Table remembers by default.
@@ -364,6 +370,10 @@ func (t *Table) Apply(tr *record.Transition) *Row {
 	r.History = append(r.History, Step{Ktime: tr.Ktime, Old: tr.Old, New: tr.New})
 	if tr.Ktime > r.Seen {
 		r.Seen = tr.Ktime
+	}
+
+	if tr.Drops > 0 {
+		r.Drops, r.DropReason, r.DropDir = tr.Drops, tr.DropReasonName, tr.DropDir
 	}
 
 	// Endpoints: the latest known (ports are 0 at some transitions).

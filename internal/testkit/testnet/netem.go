@@ -17,11 +17,19 @@ var ErrNoNetem = errors.New("no netem qdisc (sch_netem) in this kernel")
 // packet by d, as `tc qdisc add dev lo root netem delay D` does, through
 // rtnetlink (the VMs of the kernel matrix have no tc).
 func (ns *NS) Delay(d time.Duration) error {
-	return ns.Do(func() error { return addNetem(1, d) })
+	return ns.Do(func() error { return addNetem(1, d, 0) })
 }
 
-// addNetem sends RTM_NEWQDISC: a netem root qdisc on ifindex.
-func addNetem(ifindex int32, delay time.Duration) error {
+// Blackhole adds a netem qdisc to the namespace's loopback that drops
+// every packet sent (`tc qdisc add dev lo root netem loss 100%`): the
+// kernel frees them as dropped on the way out, with their socket.
+func (ns *NS) Blackhole() error {
+	return ns.Do(func() error { return addNetem(1, 0, ^uint32(0)) })
+}
+
+// addNetem sends RTM_NEWQDISC: a netem root qdisc on ifindex, delaying
+// by delay and losing loss/2^32 of the packets.
+func addNetem(ifindex int32, delay time.Duration, loss uint32) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
@@ -46,7 +54,8 @@ func addNetem(ifindex int32, delay time.Duration) error {
 	var qopt []byte
 	qopt = le.AppendUint32(qopt, uint32(delay.Nanoseconds()>>6))
 	qopt = le.AppendUint32(qopt, 1000)
-	qopt = append(qopt, make([]byte, 16)...)
+	qopt = le.AppendUint32(qopt, loss)
+	qopt = append(qopt, make([]byte, 12)...)
 	var body []byte
 	// struct tcmsg: family, pad, ifindex, handle, parent, info.
 	body = append(body, unix.AF_UNSPEC, 0, 0, 0)
