@@ -7,6 +7,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/socktrace/socktrace/internal/kallsyms"
+	"github.com/socktrace/socktrace/internal/kernelbtf"
 )
 
 // Packets dropped on this host (skb:kfree_skb, bpf/drops.h): counted on
@@ -52,7 +53,7 @@ func dropReasonValues(kernel *btf.Spec) (consumed, noSocket uint32) {
 	consumed, noSocket = ^uint32(0), ^uint32(0)
 	if kernel == nil {
 		var err error
-		if kernel, err = btf.LoadKernelSpec(); err != nil {
+		if kernel, err = kernelbtf.Spec(); err != nil {
 			return
 		}
 	}
@@ -182,7 +183,7 @@ func (t *Tracer) UnattributedDrops(netns uint32) (Unattributed, error) {
 func DropReasonNames(kernel *btf.Spec) (map[uint64]string, error) {
 	if kernel == nil {
 		var err error
-		if kernel, err = btf.LoadKernelSpec(); err != nil {
+		if kernel, err = kernelbtf.Spec(); err != nil {
 			return nil, fmt.Errorf("read the kernel's BTF for drop reasons: %w", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/socktrace/socktrace/internal/kernelbtf"
 	"github.com/socktrace/socktrace/internal/privs"
 )
 
@@ -186,9 +187,15 @@ func probeCookieHelper(kernelTypes *btf.Spec) error {
 			asm.Return(),
 		},
 	}
-	prog, err := ebpf.NewProgramWithOptions(spec, ebpf.ProgramOptions{KernelTypes: kernelTypes})
+	// A collection of one, to find the attach target in the shared BTF
+	// cache (a lone program parses the kernel's BTF again).
+	opts, err := kernelbtf.Options(kernelTypes)
+	if err != nil {
+		return err
+	}
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{"probe": spec}}, *opts)
 	if err == nil {
-		prog.Close()
+		coll.Close()
 		return nil
 	}
 	var ve *ebpf.VerifierError

@@ -7,6 +7,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/socktrace/socktrace/internal/kernelbtf"
 )
 
 // Hooks besides inet_sock_set_state: retransmits, resets and errors.
@@ -56,7 +58,7 @@ func (t *Tracer) Hooks() []HookStatus { return t.hookStatus }
 func tracepointArgs(kernel *btf.Spec, name string) (int, bool) {
 	if kernel == nil {
 		var err error
-		if kernel, err = btf.LoadKernelSpec(); err != nil {
+		if kernel, err = kernelbtf.Spec(); err != nil {
 			return 0, false
 		}
 	}
@@ -93,7 +95,7 @@ func (t *Tracer) attachHooks(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, t
 	replace := t.sharedMaps()
 	kernel := kernelTypes
 	if kernel == nil {
-		kernel, _ = btf.LoadKernelSpec()
+		kernel, _ = kernelbtf.Spec()
 	}
 	for _, h := range hooks {
 		st := HookStatus{Tracepoint: h.tracepoint + ":" + h.name}
@@ -161,11 +163,12 @@ func loadHook(spec *ebpf.CollectionSpec, prog string, maps map[string]*ebpf.Map,
 	var objs struct {
 		Hook *ebpf.Program `ebpf:"hook"`
 	}
-	err := s.LoadAndAssign(&objs, &ebpf.CollectionOptions{
-		MapReplacements: maps,
-		Programs:        ebpf.ProgramOptions{KernelTypes: kernelTypes, LogSizeStart: 1 << 20},
-	})
+	opts, err := kernelbtf.Options(kernelTypes)
 	if err != nil {
+		return nil, nil, err
+	}
+	opts.MapReplacements, opts.Programs.LogSizeStart = maps, 1<<20
+	if err := s.LoadAndAssign(&objs, opts); err != nil {
 		return nil, nil, fmt.Errorf("load: %w", err)
 	}
 	l, err := attach(objs.Hook)

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/socktrace/socktrace/internal/kernelbtf"
 	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/tcpstate"
 )
@@ -283,10 +284,12 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 	s := spec.Copy()
 	s.Programs = map[string]*ebpf.ProgramSpec{"prog": spec.Programs[c.prog].Copy()}
 	var objs tracerObjects
-	err := s.LoadAndAssign(&objs, &ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes, LogSizeStart: 1 << 20},
-	})
+	opts, err := kernelbtf.Options(kernelTypes)
 	if err != nil {
+		return nil, err
+	}
+	opts.Programs.LogSizeStart = 1 << 20
+	if err := s.LoadAndAssign(&objs, opts); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	rd, err := newRing(objs.Events)

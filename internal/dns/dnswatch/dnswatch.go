@@ -19,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/socktrace/socktrace/internal/kernelbtf"
 )
 
 // Answer is one DNS message from port 53 delivered to a local socket.
@@ -61,7 +63,11 @@ func Open(cgroupMount string) (*Watch, error) {
 		return nil, fmt.Errorf("passive DNS: memlock: %w", err)
 	}
 	w := &Watch{}
-	if err := loadDnsObjects(&w.objs, nil); err != nil {
+	opts, err := kernelbtf.Options(nil)
+	if err != nil {
+		return nil, fmt.Errorf("passive DNS: %w", err)
+	}
+	if err := loadDnsObjects(&w.objs, opts); err != nil {
 		return nil, fmt.Errorf("passive DNS: load BPF programs: %w", err)
 	}
 	attach := []struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
+	"github.com/socktrace/socktrace/internal/kernelbtf"
 	"github.com/socktrace/socktrace/internal/kernelver"
 	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/privs"
@@ -53,7 +54,11 @@ const recSize = int(unsafe.Sizeof(ownersOwnerRec{}))
 
 func scanIter(want map[uint32]bool) (procs.Table, error) {
 	var objs ownersObjects
-	if err := loadOwnersObjects(&objs, nil); err != nil {
+	opts, err := kernelbtf.Options(nil)
+	if err != nil {
+		return nil, fmt.Errorf("load the socket owners iterator: %w", err)
+	}
+	if err := loadOwnersObjects(&objs, opts); err != nil {
 		return nil, fmt.Errorf("load the socket owners iterator: %w", err)
 	}
 	defer objs.Close()
