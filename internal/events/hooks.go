@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -97,86 +98,141 @@ func (t *Tracer) attachHooks(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, t
 	if kernel == nil {
 		kernel, _ = kernelbtf.Spec()
 	}
-	for _, h := range hooks {
-		st := HookStatus{Tracepoint: h.tracepoint + ":" + h.name}
-		args, ok := tracepointArgs(kernel, h.name)
-		if !ok {
-			st.Err = fmt.Errorf("the kernel has no %s tracepoint", st.Tracepoint)
-			t.hookStatus = append(t.hookStatus, st)
-			continue
-		}
-		type try struct {
-			method, prog string
-			attach       func(*ebpf.Program) (link.Link, error)
-		}
-		tpProg, rawProg := h.tpBtf, h.raw
-		if h.errArgs != 0 && args >= h.errArgs {
-			tpProg, rawProg = h.tpBtfErr, h.rawErr
-		}
-		if h.byArgs != nil {
-			tpProg = progForArgs(h.byArgs, args)
-		}
-		var tries []try
-		if tpBtf && tpProg != "" {
-			tries = append(tries, try{"tp_btf", tpProg, attachTracing})
-		}
-		name := h.name
-		if rawProg != "" {
-			tries = append(tries, try{"raw_tracepoint", rawProg, func(p *ebpf.Program) (link.Link, error) {
-				return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
-			}})
-		}
-		if len(tries) == 0 {
-			st.Err = fmt.Errorf("%s needs tp_btf (BTF-typed tracing programs, and the kernel's BTF)", st.Tracepoint)
-			t.hookStatus = append(t.hookStatus, st)
-			continue
-		}
-		var errs []error
-		for _, tr := range tries {
-			p, l, err := loadHook(spec, tr.prog, replace, kernelTypes, tr.attach)
-			if err == nil {
-				st.Method = tr.method
-				if h.byArgs != nil {
-					t.dropArgs = args
-				}
-				t.hookProgs = append(t.hookProgs, p)
-				t.hookLinks = append(t.hookLinks, l)
-				break
-			}
-			errs = append(errs, fmt.Errorf("%s: %s", tr.method, summarize(err)))
-		}
-		if st.Method == "" {
-			st.Err = fmt.Errorf("attach %s: %w", st.Tracepoint, errors.Join(errs...))
-		}
-		t.hookStatus = append(t.hookStatus, st)
+	// Each hook is loaded (the verifier's work, most of the time to
+	// start) on a goroutine of its own: on several CPUs they load side by
+	// side. Each is on a tracepoint of its own: the order they are
+	// attached in does not matter, only that all are before the main
+	// program.
+	type result struct {
+		st   HookStatus
+		prog *ebpf.Program
+		link link.Link
+		args int
 	}
+	results := make([]result, len(hooks))
+	var wg sync.WaitGroup
+	for i, h := range hooks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			var args int
+			r.st, r.prog, r.link, args = attachHook(spec, h, kernel, kernelTypes, replace, tpBtf)
+			if h.byArgs != nil {
+				r.args = args
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.prog != nil {
+			t.hookProgs = append(t.hookProgs, r.prog)
+			t.hookLinks = append(t.hookLinks, r.link)
+		}
+		if r.args != 0 {
+			t.dropArgs = r.args
+		}
+		t.hookStatus = append(t.hookStatus, r.st)
+	}
+}
+
+// attachHook loads and attaches hook h: how, or why not.
+func attachHook(spec *ebpf.CollectionSpec, h hook, kernel, kernelTypes *btf.Spec, replace map[string]*ebpf.Map, tpBtf bool) (st HookStatus, p *ebpf.Program, l link.Link, args int) {
+	st = HookStatus{Tracepoint: h.tracepoint + ":" + h.name}
+	args, ok := tracepointArgs(kernel, h.name)
+	if !ok {
+		st.Err = fmt.Errorf("the kernel has no %s tracepoint", st.Tracepoint)
+		return st, nil, nil, 0
+	}
+	type try struct {
+		method, prog string
+		attach       func(*ebpf.Program) (link.Link, error)
+	}
+	tpProg, rawProg := h.tpBtf, h.raw
+	if h.errArgs != 0 && args >= h.errArgs {
+		tpProg, rawProg = h.tpBtfErr, h.rawErr
+	}
+	if h.byArgs != nil {
+		tpProg = progForArgs(h.byArgs, args)
+	}
+	var tries []try
+	if tpBtf && tpProg != "" {
+		tries = append(tries, try{"tp_btf", tpProg, attachTracing})
+	}
+	name := h.name
+	if rawProg != "" {
+		tries = append(tries, try{"raw_tracepoint", rawProg, func(p *ebpf.Program) (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
+		}})
+	}
+	if len(tries) == 0 {
+		st.Err = fmt.Errorf("%s needs tp_btf (BTF-typed tracing programs, and the kernel's BTF)", st.Tracepoint)
+		return st, nil, nil, 0
+	}
+	var errs []error
+	for _, tr := range tries {
+		p, l, err := loadHook(spec, tr.prog, replace, kernelTypes, tr.attach)
+		if err == nil {
+			st.Method = tr.method
+			return st, p, l, args
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", tr.method, summarize(err)))
+	}
+	st.Err = fmt.Errorf("attach %s: %w", st.Tracepoint, errors.Join(errs...))
+	return st, nil, nil, 0
 }
 
 func loadHook(spec *ebpf.CollectionSpec, prog string, maps map[string]*ebpf.Map, kernelTypes *btf.Spec,
 	attach func(*ebpf.Program) (link.Link, error)) (*ebpf.Program, link.Link, error) {
-	ps, ok := spec.Programs[prog]
-	if !ok {
-		return nil, nil, fmt.Errorf("no program %s in the BPF object", prog)
+	p, err := loadProg(spec, prog, maps, kernelTypes)
+	if err != nil {
+		return nil, nil, err
 	}
-	s := spec.Copy()
-	s.Programs = map[string]*ebpf.ProgramSpec{"hook": ps.Copy()}
+	l, err := attach(p)
+	if err != nil {
+		p.Close()
+		return nil, nil, fmt.Errorf("attach: %w", err)
+	}
+	return p, l, nil
+}
+
+// loadProg loads program prog of spec, with the main program's maps.
+func loadProg(spec *ebpf.CollectionSpec, prog string, maps map[string]*ebpf.Map, kernelTypes *btf.Spec) (*ebpf.Program, error) {
+	if _, ok := spec.Programs[prog]; !ok {
+		return nil, fmt.Errorf("no program %s in the BPF object", prog)
+	}
 	var objs struct {
 		Hook *ebpf.Program `ebpf:"hook"`
 	}
 	opts, err := kernelbtf.Options(kernelTypes)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	opts.MapReplacements, opts.Programs.LogSizeStart = maps, 1<<20
-	if err := s.LoadAndAssign(&objs, opts); err != nil {
-		return nil, nil, fmt.Errorf("load: %w", err)
+	if err := specOf(spec, prog, "hook").LoadAndAssign(&objs, opts); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
 	}
-	l, err := attach(objs.Hook)
-	if err != nil {
-		objs.Hook.Close()
-		return nil, nil, fmt.Errorf("attach: %w", err)
+	return objs.Hook, nil
+}
+
+// specOf is a copy of spec with only its program prog, named as: a
+// copy of every program for each one loaded was a tenth of the CPU
+// time to start.
+func specOf(spec *ebpf.CollectionSpec, prog, as string) *ebpf.CollectionSpec {
+	s := &ebpf.CollectionSpec{
+		Maps:      make(map[string]*ebpf.MapSpec, len(spec.Maps)),
+		Programs:  map[string]*ebpf.ProgramSpec{as: spec.Programs[prog].Copy()},
+		Variables: make(map[string]*ebpf.VariableSpec, len(spec.Variables)),
+		ByteOrder: spec.ByteOrder,
+		Types:     spec.Types.Copy(),
 	}
-	return objs.Hook, l, nil
+	for n, m := range spec.Maps {
+		s.Maps[n] = m.Copy()
+	}
+	for n, v := range spec.Variables {
+		s.Variables[n] = v.Copy()
+	}
+	return s
 }
 
 // progForArgs is the program of byArgs for a tracepoint of args

@@ -205,6 +205,10 @@ func Open(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if kernelTypes == nil {
+		// Parsed while the BPF object is read and the kernel probed.
+		go kernelbtf.Spec()
+	}
 	if err := checkRingBuf(); err != nil {
 		return nil, err
 	}
@@ -281,8 +285,7 @@ func validAttach(a string) bool {
 }
 
 func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec) (*Tracer, error) {
-	s := spec.Copy()
-	s.Programs = map[string]*ebpf.ProgramSpec{"prog": spec.Programs[c.prog].Copy()}
+	s := specOf(spec, c.prog, "prog")
 	var objs tracerObjects
 	opts, err := kernelbtf.Options(kernelTypes)
 	if err != nil {
@@ -311,8 +314,13 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 	// sends transitions: every transition it sends has had them counting
 	// (attached after it, the closes of the first few hundred
 	// milliseconds said rst_received false after an RST).
+	// The backup is loaded while the hooks are (see attachHooks).
+	backup := t.loadBackup(spec, c, kernelTypes)
 	t.attachHooks(spec, kernelTypes, c.mode == AttachTpBtf)
 	if t.link, err = c.attach(objs.Prog); err != nil {
+		if b := <-backup; b != nil {
+			b.Close()
+		}
 		t.closeHooks()
 		rd.close()
 		objs.Prog.Close()
@@ -321,7 +329,7 @@ func tryCandidate(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec)
 	}
 	// The backup goes after the primary: the kernel runs the programs of
 	// a tracepoint in the order they were attached.
-	t.attachBackup(spec, c, kernelTypes)
+	t.attachBackup(<-backup, c)
 	now := time.Now()
 	t.nextCheck, t.nextSync = now.Add(lostCheckInterval), now.Add(clockSyncInterval)
 	return t, nil
@@ -343,21 +351,43 @@ func (t *Tracer) closeHooks() {
 // where the kernel has the recursion guard that makes it skip: 6.1 and
 // later (before, a nested run re-enters the primary, and a backup would
 // send the same transition twice).
-func (t *Tracer) attachBackup(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec) {
-	switch {
-	case c.backup == "":
-		t.backupErr = fmt.Errorf("%s has no backup program", c.method)
-		return
-	case !kernelver.AtLeast(6, 1):
-		t.backupErr = fmt.Errorf("the kernel runs a nested transition's program itself (no recursion guard before Linux 6.1): no backup needed")
-		return
+func (t *Tracer) attachBackup(p *ebpf.Program, c candidate) {
+	if p == nil {
+		return // t.backupErr says why
 	}
-	p, l, err := loadHook(spec, c.backup, t.sharedMaps(), kernelTypes, c.attach)
+	l, err := c.attach(p)
 	if err != nil {
-		t.backupErr = fmt.Errorf("attach the backup program: %w", err)
+		p.Close()
+		t.backupErr = fmt.Errorf("attach the backup program: attach: %w", err)
 		return
 	}
 	t.backupProg, t.backupLink = p, l
+}
+
+// loadBackup loads the primary program's backup in the background, if
+// it has one and the kernel needs it; the channel gives it, or nil with
+// t.backupErr set.
+func (t *Tracer) loadBackup(spec *ebpf.CollectionSpec, c candidate, kernelTypes *btf.Spec) <-chan *ebpf.Program {
+	out := make(chan *ebpf.Program, 1)
+	switch {
+	case c.backup == "":
+		t.backupErr = fmt.Errorf("%s has no backup program", c.method)
+		out <- nil
+		return out
+	case !kernelver.AtLeast(6, 1):
+		t.backupErr = fmt.Errorf("the kernel runs a nested transition's program itself (no recursion guard before Linux 6.1): no backup needed")
+		out <- nil
+		return out
+	}
+	maps := t.sharedMaps()
+	go func() {
+		p, err := loadProg(spec, c.backup, maps, kernelTypes)
+		if err != nil {
+			t.backupErr = fmt.Errorf("attach the backup program: %w", err)
+		}
+		out <- p
+	}()
+	return out
 }
 
 // Backup says whether a backup program covers the transitions the
