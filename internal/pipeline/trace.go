@@ -22,6 +22,7 @@ import (
 	"github.com/socktrace/socktrace/internal/owner/cgroups"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/netnsname"
+	"github.com/socktrace/socktrace/internal/owner/owners"
 )
 
 // Trace streams transitions until Ctrl-C, SIGTERM, --duration, or a
@@ -40,6 +41,9 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 		return err
 	}
 	defer release()
+	// The owners' iterator (for the snapshot, reconciliation, listeners)
+	// loads while the tracer's programs do.
+	owners.Preload()
 	src, err := openLive(o)
 	if err != nil {
 		return err

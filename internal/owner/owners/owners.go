@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf/link"
@@ -52,16 +53,37 @@ func IteratorLikely() bool {
 
 const recSize = int(unsafe.Sizeof(ownersOwnerRec{}))
 
+// iter is the iterator program, loaded once per process (the
+// verifier's work and the kernel's BTF are most of a scan's time on a
+// small host) and kept for later scans.
+var iter struct {
+	once sync.Once
+	objs ownersObjects
+	err  error
+}
+
+func loadIter() (*ownersObjects, error) {
+	iter.once.Do(func() {
+		opts, err := kernelbtf.Options(nil)
+		if err == nil {
+			err = loadOwnersObjects(&iter.objs, opts)
+		}
+		if err != nil {
+			iter.err = fmt.Errorf("load the socket owners iterator: %w", err)
+		}
+	})
+	return &iter.objs, iter.err
+}
+
+// Preload loads the iterator in the background, for a Scan to come: a
+// program that starts by tracing loads it while it loads its own.
+func Preload() { go loadIter() }
+
 func scanIter(want map[uint32]bool) (procs.Table, error) {
-	var objs ownersObjects
-	opts, err := kernelbtf.Options(nil)
+	objs, err := loadIter()
 	if err != nil {
-		return nil, fmt.Errorf("load the socket owners iterator: %w", err)
+		return nil, err
 	}
-	if err := loadOwnersObjects(&objs, opts); err != nil {
-		return nil, fmt.Errorf("load the socket owners iterator: %w", err)
-	}
-	defer objs.Close()
 	it, err := link.AttachIter(link.IterOptions{Program: objs.SocketOwners})
 	if err != nil {
 		return nil, fmt.Errorf("attach the socket owners iterator: %w", err)
