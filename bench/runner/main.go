@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&rates, "rates", "2000,5000,10000,max", "connection rates (connections a second; max: as fast as possible); each is 10 transitions")
 	flag.StringVar(&trs, "tracers", "socktrace,socktrace-nosnap,tcpstates,bpftrace", "tools compared")
 	flag.StringVar(&memTrs, "mem-tracers", "socktrace,tcpstates", "tools of the memory scenario")
-	flag.StringVar(&sizes, "snapshot-sizes", "10000,100000", "established sockets to list")
+	flag.StringVar(&sizes, "snapshot-sizes", "10000,50000,100000", "established sockets to list")
 	flag.Int64Var(&c.memConns, "mem-conns", 100000, "connections of the memory scenario (10 transitions each)")
 	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,dropstorm,hostwide,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
 	flag.DurationVar(&c.soak.duration, "soak-duration", 10*time.Minute, "length of the soak of socktrace agent (whole cycles)")

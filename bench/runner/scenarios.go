@@ -287,21 +287,29 @@ type startTool struct {
 	// line: attached when a stdout line starts with this; "" uses the
 	// ready file.
 	line string
+	// exit: done when it exits (--once: listed), not when attached.
+	exit bool
 }
 
 var startTools = []startTool{
 	{"socktrace -o json (--ready-file)", func(c *config, rf string) []string {
 		return []string{c.socktrace, "-o", "json", "--ready-file", rf}
-	}, ""},
+	}, "", false},
 	{"socktrace -o json --no-snapshot (--ready-file)", func(c *config, rf string) []string {
 		return []string{c.socktrace, "-o", "json", "--no-snapshot", "--ready-file", rf}
-	}, ""},
+	}, "", false},
+	{"socktrace agent (--ready-file)", func(c *config, rf string) []string {
+		return []string{c.socktrace, "agent", "--listen", "127.0.0.1:0", "--ready-file", rf}
+	}, "", false},
+	{"socktrace --once -o json (until it exits)", func(c *config, rf string) []string {
+		return []string{c.socktrace, "--once", "-o", "json"}
+	}, "", true},
 	{"tcpstates (header line)", func(c *config, _ string) []string {
 		return []string{"stdbuf", "-oL", c.tcpstates}
-	}, "SKADDR"},
+	}, "SKADDR", false},
 	{"bpftrace tcpstates.bt (header line)", func(c *config, _ string) []string {
 		return []string{c.bpftrace, c.btScript}
-	}, "TIME"},
+	}, "TIME", false},
 }
 
 func startup(c *config) []startRun {
@@ -336,6 +344,32 @@ func startOnce(c *config, t startTool) (r startRun) {
 	argv := t.argv(c, rf)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = sysProcAttr()
+	if t.exit {
+		// Peak RSS from GNU time, as in the snapshot scenario (ru_maxrss
+		// of a child Go starts includes the runner's).
+		tfile := filepath.Join(c.work, "time.out")
+		if c.gnuTime != "" {
+			argv = append([]string{c.gnuTime, "-f", "%M", "-o", tfile}, argv...)
+			cmd = exec.Command(argv[0], argv[1:]...)
+			cmd.SysProcAttr = sysProcAttr()
+		}
+		start := time.Now()
+		err := cmd.Run()
+		r.Attach = time.Since(start).Seconds()
+		if cmd.ProcessState != nil {
+			r.CPU = rusageOf(cmd.ProcessState).CPU.Seconds()
+		}
+		if b, rerr := os.ReadFile(tfile); rerr == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				r.MaxRSS, _ = strconv.ParseInt(f[len(f)-1], 10, 64)
+			}
+			os.Remove(tfile)
+		}
+		if err != nil {
+			r.Err = err.Error()
+		}
+		return r
+	}
 	lines := make(chan string, 16)
 	if t.line != "" {
 		pr, err := cmd.StdoutPipe()
