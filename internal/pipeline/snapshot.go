@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/events"
@@ -169,11 +171,46 @@ func dumpNamespacesEach(o *Options, states tcpstate.Mask, each func([]snapshot.S
 			return err
 		}
 	}
-	for i, p := range paths {
-		err := snapshot.DumpEach(snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p,
-			Info: o.Table.Info, Mem: o.Mem}, each)
-		if err != nil && !(o.Netns == "all" && i > 0) { // (a later one's process may have gone)
-			return err
+	opts := func(p string) snapshot.Options {
+		return snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p, Info: o.Table.Info, Mem: o.Mem}
+	}
+	// The first namespace is handed over as it is read; the others are
+	// read meanwhile, side by side (as many at once as there are other
+	// CPUs), and handed over in turn, in the order of paths.
+	type later struct {
+		batches [][]snapshot.Socket
+		done    chan struct{}
+	}
+	rest := make([]*later, len(paths))
+	for i := range rest {
+		rest[i] = &later{done: make(chan struct{})}
+	}
+	if len(paths) > 1 {
+		sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
+		go func() {
+			for i := 1; i < len(paths); i++ {
+				l := rest[i]
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; close(l.done) }()
+					// An error: its process or thread went away meanwhile.
+					snapshot.DumpEach(opts(paths[i]), func(b []snapshot.Socket) error {
+						l.batches = append(l.batches, b)
+						return nil
+					})
+				}()
+			}
+		}()
+	}
+	if err := snapshot.DumpEach(opts(paths[0]), each); err != nil {
+		return err
+	}
+	for _, l := range rest[1:] {
+		<-l.done
+		for _, b := range l.batches {
+			if err := each(b); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -189,17 +226,35 @@ func dumpNamespaces(o *Options, states tcpstate.Mask) ([]snapshot.Socket, error)
 			return nil, err
 		}
 	}
-	var socks []snapshot.Socket
+	// The namespaces are listed side by side, as many at once as there
+	// are CPUs (the kernel's work of each dump is on the CPU of the thread
+	// that reads it), and kept in the order of paths.
+	type result struct {
+		socks []snapshot.Socket
+		err   error
+	}
+	results := make([]result, len(paths))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
 	for i, p := range paths {
-		s, err := snapshot.Dump(snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p,
-			Info: o.Table.Info, Mem: o.Mem})
-		if err != nil {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i].socks, results[i].err = snapshot.Dump(snapshot.Options{States: states, IPv4: o.Filter.IPv4, IPv6: o.Filter.IPv6, Netns: p,
+				Info: o.Table.Info, Mem: o.Mem})
+		}()
+	}
+	wg.Wait()
+	var socks []snapshot.Socket
+	for i, r := range results {
+		if r.err != nil {
 			if o.Netns == "all" && i > 0 {
 				continue // its process or thread went away meanwhile
 			}
-			return nil, err
+			return nil, r.err
 		}
-		socks = append(socks, s...)
+		socks = append(socks, r.socks...)
 	}
 	return socks, nil
 }
