@@ -87,7 +87,7 @@ keep failing (refused, timeout, unreachable, aborted) raises an alert;
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit (for developers)")
 	fl.MarkHidden("cpuprofile")
 	fl.MarkHidden("memprofile")
-	cmd.AddCommand(newReadCmd(), newAgentCmd(), newSSCmd())
+	cmd.AddCommand(newReadCmd(), newAgentCmd(), newSSCmd(), newReportCmd())
 	return cmd
 }
 

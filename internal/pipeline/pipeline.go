@@ -11,6 +11,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
@@ -126,6 +127,8 @@ type Hooks struct {
 	// Attached: the program is attached and the snapshot merged; from
 	// now on records are read. p gives the pipeline's state on demand.
 	Attached func(p *View, tr *events.Tracer)
+	// DNS: a DNS answer was seen (live, or read back from a capture).
+	DNS func(o *dnscache.Observation)
 }
 
 func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
@@ -144,8 +147,9 @@ func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
 	}
 }
 
-// writer writes transitions, socket rows, alerts and summaries.
-type writer interface {
+// Writer writes transitions, socket rows, alerts and summaries: the
+// table or JSON on stdout, or another consumer of a replay (ReadTo).
+type Writer interface {
 	output.Writer
 	Socket(r *timeline.Row, at time.Time) error
 	Alert(*analysis.Alert) error
@@ -156,6 +160,8 @@ type writer interface {
 	Recording(*output.Recording) error
 	SetNetnsNames(func(uint32) string)
 }
+
+type writer = Writer
 
 func newWriter(o *Options, stdout *bufio.Writer) writer {
 	if o.Output == "json" {

@@ -31,6 +31,25 @@ func Read(o *Options, files []string) error {
 	return p.consume(src)
 }
 
+// ReadTo replays capture files as Read does (the same errors for files
+// that cannot be read, the same analysis and alerts), handing what it
+// shows to w instead of stdout, and what it learns to hooks (nil: none).
+// It returns the first file's header.
+func ReadTo(o *Options, files []string, w Writer, hooks *Hooks) (capture.Header, error) {
+	src, err := openCapture(o, files)
+	if err != nil {
+		return capture.Header{}, err
+	}
+	defer src.close()
+	p := src.newPipeline()
+	p.w = w
+	w.SetNetnsNames(src.r.NetnsName)
+	if hooks != nil {
+		p.hooks = hooks
+	}
+	return src.h, p.consume(src)
+}
+
 // captureSource feeds the pipeline the records of capture files, as the
 // live run fed them.
 type captureSource struct {
