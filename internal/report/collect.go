@@ -217,7 +217,7 @@ func (c *collector) Transition(t *record.Transition) error {
 		if l.owner == "" {
 			l.owner = ownerOf(t)
 		}
-		if t.SPort != 0 {
+		if l.local == "" && t.SPort != 0 {
 			l.local = netip.AddrPortFrom(t.Src, t.SPort).String()
 		}
 		l.segs = append(l.segs, seg{state: t.New, from: at})
