@@ -196,3 +196,34 @@ func pageRequests(t *testing.T, path string) []string {
 	}
 	return out
 }
+
+// TestReportErrors: files socktrace read cannot read give report the
+// same error, and leave no page; a missing -o or an existing page says
+// what to do.
+func TestReportErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.st")
+	os.WriteFile(garbage, []byte("GET / HTTP/1.1\r\n\r\n"), 0o600)
+	empty := filepath.Join(dir, "empty.st")
+	os.WriteFile(empty, nil, 0o600)
+	for _, file := range []string{garbage, empty, filepath.Join(dir, "missing.st")} {
+		page := filepath.Join(dir, "page.html")
+		out, err := runSocktrace(t, "report", file, "-o", page)
+		readOut, readErr := runSocktrace(t, "read", file)
+		if err == nil || readErr == nil || out != readOut {
+			t.Errorf("report %s: %v, %q; read: %v, %q: want the same error", file, err, out, readErr, readOut)
+		}
+		if _, err := os.Stat(page); err == nil {
+			t.Errorf("report %s left a page behind", file)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, ".socktrace-report-*")); len(left) > 0 {
+			t.Errorf("report %s left %v behind", file, left)
+		}
+	}
+	if out, err := runSocktrace(t, "report", garbage); err == nil || !strings.Contains(out, "-o report.html") {
+		t.Errorf("report without -o: %v, %q; want an error that says -o", err, out)
+	}
+	if out, err := runSocktrace(t, "report"); err == nil || !strings.Contains(out, "no capture file given") {
+		t.Errorf("report without a file: %v, %q", err, out)
+	}
+}
