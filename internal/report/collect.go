@@ -199,7 +199,7 @@ func (c *collector) Transition(t *record.Transition) error {
 	if old, ok := c.live[t.Cookie]; ok {
 		c.counts[old]--
 	}
-	if t.New == tcpstate.Close {
+	if t.New == tcpstate.Close || t.New > tcpstate.Last { // a crafted file's state: not counted
 		delete(c.live, t.Cookie)
 	} else {
 		c.live[t.Cookie] = t.New
@@ -311,7 +311,7 @@ func (c *collector) Flush() error { return nil }
 func (c *collector) Socket(r *timeline.Row, at time.Time) error {
 	c.seen(at.UnixNano())
 	c.snapSocks++
-	if _, ok := c.live[r.Cookie]; !ok && r.State != tcpstate.Close {
+	if _, ok := c.live[r.Cookie]; !ok && r.State != tcpstate.Close && r.State <= tcpstate.Last {
 		c.live[r.Cookie] = r.State
 		c.counts[r.State]++
 		c.sample(at.UnixNano())

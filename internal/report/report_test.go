@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"hash/crc32"
+	"io"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -337,4 +339,70 @@ func TestReportBadFiles(t *testing.T) {
 	if page := makeReport(t, cut); !strings.Contains(page, "node-7") {
 		t.Errorf("a truncated file made no page")
 	}
+}
+
+// TestReportCrafted: a file with records no socktrace writes (states out
+// of range, times at the ends of time, the same cookie reused) makes a
+// page or an error, never a crash.
+func TestReportCrafted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crafted.st")
+	w, err := capture.Create(path, capture.Header{Host: "h", Started: t0, BootTime: t0}, capture.Options{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := []time.Time{time.Unix(0, math.MaxInt64), time.Unix(0, math.MinInt64), t0, {}, time.Unix(0, -1)}
+	states := []tcpstate.State{0, 1, 2, 7, 12, 13, 200, 255}
+	for i := 0; i < 400; i++ {
+		tr := record.Transition{Transition: events.Transition{Time: times[i%len(times)], Ktime: uint64(i) * 1e15, Cookie: uint64(i % 3),
+			Family: unix.AF_INET, Src: local, Dst: failingDest, DPort: uint16(i % 2), SPort: uint16(i),
+			Old: states[i%len(states)], New: states[(i/len(states))%len(states)], SkErr: uint16(i), InOld: time.Duration(math.MaxInt64 - i), InOldKnown: i%2 == 0,
+			OwnerKnown: i%3 == 0, OwnerComm: "<script>x</script>"}}
+		if i%5 == 0 {
+			tr.Kind, tr.SynRetrans = events.KindDrop, uint16(i)
+			w.Packet((*record.Packet)(&tr))
+			continue
+		}
+		w.Transition(&tr)
+	}
+	w.DNS(&dnscache.Observation{At: times[0], Msg: []byte{1, 2, 3}})
+	w.DNS(&dnscache.Observation{At: times[1], Msg: answer(t, "x.example", 1, failingDest)})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	if err := Make(options(), []string{path}, &page, "test"); err != nil {
+		t.Logf("crafted file: %v", err)
+		return
+	}
+	if strings.Contains(page.String(), "<script>x") {
+		t.Errorf("a process name went into the page unescaped")
+	}
+}
+
+// FuzzReport makes reports from crafted files: errors are fine, crashes
+// are not (go test -fuzz FuzzReport ./internal/report/).
+func FuzzReport(f *testing.F) {
+	dir := f.TempDir()
+	seed := filepath.Join(dir, "seed")
+	writeStory(f, seed, story{n: 300, format: capture.Version, rich: true})
+	b, err := os.ReadFile(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(b[:len(b)/2])
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = devnull
+	f.Cleanup(func() { os.Stderr = stderr })
+	path := filepath.Join(dir, "in")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = Make(options(), []string{path}, io.Discard, "test")
+	})
 }
