@@ -2,8 +2,10 @@ package report
 
 import (
 	"bytes"
+	"embed"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
@@ -405,4 +407,50 @@ func FuzzReport(f *testing.F) {
 		}
 		_ = Make(options(), []string{path}, io.Discard, "test")
 	})
+}
+
+// oldRecordings are captures made by socktrace versions that wrote
+// formats 1 to 3 (testdata/README.md says how).
+//
+//go:embed testdata/format*.st
+var oldRecordings embed.FS
+
+// TestReportOldRecordings: real recordings of the failing story by
+// socktrace versions of formats 1, 2 and 3 make a report with both
+// failing destinations (SYNs dropped to 9092, refused at 8081), their
+// swimlanes and alerts, and the healthy one.
+func TestReportOldRecordings(t *testing.T) {
+	dir := t.TempDir()
+	for v := 1; v <= 3; v++ {
+		t.Run(fmt.Sprintf("format%d", v), func(t *testing.T) {
+			b, err := oldRecordings.ReadFile(fmt.Sprintf("testdata/format%d.st", v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, fmt.Sprintf("format%d.st", v))
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if h, err := capture.ReadHeader(path); err != nil || h.Format != v {
+				t.Fatalf("header: format %d, %v; want %d", h.Format, err, v)
+			}
+			page := makeReport(t, path)
+			for _, want := range []string{
+				`<g class="row failing" data-dest="127.0.0.1:9092">`,
+				`<g class="row failing" data-dest="127.0.0.1:8081">`,
+				`data-dest="127.0.0.1:8080"`,
+				`<div class="failing-dest" data-dest="127.0.0.1:9092">`,
+				`<div class="failing-dest" data-dest="127.0.0.1:8081">`,
+				`class="bar s-syn-sent"`,
+				fmt.Sprintf(`<th>Capture format</th><td>%d</td>`, v),
+			} {
+				if !strings.Contains(page, want) {
+					t.Errorf("the page lacks %q", want)
+				}
+			}
+			if n := strings.Count(page, `class="alert-row alert-failing"`); n != 2 {
+				t.Errorf("%d failing alerts, want 2", n)
+			}
+		})
+	}
 }
