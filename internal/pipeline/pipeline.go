@@ -129,6 +129,9 @@ type Hooks struct {
 	Attached func(p *View, tr *events.Tracer)
 	// DNS: a DNS answer was seen (live, or read back from a capture).
 	DNS func(o *dnscache.Observation)
+	// Warn: something is amiss with the capture files read (ReadTo),
+	// as said on stderr too.
+	Warn func(msg string)
 }
 
 func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {

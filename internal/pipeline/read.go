@@ -36,7 +36,11 @@ func Read(o *Options, files []string) error {
 // shows to w instead of stdout, and what it learns to hooks (nil: none).
 // It returns the first file's header.
 func ReadTo(o *Options, files []string, w Writer, hooks *Hooks) (capture.Header, error) {
-	src, err := openCapture(o, files)
+	warn := warnOfCapture
+	if hooks != nil && hooks.Warn != nil {
+		warn = func(msg string) { warnOfCapture(msg); hooks.Warn(msg) }
+	}
+	src, err := openCaptureWarn(o, files, warn)
 	if err != nil {
 		return capture.Header{}, err
 	}
@@ -65,6 +69,12 @@ type captureSource struct {
 // openCapture opens the files; with --follow, SIGINT and SIGTERM end
 // the reading.
 func openCapture(o *Options, files []string) (*captureSource, error) {
+	return openCaptureWarn(o, files, warnOfCapture)
+}
+
+// openCaptureWarn is openCapture telling warn what is amiss with the
+// files (cut short, parts missing).
+func openCaptureWarn(o *Options, files []string, warn func(string)) (*captureSource, error) {
 	stop := make(chan struct{})
 	release := func() {}
 	if o.Follow {
@@ -73,7 +83,7 @@ func openCapture(o *Options, files []string) (*captureSource, error) {
 		release = func() { signal.Stop(sigs) }
 		go func() { <-sigs; close(stop) }()
 	}
-	r, err := capture.Open(files, capture.ReadOptions{Follow: o.Follow, Stop: stop, Warn: warnOfCapture})
+	r, err := capture.Open(files, capture.ReadOptions{Follow: o.Follow, Stop: stop, Warn: warn})
 	if err != nil {
 		release()
 		return nil, err

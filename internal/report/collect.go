@@ -10,6 +10,7 @@ package report
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -93,11 +94,12 @@ type alertItem struct {
 	text string
 }
 
-// lossItem is a count of transitions lost or skipped.
+// lossItem is what the page does not show: transitions lost or
+// skipped, packet events lost, a pause of the recording, a damaged file.
 type lossItem struct {
-	at      time.Time
-	n       uint64
-	skipped bool
+	at   time.Time // zero: not known
+	n    uint64
+	what string
 }
 
 // collector is the pipeline's writer for a report: it keeps, bounded,
@@ -294,14 +296,14 @@ func short(s string) string {
 // Lost: transitions the ring buffer lost.
 func (c *collector) Lost(n, total uint64, at time.Time) error {
 	c.seen(at.UnixNano())
-	c.losses = append(c.losses, lossItem{at: at, n: n})
+	c.losses = append(c.losses, lossItem{at: at, n: n, what: "transitions lost (ring buffer full)"})
 	return nil
 }
 
 // Skipped: state changes the kernel did not run the program for.
 func (c *collector) Skipped(n, total uint64, at time.Time) error {
 	c.seen(at.UnixNano())
-	c.losses = append(c.losses, lossItem{at: at, n: n, skipped: true})
+	c.losses = append(c.losses, lossItem{at: at, n: n, what: "state changes skipped by the kernel"})
 	return nil
 }
 
@@ -361,11 +363,25 @@ func (c *collector) Packet(p *record.Packet) error {
 }
 
 func (c *collector) LostOther(n, total uint64, at time.Time) error {
-	c.losses = append(c.losses, lossItem{at: at, n: n})
+	c.losses = append(c.losses, lossItem{at: at, n: n, what: "packet events lost (ring buffer full)"})
 	return nil
 }
 
-func (c *collector) Recording(*output.Recording) error { return nil }
+// Recording: the recording paused on a write error, and resumed.
+func (c *collector) Recording(r *output.Recording) error {
+	if r.Paused {
+		c.losses = append(c.losses, lossItem{at: r.Time, what: "the recording paused: " + r.Err})
+	} else {
+		c.losses = append(c.losses, lossItem{at: r.Time, n: r.Dropped,
+			what: fmt.Sprintf("transitions not recorded while the recording was paused (%s)", r.PausedFor.Round(time.Millisecond))})
+	}
+	return nil
+}
+
+// warn: the files are damaged or incomplete.
+func (c *collector) warn(msg string) {
+	c.losses = append(c.losses, lossItem{what: msg})
+}
 
 func (c *collector) SetNetnsNames(f func(uint32) string) { c.text.SetNetnsNames(f) }
 

@@ -35,7 +35,7 @@ func Make(o *pipeline.Options, files []string, w io.Writer, version string) erro
 	c := newCollector()
 	o.Summary = true
 	o.Output = "html"
-	hdr, err := pipeline.ReadTo(o, files, c, &pipeline.Hooks{DNS: c.observeDNS})
+	hdr, err := pipeline.ReadTo(o, files, c, &pipeline.Hooks{DNS: c.observeDNS, Warn: c.warn})
 	if err != nil {
 		return err
 	}
@@ -229,11 +229,11 @@ func (c *collector) view(files []string, version string) *view {
 		}
 	}
 	for _, l := range c.losses {
-		what := "transitions lost (ring buffer full)"
-		if l.skipped {
-			what = "state changes skipped by the kernel"
+		lv := lossView{What: l.what, N: l.n}
+		if !l.at.IsZero() {
+			lv.Time = clock(l.at)
 		}
-		v.Losses = append(v.Losses, lossView{Time: clock(l.at), What: what, N: l.n})
+		v.Losses = append(v.Losses, lv)
 	}
 	return v
 }

@@ -338,8 +338,8 @@ func TestReportBadFiles(t *testing.T) {
 	// A truncated file is read up to its last whole record, as read does.
 	cut := filepath.Join(dir, "cut.st")
 	os.WriteFile(cut, b[:len(b)*2/3], 0o600)
-	if page := makeReport(t, cut); !strings.Contains(page, "node-7") {
-		t.Errorf("a truncated file made no page")
+	if page := makeReport(t, cut); !strings.Contains(page, "node-7") || !strings.Contains(page, "record cut short at byte") {
+		t.Errorf("a truncated file made no page, or the page does not say the file was cut short")
 	}
 }
 
