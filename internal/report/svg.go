@@ -341,8 +341,8 @@ func (c *collector) swimlanesSVG(d *destData, lanes []*lane, end int64) template
 			}
 			x0, x1 := a.x(s.from), a.x(to)
 			w := x1 - x0
-			if w < 1 {
-				w = 1
+			if w < 2 { // a refused connect lasts microseconds: still seen
+				w = 2
 			}
 			fmt.Fprintf(&b, `<rect class="bar s-%s" x="%.1f" y="%.0f" width="%.1f" height="%d"><title>%s</title></rect>`,
 				s.state, x0, y+2, w, laneH-4, esc(fmt.Sprintf("%s for %s from %s; %s", s.state, time.Duration(to-s.from).Round(time.Microsecond), clock(time.Unix(0, s.from)), laneDetail(l))))
