@@ -45,7 +45,8 @@ that each transition has a socket to belong to; --once lists and exits,
 Connect attempts are followed to their end: a destination whose connects
 keep failing (refused, timeout, unreachable, aborted) raises an alert;
 --summary adds CLOSE-WAIT leaks, TIME-WAIT and listener pressure.
--w FILE records everything; 'socktrace read FILE' replays it.`,
+-w FILE records everything; 'socktrace read FILE' replays it, and
+'socktrace report FILE -o page.html' makes one HTML page of it.`,
 		Example: `  socktrace --state syn-sent --dport 9092     # connect attempts to Kafka
   socktrace --once                             # like ss -tanpo
   socktrace 'dport = :9092 and ( state syn-sent or state syn-recv )'
