@@ -94,7 +94,7 @@ func writeReport(path string, force bool, write func(*os.File) error) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(0o600); err != nil { // like captures: it holds addresses and process names
 		tmp.Close()
 		return fmt.Errorf("creating the report: %w", err)
 	}

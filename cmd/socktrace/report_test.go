@@ -37,6 +37,9 @@ func TestReportInBrowser(t *testing.T) {
 	if out, err := exec.Command(socktraceBin(t), "report", capPath, "-o", page).CombinedOutput(); err != nil {
 		t.Fatalf("socktrace report: %v\n%s", err, out)
 	}
+	if st, err := os.Stat(page); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the page: %v, mode %v; want 0600 (it holds addresses and process names)", err, st.Mode())
+	}
 	// Again: the page exists.
 	if out, err := exec.Command(socktraceBin(t), "report", capPath, "-o", page).CombinedOutput(); err == nil || !strings.Contains(string(out), "--force") {
 		t.Errorf("a second report over the first: %v, %s; want an error that names --force", err, out)
