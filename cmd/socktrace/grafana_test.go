@@ -50,13 +50,14 @@ func dashboardPanels(t *testing.T) []dashboardPanel {
 
 // TestGrafanaDashboard: the failing story (a port whose SYNs are
 // dropped, a closed port, a healthy one), a listener whose accept queue
-// is full and sockets left in CLOSE-WAIT, watched by the agent and
-// scraped by a real Prometheus: every query of every panel of the
-// dashboard returns series (SYNs dropped on input, as the story's are,
-// are of no socket; those to 9093 are dropped on output, of the
-// client's sockets). The stale-DNS panel's gauge is always
-// exported (0 here: the story has no DNS): its query is checked to run
-// and return that series, not for a stale name.
+// is full and sockets left in CLOSE-WAIT, watched by an agent; and the
+// stale DNS story (a client that keeps connecting to the address its
+// name no longer resolves to) watched by a second, host-wide agent (as
+// TestStaleDNSAgent runs it); both scraped by a real Prometheus: every
+// query of every panel of the dashboard returns series, and the stale-DNS
+// panel counts the stale destination. SYNs dropped on input, as the
+// story's are, are of no socket; those to 9093 are dropped on output, of
+// the client's sockets.
 func TestGrafanaDashboard(t *testing.T) {
 	panels := dashboardPanels(t)
 	s := newStory(t)
@@ -66,9 +67,14 @@ func TestGrafanaDashboard(t *testing.T) {
 	// sockets (those dropped on input, before a socket, are of none).
 	nft(t, s.ns, "table inet out {\n chain output {\n  type filter hook output priority 0;\n  tcp dport 9093 tcp flags syn drop\n }\n}\n")
 	_, addr := startAgent(t, "--netns", s.ns.Path(), "--close-wait-after", "1s", "--reconcile-every", "1s")
-	prom := promtest.Start(t, promtest.Config{Targets: []string{addr}})
+	dnsScene := newDNSScene(t)
+	_, dnsAddr := startAgent(t)
+	prom := promtest.Start(t, promtest.Config{Targets: []string{addr, dnsAddr}})
 	startClient(t, s.ns, s.dropped, s.good, s.shut, "127.0.0.1:9093")
 	overflow.startClients(t)
+	_, _, goOn := dnsScene.startDNSClient(t, "once:kafka.example.com:9092")
+	dnsScene.setHosts(t, "10.4.1.81")
+	goOn()
 	prom.WaitTargetsUp(t, 20*time.Second)
 	prom.WaitQuery(t, `socktrace_destination_failing{dport="9092"} == 1`, 30*time.Second, nil)
 
@@ -79,17 +85,30 @@ func TestGrafanaDashboard(t *testing.T) {
 	for _, p := range panels {
 		for _, target := range p.Targets {
 			expr := vars.Replace(target.Expr)
+			// The stale-DNS panel: the stale destination, not only the
+			// gauge at 0.
+			enough := func(got []promtest.Sample) bool { return len(got) > 0 }
+			if strings.Contains(expr, "socktrace_stale_dns_destinations") {
+				enough = func(got []promtest.Sample) bool {
+					for _, s := range got {
+						if s.Value >= 1 {
+							return true
+						}
+					}
+					return false
+				}
+			}
 			var got []promtest.Sample
 			var err error
 			for {
 				got, err = prom.Query(expr)
-				if (err == nil && len(got) > 0) || time.Now().After(deadline) {
+				if (err == nil && enough(got)) || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(500 * time.Millisecond)
 			}
-			if err != nil || len(got) == 0 {
-				t.Errorf("panel %q: query %s: %v, %d series; want series", p.Title, expr, err, len(got))
+			if err != nil || !enough(got) {
+				t.Errorf("panel %q: query %s: %v, %s; want series (a stale destination for stale DNS)", p.Title, expr, err, promtest.FormatSamples(got))
 
 			} else {
 				t.Logf("panel %q: %d series, e.g. %s", p.Title, len(got), promtest.FormatLabels(got[0].Labels))
