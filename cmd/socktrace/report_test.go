@@ -230,3 +230,40 @@ func TestReportErrors(t *testing.T) {
 		t.Errorf("report without a file: %v, %q", err, out)
 	}
 }
+
+// TestReportStaleDNS: the stale DNS story recorded with -w: the page puts
+// the name's DNS answers on the destination's row (the old address, then
+// the new one), with the stale-dns and failing alerts.
+func TestReportStaleDNS(t *testing.T) {
+	s := newDNSScene(t)
+	capPath := filepath.Join(t.TempDir(), "cap.st")
+	p := start(t, "-o", "json", "--dport", "9092", "--no-snapshot", "-w", capPath)
+	_, _, goOn := s.startDNSClient(t, "once:kafka.example.com:9092")
+	s.setHosts(t, "10.4.1.81")
+	goOn()
+	s.startDNSClient(t, "each:broker.example.com:9092")
+	p.waitForIn(t, 20*time.Second, "a failing alert", alertFor("failing", 9092))
+	p.waitForIn(t, 20*time.Second, "a stale-dns alert", alertFor("stale-dns", 9092))
+	p.stop(t)
+	out, err := runSocktrace(t, "report", capPath, "-o", "-")
+	if err != nil {
+		t.Fatalf("socktrace report: %v\n%.2000s", err, out)
+	}
+	row := out[strings.Index(out, `data-dest="10.4.1.80:9092 (kafka.example.com)"`)+1:]
+	if i := strings.Index(row, "</g>"); i >= 0 {
+		row = row[:i]
+	}
+	for _, want := range []string{
+		`<g class="row failing" data-dest="10.4.1.80:9092 (kafka.example.com)">`,
+		`class="alert-row alert-stale-dns"`, `class="alert-row alert-failing"`, `<line class="alert a-stale-dns"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	for _, want := range []string{"kafka.example.com -&gt; 10.4.1.80 (TTL 60s)", "broker.example.com -&gt; kafka.example.com -&gt; 10.4.1.81"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the row of 10.4.1.80:9092 lacks the DNS answer %q:\n%.3000s", want, row)
+		}
+	}
+}

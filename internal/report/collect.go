@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
@@ -83,6 +84,8 @@ type stateSample struct {
 type dnsAnswer struct {
 	at    time.Time
 	name  string
+	chain []string // the CNAMEs followed from name
+	typ   string   // A, AAAA
 	addrs []netip.Addr
 	ttl   uint32
 	rcode string
@@ -399,7 +402,9 @@ func (c *collector) observeDNS(o *dnscache.Observation) {
 		return
 	}
 	c.seen(o.At.UnixNano())
-	c.dns = append(c.dns, dnsAnswer{at: o.At, name: a.Name, addrs: a.Addrs, ttl: a.TTL, rcode: a.RCode.String()})
+	rcode := strings.ToUpper(strings.TrimPrefix(a.RCode.String(), "RCode"))
+	c.dns = append(c.dns, dnsAnswer{at: o.At, name: a.Name, chain: a.Chain, typ: strings.TrimPrefix(a.Type.String(), "Type"),
+		addrs: a.Addrs, ttl: a.TTL, rcode: rcode})
 }
 
 func itoa(v uint64) string {

@@ -144,7 +144,15 @@ func (c *collector) attemptsSVG(a axis) template.HTML {
 	fmt.Fprintf(&b, `<svg class="chart" id="attempts-chart" viewBox="0 0 %d %.0f" role="img" aria-label="connect attempts over time by destination">`, labelW+chartW+10, h)
 	byName := map[string][]*dnsAnswer{}
 	for i := range c.dns {
-		byName[c.dns[i].name] = append(byName[c.dns[i].name], &c.dns[i])
+		// A destination's name may be any of the chain's: the asked
+		// name, or a CNAME's target.
+		a := &c.dns[i]
+		byName[a.name] = append(byName[a.name], a)
+		for _, n := range a.chain {
+			if n != a.name {
+				byName[n] = append(byName[n], a)
+			}
+		}
 	}
 	for i, d := range rows {
 		y := float64(i * rowH)
@@ -214,13 +222,14 @@ func (ans *dnsAnswer) text() string {
 	for _, a := range ans.addrs {
 		addrs = append(addrs, a.String())
 	}
-	s := ans.name + " -> "
-	if len(addrs) == 0 {
-		s += ans.rcode + " (no address)"
-	} else {
-		s += strings.Join(addrs, ", ")
+	s := ans.name
+	for _, n := range ans.chain {
+		s += " -> " + n
 	}
-	return s + fmt.Sprintf(" (TTL %ds)", ans.ttl)
+	if len(addrs) == 0 {
+		return s + " " + ans.typ + ": " + ans.rcode + ", no address"
+	}
+	return s + " -> " + strings.Join(addrs, ", ") + fmt.Sprintf(" (TTL %ds)", ans.ttl)
 }
 
 func trim(s string, n int) string {
