@@ -840,3 +840,33 @@ func (w *Writer) Listen(s *listeners.Sample) error {
 	w.frame(b)
 	return nil
 }
+
+// Alert records an alert as the live run raised it: its kind
+// (failing, stale-dns, ...), what it is about (a destination, a
+// listener, a process) and its JSON record, as -o json wrote it. A
+// replay raises its alerts again from the records; the alert recorded
+// says what the live run saw (a flight recording holds the one that
+// made it).
+func (w *Writer) Alert(a *Alert) error {
+	if w.paused {
+		return nil
+	}
+	js := a.JSON
+	if len(js) > maxAlertJSON {
+		js = nil // never cut JSON in half
+	}
+	b := append(w.body[:0], recAlert)
+	b = binary.AppendVarint(b, a.At.UnixNano())
+	b = appendString(b, a.Kind)
+	b = appendString(b, a.Subject)
+	var flags byte
+	if a.Trigger {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(js)))
+	b = append(b, js...)
+	w.body = b
+	w.frame(b)
+	return nil
+}

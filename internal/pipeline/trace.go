@@ -54,6 +54,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if err := p.startRecording(o, src.tr); err != nil {
 		return err
 	}
+	p.startFlight(o, src.tr)
 	if err := p.mergeLiveSnapshot(o, src.tr.Method()); err != nil {
 		return unlessOutputClosed(err)
 	}
