@@ -343,10 +343,9 @@ func (r *Recorder) removeOldest() {
 	for len(r.files) > r.o.MaxFiles {
 		old := r.files[0]
 		r.files = r.files[1:]
-		for s, rec := range r.open {
+		for _, rec := range r.open {
 			if rec.path == old {
-				rec.w.Close()
-				delete(r.open, s)
+				r.finish(rec, r.nowFn())
 			}
 		}
 		if err := os.Remove(old); err == nil || errors.Is(err, os.ErrNotExist) {
