@@ -34,7 +34,9 @@ func flightRecords(recs []record, st string) []record {
 
 // flightWritten: n flight recordings were written.
 func flightWritten(n int) func([]string) bool {
-	return func(lines []string) bool { return linesWith(lines, `"type":"recording"`, `"status":"flight-written"`) >= n }
+	return func(lines []string) bool {
+		return linesWith(lines, `"type":"recording"`, `"status":"flight-written"`) >= n
+	}
 }
 
 // flightFile reads a flight recording back with package capture: its
