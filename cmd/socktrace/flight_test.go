@@ -18,6 +18,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/flight"
+	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
 // flightRecords are the recording records of flight recordings with
@@ -207,4 +208,28 @@ func pick(m map[string]float64, prefix string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestFlightRecorderCloseWait: a process's sockets staying in
+// CLOSE-WAIT past --close-wait-after, seen at a reconciliation, make one
+// close-wait recording, however long the leak lasts.
+func TestFlightRecorderCloseWait(t *testing.T) {
+	ns := testnet.New(t)
+	dir := t.TempDir()
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--close-wait-after", "300ms", "--reconcile-every", "1s",
+		"--flight-recorder", "1m", "--flight-dir", dir, "--flight-after", "500ms")
+	neverCloses(t, ns, 3)
+	p.waitForIn(t, 15*time.Second, "a close-wait recording written", flightWritten(1))
+	time.Sleep(2500 * time.Millisecond) // two more reconciliations: the leak goes on
+	recs := parseJSON(t, p.stop(t))
+	started := flightRecords(recs, "flight-started")
+	subj := fmt.Sprintf("%s-%d", selfComm(), os.Getpid())
+	if len(started) != 1 || started[0].str("alert") != "close-wait" || started[0].str("destination") != subj {
+		t.Fatalf("flight recordings started: %v, want one close-wait recording for %s", started, subj)
+	}
+	f := readFlightFile(t, started[0].str("file"))
+	if f.triggers != 1 || f.trigger.Kind != "close-wait" || !strings.Contains(string(f.trigger.JSON), `"sockets":3,`) || f.before < 6 {
+		t.Errorf("%s: %+v (%s), %d transitions before: want the close-wait alert of 3 sockets after their transitions",
+			started[0].str("file"), f.trigger, f.trigger.JSON, f.before)
+	}
 }
