@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,106 @@ func TestFlightRecorderCloseWait(t *testing.T) {
 	if f.triggers != 1 || f.trigger.Kind != "close-wait" || !strings.Contains(string(f.trigger.JSON), `"sockets":3,`) || f.before < 6 {
 		t.Errorf("%s: %+v (%s), %d transitions before: want the close-wait alert of 3 sockets after their transitions",
 			started[0].str("file"), f.trigger, f.trigger.JSON, f.before)
+	}
+}
+
+// alertKinds are the kinds of the alerts a flight recording holds, in
+// order, and which one started it.
+func alertKinds(t *testing.T, path string) (kinds []string, trigger string) {
+	t.Helper()
+	r, err := capture.Open([]string{path}, capture.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var rec capture.Record
+	for r.Next(&rec) == nil {
+		if rec.Kind == capture.KindAlert {
+			kinds = append(kinds, rec.Alert.Kind)
+			if rec.Alert.Trigger {
+				trigger = rec.Alert.Kind
+			}
+		}
+	}
+	return kinds, trigger
+}
+
+// replayedAlerts are the alert records socktrace read gives for file.
+func replayedAlerts(t *testing.T, file string) []record {
+	t.Helper()
+	out, _ := readCapture(t, "-o", "json", file)
+	return alertsOf(parseJSON(t, strings.Split(strings.TrimSpace(out), "\n")))
+}
+
+// TestFlightRecorderStaleDNS: a client keeps connecting to the address
+// its name no longer resolves to: the stale-dns alert starts a
+// recording, with the DNS answers before it; the failing alert for the
+// same destination goes into that recording, not a second one; the
+// recording replays to both.
+func TestFlightRecorderStaleDNS(t *testing.T) {
+	s := newDNSScene(t)
+	dir := t.TempDir()
+	p := start(t, "-o", "json", "--dport", "9092", "--no-snapshot",
+		"--flight-recorder", "10m", "--flight-dir", dir, "--flight-after", "1m")
+	_, addr, goOn := s.startDNSClient(t, "once:kafka.example.com:9092")
+	if addr != "10.4.1.80" {
+		t.Fatalf("client resolved %s", addr)
+	}
+	s.setHosts(t, "10.4.1.81")
+	goOn()
+	p.waitForIn(t, 20*time.Second, "a failing alert", alertFor("failing", 9092))
+	recs := parseJSON(t, p.stop(t)) // the recording ends with the run
+	alerts := alertsOf(recs)
+	started, written := flightRecords(recs, "flight-started"), flightRecords(recs, "flight-written")
+	if len(started) != 1 || started[0].str("alert") != "stale-dns" || started[0].str("destination") != "10.4.1.80:9092" ||
+		len(written) != 1 || written[0].str("file") != started[0].str("file") {
+		t.Fatalf("flight recordings started %v, written %v: want one, by stale-dns, for 10.4.1.80:9092", started, written)
+	}
+	file := started[0].str("file")
+	if kinds, trigger := alertKinds(t, file); trigger != "stale-dns" || !slices.Contains(kinds, "failing") {
+		t.Errorf("%s holds alerts %v, started by %q: want stale-dns's, and the failing one", file, kinds, trigger)
+	}
+	replayed := replayedAlerts(t, file)
+	if len(replayed) < 2 || len(alerts) < 2 {
+		t.Fatalf("replay: alerts %v, live %v", replayed, alerts)
+	}
+	for i := 0; i < 2; i++ {
+		if fmt.Sprint(replayed[i]) != fmt.Sprint(alerts[i]) {
+			t.Errorf("replayed alert %d:\n%v\nlive:\n%v", i, replayed[i], alerts[i])
+		}
+	}
+}
+
+// TestFlightRecorderListenOverflow: clients overflow a listener's
+// accept queue: one recording for the listener, holding its
+// listen-overflow alert; it replays to it.
+func TestFlightRecorderListenOverflow(t *testing.T) {
+	ns := testnet.New(t)
+	s := newOverflowScene(t, ns)
+	dir := t.TempDir()
+	p := start(t, "-o", "json", "--netns", ns.Path(), "--flight-recorder", "10m", "--flight-dir", dir, "--flight-after", "1m")
+	s.startClients(t)
+	p.waitForIn(t, 15*time.Second, "listen-overflow", func(lines []string) bool {
+		return linesWith(lines, `"alert":"listen-overflow"`) > 0
+	})
+	s.stopClients()
+	recs := parseJSON(t, p.stop(t))
+	var started []record
+	for _, r := range flightRecords(recs, "flight-started") {
+		if r.str("destination") == s.target {
+			started = append(started, r)
+		}
+	}
+	if len(started) != 1 {
+		t.Fatalf("flight recordings started for %s: %v, want one", s.target, started)
+	}
+	file := started[0].str("file")
+	if kinds, trigger := alertKinds(t, file); !slices.Contains(kinds, "listen-overflow") || trigger != started[0].str("alert") {
+		t.Errorf("%s holds alerts %v, started by %q: want the listen-overflow alert, the trigger %s", file, kinds, trigger, started[0].str("alert"))
+	}
+	live := listenAlerts(recs)
+	replayed := listenAlerts(replayedAlerts(t, file))
+	if len(live) == 0 || len(replayed) == 0 || fmt.Sprint(replayed[0]) != fmt.Sprint(live[0]) {
+		t.Errorf("replayed listener alerts %v, live %v: want the same first", replayed, live)
 	}
 }
