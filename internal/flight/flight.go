@@ -300,7 +300,11 @@ func (r *Recorder) start(a *Alert) {
 	now := r.nowFn()
 	path := filepath.Join(r.o.Dir, r.name(a))
 	h := r.hdr
-	h.Started = now
+	// A replay starts where the window does.
+	h.Started = a.At
+	if r.head < len(r.ring) && r.ring[r.head].at.Before(h.Started) {
+		h.Started = r.ring[r.head].at
+	}
 	h.Session = r.hdr.Session + r.seqNum + 1
 	r.seqNum++
 	w, err := capture.Create(path, h, capture.Options{})
@@ -405,6 +409,7 @@ func (r *Recorder) Tick(now time.Time) {
 		if !now.Before(rec.until) {
 			r.finish(rec, now)
 		} else {
+			rec.w.Tick(now) // a write error paused it: try to resume
 			rec.w.Flush()
 		}
 	}

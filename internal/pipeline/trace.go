@@ -89,6 +89,9 @@ func (p *pipeline) close() {
 	if p.recorder != nil {
 		p.recorder.Close()
 	}
+	if p.flight != nil {
+		p.flight.Close() // (the recordings the end did not finish: an error ended the run)
+	}
 	p.dns.close()
 	p.nat.Close()
 }
