@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/socktrace/socktrace/internal/record"
 )
 
 // TestAlertRoundTrip: alerts (record type 14) read back as written,
@@ -44,5 +46,26 @@ func TestAlertRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, want[i]) {
 			t.Errorf("record %d:\n got %+v\nwant %+v", i, got, want[i])
 		}
+	}
+}
+
+// TestAppendTransition: a transition's self-contained body (package
+// flight's ring) decodes back to it, its identity apart.
+func TestAppendTransition(t *testing.T) {
+	d := NewDecoder()
+	for i, tr := range sample(200) {
+		body := AppendTransition(nil, &tr)
+		var got record.Transition
+		if err := d.Transition(body, &got); err != nil {
+			t.Fatalf("transition %d: %v", i, err)
+		}
+		want := tr
+		want.OwnerID = nil
+		if !sameTransition(&got, &want) {
+			t.Fatalf("transition %d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+	if err := d.Transition([]byte{recDNS}, &record.Transition{}); err == nil {
+		t.Errorf("a DNS record decoded as a transition")
 	}
 }

@@ -704,3 +704,26 @@ func (r *Reader) decodeListen(d *dec, s *listeners.Sample) {
 		s.Owner.ID = r.identity(d.uvarint())
 	}
 }
+
+// Decoder reads back the record bodies of AppendTransition.
+type Decoder struct {
+	r   Reader
+	rec Record
+}
+
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder { return &Decoder{r: Reader{comms: map[string]string{}}} }
+
+// Transition decodes body, made by AppendTransition, into t (its
+// OwnerID nil: the caller kept it).
+func (d *Decoder) Transition(body []byte, t *record.Transition) error {
+	d.r.prevWall, d.r.prevK = 0, 0
+	if len(body) == 0 || body[0] != recTransition {
+		return errors.New("not a transition record")
+	}
+	if _, err := d.r.decode(body, &d.rec); err != nil {
+		return err
+	}
+	*t = d.rec.Transition
+	return nil
+}

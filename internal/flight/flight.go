@@ -22,6 +22,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/listeners"
+	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/record"
 )
 
@@ -84,25 +85,28 @@ const (
 	eAlert
 )
 
-// entry is one record kept in memory, a copy of what the pipeline gave.
+// entry is one record kept in memory: a transition or packet event
+// encoded as in a capture file (body, with its owner's identity apart),
+// anything else a copy of what the pipeline gave (other).
 type entry struct {
-	kind   uint8
-	at     time.Time
-	size   int64
-	t      *record.Transition
-	dns    *dnscache.Observation
-	listen *listeners.Sample
-	n, tot uint64
-	alert  *capture.Alert
+	kind  uint8
+	size  int32 // bytes of memory it holds
+	at    int64 // wall time, UnixNano
+	body  []byte
+	id    *identity.Identity
+	other any // *dnscache.Observation, *listeners.Sample, *capture.Alert, *loss
 }
+
+// loss is a count of transitions lost or skipped.
+type loss struct{ n, total uint64 }
 
 // Fixed costs of an entry, in bytes of memory.
 var (
-	entrySize      = int64(unsafe.Sizeof(entry{}))
-	transitionSize = int64(unsafe.Sizeof(record.Transition{}))
-	dnsSize        = int64(unsafe.Sizeof(dnscache.Observation{}))
-	listenSize     = int64(unsafe.Sizeof(listeners.Sample{}))
-	alertSize      = int64(unsafe.Sizeof(capture.Alert{}))
+	entrySize  = int(unsafe.Sizeof(entry{}))
+	dnsSize    = int(unsafe.Sizeof(dnscache.Observation{}))
+	listenSize = int(unsafe.Sizeof(listeners.Sample{}))
+	alertSize  = int(unsafe.Sizeof(capture.Alert{}))
+	lossSize   = int(unsafe.Sizeof(loss{}))
 )
 
 // Alert is an alert that makes a recording, or is kept in one.
@@ -168,6 +172,9 @@ type Recorder struct {
 	stats  Stats
 	nowFn  func() time.Time
 	seqNum uint64
+	buf    []byte           // encoding a transition
+	dec    *capture.Decoder // and decoding it
+	t      record.Transition
 }
 
 // maxNetnsNames bounds the namespace names remembered.
@@ -177,7 +184,7 @@ const maxNetnsNames = 4096
 // h (Args, Filter, Host and the like of the run).
 func New(o Options, h capture.Header) *Recorder {
 	r := &Recorder{o: o, hdr: h, netns: map[uint32]string{}, open: map[string]*recording{},
-		nowFn: time.Now}
+		nowFn: time.Now, dec: capture.NewDecoder()}
 	r.stats.Size = o.Size
 	r.stats.Recordings = map[string]uint64{}
 	r.files = r.existing()
@@ -199,24 +206,24 @@ func (r *Recorder) add(e entry) {
 		r.write(rec, &e)
 	}
 	r.ring = append(r.ring, e)
-	r.bytes += e.size
+	r.bytes += int64(e.size)
 	r.trim(r.nowFn())
 }
 
 // trim drops the records older than the window, and the oldest while
 // over the size (counted).
 func (r *Recorder) trim(now time.Time) {
-	cut := now.Add(-r.o.Window)
+	cut := now.Add(-r.o.Window).UnixNano()
 	for r.head < len(r.ring) {
 		e := &r.ring[r.head]
 		over := r.bytes > r.o.Size
-		if !over && !e.at.Before(cut) {
+		if !over && e.at >= cut {
 			break
 		}
 		if over {
 			r.stats.Dropped++
 		}
-		r.bytes -= e.size
+		r.bytes -= int64(e.size)
 		*e = entry{}
 		r.head++
 	}
@@ -228,12 +235,11 @@ func (r *Recorder) trim(now time.Time) {
 	}
 }
 
-// Transition keeps a transition or packet event (a copy).
+// Transition keeps a transition or packet event, encoded.
 func (r *Recorder) Transition(t *record.Transition) {
-	c := new(record.Transition)
-	*c = *t
-	r.add(entry{kind: eTransition, at: t.Time, t: c,
-		size: entrySize + transitionSize + int64(len(t.TaskComm)+len(t.OwnerComm)+len(t.DropReasonName))})
+	r.buf = capture.AppendTransition(r.buf[:0], t)
+	body := append(make([]byte, 0, len(r.buf)), r.buf...)
+	r.add(entry{kind: eTransition, at: t.Time.UnixNano(), body: body, id: t.OwnerID, size: int32(entrySize + cap(body))})
 }
 
 // Packet keeps a packet event.
@@ -244,24 +250,24 @@ func (r *Recorder) DNS(o *dnscache.Observation) {
 	c := new(dnscache.Observation)
 	*c = *o
 	c.Msg = append([]byte(nil), o.Msg...)
-	r.add(entry{kind: eDNS, at: o.At, dns: c, size: entrySize + dnsSize + int64(len(o.Msg)+len(o.Comm))})
+	r.add(entry{kind: eDNS, at: o.At.UnixNano(), other: c, size: int32(entrySize + dnsSize + len(c.Msg) + len(o.Comm))})
 }
 
 // Listen keeps a listener's poll.
 func (r *Recorder) Listen(s *listeners.Sample) {
 	c := new(listeners.Sample)
 	*c = *s
-	r.add(entry{kind: eListen, at: s.At, listen: c, size: entrySize + listenSize + int64(len(s.Owner.Comm))})
+	r.add(entry{kind: eListen, at: s.At.UnixNano(), other: c, size: int32(entrySize + listenSize + len(s.Owner.Comm))})
 }
 
 // Lost keeps a count of transitions lost (n, total so far).
 func (r *Recorder) Lost(n, total uint64, at time.Time) {
-	r.add(entry{kind: eLost, at: at, n: n, tot: total, size: entrySize})
+	r.add(entry{kind: eLost, at: at.UnixNano(), other: &loss{n, total}, size: int32(entrySize + lossSize)})
 }
 
 // Skipped keeps a count of state changes the kernel skipped.
 func (r *Recorder) Skipped(n, total uint64, at time.Time) {
-	r.add(entry{kind: eSkipped, at: at, n: n, tot: total, size: entrySize})
+	r.add(entry{kind: eSkipped, at: at.UnixNano(), other: &loss{n, total}, size: int32(entrySize + lossSize)})
 }
 
 // NetnsName remembers who lives in namespace ino: each recording names
@@ -286,7 +292,7 @@ func (r *Recorder) Alert(a *Alert) {
 	// Kept, it is an alert among others; only the recording it starts
 	// holds it as its trigger.
 	ca := &capture.Alert{At: a.At, Kind: a.Kind, Subject: a.Subject, JSON: append([]byte(nil), a.JSON...)}
-	e := entry{kind: eAlert, at: a.At, alert: ca, size: entrySize + alertSize + int64(len(a.Kind)+len(a.Subject)+len(a.JSON))}
+	e := entry{kind: eAlert, at: a.At.UnixNano(), other: ca, size: int32(entrySize + alertSize + len(a.Kind) + len(a.Subject) + len(ca.JSON))}
 	if !a.Trigger || r.open[a.Subject] != nil {
 		r.add(e)
 		return
@@ -302,8 +308,8 @@ func (r *Recorder) start(a *Alert) {
 	h := r.hdr
 	// A replay starts where the window does.
 	h.Started = a.At
-	if r.head < len(r.ring) && r.ring[r.head].at.Before(h.Started) {
-		h.Started = r.ring[r.head].at
+	if r.head < len(r.ring) && r.ring[r.head].at < h.Started.UnixNano() {
+		h.Started = time.Unix(0, r.ring[r.head].at)
 	}
 	h.Session = r.hdr.Session + r.seqNum + 1
 	r.seqNum++
@@ -322,7 +328,7 @@ func (r *Recorder) start(a *Alert) {
 			break // the alert itself, written below as the trigger
 		}
 		if rec.from.IsZero() {
-			rec.from = r.ring[i].at
+			rec.from = time.Unix(0, r.ring[i].at)
 		}
 		r.write(rec, &r.ring[i])
 	}
@@ -387,17 +393,24 @@ func (r *Recorder) write(rec *recording, e *entry) {
 	w := rec.w
 	switch e.kind {
 	case eTransition:
-		w.Transition(e.t)
+		if err := r.dec.Transition(e.body, &r.t); err != nil {
+			r.stats.Errors++ // a bug: what it encoded, it reads
+			return
+		}
+		r.t.OwnerID = e.id
+		w.Transition(&r.t)
 	case eDNS:
-		w.DNS(e.dns)
+		w.DNS(e.other.(*dnscache.Observation))
 	case eListen:
-		w.Listen(e.listen)
+		w.Listen(e.other.(*listeners.Sample))
 	case eLost:
-		w.Lost(e.n, e.tot, e.at)
+		l := e.other.(*loss)
+		w.Lost(l.n, l.total, time.Unix(0, e.at))
 	case eSkipped:
-		w.Skipped(e.n, e.tot, e.at)
+		l := e.other.(*loss)
+		w.Skipped(l.n, l.total, time.Unix(0, e.at))
 	case eAlert:
-		w.Alert(e.alert)
+		w.Alert(e.other.(*capture.Alert))
 	}
 }
 
