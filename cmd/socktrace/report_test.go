@@ -267,3 +267,34 @@ func TestReportStaleDNS(t *testing.T) {
 		}
 	}
 }
+
+// TestReportFlightRecording: a flight recording of the failing story
+// makes a page that says which alert it was recorded for, with the
+// failing destination's row, swimlanes and alert.
+func TestReportFlightRecording(t *testing.T) {
+	s := newStory(t)
+	dir := t.TempDir()
+	p := start(t, "-o", "json", "--netns", s.ns.Path(), "--no-snapshot",
+		"--flight-recorder", "10m", "--flight-dir", dir, "--flight-after", "2s")
+	startClient(t, s.ns, s.dropped, s.good, s.shut)
+	p.waitForIn(t, 30*time.Second, "two flight recordings written", flightWritten(2))
+	p.stop(t)
+	files, _ := filepath.Glob(filepath.Join(dir, "*-failing-127.0.0.1_9092*"))
+	if len(files) != 1 {
+		t.Fatalf("flight recordings of 127.0.0.1:9092: %v, want 1", files)
+	}
+	out, err := runSocktrace(t, "report", files[0], "-o", "-")
+	if err != nil {
+		t.Fatalf("socktrace report: %v\n%.2000s", err, out)
+	}
+	for _, want := range []string{
+		"<th>Flight recording of</th><td>failing 127.0.0.1:9092 at ",
+		`<g class="row failing" data-dest="127.0.0.1:9092">`,
+		`<div class="failing-dest" data-dest="127.0.0.1:9092">`,
+		`class="alert-row alert-failing"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the page of %s lacks %q", files[0], want)
+		}
+	}
+}

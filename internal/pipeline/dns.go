@@ -101,6 +101,9 @@ func (p *pipeline) observeDNS(o *dnscache.Observation) error {
 	if p.hooks.DNS != nil {
 		p.hooks.DNS(o)
 	}
+	if p.flight != nil {
+		p.flight.DNS(o)
+	}
 	if p.recorder != nil {
 		return p.recorder.DNS(o)
 	}

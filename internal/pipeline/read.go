@@ -155,6 +155,13 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 			return err
 		}
 		return p.gap(rec.At, rec.Until, rec.Lost, rec.Err, c.r.File())
+	case capture.KindAlert:
+		// A replay raises its own alerts; the recorded one is for
+		// whoever asks (the report says why a flight recording was
+		// made).
+		if p.hooks.RecordedAlert != nil {
+			p.hooks.RecordedAlert(&rec.Alert)
+		}
 	case capture.KindListen:
 		if err := c.endSnapshot(p); err != nil {
 			return err

@@ -105,6 +105,15 @@ type lossItem struct {
 	what string
 }
 
+// recordedAlert is an alert the live run recorded in the capture (a
+// flight recording's).
+type recordedAlert struct {
+	at      time.Time
+	kind    string
+	subject string
+	trigger bool
+}
+
 // collector is the pipeline's writer for a report: it keeps, bounded,
 // what the page shows.
 type collector struct {
@@ -120,6 +129,7 @@ type collector struct {
 	dns       []dnsAnswer
 	dnsMore   uint64
 	alerts    []alertItem
+	recorded  []recordedAlert
 	losses    []lossItem
 	summary   *analysis.Summary
 	sumText   string
@@ -371,6 +381,15 @@ func (c *collector) LostOther(n, total uint64, at time.Time) error {
 }
 
 // Recording: the recording paused on a write error, and resumed.
+func (c *collector) Flight(*output.Flight) error { return nil }
+
+// recordedAlert keeps an alert record read back (the pipeline's hook).
+func (c *collector) recordedAlert(a *capture.Alert) {
+	if len(c.recorded) < 1000 {
+		c.recorded = append(c.recorded, recordedAlert{at: a.At, kind: a.Kind, subject: a.Subject, trigger: a.Trigger})
+	}
+}
+
 func (c *collector) Recording(r *output.Recording) error {
 	if r.Paused {
 		c.losses = append(c.losses, lossItem{at: r.Time, what: "the recording paused: " + r.Err})

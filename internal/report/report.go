@@ -35,7 +35,7 @@ func Make(o *pipeline.Options, files []string, w io.Writer, version string) erro
 	c := newCollector()
 	o.Summary = true
 	o.Output = "html"
-	hdr, err := pipeline.ReadTo(o, files, c, &pipeline.Hooks{DNS: c.observeDNS, Warn: c.warn})
+	hdr, err := pipeline.ReadTo(o, files, c, &pipeline.Hooks{DNS: c.observeDNS, Warn: c.warn, RecordedAlert: c.recordedAlert})
 	if err != nil {
 		return err
 	}
@@ -137,6 +137,12 @@ func (c *collector) view(files []string, version string) *view {
 		{"Packet events", fmt.Sprintf("%d retransmits, %d resets sent, %d resets received, %d errors, %d drops",
 			c.packets[events.KindRetransmit], c.packets[events.KindResetSent], c.packets[events.KindResetReceived], c.packets[events.KindError], c.packets[events.KindDrop])},
 		{"Report made by", "socktrace " + version},
+	}
+	for _, r := range c.recorded {
+		if r.trigger {
+			// A flight recording: the alert it was made for.
+			v.Facts = append([][2]string{{"Flight recording of", fmt.Sprintf("%s %s at %s", r.kind, r.subject, clock(r.at))}}, v.Facts...)
+		}
 	}
 	v.Attempts = c.attemptsSVG(a)
 	var used []tcpstate.State
