@@ -57,7 +57,8 @@ func dashboardPanels(t *testing.T) []dashboardPanel {
 // query of every panel of the dashboard returns series, and the stale-DNS
 // panel counts the stale destination. SYNs dropped on input, as the
 // story's are, are of no socket; those to 9093 are dropped on output, of
-// the client's sockets.
+// the client's sockets. The first agent runs the flight recorder, for
+// its panel.
 func TestGrafanaDashboard(t *testing.T) {
 	panels := dashboardPanels(t)
 	s := newStory(t)
@@ -66,7 +67,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	// SYNs to 9093 dropped on their way out: drops of the client's
 	// sockets (those dropped on input, before a socket, are of none).
 	nft(t, s.ns, "table inet out {\n chain output {\n  type filter hook output priority 0;\n  tcp dport 9093 tcp flags syn drop\n }\n}\n")
-	_, addr := startAgent(t, "--netns", s.ns.Path(), "--close-wait-after", "1s", "--reconcile-every", "1s")
+	_, addr := startAgent(t, "--netns", s.ns.Path(), "--close-wait-after", "1s", "--reconcile-every", "1s",
+		"--flight-recorder", "10m", "--flight-dir", t.TempDir(), "--flight-after", "1s")
 	dnsScene := newDNSScene(t)
 	_, dnsAddr := startAgent(t)
 	prom := promtest.Start(t, promtest.Config{Targets: []string{addr, dnsAddr}})
