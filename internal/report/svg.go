@@ -62,7 +62,7 @@ func (a axis) colTime(c int) time.Time {
 func clock(t time.Time) string { return t.Local().Format("15:04:05.000") }
 
 // ticks draws the time axis at y.
-func (a axis) ticks(b *strings.Builder, y float64, height float64) {
+func (a axis) ticks(b *strings.Builder, y float64) {
 	fmt.Fprintf(b, `<line class="axis" x1="%d" y1="%.0f" x2="%d" y2="%.0f"/>`, labelW, y, labelW+chartW, y)
 	for i := 0; i <= 5; i++ {
 		x := labelW + float64(chartW*i)/5
@@ -76,7 +76,6 @@ func (a axis) ticks(b *strings.Builder, y float64, height float64) {
 		}
 		fmt.Fprintf(b, `<text class="tick" x="%.0f" y="%.0f" text-anchor="%s">%s</text>`, x, y+16, anchor, clock(t))
 	}
-	_ = height
 }
 
 var outcomeY = [...]float64{analysis.Established: 22, analysis.Refused: 6, analysis.Timeout: 10, analysis.Unreachable: 14, analysis.Aborted: 18}
@@ -212,7 +211,7 @@ func (c *collector) attemptsSVG(a axis) template.HTML {
 		fmt.Fprintf(&b, `<line class="alert a-%s" x1="%.1f" y1="0" x2="%.1f" y2="%.0f"><title>%s</title></line>`,
 			al.a.Kind, x, x, h-axisH, esc(strings.TrimSpace(al.text)))
 	}
-	a.ticks(&b, h-axisH, h)
+	a.ticks(&b, h-axisH)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
@@ -288,7 +287,7 @@ func (c *collector) statesSVG(a axis) (template.HTML, []tcpstate.State) {
 		fmt.Fprintf(&b, `<polyline points="%s"><title>%s</title></polyline>`, pts.String(), s)
 		fmt.Fprintf(&b, `<text class="slegend" x="40" y="%d">%s</text></g>`, 30+i*14, s)
 	}
-	a.ticks(&b, stateH, h)
+	a.ticks(&b, stateH)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()), used
 }
@@ -358,7 +357,7 @@ func (c *collector) swimlanesSVG(d *destData, lanes []*lane, end int64) template
 		}
 		b.WriteString(`</g>`)
 	}
-	a.ticks(&b, h-axisH, h)
+	a.ticks(&b, h-axisH)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
