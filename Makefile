@@ -15,7 +15,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # backends), and the container runtimes the tests run the DaemonSet's
 # image and real containers under (podman with runc: crun refuses this
 # kind of hybrid-cgroup host; containerd for its CRI).
-APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables prometheus dnsmasq-base conntrack podman runc containerd strace
+APT_PACKAGES := clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 nftables prometheus dnsmasq-base conntrack podman runc containerd chromium strace
 
 # What make vmtest needs besides the above: qemu, and xz for compressed
 # kernel modules (apt-get and dpkg-deb come with Debian).

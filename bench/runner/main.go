@@ -43,6 +43,8 @@ type config struct {
 	soak                                                soakConfig
 	lossy                                               lossyConfig
 	storm                                               stormConfig
+	reportConns                                         int64
+	reportRounds                                        int
 	host                                                hostConfig
 }
 
@@ -71,7 +73,7 @@ func main() {
 	flag.StringVar(&memTrs, "mem-tracers", "socktrace,tcpstates", "tools of the memory scenario")
 	flag.StringVar(&sizes, "snapshot-sizes", "10000,50000,100000", "established sockets to list")
 	flag.Int64Var(&c.memConns, "mem-conns", 100000, "connections of the memory scenario (10 transitions each)")
-	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,dropstorm,hostwide,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
+	flag.StringVar(&scen, "scenarios", "calibrate,throughput,lossy,dropstorm,report,hostwide,snapshot,startup,memory,soak,profile,micro", "scenarios to run")
 	flag.DurationVar(&c.soak.duration, "soak-duration", 10*time.Minute, "length of the soak of socktrace agent (whole cycles)")
 	flag.DurationVar(&c.soak.steady, "soak-steady", 15*time.Second, "soak: steady churn of each cycle")
 	flag.Float64Var(&c.soak.rate, "soak-rate", 2000, "soak: connections a second of the steady churn")
@@ -91,6 +93,8 @@ func main() {
 	flag.Float64Var(&c.storm.connRate, "storm-conn-rate", 2000, "drop storm: connections a second of the churn beside it")
 	flag.IntVar(&c.storm.senders, "storm-senders", 2, "drop storm: sending sockets (and goroutines)")
 	flag.IntVar(&c.storm.rounds, "storm-rounds", 3, "drop storm: rounds (a quiet and a storm trial each)")
+	flag.Int64Var(&c.reportConns, "report-conns", 100000, "report: connections recorded (10 transitions each) for socktrace report")
+	flag.IntVar(&c.reportRounds, "report-rounds", 3, "report: runs of socktrace report on the recording")
 	flag.IntVar(&c.host.rounds, "host-rounds", 3, "host-wide: rounds")
 	flag.BoolVar(&c.host.witness, "witness", true, "host-wide: run the witness (internal/witness), an independent count of the tracepoint's invocations, beside each tool")
 	flag.StringVar(&c.host.diskDir, "disk-work", "/var/tmp/socktrace-bench", "host-wide: a directory on a disk, for the output to a disk file")
@@ -169,7 +173,7 @@ func main() {
 	rep.machine = describeMachine(c)
 	rep.loadStart = readLoadavg()
 
-	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["dropstorm"] || c.scenarios["hostwide"] || c.scenarios["memory"] {
+	if c.scenarios["calibrate"] || c.scenarios["throughput"] || c.scenarios["lossy"] || c.scenarios["dropstorm"] || c.scenarios["report"] || c.scenarios["hostwide"] || c.scenarios["memory"] {
 		logf("calibrating: transitions per connection, with socktrace")
 		cal, err := calibrate(c)
 		if err != nil {
@@ -202,6 +206,13 @@ func main() {
 		}
 		rep.storm = dropStorm(c)
 		rep.loadAfter = append(rep.loadAfter, "drop storm: "+readLoadavg())
+	}
+	if c.scenarios["report"] {
+		if c.reportConns < 1 || c.reportRounds < 1 {
+			fatal("-report-conns and -report-rounds must be positive")
+		}
+		rep.reports = reportBench(c)
+		rep.loadAfter = append(rep.loadAfter, "report: "+readLoadavg())
 	}
 	if c.scenarios["hostwide"] {
 		rep.hostwide = hostwide(c)

@@ -23,6 +23,7 @@ type report struct {
 	throughput        []trial
 	lossy             []trial
 	storm             []stormTrial
+	reports           []reportRun
 	hostwide          []trial
 	memory            []trial
 	snapshot          []snapRun
@@ -441,6 +442,7 @@ func (r *report) markdown() string {
 
 	r.lossyMarkdown(w)
 	r.stormMarkdown(w)
+	r.reportMarkdown(w)
 	r.hostwideMarkdown(w)
 
 	if len(r.snapshot) > 0 {
@@ -668,6 +670,7 @@ func (r *report) targets(w func(string, ...any)) {
 	}
 	lines = append(lines, r.lossyTargets(yes)...)
 	lines = append(lines, r.stormTargets(yes)...)
+	lines = append(lines, r.reportTargets(yes)...)
 	lines = append(lines, r.hostwideTargets(yes)...)
 	if len(lines) == 0 {
 		return

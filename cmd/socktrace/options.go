@@ -11,6 +11,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/flight"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owner/identity"
 	"github.com/socktrace/socktrace/internal/owner/netnsname"
@@ -50,6 +51,13 @@ type flags struct {
 	quiet       bool
 	follow      bool
 
+	// flight recorder: the last minutes, written on an alert (flightOptions)
+	flightRecorder time.Duration
+	flightSize     string
+	flightDir      string
+	flightAfter    time.Duration
+	flightMaxFiles int
+
 	// tracer: the live trace and what it reads from the host (tracerOptions)
 	duration                time.Duration
 	readyFile               string
@@ -88,6 +96,10 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 	if err != nil {
 		return nil, err
 	}
+	fl, err := f.flightOptions()
+	if err != nil {
+		return nil, err
+	}
 	filt, expr, err := f.filterOptions(args)
 	if err != nil {
 		return nil, err
@@ -112,6 +124,7 @@ func (f *flags) parse(args []string) (*pipeline.Options, error) {
 		Summary: f.summary || f.interval > 0, Interval: f.interval,
 		Analysis: an, CloseWaitAfter: f.closeWaitAfter, History: f.history,
 		Write: f.write, Capture: capt, Quiet: f.quiet, Follow: f.follow,
+		Flight: fl, Gauges: fl.Window > 0, // the flight recorder's close-wait alerts need the pressure picture
 		Tracer: tracer, Duration: f.duration, ReadyFile: f.readyFile,
 		ReconcileEvery: f.reconcileEvery, MaxSockets: f.maxSockets,
 		HostRoot: f.hostRoot, KubeletLogDir: f.kubeletLogDir, CRISocket: f.criSocket,
@@ -178,6 +191,23 @@ func (f *flags) captureOptions() (capture.Options, error) {
 		return o, fmt.Errorf("--rotate-count needs --rotate-size: files are rotated by size")
 	}
 	return o, nil
+}
+
+// flightOptions checks the flight recorder's flags.
+func (f *flags) flightOptions() (flight.Options, error) {
+	o := flight.Options{Window: f.flightRecorder, Dir: f.flightDir, After: f.flightAfter, MaxFiles: f.flightMaxFiles}
+	if f.flightRecorder == 0 {
+		if f.flightDir != "" {
+			return flight.Options{}, fmt.Errorf("--flight-dir goes with --flight-recorder D: how much to keep before an alert, such as 10m")
+		}
+		return flight.Options{}, nil
+	}
+	n, err := parseBytes(f.flightSize)
+	if err != nil {
+		return o, fmt.Errorf("bad --flight-recorder-size value %q: %w", f.flightSize, err)
+	}
+	o.Size = n
+	return o, o.Check()
 }
 
 // filterOptions parses the filter flags and the filter expression of the

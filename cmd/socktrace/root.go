@@ -13,6 +13,7 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
+	"github.com/socktrace/socktrace/internal/flight"
 	"github.com/socktrace/socktrace/internal/owner/cri"
 	"github.com/socktrace/socktrace/internal/pipeline"
 	"github.com/socktrace/socktrace/internal/tcpstate"
@@ -45,7 +46,8 @@ that each transition has a socket to belong to; --once lists and exits,
 Connect attempts are followed to their end: a destination whose connects
 keep failing (refused, timeout, unreachable, aborted) raises an alert;
 --summary adds CLOSE-WAIT leaks, TIME-WAIT and listener pressure.
--w FILE records everything; 'socktrace read FILE' replays it.`,
+-w FILE records everything; 'socktrace read FILE' replays it, and
+'socktrace report FILE -o page.html' makes one HTML page of it.`,
 		Example: `  socktrace --state syn-sent --dport 9092     # connect attempts to Kafka
   socktrace --once                             # like ss -tanpo
   socktrace 'dport = :9092 and ( state syn-sent or state syn-recv )'
@@ -87,7 +89,7 @@ keep failing (refused, timeout, unreachable, aborted) raises an alert;
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit (for developers)")
 	fl.MarkHidden("cpuprofile")
 	fl.MarkHidden("memprofile")
-	cmd.AddCommand(newReadCmd(), newAgentCmd(), newSSCmd())
+	cmd.AddCommand(newReadCmd(), newAgentCmd(), newSSCmd(), newReportCmd())
 	return cmd
 }
 
@@ -149,6 +151,11 @@ func addTraceFlags(fl *pflag.FlagSet, f *flags) {
 	fl.BoolVar(&f.force, "force", false, "with --write: overwrite FILE if it exists")
 	fl.StringVar(&f.rotateSize, "rotate-size", "", "with --write: start a new file (FILE.1, FILE.2, ...) once one reaches `SIZE`, e.g. 100M (like tcpdump -C)")
 	fl.IntVar(&f.rotateCount, "rotate-count", 0, "with --rotate-size: keep only the newest `N` files (like tcpdump -W)")
+	fl.DurationVar(&f.flightRecorder, "flight-recorder", 0, "flight recorder: keep the last `D` (e.g. 10m) of transitions, DNS answers, drops and alerts in memory, and when an alert fires (failing, stale-dns, listen-overflow, close-wait) write them to a capture file in --flight-dir, with --flight-after more; 0: off")
+	fl.StringVar(&f.flightSize, "flight-recorder-size", "64M", "with --flight-recorder: keep at most `SIZE` in memory (oldest dropped first, counted)")
+	fl.StringVar(&f.flightDir, "flight-dir", "", "with --flight-recorder: write recordings to `DIR`, named by time, alert and destination (socktrace read replays them)")
+	fl.DurationVar(&f.flightAfter, "flight-after", flight.DefaultAfter, "with --flight-recorder: go on recording for `D` after the alert")
+	fl.IntVar(&f.flightMaxFiles, "flight-max-files", flight.DefaultMaxFiles, "with --flight-recorder: keep at most `N` recordings in --flight-dir (oldest removed, counted)")
 	fl.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF `FILE` for the running kernel, if it has no /sys/kernel/btf/vmlinux")
 	fl.StringArrayVar(&f.events, "events", nil, "also show these per-packet `EVENTS` of the sockets traced: retransmit, reset, error, drop (a packet dropped on this host) (comma separated; they are always counted)")
 	fl.StringVar(&f.readyFile, "ready-file", "", "write `FILE` once tracing has started, for scripts")

@@ -161,14 +161,22 @@ func (a *Attempt) Cause() string {
 	if d == "" {
 		return a.wire()
 	}
-	if a.Outcome == Timeout {
-		if a.DropDir == events.DropSent && int(a.Drops) >= a.SYNs {
-			return d
-		}
+	// Every SYN died here: "no reply" would send the reader beyond.
+	allSent := a.DropDir == events.DropSent && int(a.Drops) >= a.SYNs
+	switch {
+	case a.Outcome == Timeout && allSent:
+		return d
+	case a.Outcome == Timeout:
 		return a.syns() + ", " + d
+	case a.Outcome == Aborted && allSent && a.closedByApp() && a.SpanKnown:
+		return "closed by the application after " + span(a.Span) + ", " + d
 	}
 	return a.wire() + ", " + d
 }
+
+// closedByApp: the attempt ended with no error and no reset, the
+// application closed the socket.
+func (a *Attempt) closedByApp() bool { return a.Outcome == Aborted && !a.RstReceived && a.Err == 0 }
 
 // syns is "3 SYNs over 7.0s".
 func (a *Attempt) syns() string {

@@ -249,6 +249,21 @@ type Summary struct {
 	// Recording: the recording (-w) of a live trace; nil without one,
 	// and in replays.
 	Recording *RecordingSummary
+	// Flight: the flight recorder (--flight-recorder); nil without one,
+	// and in replays.
+	Flight *FlightSummary
+}
+
+// FlightSummary is the flight recorder's memory and what it wrote.
+type FlightSummary struct {
+	Dir        string
+	Bytes      int64             // in memory now
+	Size       int64             // its bound (--flight-recorder-size)
+	Records    int               // kept now
+	Dropped    uint64            // records dropped, oldest first, to stay within Size
+	Recordings map[string]uint64 // files written, by alert
+	Removed    uint64            // files removed to keep at most --flight-max-files
+	Errors     uint64            // recordings that could not be written
 }
 
 // RecordingSummary is what the recording wrote, and what write errors

@@ -36,6 +36,10 @@ func TestCause(t *testing.T) {
 			"3 SYNs over 7.0s, 3 SYN-ACKs dropped on this host (NETFILTER_DROP, received)"},
 		{Attempt{Outcome: Established, SYNs: 2, Span: 1 * s, SpanKnown: true, Drops: 1, DropReason: "QDISC_DROP", DropDir: events.DropSent},
 			"connected after 2 SYNs over 1.0s, 1 SYN dropped on this host (QDISC_DROP, sent)"},
+		{Attempt{Outcome: Aborted, SYNs: 3, Span: 2500 * time.Millisecond, SpanKnown: true, Drops: 3, DropReason: "NETFILTER_DROP", DropDir: events.DropSent},
+			"closed by the application after 2.5s, 3 SYNs dropped on this host (NETFILTER_DROP, sent)"},
+		{Attempt{Outcome: Aborted, SYNs: 3, Span: 2500 * time.Millisecond, SpanKnown: true, Drops: 1, DropReason: "NETFILTER_DROP", DropDir: events.DropSent},
+			"closed by the application after 2.5s, no reply to 3 SYNs, 1 SYN dropped on this host (NETFILTER_DROP, sent)"},
 	}
 	for _, tt := range tests {
 		if got := tt.a.Cause(); got != tt.want {

@@ -47,11 +47,15 @@ const (
 	recDNS           = 10 // format 3: a DNS answer seen (readers that predate it skip it)
 	recGap           = 11 // format 3: the recording paused on a write error and resumed here (readers that predate it skip it)
 	recListen        = 13 // format 4: a listener's drop count at a poll (package listeners; readers that predate it skip it)
+	recAlert         = 14 // format 4: an alert raised live, as its JSON record (package flight; readers that predate it skip it)
 )
 
 // maxDNSMessage bounds a recorded DNS message: the most a DNS message
 // can be (TCP's 2-byte length).
 const maxDNSMessage = 65535
+
+// maxAlertJSON bounds an alert record's JSON.
+const maxAlertJSON = 64 << 10
 
 // maxIdentities bounds the identities one file may number.
 const maxIdentities = 1 << 16

@@ -43,6 +43,21 @@ const (
 // KindListen: Listen, a listener's drop count at a poll (format 4).
 const KindListen Kind = 32
 
+// KindAlert: Alert, an alert the live run raised (format 4, flight
+// recordings).
+const KindAlert Kind = 33
+
+// Alert is an alert as the live run raised it (a record of its own in
+// flight recordings).
+type Alert struct {
+	At      time.Time
+	Kind    string // failing, stale-dns, listen-overflow, close-wait, ...
+	Subject string // what it is about: a destination ADDR:PORT, a listener, a process
+	// Trigger: the alert that made this flight recording.
+	Trigger bool
+	JSON    []byte // its {"type":"alert",...} record as -o json wrote it; valid until the next Read
+}
+
 // Record is one record read back. Only the fields of its Kind are set;
 // the reader reuses it.
 type Record struct {
@@ -61,6 +76,7 @@ type Record struct {
 	Until      time.Time            // a gap's end
 	Err        string               // why the recording paused (a gap)
 	Listen     listeners.Sample     // a listener at a poll
+	Alert      Alert                // an alert raised live
 }
 
 // ReadOptions control reading.
@@ -622,6 +638,21 @@ func (r *Reader) decode(body []byte, rec *Record) (bool, error) {
 	case recListen:
 		*rec = Record{Kind: KindListen, Users: rec.Users[:0]}
 		r.decodeListen(&d, &rec.Listen)
+	case recAlert:
+		js := rec.Alert.JSON[:0]
+		*rec = Record{Kind: KindAlert, Users: rec.Users[:0]}
+		a := &rec.Alert
+		a.At = time.Unix(0, d.varint())
+		a.Kind = d.str(r.comms)
+		a.Subject = d.str(r.comms)
+		a.Trigger = d.u8()&1 != 0
+		n := d.uvarint()
+		if n > maxAlertJSON && d.err == nil {
+			d.err = fmt.Errorf("alert of %d bytes", n)
+		}
+		if d.err == nil {
+			a.JSON = append(js, d.bytes(int(n))...)
+		}
 	case recHeader:
 		return false, errors.New("a second header")
 	default:
@@ -672,4 +703,27 @@ func (r *Reader) decodeListen(d *dec, s *listeners.Sample) {
 		s.Owner.Comm = d.str(r.comms)
 		s.Owner.ID = r.identity(d.uvarint())
 	}
+}
+
+// Decoder reads back the record bodies of AppendTransition.
+type Decoder struct {
+	r   Reader
+	rec Record
+}
+
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder { return &Decoder{r: Reader{comms: map[string]string{}}} }
+
+// Transition decodes body, made by AppendTransition, into t (its
+// OwnerID nil: the caller kept it).
+func (d *Decoder) Transition(body []byte, t *record.Transition) error {
+	d.r.prevWall, d.r.prevK = 0, 0
+	if len(body) == 0 || body[0] != recTransition {
+		return errors.New("not a transition record")
+	}
+	if _, err := d.r.decode(body, &d.rec); err != nil {
+		return err
+	}
+	*t = d.rec.Transition
+	return nil
 }

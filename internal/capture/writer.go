@@ -571,6 +571,30 @@ func (w *Writer) Transition(t *record.Transition) error {
 		w.skip(t.Kind == events.KindTransition)
 		return nil
 	}
+	idn := w.identity(t.OwnerID)
+	if w.paused {
+		w.skip(t.Kind == events.KindTransition)
+		return nil
+	}
+	b := appendTransition(w.body[:0], t, w.prevWall, w.prevK, idn)
+	w.prevWall, w.prevK = t.Time.UnixNano(), int64(t.Ktime)
+	w.body = b
+	if t.Kind == events.KindTransition {
+		w.events++
+	}
+	w.frame(b)
+	return nil
+}
+
+// AppendTransition appends the record body of t, self-contained: its
+// times whole rather than deltas, its owner's identity left out (the
+// caller keeps t.OwnerID). For records kept in memory (package flight);
+// a Decoder reads it back.
+func AppendTransition(b []byte, t *record.Transition) []byte { return appendTransition(b, t, 0, 0, 0) }
+
+// appendTransition appends the record body of t, its times as deltas
+// from prevWall and prevK, its owner's identity numbered idn (0: none).
+func appendTransition(b []byte, t *record.Transition, prevWall, prevK int64, idn uint64) []byte {
 	wall, k := t.Time.UnixNano(), int64(t.Ktime)
 	var flags byte
 	if t.InOldKnown {
@@ -591,21 +615,15 @@ func (w *Writer) Transition(t *record.Transition) error {
 	if t.Drops > 0 {
 		flags |= tfDrops
 	}
-	idn := w.identity(t.OwnerID)
-	if w.paused {
-		w.skip(t.Kind == events.KindTransition)
-		return nil
-	}
 	if idn != 0 {
 		flags |= tfIdentity
 	}
 	if t.Actual.IsValid() {
 		flags |= tfActual
 	}
-	b := append(w.body[:0], recTransition, byte(t.Old), byte(t.New), flags)
-	b = binary.AppendVarint(b, wall-w.prevWall)
-	b = binary.AppendVarint(b, k-w.prevK)
-	w.prevWall, w.prevK = wall, k
+	b = append(b, recTransition, byte(t.Old), byte(t.New), flags)
+	b = binary.AppendVarint(b, wall-prevWall)
+	b = binary.AppendVarint(b, k-prevK)
 	b = binary.AppendUvarint(b, t.Cookie)
 	b = binary.AppendUvarint(b, t.SkAddr)
 	b = binary.AppendUvarint(b, uint64(t.Netns))
@@ -659,12 +677,7 @@ func (w *Writer) Transition(t *record.Transition) error {
 	if flags&tfActual != 0 {
 		b = appendAddrPort(b, t.Actual)
 	}
-	w.body = b
-	if t.Kind == events.KindTransition {
-		w.events++
-	}
-	w.frame(b)
-	return nil
+	return b
 }
 
 // Lost records that n transitions were lost (total so far) at wall time at.
@@ -836,6 +849,36 @@ func (w *Writer) Listen(s *listeners.Sample) error {
 		b = appendString(b, s.Owner.Comm)
 		b = binary.AppendUvarint(b, idn)
 	}
+	w.body = b
+	w.frame(b)
+	return nil
+}
+
+// Alert records an alert as the live run raised it: its kind
+// (failing, stale-dns, ...), what it is about (a destination, a
+// listener, a process) and its JSON record, as -o json wrote it. A
+// replay raises its alerts again from the records; the alert recorded
+// says what the live run saw (a flight recording holds the one that
+// made it).
+func (w *Writer) Alert(a *Alert) error {
+	if w.paused {
+		return nil
+	}
+	js := a.JSON
+	if len(js) > maxAlertJSON {
+		js = nil // never cut JSON in half
+	}
+	b := append(w.body[:0], recAlert)
+	b = binary.AppendVarint(b, a.At.UnixNano())
+	b = appendString(b, a.Kind)
+	b = appendString(b, a.Subject)
+	var flags byte
+	if a.Trigger {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(js)))
+	b = append(b, js...)
 	w.body = b
 	w.frame(b)
 	return nil

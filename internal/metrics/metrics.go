@@ -121,6 +121,7 @@ func New(o Options) *Collector {
 			newReconciliationMetrics(),
 			newDNSMetrics(),
 			newRecordingMetrics(),
+			newFlightMetrics(),
 			newListenMetrics(o, lab),
 		},
 	}

@@ -300,6 +300,20 @@ type jsonSummary struct {
 	DNS                 *jsonDNS       `json:"dns"`
 	Ring                *jsonRing      `json:"ring"`
 	Recording           *jsonRecording `json:"recording"`
+	FlightRecorder      *jsonFlight    `json:"flight_recorder"`
+}
+
+// jsonFlight: the flight recorder's memory and the files it wrote (null
+// without --flight-recorder, and in a replay).
+type jsonFlight struct {
+	Dir        string            `json:"dir"`
+	Bytes      int64             `json:"bytes"`
+	SizeBytes  int64             `json:"size_bytes"`
+	Records    int               `json:"records"`
+	Dropped    uint64            `json:"dropped"`
+	Recordings map[string]uint64 `json:"recordings"`
+	Removed    uint64            `json:"files_removed"`
+	Errors     uint64            `json:"errors"`
 }
 
 // jsonRecording: the recording (-w), and the write errors that paused it
@@ -380,6 +394,10 @@ func (j *JSON) Summary(s *analysis.Summary) error {
 			jr.Status, jr.PausedSince, jr.Error = "paused", &since, &e
 		}
 		rec.Recording = jr
+	}
+	if f := s.Flight; f != nil {
+		rec.FlightRecorder = &jsonFlight{Dir: f.Dir, Bytes: f.Bytes, SizeBytes: f.Size, Records: f.Records, Dropped: f.Dropped,
+			Recordings: f.Recordings, Removed: f.Removed, Errors: f.Errors}
 	}
 	for i := range s.Dests {
 		rec.Destinations = append(rec.Destinations, j.destJSON(&s.Dests[i]))
@@ -750,6 +768,14 @@ func (t *Table) Summary(s *analysis.Summary) error {
 			fmt.Fprintf(&b, "; paused since %s (%s): %s", clock(r.Since), Age(s.Time.Sub(r.Since)), safetext.Escape(r.Err))
 		}
 		b.WriteString("\n")
+	}
+	if f := s.Flight; f != nil {
+		n := uint64(0)
+		for _, c := range f.Recordings {
+			n += c
+		}
+		fmt.Fprintf(&b, "flight recorder: %d records in %s of %s (--flight-recorder-size; %d oldest dropped for room), %d recording(s) written to %s, %d removed (--flight-max-files), %d failed\n",
+			f.Records, bytesText(int(f.Bytes)), bytesText(int(f.Size)), f.Dropped, n, safetext.Escape(f.Dir), f.Removed, f.Errors)
 	}
 	return t.write([]byte(b.String()))
 }

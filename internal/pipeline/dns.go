@@ -98,6 +98,12 @@ func (p *pipeline) observeDNS(o *dnscache.Observation) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dns.cache.Add(o)
+	if p.hooks.DNS != nil {
+		p.hooks.DNS(o)
+	}
+	if p.flight != nil {
+		p.flight.DNS(o)
+	}
 	if p.recorder != nil {
 		return p.recorder.DNS(o)
 	}

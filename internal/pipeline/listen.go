@@ -199,16 +199,21 @@ func (p *pipeline) applyListenPoll(r listenPoll) error {
 // listenSample takes one sample, live or replayed (p.mu held): recorded,
 // applied, and its alert written if it makes one and passes the filter.
 func (p *pipeline) listenSample(s *listeners.Sample) error {
-	if p.recorder != nil {
+	if p.recorder != nil || p.flight != nil {
 		if err := p.recordNetns(s.Netns); err != nil {
 			return err
 		}
+	}
+	if p.flight != nil {
+		p.flight.Listen(s)
+	}
+	if p.recorder != nil {
 		if err := p.recorder.Listen(s); err != nil {
 			return err
 		}
 	}
 	ev := p.listen.Apply(s)
-	if ev == nil || p.quiet {
+	if ev == nil || (p.quiet && p.flight == nil) {
 		return nil
 	}
 	if !p.matchListener(ev) {
@@ -217,6 +222,9 @@ func (p *pipeline) listenSample(s *listeners.Sample) error {
 	a := &analysis.Alert{Kind: analysis.ListenOverflow, Time: ev.Time, Listen: ev}
 	if ev.Kind == listeners.Recovered {
 		a.Kind = analysis.ListenRecovered
+	}
+	if err := p.flightAlert(a); err != nil || p.quiet {
+		return err
 	}
 	return p.w.Alert(a)
 }

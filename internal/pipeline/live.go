@@ -195,6 +195,9 @@ func (s *liveSource) woken(p *pipeline) error {
 	if p.recorder != nil {
 		p.recorder.Tick(time.Now())
 	}
+	if ferr := p.flightTick(time.Now()); err == nil {
+		err = ferr
+	}
 	return err
 }
 
@@ -229,6 +232,9 @@ func (s *liveSource) end(p *pipeline) error {
 		if isBrokenPipe(err) {
 			return nil
 		}
+		return err
+	}
+	if err := p.flightClose(); err != nil && !isBrokenPipe(err) {
 		return err
 	}
 	if err := p.flush(); err != nil && !isBrokenPipe(err) {

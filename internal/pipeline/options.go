@@ -11,6 +11,7 @@ import (
 	"github.com/socktrace/socktrace/internal/capture"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/flight"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/owner/procs"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -53,7 +54,10 @@ type Options struct {
 	Write   string          // -w: record to this file
 	Capture capture.Options // how
 	Quiet   bool            // -q: record only, no live output
-	Follow  bool            // read --follow
+	// Flight: the flight recorder (--flight-recorder; off when its
+	// Window is 0).
+	Flight flight.Options
+	Follow bool // read --follow
 	// AlertsOnly: write alerts, losses and reconciliations, not every
 	// transition nor the snapshot's sockets (the agent without --stream).
 	AlertsOnly bool

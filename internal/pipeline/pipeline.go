@@ -11,9 +11,11 @@ import (
 
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/capture"
+	"github.com/socktrace/socktrace/internal/dns/dnscache"
 	"github.com/socktrace/socktrace/internal/drops"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/flight"
 	"github.com/socktrace/socktrace/internal/listeners"
 	"github.com/socktrace/socktrace/internal/nat"
 	"github.com/socktrace/socktrace/internal/output"
@@ -113,6 +115,13 @@ type pipeline struct {
 	listen       *listeners.Tracker
 	listenPoller *listenPoller
 	listenStop   func()
+	// flight: the flight recorder (flight.go; nil without
+	// --flight-recorder), the alerts' JSON for it, and the processes
+	// leaking CLOSE-WAIT sockets as of the last pressure picture.
+	flight    *flight.Recorder
+	alertBuf  *bufFlusher
+	alertJSON *output.JSON
+	cwLeaks   map[cwKey]bool
 }
 
 // Hooks let a caller follow what the pipeline learns, record by record,
@@ -126,6 +135,15 @@ type Hooks struct {
 	// Attached: the program is attached and the snapshot merged; from
 	// now on records are read. p gives the pipeline's state on demand.
 	Attached func(p *View, tr *events.Tracer)
+	// DNS: a DNS answer was seen (live, or read back from a capture).
+	DNS func(o *dnscache.Observation)
+	// Warn: something is amiss with the capture files read (ReadTo),
+	// as said on stderr too.
+	Warn func(msg string)
+	// RecordedAlert: an alert record read back from a capture (flight
+	// recordings hold the alerts the live run raised); a replay raises
+	// its own alerts besides.
+	RecordedAlert func(a *capture.Alert)
 }
 
 func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
@@ -144,8 +162,9 @@ func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
 	}
 }
 
-// writer writes transitions, socket rows, alerts and summaries.
-type writer interface {
+// Writer writes transitions, socket rows, alerts and summaries: the
+// table or JSON on stdout, or another consumer of a replay (ReadTo).
+type Writer interface {
 	output.Writer
 	Socket(r *timeline.Row, at time.Time) error
 	Alert(*analysis.Alert) error
@@ -154,8 +173,11 @@ type writer interface {
 	Packet(*record.Packet) error
 	LostOther(n, total uint64, at time.Time) error
 	Recording(*output.Recording) error
+	Flight(*output.Flight) error
 	SetNetnsNames(func(uint32) string)
 }
+
+type writer = Writer
 
 func newWriter(o *Options, stdout *bufio.Writer) writer {
 	if o.Output == "json" {
@@ -302,6 +324,9 @@ func (p *pipeline) lostPackets(n uint64, at time.Time) error {
 // ring buffer full.
 func (p *pipeline) lostTransitions(n uint64, at time.Time) error {
 	p.lost += n
+	if p.flight != nil {
+		p.flight.Lost(n, p.lost, at)
+	}
 	if p.recorder != nil {
 		if err := p.recorder.Lost(n, p.lost, at); err != nil {
 			return err
@@ -317,6 +342,9 @@ func (p *pipeline) lostTransitions(n uint64, at time.Time) error {
 // kernel did not run the program for.
 func (p *pipeline) skippedTransitions(n uint64, at time.Time) error {
 	p.skipped += n
+	if p.flight != nil {
+		p.flight.Skipped(n, p.skipped, at)
+	}
 	if p.recorder != nil {
 		if err := p.recorder.Skipped(n, p.skipped, at); err != nil {
 			return err
@@ -342,10 +370,15 @@ func (p *pipeline) transition(t *record.Transition) error {
 	p.takeHeldDrops(t)
 	// Record the transition as the kernel gave it: a replay merges it
 	// into the same history and comes to the same owner.
-	if p.recorder != nil {
+	if p.recorder != nil || p.flight != nil {
 		if err := p.recordNetns(t.Netns); err != nil {
 			return err
 		}
+	}
+	if p.flight != nil {
+		p.flight.Transition(t)
+	}
+	if p.recorder != nil {
 		if err := p.recorder.Transition(t); err != nil {
 			return err
 		}
@@ -368,12 +401,16 @@ func (p *pipeline) transition(t *record.Transition) error {
 		a := p.conns.Observe(t, row)
 		p.overflowingListener(a)
 		// A stale name explains a failure: it comes first.
-		if s := p.staleAlert(t); s != nil && !p.quiet {
-			err = p.w.Alert(s)
+		if s := p.staleAlert(t); s != nil {
+			if err = p.flightAlert(s); err == nil && !p.quiet {
+				err = p.w.Alert(s)
+			}
 		}
 		p.staleCleared(t)
-		if a != nil && !p.quiet && err == nil {
-			err = p.w.Alert(a)
+		if a != nil && err == nil {
+			if err = p.flightAlert(a); err == nil && !p.quiet {
+				err = p.w.Alert(a)
+			}
 		}
 		if t.Old == tcpstate.SynSent && t.New != tcpstate.Close && t.InOldKnown && p.hooks.Connected != nil {
 			p.hooks.Connected(t, t.InOld)
@@ -406,6 +443,9 @@ func (p *pipeline) packet(t *record.Packet) error {
 		// 4-tuple, recorded and shown with it, never alone.
 		p.holdDrop(t)
 		return nil
+	}
+	if p.flight != nil {
+		p.flight.Packet(t)
 	}
 	if p.recorder != nil {
 		if err := p.recorder.Packet(t); err != nil {
@@ -440,7 +480,14 @@ func (p *pipeline) recordNetns(ino uint32) error {
 	if p.netnsName == nil {
 		return nil
 	}
-	return p.recorder.NetnsName(ino, p.netnsName(ino))
+	name := p.netnsName(ino)
+	if p.flight != nil {
+		p.flight.NetnsName(ino, name)
+	}
+	if p.recorder == nil {
+		return nil
+	}
+	return p.recorder.NetnsName(ino, name)
 }
 
 // identifyPID is the identity of process pid, nil if unknown.
@@ -470,6 +517,7 @@ func (p *pipeline) summary(now time.Time, pressure analysis.Pressure) error {
 		Dests: p.conns.Dests(), DestsEvicted: p.conns.Evicted(),
 		Pressure: p.listenerDrops(pressure), History: p.table.Stats(), Lost: p.lost, Skipped: p.skipped,
 		DNS: p.dnsSummary(), Ring: p.ringUse(), Recording: p.recordingSummary(),
+		Flight: p.flightSummary(),
 	})
 }
 

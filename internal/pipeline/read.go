@@ -31,6 +31,29 @@ func Read(o *Options, files []string) error {
 	return p.consume(src)
 }
 
+// ReadTo replays capture files as Read does (the same errors for files
+// that cannot be read, the same analysis and alerts), handing what it
+// shows to w instead of stdout, and what it learns to hooks (nil: none).
+// It returns the first file's header.
+func ReadTo(o *Options, files []string, w Writer, hooks *Hooks) (capture.Header, error) {
+	warn := warnOfCapture
+	if hooks != nil && hooks.Warn != nil {
+		warn = func(msg string) { warnOfCapture(msg); hooks.Warn(msg) }
+	}
+	src, err := openCaptureWarn(o, files, warn)
+	if err != nil {
+		return capture.Header{}, err
+	}
+	defer src.close()
+	p := src.newPipeline()
+	p.w = w
+	w.SetNetnsNames(src.r.NetnsName)
+	if hooks != nil {
+		p.hooks = hooks
+	}
+	return src.h, p.consume(src)
+}
+
 // captureSource feeds the pipeline the records of capture files, as the
 // live run fed them.
 type captureSource struct {
@@ -46,6 +69,12 @@ type captureSource struct {
 // openCapture opens the files; with --follow, SIGINT and SIGTERM end
 // the reading.
 func openCapture(o *Options, files []string) (*captureSource, error) {
+	return openCaptureWarn(o, files, warnOfCapture)
+}
+
+// openCaptureWarn is openCapture telling warn what is amiss with the
+// files (cut short, parts missing).
+func openCaptureWarn(o *Options, files []string, warn func(string)) (*captureSource, error) {
 	stop := make(chan struct{})
 	release := func() {}
 	if o.Follow {
@@ -54,7 +83,7 @@ func openCapture(o *Options, files []string) (*captureSource, error) {
 		release = func() { signal.Stop(sigs) }
 		go func() { <-sigs; close(stop) }()
 	}
-	r, err := capture.Open(files, capture.ReadOptions{Follow: o.Follow, Stop: stop, Warn: warnOfCapture})
+	r, err := capture.Open(files, capture.ReadOptions{Follow: o.Follow, Stop: stop, Warn: warn})
 	if err != nil {
 		release()
 		return nil, err
@@ -126,6 +155,13 @@ func (c *captureSource) apply(p *pipeline, rec *capture.Record) error {
 			return err
 		}
 		return p.gap(rec.At, rec.Until, rec.Lost, rec.Err, c.r.File())
+	case capture.KindAlert:
+		// A replay raises its own alerts; the recorded one is for
+		// whoever asks (the report says why a flight recording was
+		// made).
+		if p.hooks.RecordedAlert != nil {
+			p.hooks.RecordedAlert(&rec.Alert)
+		}
 	case capture.KindListen:
 		if err := c.endSnapshot(p); err != nil {
 			return err

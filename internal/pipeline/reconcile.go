@@ -105,6 +105,11 @@ func (p *pipeline) applyReconcile(r *reconcile.Result) error {
 	p.followReconciled(&res, now)
 	p.countReconciled(&res, now)
 	p.measureReconciled(r, &res)
+	if p.o.Gauges {
+		if err := p.closeWaitAlerts(&p.pressure, now); err != nil {
+			return err
+		}
+	}
 	if len(res.Closed)+len(res.Added)+res.Changed == 0 || p.quiet {
 		return nil
 	}

@@ -46,6 +46,8 @@ type State struct {
 	CgroupsUncached uint64
 	// Recording: the recording's state (-w); nil without one.
 	Recording *RecordingState
+	// Flight: the flight recorder's figures; nil without one.
+	Flight *FlightState
 	// Listeners that dropped SYNs during the trace (accept queue full),
 	// most drops first.
 	Listeners []listeners.State
@@ -103,6 +105,10 @@ func (x *View) State() *State {
 		s.CgroupsUncached = p.ids.Cgroups().Dropped()
 	}
 	s.Recording = p.recording()
+	if p.flight != nil {
+		fs := p.flight.Stats()
+		s.Flight = &fs
+	}
 	s.Listeners = p.listen.Dropping()
 	return s
 }

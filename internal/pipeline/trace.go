@@ -58,6 +58,7 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if err := p.startRecording(o, src.tr); err != nil {
 		return err
 	}
+	p.startFlight(o, src.tr)
 	if err := p.mergeLiveSnapshot(o, src.tr.Method()); err != nil {
 		return unlessOutputClosed(err)
 	}
@@ -91,6 +92,9 @@ func claimReadyFile(path string) (release func(), err error) {
 func (p *pipeline) close() {
 	if p.recorder != nil {
 		p.recorder.Close()
+	}
+	if p.flight != nil {
+		p.flight.Close() // (the recordings the end did not finish: an error ended the run)
 	}
 	p.dns.close()
 	p.nat.Close()
