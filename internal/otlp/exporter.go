@@ -413,6 +413,11 @@ func (e *Exporter) failed(sig int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.err = err
+	select {
+	case <-e.stop: // shutting down: the last export's fate is counted
+		return
+	default:
+	}
 	if s.failing {
 		return
 	}
@@ -448,6 +453,8 @@ func hint(err error, c *Config) string {
 		return " (no answer in time: is " + c.Endpoint + " reachable, and a collector?)"
 	case strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "server gave HTTP response to HTTPS client"):
 		return " (the collector does not speak TLS there: add --otlp-insecure, or enable TLS on its receiver)"
+	case strings.Contains(msg, "400 Bad Request") || strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "EOF"):
+		return " (the collector may want TLS there: drop --otlp-insecure and give --otlp-ca-file; or check --otlp-protocol: grpc on 4317, http/protobuf on 4318)"
 	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:"):
 		return " (TLS refused: check --otlp-ca-file, --otlp-cert-file and --otlp-key-file against the collector's certificates)"
 	case strings.Contains(msg, "connection refused"):
