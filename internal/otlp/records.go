@@ -38,11 +38,18 @@ func AttrName(field string) string {
 	return Prefix + field
 }
 
-// severity of a record: what needs a look is a warning.
-func severity(typ, alert string) (log.Severity, string) {
+// severity of a record: what needs a look is a warning. sub is the
+// record's kind within its type: an alert's "alert", a recording's
+// "status".
+func severity(typ, sub string) (log.Severity, string) {
 	switch typ {
+	case "recording":
+		if sub == "paused" {
+			return log.SeverityWarn, "WARN"
+		}
+		return log.SeverityInfo, "INFO"
 	case "alert":
-		switch alert {
+		switch sub {
 		case "recovered", "listen-recovered":
 			return log.SeverityInfo, "INFO"
 		}
@@ -66,9 +73,12 @@ func Convert(line []byte) (log.Record, error) {
 		return r, fmt.Errorf("not a JSON object: %w", err)
 	}
 	typ, _ := m["type"].(string)
-	alert, _ := m["alert"].(string)
+	sub, _ := m["alert"].(string)
+	if typ == "recording" {
+		sub, _ = m["status"].(string)
+	}
 	r.SetEventName(typ)
-	sev, text := severity(typ, alert)
+	sev, text := severity(typ, sub)
 	r.SetSeverity(sev)
 	r.SetSeverityText(text)
 	r.SetBody(log.StringValue(string(line)))
