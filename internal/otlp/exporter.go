@@ -195,15 +195,18 @@ func resourceAttrs(version string) []attribute.KeyValue {
 
 // Writer takes the agent's NDJSON output: each line becomes a log
 // record. It never blocks: with the queue full, the line is dropped and
-// counted. It must be used from one goroutine at a time.
+// counted.
 func (e *Exporter) Writer() io.Writer { return &lineWriter{e: e} }
 
 type lineWriter struct {
 	e       *Exporter
-	partial []byte
+	mu      sync.Mutex
+	partial []byte // a line's start, until its end comes
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	n := len(p)
 	for len(p) > 0 {
 		i := indexNL(p)

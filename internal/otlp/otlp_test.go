@@ -125,3 +125,25 @@ func TestCheck(t *testing.T) {
 		t.Errorf("ParseHeaders(=v): %v", err)
 	}
 }
+
+// TestWriterQueue: stdout's bytes are cut into lines however they are
+// written; a full queue drops the newest, counts them, and says so once.
+func TestWriterQueue(t *testing.T) {
+	var stderr strings.Builder
+	e := &Exporter{c: Config{Endpoint: "collector:4317", QueueSize: 2}, queue: make(chan []byte, 2), stderr: &stderr}
+	w := e.Writer()
+	for _, chunk := range []string{`{"a":1}` + "\n" + `{"b"`, `:2}` + "\n" + `{"c":3}` + "\n", `{"d":4}` + "\n"} {
+		if n, err := w.Write([]byte(chunk)); n != len(chunk) || err != nil {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+	}
+	if got := []string{string(<-e.queue), string(<-e.queue)}; got[0] != `{"a":1}` || got[1] != `{"b":2}` {
+		t.Errorf("queued %q", got)
+	}
+	if d := e.dropped[0].Load(); d != 2 {
+		t.Errorf("dropped %d, want 2", d)
+	}
+	if n := strings.Count(stderr.String(), "OTLP log queue full (--otlp-queue-size 2 records)"); n != 1 {
+		t.Errorf("stderr said the queue was full %d times: %q", n, stderr.String())
+	}
+}
