@@ -78,7 +78,7 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 	fl.DurationVar(&a.config.Metrics.ForgetAfter, "forget-after", metrics.DefaultForgetAfter, "a destination's series disappear after `D` without connects (0: never)")
 	fl.BoolVar(&a.config.Metrics.WorkloadLabels, "workload-labels", false, "add namespace, pod, container and unit labels (the owner's identity) to the metrics by destination and by owner; label sets stay within --max-destinations")
 	fl.StringVar(&a.config.OTLP.Endpoint, "otlp-endpoint", "", "also send metrics and records (as logs) to the OpenTelemetry Collector at `HOST:PORT` over OTLP (4317 for gRPC, 4318 for http/protobuf)")
-	fl.StringVar(&a.config.OTLP.Protocol, "otlp-protocol", otlp.ProtocolGRPC, "OTLP transport: grpc or http/protobuf")
+	fl.StringVar(&a.config.OTLP.Protocol, "otlp-protocol", otlp.ProtocolGRPC, "OTLP transport `PROTOCOL`: grpc or http/protobuf")
 	fl.BoolVar(&a.config.OTLP.Insecure, "otlp-insecure", false, "plain text to the collector, no TLS")
 	fl.StringArrayVar(&a.otlpHeaders, "otlp-header", nil, "send `KEY=VALUE` with every OTLP request (e.g. authorization=Bearer TOKEN); repeatable")
 	fl.StringVar(&a.config.OTLP.CAFile, "otlp-ca-file", "", "verify the collector's TLS certificate with the CA bundle in `FILE` (PEM; default: the system's)")
