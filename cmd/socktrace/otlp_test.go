@@ -520,8 +520,10 @@ func TestOTLPCollector(t *testing.T) {
 			t.Errorf("stderr has %q %d times, want once:\n%s", line, n, stderr)
 		}
 	}
-	if !strings.Contains(stderr, "connection refused: is the collector running") {
-		t.Errorf("stderr does not say the collector refused connections:\n%s", stderr)
+	// Why: the collector refused connections (or, caught in the middle of
+	// an export, closed the connection).
+	if !strings.Contains(stderr, "connection refused: is the collector running") && !strings.Contains(stderr, "(the collector closed the connection") {
+		t.Errorf("stderr does not say why the export failed:\n%s", stderr)
 	}
 }
 

@@ -430,7 +430,7 @@ func (e *Exporter) failed(sig int, err error) {
 		what = "metrics are dropped until it works again (their counters are cumulative: the next export has them)"
 	}
 	fmt.Fprintf(e.stderr, "socktrace agent: OTLP %s export to %s (%s) failing: %v%s; %s, counted in socktrace_otlp_dropped_total{signal=%q}; tracing, /metrics and stdout go on\n",
-		signalNames[sig], e.c.Endpoint, e.c.Protocol, err, hint(err, &e.c), what, signalNames[sig])
+		signalNames[sig], e.c.Endpoint, e.c.Protocol, err, hint(err, &e.c, e.exported[sig].Load() > 0), what, signalNames[sig])
 }
 
 func (e *Exporter) worked(sig int) {
@@ -448,10 +448,14 @@ func (e *Exporter) worked(sig int) {
 		signalNames[sig], e.c.Endpoint, time.Since(s.since).Round(time.Second), e.dropped[sig].Load()-s.dropped)
 }
 
-// hint says what to do about an export error.
-func hint(err error, c *Config) string {
+// hint says what to do about an export error; worked: exports of the
+// signal succeeded before (a connection closed then is the collector
+// going away, not a TLS mismatch).
+func hint(err error, c *Config, worked bool) string {
 	msg := err.Error()
 	switch {
+	case worked && (strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "transport is closing")):
+		return " (the collector closed the connection: restarting, or overloaded?)"
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "DeadlineExceeded"):
 		return " (no answer in time: is " + c.Endpoint + " reachable, and a collector?)"
 	case strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "server gave HTTP response to HTTPS client"):

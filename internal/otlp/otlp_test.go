@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,27 @@ func TestWriterQueue(t *testing.T) {
 	}
 	if n := strings.Count(stderr.String(), "OTLP log queue full (--otlp-queue-size 2 records)"); n != 1 {
 		t.Errorf("stderr said the queue was full %d times: %q", n, stderr.String())
+	}
+}
+
+// TestHint: each export error says what to check.
+func TestHint(t *testing.T) {
+	c := &Config{Endpoint: "127.0.0.1:4317"}
+	for _, tc := range []struct {
+		err    string
+		worked bool
+		want   string
+	}{
+		{`rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:4317: connect: connection refused"`, false, "is the collector running and listening on 127.0.0.1:4317?"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`, false, "TLS refused: check --otlp-ca-file"},
+		{`connection error: desc = "transport: authentication handshake failed: tls: first record does not look like a TLS handshake"`, false, "add --otlp-insecure"},
+		{`failed to send logs to http://127.0.0.1:4318/v1/logs: 400 Bad Request`, false, "may want TLS there"},
+		{`rpc error: code = Unavailable desc = error reading from server: EOF`, true, "the collector closed the connection"},
+		{`rpc error: code = Unauthenticated desc = bad token`, false, "check --otlp-header"},
+		{`dial tcp: lookup collector: no such host`, false, "check --otlp-endpoint"},
+	} {
+		if got := hint(errors.New(tc.err), c, tc.worked); !strings.Contains(got, tc.want) {
+			t.Errorf("hint(%q) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }
