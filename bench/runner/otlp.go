@@ -33,6 +33,11 @@ func soakWithOTLP(c *config) *otlpSoak {
 		r.Err = err.Error()
 		return r
 	}
+	// (The scratch directory may be shared, and cleaned by another run.)
+	if err := os.MkdirAll(c.work, 0o755); err != nil {
+		r.Err = err.Error()
+		return r
+	}
 	base := filepath.Join(c.work, fmt.Sprintf("otelcol-%d", time.Now().UnixNano()))
 	out := base + ".json"
 	defer os.Remove(out)
