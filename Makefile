@@ -80,9 +80,20 @@ lint: deps
 	@$(GO) run ./tools/importgroups $$(git ls-files '*.go')
 	$(GO) vet ./...
 
+# The OpenTelemetry Collector the OTLP tests and the soak's --otlp run
+# send to: the OTLP receiver and the file exporter, built from the
+# collector's own modules in a module of its own (tools/otelcol-test), so
+# socktrace's binary does not carry them. Rebuilt only when its sources
+# change.
+OTELCOL := bin/otelcol-test
+$(OTELCOL): tools/otelcol-test/main.go tools/otelcol-test/go.mod tools/otelcol-test/go.sum
+	cd tools/otelcol-test && CGO_ENABLED=0 $(GO) build -trimpath -o ../../$(OTELCOL) .
+.PHONY: otelcol-test
+otelcol-test: $(OTELCOL)
+
 # Privileged tests fail rather than skip here: they are the point.
-test: check-generated lint
-	SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 15m ./...
+test: check-generated lint $(OTELCOL)
+	SOCKTRACE_OTELCOL=$(CURDIR)/$(OTELCOL) SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Short fuzz runs of the parsers that take outside input.

@@ -82,6 +82,8 @@ func main() {
 	flag.DurationVar(&c.soak.reconcile, "soak-reconcile", 5*time.Second, "soak: the agent's --reconcile-every; the checks retry for two of these")
 	flag.StringVar(&c.soak.ring, "soak-ring", "64K", "soak: the agent's --ring-size (small, so that the bursts overload it)")
 	flag.IntVar(&c.soak.history, "soak-history", 1000, "soak: the agent's --history")
+	flag.StringVar(&c.soak.otelcol, "soak-otlp", "", "soak: also run it with --otlp-endpoint to this collector binary (make otelcol-test: bin/otelcol-test), right after the plain soak, and compare the agent's CPU per million transitions")
+	flag.DurationVar(&c.soak.otlpInterval, "soak-otlp-interval", 10*time.Second, "soak with -soak-otlp: the agent's --otlp-interval")
 	flag.IntVar(&c.lossy.drop, "lossy-drop", 10, "lossy: percent of the data packets (longer than 200 bytes) dropped")
 	flag.Float64Var(&c.lossy.rate, "lossy-rate", 2000, "lossy: connections a second of the churn load")
 	flag.IntVar(&c.lossy.write, "lossy-write", 64<<10, "lossy: bytes each churn connection writes")
@@ -230,7 +232,15 @@ func main() {
 		rep.loadAfter = append(rep.loadAfter, "snapshot: "+readLoadavg())
 	}
 	if c.scenarios["soak"] {
-		rep.soak = soak(c)
+		if c.soak.otelcol != "" {
+			rep.soakOTLP = soakWithOTLP(c)
+			rep.soak = rep.soakOTLP.Plain
+			if o := rep.soakOTLP.OTLP; o != nil && !o.passed() {
+				rep.notes = append(rep.notes, "soak with OTLP: **checks failed** (see its section)")
+			}
+		} else {
+			rep.soak = soak(c)
+		}
 		if !rep.soak.passed() {
 			rep.notes = append(rep.notes, "soak: **checks failed** (see its section)")
 		}

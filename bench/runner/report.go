@@ -29,6 +29,7 @@ type report struct {
 	snapshot          []snapRun
 	startup           []startRun
 	soak              *soakResult
+	soakOTLP          *otlpSoak // -soak-otlp: soak is its Plain
 	profile           *profile
 	micro             []microResult
 	microCmd          string
@@ -544,7 +545,9 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 
-	if r.soak != nil {
+	if r.soakOTLP != nil {
+		r.soakOTLP.markdown(w)
+	} else if r.soak != nil {
 		r.soak.markdown(w)
 	}
 

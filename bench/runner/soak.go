@@ -36,6 +36,11 @@ type soakConfig struct {
 	rate                                      float64
 	ring                                      string
 	history                                   int
+	// otelcol: -soak-otlp, the collector to run a second soak against
+	// (""): none); otlpArgs: the agent's OTLP flags in that soak.
+	otelcol      string
+	otlpInterval time.Duration
+	otlpArgs     []string
 }
 
 func (s soakConfig) period() time.Duration { return s.steady + s.burst + s.pause }
@@ -102,6 +107,7 @@ type soakResult struct {
 	TCP                               map[string]int64
 	Triggers                          map[string]int // reconciliations by trigger (agent's stdout)
 	Err                               string
+	OTLPExported, OTLPDropped         [2]float64 // logs, metrics (with -soak-otlp)
 	agentStderr                       string
 	failedGauge, failedCounters, late []int
 }
@@ -219,6 +225,7 @@ func soak(c *config) *soakResult {
 	defer os.Remove(rf)
 	res.AgentArgs = []string{"agent", "--listen", listen, "--netns", ns, "--ring-size", s.ring,
 		"--reconcile-every", s.reconcile.String(), "--history", strconv.Itoa(s.history)}
+	res.AgentArgs = append(res.AgentArgs, s.otlpArgs...)
 	outF, _ := os.Create(outPath)
 	errF, _ := os.Create(errPath)
 	cmd := exec.Command(c.socktrace, append(res.AgentArgs, "--ready-file", rf)...)
@@ -384,6 +391,10 @@ func soak(c *config) *soakResult {
 	res.RecAdded = prev[`socktrace_reconciled_sockets_total{kind="added"}`] - m0[`socktrace_reconciled_sockets_total{kind="added"}`]
 	res.RecChanged = prev[`socktrace_reconciled_sockets_total{kind="changed"}`] - m0[`socktrace_reconciled_sockets_total{kind="changed"}`]
 	res.HWM = statusKiB(pid, "VmHWM")
+	for i, sig := range []string{"logs", "metrics"} {
+		res.OTLPExported[i] = prev[`socktrace_otlp_exported_total{signal="`+sig+`"}`]
+		res.OTLPDropped[i] = prev[`socktrace_otlp_dropped_total{signal="`+sig+`"}`]
+	}
 	res.TCP = namespaceTCP(ns)
 	u, err := stopProc(cmd, syscall.SIGINT, 30*time.Second)
 	stopped = true

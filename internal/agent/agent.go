@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/socktrace/socktrace/internal/metrics"
+	"github.com/socktrace/socktrace/internal/otlp"
 	"github.com/socktrace/socktrace/internal/pipeline"
 )
 
@@ -30,6 +31,7 @@ type Config struct {
 	WebConfig string // exporter-toolkit web config (TLS, basic auth); "" for none
 	Metrics   metrics.Options
 	Version   string
+	OTLP      otlp.Config // export to an OpenTelemetry Collector; off without an endpoint
 }
 
 // DefaultListen is where the agent serves unless told otherwise: the
@@ -60,6 +62,18 @@ func Run(ctx context.Context, o *pipeline.Options, c Config) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
+	// OTLP: the same registry, bridged, and stdout's records as logs.
+	var exp *otlp.Exporter
+	if c.OTLP.Enabled() {
+		c.OTLP.Version = c.Version
+		if exp, err = otlp.Start(c.OTLP, reg, os.Stderr); err != nil {
+			return err
+		}
+		reg.MustRegister(exp)
+		o.Tee = exp.Writer()
+		fmt.Fprintf(os.Stderr, "socktrace agent: sending metrics every %s and records as logs to the OpenTelemetry Collector at %s (%s)\n",
+			c.OTLP.Interval, c.OTLP.Endpoint, c.OTLP.Protocol)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
@@ -68,6 +82,9 @@ func Run(ctx context.Context, o *pipeline.Options, c Config) error {
 	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		code, msg := health(col)
+		if exp != nil {
+			msg += "; " + exp.Health()
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(code)
 		fmt.Fprintln(w, msg)
@@ -128,6 +145,9 @@ func Run(ctx context.Context, o *pipeline.Options, c Config) error {
 	shut, done := context.WithTimeout(context.Background(), 2*time.Second)
 	defer done()
 	srv.Shutdown(shut)
+	if exp != nil {
+		exp.Shutdown(shut)
+	}
 	return err
 }
 

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -61,7 +62,10 @@ type Options struct {
 	// AlertsOnly: write alerts, losses and reconciliations, not every
 	// transition nor the snapshot's sockets (the agent without --stream).
 	AlertsOnly bool
-	Args       []string // the filter expression as given
+	// Tee also gets every byte written to stdout (the agent's OTLP log
+	// export); it must not block. nil: none.
+	Tee  io.Writer
+	Args []string // the filter expression as given
 
 	// Version of socktrace, for capture headers.
 	Version string

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"sync"
@@ -147,7 +148,11 @@ type Hooks struct {
 }
 
 func newPipeline(o *Options, started time.Time, startK uint64) *pipeline {
-	stdout := bufio.NewWriterSize(os.Stdout, 64<<10)
+	var out io.Writer = os.Stdout
+	if o.Tee != nil {
+		out = io.MultiWriter(o.Tee, os.Stdout)
+	}
+	stdout := bufio.NewWriterSize(out, 64<<10)
 	table := timeline.NewCap(o.History)
 	maxLive := o.MaxSockets
 	if maxLive == 0 {
