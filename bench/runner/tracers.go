@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -333,6 +334,9 @@ func runTrial(c *config, tr *tracer, o trialOpts) (res trial) {
 	res.HWM = statusKiB(pid, "VmHWM")
 	res.BPFns, res.BPFcnt, res.KMiss = bpfStats(pid)
 	res.Progs = progStats(pid)
+	if k, ok := stateMisses(res.Progs); ok {
+		res.KMiss = k
+	}
 	res.Writes = ioField(pid, "syscw") - w0
 	u, serr := stopProc(cmd, syscall.SIGINT, 30*time.Second)
 	if slowDone != nil {
@@ -419,4 +423,33 @@ func slowCopy(w io.Writer, r io.Reader, rate int) {
 			return
 		}
 	}
+}
+
+// stateMisses is the recursion misses of the tool's programs on the
+// state tracepoint alone, when it names them (socktrace's hooks on other
+// tracepoints, kfree_skb's among them, skip runs of their own, which are
+// no transitions): ok is false when no program has a name.
+func stateMisses(progs []progStat) (misses uint64, ok bool) {
+	for _, p := range progs {
+		if p.Name == "" {
+			continue
+		}
+		ok = true
+		if isHookProgram(p.Name) {
+			continue
+		}
+		misses += p.Misses
+	}
+	return misses, ok
+}
+
+// isHookProgram: a socktrace program on a tracepoint other than the
+// state one (retransmits, resets, errors, SYN-ACKs, drops).
+func isHookProgram(name string) bool {
+	for _, s := range []string{"retrans", "synack", "reset", "error", "drop", "kfree"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
 }
