@@ -178,6 +178,9 @@ func startProfiles(cpu, mem string) (stop func(), err error) {
 		stop = func() { pprof.StopCPUProfile(); f.Close() }
 	}
 	if mem != "" {
+		// Sample every 4 KiB allocated, not every 512 KiB: an idle
+		// agent's heap is a few MiB, too little for the default rate.
+		runtime.MemProfileRate = 4096
 		cpuStop := stop
 		stop = func() {
 			cpuStop()

@@ -81,3 +81,16 @@ func Keep(room uint64) (stop func()) {
 	}()
 	return func() { close(done); debug.SetGCPercent(100) }
 }
+
+// Tight runs the collector at percent (below the default's 100) until
+// restore is called: for a phase that makes much short-lived garbage
+// (loading BPF programs decodes the kernel's BTF, tens of MiB of it),
+// whose peak would otherwise be the process's highest resident memory.
+// It does nothing when the user set GOGC.
+func Tight(percent int) (restore func()) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return func() {}
+	}
+	old := debug.SetGCPercent(percent)
+	return func() { debug.SetGCPercent(old) }
+}

@@ -69,3 +69,23 @@ func TestKeepRoom(t *testing.T) {
 		t.Errorf("heap goal %d with %d live: %d bytes of room, want about %d", goal, live, goal-live, room)
 	}
 }
+
+// TestTight: Tight sets the percentage and restore puts the one before
+// back; a GOGC the user set is left alone.
+func TestTight(t *testing.T) {
+	debug.SetGCPercent(100)
+	restore := Tight(50)
+	if got := debug.SetGCPercent(50); got != 50 {
+		t.Errorf("under Tight(50), GOGC %d", got)
+	}
+	restore()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("after restore, GOGC %d, want 100", got)
+	}
+	t.Setenv("GOGC", "300")
+	debug.SetGCPercent(300)
+	Tight(50)()
+	if got := debug.SetGCPercent(100); got != 300 {
+		t.Errorf("with GOGC=300 set, GOGC %d after Tight, want 300", got)
+	}
+}
