@@ -31,6 +31,10 @@ import (
 // the pause two cycles before, when there were none.
 const tcpTimeWait = 60 * time.Second
 
+// soakIdle is how long the soak's agent is left idle after it is ready,
+// before the load starts, when its idle VmRSS is read.
+const soakIdle = 5 * time.Second
+
 type soakConfig struct {
 	duration, steady, burst, pause, reconcile time.Duration
 	rate                                      float64
@@ -99,6 +103,7 @@ type soakResult struct {
 	RecClosed, RecAdded, RecChanged   float64
 	CPU                               float64 // agent user+system seconds over the soak
 	HWM                               int64   // agent VmHWM at the end, KiB
+	IdleRSS                           int64   // agent VmRSS idle: soakIdle after it was ready, before any load, KiB
 	TCP                               map[string]int64
 	Triggers                          map[string]int // reconciliations by trigger (agent's stdout)
 	Err                               string
@@ -255,6 +260,10 @@ func soak(c *config) *soakResult {
 			return res
 		}
 	}
+	// Idle: attached, its namespace listed, nothing happening yet.
+	time.Sleep(soakIdle)
+	res.IdleRSS = statusKiB(pid, "VmRSS")
+	logf("soak: agent idle %s after ready: VmRSS %d KiB", soakIdle, res.IdleRSS)
 	m0, err := scrapeMetrics(cl, url+"/metrics")
 	if err != nil {
 		res.Err = err.Error()
@@ -439,6 +448,15 @@ func namespaceTCP(ns string) map[string]int64 {
 	return out
 }
 
+// maxRSS is the highest VmRSS read after a cycle, KiB.
+func (r *soakResult) maxRSS() int64 {
+	var m int64
+	for _, cy := range r.Cycles {
+		m = max(m, cy.RSS)
+	}
+	return m
+}
+
 // rssSlope is the least-squares slope, in KiB per hour, of the RSS over
 // the time of its readings, for the cycles after the first (the first
 // warms up the tables and caches).
@@ -537,7 +555,7 @@ func (r *soakResult) markdown(w func(string, ...any)) {
 	w("| gauge = ss | %d of %d cycles |\n", len(r.Cycles)-len(r.failedGauge), len(r.Cycles))
 	w("| connect counters = load | %d of %d cycles |\n", len(r.Cycles)-len(r.failedCounters), len(r.Cycles))
 	w("| agent CPU | %.2f s user+system, %s s per million transitions received |\n", r.CPU, f2(r.CPU/(r.Transitions/1e6)))
-	w("| VmRSS | %s MiB after cycle 1, %s MiB after cycle %d; VmHWM %s MiB at the end |\n", mib(float64(first.RSS)), mib(float64(lastC.RSS)), lastC.Cycle, mib(float64(r.HWM)))
+	w("| VmRSS | %s MiB idle (%s after ready, before the load); %s MiB after cycle 1, %s MiB after cycle %d, highest %s MiB; VmHWM %s MiB at the end |\n", mib(float64(r.IdleRSS)), soakIdle, mib(float64(first.RSS)), mib(float64(lastC.RSS)), lastC.Cycle, mib(float64(r.maxRSS())), mib(float64(r.HWM)))
 	span := 0.0
 	if len(r.Cycles) > 1 {
 		span = (lastC.Check - r.Cycles[1].Check) / 60
