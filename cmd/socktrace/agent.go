@@ -86,7 +86,7 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 	fl.Lookup("ring-size").DefValue = agentRingSize
 	fl.Lookup("ring-size").Usage = "ring buffer `SIZE` (power of two, e.g. 64K, 8M; 2M holds about 10,900 transitions, in 2 MiB of kernel memory, resident in the agent); larger loses less under bursts"
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to `FILE` (for developers)")
-	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit (for developers)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit and on SIGUSR1 (for developers)")
 	fl.MarkHidden("cpuprofile")
 	fl.MarkHidden("memprofile")
 	return cmd

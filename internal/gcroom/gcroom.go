@@ -94,3 +94,18 @@ func Tight(percent int) (restore func()) {
 	old := debug.SetGCPercent(percent)
 	return func() { debug.SetGCPercent(old) }
 }
+
+// Release gives the heap's free memory back to the kernel (a collection
+// and a scavenge, debug.FreeOSMemory) when more than above bytes of it
+// are resident, and says whether it did. The runtime's own scavenger
+// returns memory at a pace of minutes: after a burst, what the burst grew
+// would stay resident until then.
+func Release(above uint64) bool {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 || s[0].Value.Uint64() <= above {
+		return false
+	}
+	debug.FreeOSMemory()
+	return true
+}

@@ -89,3 +89,32 @@ func TestTight(t *testing.T) {
 		t.Errorf("with GOGC=300 set, GOGC %d after Tight, want 300", got)
 	}
 }
+
+var sink [][]byte
+
+// TestRelease: after 64 MiB were allocated and dropped, Release gives
+// the free heap back (what stays resident of it is under the threshold),
+// and a second call has nothing to do.
+func TestRelease(t *testing.T) {
+	const threshold = 16 << 20
+	for i := 0; i < 64; i++ {
+		b := make([]byte, 1<<20)
+		for j := range b {
+			b[j] = 1 // touched: resident
+		}
+		sink = append(sink, b)
+	}
+	sink = nil
+	runtime.GC()
+	if !Release(threshold) {
+		t.Fatal("64 MiB dropped: Release did nothing")
+	}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	if free := s[0].Value.Uint64(); free > threshold {
+		t.Errorf("after Release, %d bytes of free heap still resident", free)
+	}
+	if Release(threshold) {
+		t.Error("a second Release found more than the threshold free")
+	}
+}
