@@ -669,8 +669,9 @@ func (r *report) targets(w func(string, ...any)) {
 	}
 	if g := group(r.memory, "socktrace", ""); len(g) > 0 {
 		_, hi := minmax(field(g, func(t trial) float64 { return float64(t.HWM) }))
-		lines = append(lines, fmt.Sprintf("| socktrace RSS < 64 MiB after %s transitions | VmHWM %s MiB (worst round) | %s |", thousands(float64(r.cfg.memConns*perConn)), mib(hi), yes(hi > 0 && hi < 64*1024)))
+		lines = append(lines, fmt.Sprintf("| `socktrace -o json` resident memory ≤ 24 MiB after %s transitions | VmHWM %s MiB (worst round) | %s |", thousands(float64(r.cfg.memConns*perConn)), mib(hi), yes(hi > 0 && hi <= 24*1024)))
 	}
+	lines = append(lines, r.soakMemoryTargets(yes)...)
 	lines = append(lines, r.lossyTargets(yes)...)
 	lines = append(lines, r.stormTargets(yes)...)
 	lines = append(lines, r.reportTargets(yes)...)
@@ -704,4 +705,25 @@ func metOrNot(ok bool) string {
 		return "met"
 	}
 	return "**not met**"
+}
+
+// soakMemoryTargets: the agent idle at most 24 MiB resident, at most 40
+// MiB at any point of the soak, and no upward slope after the first
+// cycle (the last cycle within 2 MiB of the second).
+func (r *report) soakMemoryTargets(yes func(bool) string) []string {
+	s := r.soak
+	if s == nil || len(s.Cycles) == 0 {
+		return nil
+	}
+	var lines []string
+	if s.IdleRSS > 0 {
+		lines = append(lines, fmt.Sprintf("| agent resident memory idle ≤ 24 MiB | VmRSS %s MiB, at its defaults, %s after ready | %s |", mib(float64(s.IdleRSS)), soakIdle, yes(s.IdleRSS <= 24*1024)))
+	}
+	peak := max(s.maxRSS(), s.HWM)
+	lines = append(lines, fmt.Sprintf("| agent resident memory ≤ 40 MiB at any point of the soak | VmRSS at most %s MiB after a cycle; VmHWM %s MiB | %s |", mib(float64(s.maxRSS())), mib(float64(s.HWM)), yes(peak > 0 && peak <= 40*1024)))
+	if len(s.Cycles) >= 2 {
+		second, last := s.Cycles[1].RSS, s.Cycles[len(s.Cycles)-1].RSS
+		lines = append(lines, fmt.Sprintf("| no upward slope after the first cycle: the last within 2 MiB of the second | %s MiB after cycle 2, %s MiB after cycle %d | %s |", mib(float64(second)), mib(float64(last)), len(s.Cycles), yes(last-second <= 2*1024)))
+	}
+	return lines
 }

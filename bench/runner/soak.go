@@ -31,6 +31,11 @@ import (
 // the pause two cycles before, when there were none.
 const tcpTimeWait = 60 * time.Second
 
+// soakIdle is how long an agent at its defaults is left idle after it is
+// ready, on the soak's namespace before its load, before its VmRSS is
+// read.
+const soakIdle = 5 * time.Second
+
 type soakConfig struct {
 	duration, steady, burst, pause, reconcile time.Duration
 	rate                                      float64
@@ -104,6 +109,7 @@ type soakResult struct {
 	RecClosed, RecAdded, RecChanged   float64
 	CPU                               float64 // agent user+system seconds over the soak
 	HWM                               int64   // agent VmHWM at the end, KiB
+	IdleRSS                           int64   // VmRSS of an agent at its defaults, idle, soakIdle after it was ready, KiB
 	TCP                               map[string]int64
 	Triggers                          map[string]int // reconciliations by trigger (agent's stdout)
 	Err                               string
@@ -212,6 +218,11 @@ func soak(c *config) *soakResult {
 	defer holder.close()
 	ns := holder.ready.Netns
 	res.Netns = ns
+	if res.IdleRSS, err = idleAgent(c, ns); err != nil {
+		logf("soak: idle agent: %v", err)
+	} else {
+		logf("soak: agent at its defaults, idle %s after ready: VmRSS %d KiB", soakIdle, res.IdleRSS)
+	}
 	port, err := freeLocalPort()
 	if err != nil {
 		res.Err = err.Error()
@@ -450,6 +461,44 @@ func namespaceTCP(ns string) map[string]int64 {
 	return out
 }
 
+// idleAgent runs socktrace agent at its defaults (but for where it
+// listens, and the namespace) and returns its VmRSS, KiB, soakIdle after
+// it was ready.
+func idleAgent(c *config, ns string) (int64, error) {
+	port, err := freeLocalPort()
+	if err != nil {
+		return 0, err
+	}
+	rf := filepath.Join(c.work, fmt.Sprintf("idle-%d.ready", time.Now().UnixNano()))
+	defer os.Remove(rf)
+	cmd := exec.Command(c.socktrace, "agent", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--netns", ns, "--ready-file", rf)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = io.Discard, &stderr, sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer stopProc(cmd, syscall.SIGINT, 10*time.Second)
+	for launched := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(rf); err == nil {
+			break
+		}
+		if !alive(cmd.Process.Pid) || time.Since(launched) > 60*time.Second {
+			return 0, fmt.Errorf("the agent did not start: %s", tail(stderr.String(), 600))
+		}
+	}
+	time.Sleep(soakIdle)
+	return statusKiB(cmd.Process.Pid, "VmRSS"), nil
+}
+
+// maxRSS is the highest VmRSS read after a cycle, KiB.
+func (r *soakResult) maxRSS() int64 {
+	var m int64
+	for _, cy := range r.Cycles {
+		m = max(m, cy.RSS)
+	}
+	return m
+}
+
 // rssSlope is the least-squares slope, in KiB per hour, of the RSS over
 // the time of its readings, for the cycles after the first (the first
 // warms up the tables and caches).
@@ -548,7 +597,7 @@ func (r *soakResult) markdown(w func(string, ...any)) {
 	w("| gauge = ss | %d of %d cycles |\n", len(r.Cycles)-len(r.failedGauge), len(r.Cycles))
 	w("| connect counters = load | %d of %d cycles |\n", len(r.Cycles)-len(r.failedCounters), len(r.Cycles))
 	w("| agent CPU | %.2f s user+system, %s s per million transitions received |\n", r.CPU, f2(r.CPU/(r.Transitions/1e6)))
-	w("| VmRSS | %s MiB after cycle 1, %s MiB after cycle %d; VmHWM %s MiB at the end |\n", mib(float64(first.RSS)), mib(float64(lastC.RSS)), lastC.Cycle, mib(float64(r.HWM)))
+	w("| VmRSS | an agent at its defaults, idle on the namespace %s after ready: %s MiB; the soak's: %s MiB after cycle 1, %s MiB after cycle %d, highest %s MiB; VmHWM %s MiB at the end |\n", soakIdle, mib(float64(r.IdleRSS)), mib(float64(first.RSS)), mib(float64(lastC.RSS)), lastC.Cycle, mib(float64(r.maxRSS())), mib(float64(r.HWM)))
 	span := 0.0
 	if len(r.Cycles) > 1 {
 		span = (lastC.Check - r.Cycles[1].Check) / 60

@@ -63,6 +63,11 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 			if err != nil {
 				return err
 			}
+			stop, err := startProfiles(f.cpuProfile, f.memProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return agent.Run(cmd.Context(), o, c)
 		},
 	}
@@ -90,8 +95,22 @@ long the agent runs. Every namespace is listed unless --netns says which.`,
 	addFilterFlags(fl, f)
 	addAnalysisFlags(fl, f)
 	addTraceFlags(fl, f)
+	// The agent's ring is smaller than the trace's: it runs on every node
+	// forever, and the ring is resident (and kernel memory charged to its
+	// cgroup) all that time; a loss is counted and repaired by the
+	// reconciliation that follows it.
+	f.ringSize = agentRingSize
+	fl.Lookup("ring-size").DefValue = agentRingSize
+	fl.Lookup("ring-size").Usage = "ring buffer `SIZE` (power of two, e.g. 64K, 8M; 2M holds about 10,900 transitions, in 2 MiB of kernel memory, resident in the agent); larger loses less under bursts"
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to `FILE` (for developers)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit and on SIGUSR1 (for developers)")
+	fl.MarkHidden("cpuprofile")
+	fl.MarkHidden("memprofile")
 	return cmd
 }
+
+// agentRingSize is the agent's default --ring-size.
+const agentRingSize = "2M"
 
 // agentFlags holds the agent's own flags, beside the trace's.
 type agentFlags struct {

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -86,7 +88,7 @@ keep failing (refused, timeout, unreachable, aborted) raises an alert;
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "with --write: record only, print nothing")
 	addTraceFlags(fl, f)
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to `FILE` (for developers)")
-	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit (for developers)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go heap profile to `FILE` at exit and on SIGUSR1 (for developers)")
 	fl.MarkHidden("cpuprofile")
 	fl.MarkHidden("memprofile")
 	cmd.AddCommand(newReadCmd(), newAgentCmd(), newSSCmd(), newReportCmd())
@@ -185,14 +187,30 @@ func startProfiles(cpu, mem string) (stop func(), err error) {
 		stop = func() { pprof.StopCPUProfile(); f.Close() }
 	}
 	if mem != "" {
-		cpuStop := stop
-		stop = func() {
-			cpuStop()
+		// Sample every 4 KiB allocated, not every 512 KiB: an idle
+		// agent's heap is a few MiB, too little for the default rate.
+		runtime.MemProfileRate = 4096
+		write := func() {
 			if f, err := os.Create(mem); err == nil {
 				runtime.GC()
 				pprof.WriteHeapProfile(f)
 				f.Close()
 			}
+		}
+		// SIGUSR1 writes it too, while socktrace runs: what an agent
+		// holds is gone by the time it exits.
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				write()
+			}
+		}()
+		cpuStop := stop
+		stop = func() {
+			cpuStop()
+			signal.Stop(usr1)
+			write()
 		}
 	}
 	return stop, nil

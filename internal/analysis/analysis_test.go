@@ -241,3 +241,23 @@ func TestMeasure(t *testing.T) {
 		t.Errorf("filtered close-wait %+v", p.CloseWait)
 	}
 }
+
+// TestTopCountsKeepsOnlyTheTop: the top n of many counts (one per
+// time-wait peer: tens of thousands on a busy host) does not keep the
+// slice of all of them alive until the next measure.
+func TestTopCountsKeepsOnlyTheTop(t *testing.T) {
+	m := map[Count]int{}
+	for i := 0; i < 10000; i++ {
+		m[Count{Port: uint16(i)}] = i % 7
+	}
+	got := topCounts(m, 5)
+	if len(got) != 5 || cap(got) != 5 {
+		t.Errorf("top 5 of 10,000: len %d, cap %d; want both 5", len(got), cap(got))
+	}
+	for _, c := range got {
+		if c.N != 6 {
+			t.Errorf("top counts %v: want the count 6 each", got)
+			break
+		}
+	}
+}

@@ -208,7 +208,9 @@ func topCounts(m map[Count]int, n int) []Count {
 		return out[i].Port < out[j].Port
 	})
 	if len(out) > n {
-		out = out[:n]
+		// A copy: out[:n] kept the whole slice (one entry per time-wait
+		// peer: tens of thousands) alive until the next measure.
+		out = append([]Count(nil), out[:n]...)
 	}
 	return out
 }

@@ -31,16 +31,23 @@ var (
 // decoded where the kernel wrote it, and its room given back after, with
 // no copy and no lock on the way (one goroutine reads). It follows the
 // kernel's protocol as cilium/ebpf's ringbuf.Reader does: the consumer
-// page is ours to write, the producer page and the data pages (mapped
-// twice in a row, so a record that wraps reads straight) the kernel's; a
-// wait is an epoll on the map, which the kernel wakes when it submits
-// into a ring the reader has emptied.
+// page is ours to write, the producer page and the data pages the
+// kernel's; a wait is an epoll on the map, which the kernel wakes when
+// it submits into a ring the reader has emptied.
+//
+// The kernel lets a reader map the data pages twice in a row, so that a
+// record that wraps reads straight; cilium/ebpf does. Every page of such
+// a mapping is resident from the start, and counts twice in VmRSS: an 8
+// MiB ring would be 16 MiB of the process's resident memory. We map the
+// data pages once and copy the rare record that wraps (a header never
+// does: records are 8-byte aligned in a ring of whole pages).
 type ring struct {
 	consMem, prodMem []byte
 	consPos, prodPos *uint64
 	data             []byte
 	mask             uint64
 	size             int
+	wrapped          []byte // the last record that wrapped, copied
 
 	epfd    int
 	flushFD int // an eventfd: Flush wakes a waiting read with it
@@ -68,7 +75,7 @@ func newRing(m *ebpf.Map) (*ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mmap consumer page: %w", err)
 	}
-	prod, err := unix.Mmap(fd, int64(page), page+2*size, unix.PROT_READ, unix.MAP_SHARED)
+	prod, err := unix.Mmap(fd, int64(page), page+size, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		unix.Munmap(cons)
 		return nil, fmt.Errorf("mmap data pages: %w", err)
@@ -167,8 +174,23 @@ func (r *ring) record() ([]byte, error) {
 			continue
 		}
 		r.next, r.held, r.remaining = cons, true, int(prod-cons)
+		if start+n > uint64(r.size) {
+			return r.unwrap(start, n), nil
+		}
 		return r.data[start : start+n : start+n], nil
 	}
+}
+
+// unwrap copies the record of n bytes at start that runs past the end of
+// the data pages (its rest is at their beginning).
+func (r *ring) unwrap(start, n uint64) []byte {
+	if uint64(cap(r.wrapped)) < n {
+		r.wrapped = make([]byte, n)
+	}
+	b := r.wrapped[:n:n]
+	k := copy(b, r.data[start:])
+	copy(b[k:], r.data[:n-uint64(k)])
+	return b
 }
 
 // release gives the room of the record read last back to the kernel.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/socktrace/socktrace/internal/analysis"
@@ -149,13 +150,20 @@ func (o *Options) Match(s *filter.Subject) bool {
 }
 
 // keepSocket applies the filter to a socket of a pressure dump.
+// One Subject is reused: built for each socket, it escaped to the heap
+// (the expression's Match is an interface call), an allocation per
+// socket of every reconciliation.
 func (o *Options) keepSocket(owners procs.Table) func(*snapshot.Socket) bool {
+	var mu sync.Mutex
+	subj := new(filter.Subject)
 	return func(s *snapshot.Socket) bool {
 		var users []procs.Owner
 		if s.Inode != 0 {
 			users = owners[s.Inode]
 		}
-		subj := filter.OfSocket(s, users)
-		return o.Match(&subj)
+		mu.Lock()
+		defer mu.Unlock()
+		*subj = filter.OfSocket(s, users)
+		return o.Match(subj)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/socktrace/socktrace/internal/analysis"
 	"github.com/socktrace/socktrace/internal/events"
 	"github.com/socktrace/socktrace/internal/filter"
+	"github.com/socktrace/socktrace/internal/gcroom"
 	"github.com/socktrace/socktrace/internal/output"
 	"github.com/socktrace/socktrace/internal/reconcile"
 	"github.com/socktrace/socktrace/internal/snapshot"
@@ -16,6 +17,11 @@ import (
 // and dumps, the table applies a dump (timeline.Table.Reconcile); here
 // the two are joined in the reading goroutine, and what changed is
 // counted and written.
+
+// releaseAbove: after a reconciliation, free heap beyond this much is
+// given back to the kernel (gcroom.Release): twice the room the
+// collector is given, so that a steady churn does not trigger it.
+const releaseAbove = 2 * gcRoom
 
 // newReconciler is the reconciler of a live run.
 func newReconciler(o *Options, wake func()) *reconcile.Reconciler {
@@ -46,6 +52,9 @@ func (p *pipeline) pollReconcile(caughtUp func(k uint64) bool) error {
 		if err := p.applyReconcile(r); err != nil {
 			return err
 		}
+		// What the burst before (and the dump) grew goes back now, not
+		// at the runtime's pace of minutes.
+		gcroom.Release(releaseAbove)
 	}
 	if rc.Due() {
 		p.startReconcile()
@@ -154,7 +163,15 @@ func (p *pipeline) measureReconciled(r *reconcile.Result, res *timeline.Reconcil
 		p.reconciler.ScanOwners(res.Added)
 		return
 	}
-	var press []snapshot.Socket
+	// Counted first: grown by append, the copy of a busy namespace's
+	// time-wait sockets made twice its size of garbage each time.
+	n := 0
+	for i := range r.Dump.Sockets {
+		if analysis.PressureStates.Has(r.Dump.Sockets[i].State) {
+			n++
+		}
+	}
+	press := make([]snapshot.Socket, 0, n)
 	for i := range r.Dump.Sockets {
 		if analysis.PressureStates.Has(r.Dump.Sockets[i].State) {
 			press = append(press, r.Dump.Sockets[i])

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -44,7 +45,12 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	// The owners' iterator (for the snapshot, reconciliation, listeners)
 	// loads while the tracer's programs do.
 	owners.Preload()
+	// Loading the programs decodes the kernel's BTF: garbage that, at
+	// the default percentage, made the start the agent's highest
+	// resident memory (gcroom.Tight).
+	loose := gcroom.Tight(loadGC)
 	src, err := openLive(o)
+	loose()
 	if err != nil {
 		return err
 	}
@@ -70,6 +76,10 @@ func Run(ctx context.Context, o *Options, hooks *Hooks) error {
 	if err := p.announceReady(o, src.tr); err != nil {
 		return err
 	}
+	// Loading the programs (the kernel's BTF) and the socket list
+	// allocated tens of MiB that are garbage now: give them back to the
+	// kernel at once rather than over minutes (the scavenger's pace).
+	debug.FreeOSMemory()
 	defer src.start(ctx)()
 	return p.consume(src)
 }
@@ -262,6 +272,11 @@ func watchClosed(f *os.File, done <-chan struct{}, stop func()) {
 		}
 	}
 }
+
+// loadGC is the collector's percentage while the programs load: 50
+// keeps the start-up peak about 5 MiB lower than the default's 100, for
+// a few milliseconds of collection.
+const loadGC = 50
 
 // gcRoom is the least the collector lets the heap grow between two
 // collections while tracing (package gcroom).

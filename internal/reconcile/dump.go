@@ -87,7 +87,11 @@ func (rc *Reconciler) dumpAll(rowsNetns map[uint32]bool) *Result {
 			continue
 		}
 		d.Netns[inos[i]] = true
-		d.Sockets = append(d.Sockets, socks...)
+		if d.Sockets == nil {
+			d.Sockets = socks // one namespace (the usual): no copy
+		} else {
+			d.Sockets = append(d.Sockets, socks...)
+		}
 	}
 	d.End = events.Monotonic()
 	took := time.Since(began)

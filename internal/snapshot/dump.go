@@ -44,7 +44,13 @@ func Dump(o Options) ([]Socket, error) {
 	}
 	// The slice is sized from the kernel's own count of the namespace's
 	// sockets: at 100,000 sockets, growing it copied them twice over,
-	// with the garbage collector scanning every copy.
+	// with the garbage collector scanning every copy. That count is of
+	// every state: a dump without the states that hold nearly all
+	// sockets (the listeners package polls the listeners every second)
+	// would allocate room for all of them each time, and drop it.
+	if states&tcpstate.MaskOf(tcpstate.Established, tcpstate.TimeWait) == 0 {
+		hint = 0
+	}
 	out := make([]Socket, 0, hint+hint/8+64)
 	for _, fam := range families(o) {
 		n := len(out)

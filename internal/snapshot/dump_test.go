@@ -4,9 +4,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -209,4 +211,47 @@ func TestDumpStateFilter(t *testing.T) {
 
 func itoa(n int) string {
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(n)).String()[len("0.0.0.0:"):]
+}
+
+// TestDumpListenersAllocates: a dump of the listeners only allocates for
+// the listeners, not for every socket of the namespace. The listeners
+// package makes one every second: with 100,000 sockets held, sizing it
+// for all of them made 17 MiB of garbage a second, and the agent's
+// heap doubled.
+func TestDumpListenersAllocates(t *testing.T) {
+	ns := testnet.New(t)
+	const conns = 2000
+	ns.Run(t, func() error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { l.Close() })
+		for i := 0; i < conns; i++ {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				return err
+			}
+			s, err := l.Accept()
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { c.Close(); s.Close() })
+		}
+		return nil
+	})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	socks, err := snapshot.Dump(snapshot.Options{Netns: ns.Path(), States: tcpstate.MaskOf(tcpstate.Listen)})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(socks) != 1 {
+		t.Fatalf("listed %d listeners, want 1", len(socks))
+	}
+	all := uint64(2*conns) * uint64(unsafe.Sizeof(snapshot.Socket{}))
+	if got := after.TotalAlloc - before.TotalAlloc; got > all/4 {
+		t.Errorf("listing 1 listener among %d sockets allocated %d bytes; room for all of them is %d", 2*conns+1, got, all)
+	}
 }

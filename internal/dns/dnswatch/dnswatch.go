@@ -51,6 +51,14 @@ type Watch struct {
 	rec   ringbuf.Record
 }
 
+// RingSize is the size of the DNS answers' ring buffer. A record is
+// about 2.1 KiB (an answer of up to 2048 bytes and who received it):
+// 512 KiB hold about 240 answers not yet read, which the reader takes as
+// they come; one lost is counted (Counts). cilium/ebpf's reader maps the
+// data pages twice, so it is twice its size of socktrace's resident
+// memory (1 MiB), besides the kernel memory charged to its cgroup.
+const RingSize = 512 << 10
+
 // Open loads the programs and attaches them to the root of the cgroup2
 // hierarchy at cgroupMount (every process is below it); cgroups.Resolver
 // finds it.
@@ -63,11 +71,16 @@ func Open(cgroupMount string) (*Watch, error) {
 		return nil, fmt.Errorf("passive DNS: memlock: %w", err)
 	}
 	w := &Watch{}
+	spec, err := loadDns()
+	if err != nil {
+		return nil, fmt.Errorf("passive DNS: %w", err)
+	}
+	spec.Maps["dns_events"].MaxEntries = RingSize
 	opts, err := kernelbtf.Options(nil)
 	if err != nil {
 		return nil, fmt.Errorf("passive DNS: %w", err)
 	}
-	if err := loadDnsObjects(&w.objs, opts); err != nil {
+	if err := spec.LoadAndAssign(&w.objs, opts); err != nil {
 		return nil, fmt.Errorf("passive DNS: load BPF programs: %w", err)
 	}
 	attach := []struct {
