@@ -93,7 +93,7 @@ func main() {
 	flag.IntVar(&c.lossy.rounds, "lossy-rounds", 3, "lossy: rounds")
 	flag.Float64Var(&c.storm.rate, "storm-rate", 200000, "drop storm: UDP datagrams a second to a closed port")
 	flag.Float64Var(&c.storm.connRate, "storm-conn-rate", 2000, "drop storm: connections a second of the churn beside it")
-	flag.IntVar(&c.storm.senders, "storm-senders", 2, "drop storm: sending sockets (and goroutines)")
+	flag.IntVar(&c.storm.senders, "storm-senders", 3, "drop storm: sending sockets (and goroutines)")
 	flag.IntVar(&c.storm.rounds, "storm-rounds", 3, "drop storm: rounds (a quiet and a storm trial each)")
 	flag.Int64Var(&c.reportConns, "report-conns", 100000, "report: connections recorded (10 transitions each) for socktrace report")
 	flag.IntVar(&c.reportRounds, "report-rounds", 3, "report: runs of socktrace report on the recording")
