@@ -138,9 +138,9 @@ clean:
 # runner go in BENCH_ARGS, e.g. BENCH_ARGS='-rounds 5 -wait-load 1'.
 BENCH_PACKAGES := libbpf-tools bpftrace iproute2 linux-perf time
 .PHONY: bench
-bench: build
+bench: build $(OTELCOL)
 	$(call apt-install,$(BENCH_PACKAGES))
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 	$(GO) build -o bin/bench-loadgen ./bench/loadgen
 	$(GO) build -o bin/bench-runner ./bench/runner
-	./bin/bench-runner -socktrace $(BIN) -loadgen bin/bench-loadgen -go $(GO) -out bench/RESULTS.md $(BENCH_ARGS)
+	./bin/bench-runner -socktrace $(BIN) -loadgen bin/bench-loadgen -go $(GO) -soak-otlp $(OTELCOL) -out bench/RESULTS.md $(BENCH_ARGS)

@@ -123,3 +123,16 @@ func joinArgs(a []string) string {
 	}
 	return s
 }
+
+// otlpTargets returns the OTLP soak's row of the Targets table: the
+// agent's CPU per million transitions with the export on at most 5 %
+// above the same soak without it.
+func (r *report) otlpTargets(yes func(bool) string) []string {
+	s := r.soakOTLP
+	if s == nil || s.Err != "" || s.Plain == nil || s.OTLP == nil || s.Plain.Transitions == 0 || s.OTLP.Transitions == 0 {
+		return nil
+	}
+	pm, om := s.Plain.CPU/(s.Plain.Transitions/1e6), s.OTLP.CPU/(s.OTLP.Transitions/1e6)
+	return []string{fmt.Sprintf("| the soak with OTLP on: agent CPU per million transitions ≤ +5%% | %s vs %s s per million (%+.1f%%), the two soaks back to back | %s |",
+		f2(om), f2(pm), 100*(om/pm-1), yes(om <= 1.05*pm))}
+}

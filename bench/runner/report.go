@@ -675,6 +675,7 @@ func (r *report) targets(w func(string, ...any)) {
 	lines = append(lines, r.lossyTargets(yes)...)
 	lines = append(lines, r.stormTargets(yes)...)
 	lines = append(lines, r.reportTargets(yes)...)
+	lines = append(lines, r.otlpTargets(yes)...)
 	lines = append(lines, r.hostwideTargets(yes)...)
 	if len(lines) == 0 {
 		return
