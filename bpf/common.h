@@ -34,6 +34,7 @@ const volatile struct config cfg = {
 	.want_inet6 = 1,
 	.drop_consumed = ~0U,
 	.drop_no_socket = ~0U,
+	.drop_purge = ~0U,
 };
 
 struct owner {

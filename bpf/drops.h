@@ -198,7 +198,10 @@ static __always_inline void count_drop_dest(struct sock *sk, const struct sock_i
  * kernel names (6.11+), else NULL. */
 static __always_inline int on_drop(struct sk_buff *skb, __u64 reason, struct sock *rx_sk)
 {
-	if (reason == cfg.drop_consumed)
+	/* Not drops on the way: a packet consumed, or one a socket had
+	 * received (and acknowledged) freed with its queue as it is
+	 * destroyed (a FIN nobody read: one a connection). */
+	if (reason == cfg.drop_consumed || reason == cfg.drop_purge)
 		return 0;
 	/* Read directly (tp_btf gives a BTF-typed skb): no helper call
 	 * before the packet is known to be TCP. */
@@ -249,6 +252,12 @@ static __always_inline int on_drop(struct sk_buff *skb, __u64 reason, struct soc
 		count_nosock(skb, reason);
 		return 0;
 	}
+	/* A packet the socket had received, freed once it is closed: its
+	 * queue purged as it is destroyed (a FIN nobody read, one a
+	 * connection closed by the server first), not a drop on the way.
+	 * QUEUE_PURGE says so from 6.x; older kernels give no reason. */
+	if (dir == DROP_RECEIVED && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+		return 0;
 
 	struct sock_info *info = sock_entry((__u64)sk, sport);
 	if (!info)

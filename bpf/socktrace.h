@@ -150,6 +150,8 @@ struct config {
 	__u8 pad[2];
 	__u32 drop_consumed;  /* the kernel's SKB_CONSUMED (not a drop), ~0 if it has none */
 	__u32 drop_no_socket; /* the kernel's SKB_DROP_REASON_NO_SOCKET, ~0 if it has none */
+	__u32 drop_purge;     /* the kernel's SKB_DROP_REASON_QUEUE_PURGE (a socket's queue freed as it is destroyed: not a drop on the way), ~0 if none */
+	__u32 pad2;
 	/* Kernels without reasons: the locations (function ranges [lo, hi))
 	 * whose drops are of no socket (tcp_v4_rcv, tcp_v6_rcv); 0 if none. */
 	__u64 drop_quiet_lo[2];

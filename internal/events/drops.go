@@ -47,10 +47,12 @@ func (t *Tracer) DropReasons() DropReasons {
 func (t *Tracer) KernelTypes() *btf.Spec { return t.kernelTypes }
 
 // dropReasonValues are the kernel's SKB_CONSUMED (a packet freed, not
-// dropped, which some kernels pass through kfree_skb) and
-// SKB_DROP_REASON_NO_SOCKET, each ^0 if it has none.
-func dropReasonValues(kernel *btf.Spec) (consumed, noSocket uint32) {
-	consumed, noSocket = ^uint32(0), ^uint32(0)
+// dropped, which some kernels pass through kfree_skb),
+// SKB_DROP_REASON_NO_SOCKET and SKB_DROP_REASON_QUEUE_PURGE (a socket's
+// queue freed as the socket is destroyed: packets it had received, not
+// dropped on the way), each ^0 if it has none.
+func dropReasonValues(kernel *btf.Spec) (consumed, noSocket, purge uint32) {
+	consumed, noSocket, purge = ^uint32(0), ^uint32(0), ^uint32(0)
 	if kernel == nil {
 		var err error
 		if kernel, err = kernelbtf.Spec(); err != nil {
@@ -67,6 +69,8 @@ func dropReasonValues(kernel *btf.Spec) (consumed, noSocket uint32) {
 			consumed = uint32(v.Value)
 		case "SKB_DROP_REASON_NO_SOCKET":
 			noSocket = uint32(v.Value)
+		case "SKB_DROP_REASON_QUEUE_PURGE":
+			purge = uint32(v.Value)
 		}
 	}
 	return

@@ -26,6 +26,8 @@ type socktraceConfig struct {
 	Pad          [2]uint8
 	DropConsumed uint32
 	DropNoSocket uint32
+	DropPurge    uint32
+	Pad2         uint32
 	DropQuietLo  [2]uint64
 	DropQuietHi  [2]uint64
 	Sport        [16]struct {

@@ -233,7 +233,7 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	kc := kernelConfig(opts.Filter)
 	kc.Kinds = uint8(opts.Kinds)
-	kc.DropConsumed, kc.DropNoSocket = dropReasonValues(kernelTypes)
+	kc.DropConsumed, kc.DropNoSocket, kc.DropPurge = dropReasonValues(kernelTypes)
 	if opts.DropTuples {
 		kc.DropTuples = 1
 		if kc.DropNoSocket == ^uint32(0) {
