@@ -168,7 +168,7 @@ func TestSynRetransmitsDroppedOnOutput(t *testing.T) {
 	nftIn(t, ns, fmt.Sprintf("table inet out {\n counter syns {}\n chain out {\n  type filter hook output priority 0;\n  tcp dport %d counter name syns drop\n }\n}\n", port))
 	c := hooked(t, ns, events.KindsOf(events.KindRetransmit), "tcp:tcp_retransmit_skb")
 	local := failedConnect(t, ns, port, "timed-out")
-	c.waitFor(t, "the attempt closed", closedCount(1))
+	c.waitForIn(t, 10*time.Second, "the attempt closed", closedCount(1))
 	counts, _, err := c.tr.DestCounts(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ func TestSynRetransmits(t *testing.T) {
 		}
 		return nil
 	})
-	c.waitFor(t, "the attempt closed", closedCount(1))
+	c.waitForIn(t, 10*time.Second, "the attempt closed", closedCount(1))
 	counts, _, err := c.tr.DestCounts(nil)
 	if err != nil {
 		t.Fatal(err)
