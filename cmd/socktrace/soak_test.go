@@ -220,4 +220,3 @@ func checkConnectsCounted(t *testing.T, attempts float64, made, failed int64) {
 		t.Logf("connect attempts counted %v; the load made %d: %v counted twice (the backup's known race)", attempts, made, extra)
 	}
 }
-
