@@ -92,8 +92,11 @@ $(OTELCOL): tools/otelcol-test/main.go tools/otelcol-test/go.mod tools/otelcol-t
 otelcol-test: $(OTELCOL)
 
 # Privileged tests fail rather than skip here: they are the point.
+# One package at a time (-p 1): the packages' tests share one kernel, its
+# tracepoints and CPUs; side by side, one package's BPF programs and load
+# lengthened another's nested runs (the backup race of bpf/backup.h).
 test: check-generated lint $(OTELCOL)
-	SOCKTRACE_OTELCOL=$(CURDIR)/$(OTELCOL) SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 15m ./...
+	SOCKTRACE_OTELCOL=$(CURDIR)/$(OTELCOL) SOCKTRACE_REQUIRE_ROOT=1 $(GO) test -p 1 -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Short fuzz runs of the parsers that take outside input.
