@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/socktrace/socktrace/internal/testkit/testnet"
 )
 
@@ -293,33 +291,8 @@ func selfComm() string {
 func TestFullAcceptQueue(t *testing.T) {
 	ns := testnet.New(t)
 	const backlog = 1
-	var port int
-	ns.Run(t, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { unix.Close(fd) })
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		if err := unix.Listen(fd, backlog); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil {
-			return err
-		}
-		port = sa.(*unix.SockaddrInet4).Port
-		// The kernel queues backlog+1 connections; the next SYNs are dropped.
-		for i := 0; i < backlog+3; i++ {
-			d := net.Dialer{Timeout: 200 * time.Millisecond}
-			if c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-				t.Cleanup(func() { c.Close() })
-			}
-		}
-		return nil
-	})
+	// The kernel queues backlog+1 connections; the next SYNs are dropped.
+	port := ns.FullListener(t, backlog)
 	out, err := exec.Command(socktraceBin(t), "--once", "--netns", ns.Path(), "-o", "json", fmt.Sprintf("state listening and sport = :%d", port)).Output()
 	if err != nil {
 		t.Fatalf("socktrace --once: %v", err)
