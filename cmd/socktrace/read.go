@@ -39,12 +39,9 @@ stderr.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, expr := args, []string(nil)
-			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
-				files, expr = args[:dash], args[dash:]
-			}
-			if len(files) == 0 {
-				return fmt.Errorf("no capture file given: socktrace read FILE... [-- FILTER]")
+			files, expr, err := captureArgs(cmd, args, "socktrace read FILE... [-- FILTER]")
+			if err != nil {
+				return err
 			}
 			f.attach = events.AttachAuto
 			o, err := f.parse(expr)
@@ -62,4 +59,18 @@ stderr.`,
 	addViewFlags(fl, f)
 	fl.BoolVarP(&f.follow, "follow", "f", false, "keep reading as the file grows, and into the next rotated file, like tail -f (Ctrl-C to stop)")
 	return cmd
+}
+
+// captureArgs splits the arguments of read and report into capture files
+// and, after --, a filter expression; usage names the command's form for
+// the error when no file is given.
+func captureArgs(cmd *cobra.Command, args []string, usage string) (files, expr []string, err error) {
+	files = args
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		files, expr = args[:dash], args[dash:]
+	}
+	if len(files) == 0 {
+		return nil, nil, fmt.Errorf("no capture file given: %s", usage)
+	}
+	return files, expr, nil
 }

@@ -41,12 +41,9 @@ no script), it prints, and follows a dark colour scheme. Capture formats
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, expr := args, []string(nil)
-			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
-				files, expr = args[:dash], args[dash:]
-			}
-			if len(files) == 0 {
-				return fmt.Errorf("no capture file given: socktrace report FILE... -o report.html")
+			files, expr, err := captureArgs(cmd, args, "socktrace report FILE... -o report.html")
+			if err != nil {
+				return err
 			}
 			if out == "" {
 				return fmt.Errorf("no output file: add -o report.html (or -o - for stdout)")
